@@ -1,0 +1,2 @@
+//! S3 catalog connector library.
+#![forbid(unsafe_code)]

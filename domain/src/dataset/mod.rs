@@ -1,0 +1,1 @@
+//! Grouping objects into logical datasets.

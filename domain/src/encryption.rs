@@ -1,0 +1,1 @@
+//! Per-dataset encryption summaries.

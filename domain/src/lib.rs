@@ -1,0 +1,12 @@
+//! Domain logic of the S3 catalog connector.
+//!
+//! Everything here is pure: it works on object keys, listing metadata and byte slices that the
+//! caller fetched. It knows nothing of the AWS SDK, gRPC or the command line, so it can be
+//! tested with tables and property tests, and reused by the Lambda and the inventory engine.
+#![forbid(unsafe_code)]
+
+pub mod dataset;
+pub mod encryption;
+pub mod format;
+pub mod model;
+pub mod schema;

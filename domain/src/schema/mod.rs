@@ -1,0 +1,1 @@
+//! Schema inference from bounded byte ranges.
