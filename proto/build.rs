@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor_path)
         .skip_protoc_run()
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_protos(&protos, &["proto"])?;
 
     let descriptor_bytes = std::fs::read(&descriptor_path)?;

@@ -1,2 +1,15 @@
 //! S3 catalog connector library.
+//!
+//! - [`aws`]: SDK clients and the narrow seams (list, ranged get, head, bucket encryption,
+//!   describe key, caller identity) that the rest of the crate uses.
+//! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
+//! - [`output`]: records (the proto contract), JSON Lines and the human summary.
+//! - [`cli`]: the command line.
+//!
+//! Domain logic (grouping, inference, encryption summaries) lives in `s3-connector-domain`.
 #![forbid(unsafe_code)]
+
+pub mod aws;
+pub mod cli;
+pub mod extract;
+pub mod output;

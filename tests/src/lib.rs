@@ -1,1 +1,232 @@
 //! Shared harness for the end-to-end tests.
+//!
+//! The emulators are started and seeded by `scripts/test.sh` (see `deploy/local/`), which
+//! exports `S3C_<FLAVOR>_ENDPOINT` and `S3C_<FLAVOR>_EXPECTED` (the generator's description of
+//! the estate it built). Tests run the same command-line code path a user runs, in process,
+//! writing JSON Lines to a temporary file, and compare the records with the expected estate.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Which emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// moto server.
+    Moto,
+    /// LocalStack community.
+    LocalStack,
+}
+
+impl Flavor {
+    fn env_name(self) -> &'static str {
+        match self {
+            Flavor::Moto => "MOTO",
+            Flavor::LocalStack => "LOCALSTACK",
+        }
+    }
+}
+
+/// The generator's description of the estate.
+#[derive(Debug, Deserialize)]
+pub struct Expected {
+    /// "moto" or "localstack".
+    pub flavor: String,
+    /// Account id of the emulator.
+    pub account_id: String,
+    /// KMS keys by letter.
+    pub keys: BTreeMap<String, String>,
+    /// Buckets.
+    pub buckets: Vec<ExpectedBucket>,
+    /// Datasets.
+    pub datasets: Vec<ExpectedDataset>,
+}
+
+/// An expected bucket.
+#[derive(Debug, Deserialize)]
+pub struct ExpectedBucket {
+    /// Name.
+    pub name: String,
+    /// Default encryption.
+    pub default_encryption: ExpectedDefault,
+    /// All objects.
+    pub object_count: u64,
+    /// Junk objects.
+    pub junk_count: u64,
+    /// Datasets.
+    pub dataset_count: u64,
+}
+
+/// An expected default encryption.
+#[derive(Debug, Deserialize)]
+pub struct ExpectedDefault {
+    /// NONE, SSE_S3, SSE_KMS.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Key ARN.
+    pub kms_key_arn: Option<String>,
+    /// Bucket key.
+    #[serde(default)]
+    pub bucket_key_enabled: bool,
+}
+
+/// An expected dataset.
+#[derive(Debug, Deserialize)]
+pub struct ExpectedDataset {
+    /// Bucket.
+    pub bucket: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Format.
+    pub format: String,
+    /// Partition keys in path order.
+    #[serde(default)]
+    pub partition_keys: Vec<String>,
+    /// Decoded partition values by key.
+    #[serde(default)]
+    pub partition_values: BTreeMap<String, Vec<String>>,
+    /// Data files.
+    pub file_count: u64,
+    /// Bytes of the data files.
+    pub total_bytes: u64,
+    /// Whether a schema is expected.
+    pub schema_available: bool,
+    /// Expected columns.
+    pub columns: Option<Vec<ExpectedColumn>>,
+    /// Expected encryption.
+    pub encryption: ExpectedEncryption,
+    /// Problem codes expected on the dataset.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// Only broken files.
+    #[serde(default)]
+    pub broken: bool,
+}
+
+/// An expected column.
+#[derive(Debug, Deserialize)]
+pub struct ExpectedColumn {
+    /// Name.
+    pub name: String,
+    /// Canonical type (for CSV/JSON decimals only the family `decimal`).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Expected encryption of a dataset.
+#[derive(Debug, Deserialize)]
+pub struct ExpectedEncryption {
+    /// Types seen.
+    pub types: Vec<String>,
+    /// Key ARNs seen.
+    #[serde(default)]
+    pub kms_key_arns: Vec<String>,
+    /// Mixed flag.
+    #[serde(default)]
+    pub mixed: bool,
+}
+
+/// A seeded emulator.
+pub struct Estate {
+    /// Which emulator.
+    pub flavor: Flavor,
+    /// Its endpoint.
+    pub endpoint: String,
+    /// What the generator built.
+    pub expected: Expected,
+}
+
+impl Estate {
+    /// The seeded estate on `flavor`; panics with instructions when the test script did not
+    /// start it (these tests must not silently pass without their emulator).
+    pub fn get(flavor: Flavor) -> Estate {
+        let name = flavor.env_name();
+        let endpoint = std::env::var(format!("S3C_{name}_ENDPOINT"))
+            .unwrap_or_else(|_| panic!("S3C_{name}_ENDPOINT is not set: run the suite with scripts/test.sh"));
+        let expected_path = std::env::var(format!("S3C_{name}_EXPECTED"))
+            .unwrap_or_else(|_| panic!("S3C_{name}_EXPECTED is not set: run the suite with scripts/test.sh"));
+        let text = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| panic!("reading {expected_path}: {e}"));
+        let expected: Expected = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {expected_path}: {e}"));
+        Estate { flavor, endpoint, expected }
+    }
+
+    /// Runs `s3-connector extract <args>` against this emulator.
+    pub async fn extract(&self, args: &[&str]) -> RunResult {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out: PathBuf = dir.path().join("out.jsonl");
+        let mut argv: Vec<String> = vec!["s3-connector".into(), "extract".into()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv.extend(["--endpoint-url".into(), self.endpoint.clone(), "--region".into(), "us-east-1".into()]);
+        argv.extend(["--no-progress".into(), "--quiet".into(), "-o".into(), out.display().to_string()]);
+        let cli = s3_connector::cli::Cli::try_parse_from(&argv).expect("arguments parse");
+        let exit_code = match s3_connector::cli::run(cli).await {
+            Ok(code) => code,
+            Err(e) => return RunResult { exit_code: 1, error: Some(format!("{e:#}")), records: Vec::new() },
+        };
+        let text = std::fs::read_to_string(&out).expect("output file written");
+        let records = text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+        RunResult { exit_code, error: None, records }
+    }
+}
+
+/// What a run gave.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Exit code (1 for a fatal error).
+    pub exit_code: i32,
+    /// The fatal error, if any.
+    pub error: Option<String>,
+    /// Records, in order.
+    pub records: Vec<Value>,
+}
+
+impl RunResult {
+    /// Records of one kind (`bucket`, `dataset`, `problem`, `summary`), unwrapped.
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.records.iter().filter_map(|r| r.get(kind)).collect()
+    }
+
+    /// The dataset record for (bucket, prefix, format).
+    pub fn dataset(&self, bucket: &str, prefix: &str, format: &str) -> Option<&Value> {
+        self.of_kind("dataset").into_iter().find(|d| {
+            d["bucket"] == bucket && d["prefix"].as_str().unwrap_or("") == prefix && d["format"] == format
+        })
+    }
+
+    /// The bucket record.
+    pub fn bucket(&self, name: &str) -> Option<&Value> {
+        self.of_kind("bucket").into_iter().find(|b| b["name"] == name)
+    }
+
+    /// Problem codes recorded on a dataset.
+    pub fn problem_codes(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.of_kind("problem")
+            .into_iter()
+            .filter(|p| p["bucket"] == bucket && p["datasetPrefix"].as_str().unwrap_or("") == prefix)
+            .filter_map(|p| p["code"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// proto3 JSON writes 64-bit integers as strings; absent means 0.
+pub fn u64_field(v: &Value, name: &str) -> u64 {
+    match &v[name] {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("{name} is not a number: {s}")),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        Value::Null => 0,
+        other => panic!("{name} has an unexpected JSON type: {other}"),
+    }
+}
+
+/// A string array field (absent means empty).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// The type family: `decimal(10,2)` → `decimal`, `struct<..>` → `struct`.
+pub fn type_family(t: &str) -> &str {
+    t.split(['(', '<']).next().unwrap_or(t)
+}

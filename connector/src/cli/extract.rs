@@ -1,0 +1,306 @@
+//! `s3-connector extract`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use s3_connector_domain::schema::InferenceLimits;
+use tokio::sync::mpsc;
+
+use crate::aws::{AwsContext, ConnectionSettings, RequestStats, SdkIdentity, SdkKeyDirectory, SdkObjectStore};
+use crate::extract::{BucketTarget, ExtractLimits, ExtractScope, Extractor, Services};
+use crate::output::jsonl::{Destination, JsonLinesWriter};
+use crate::output::{records, summary};
+
+/// Exit code: the run completed (problems are data).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the run completed, but some bucket could not be listed (missing or denied).
+pub const EXIT_BUCKETS_UNLISTED: i32 = 2;
+
+/// Path-style addressing choice.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PathStyle {
+    /// On for IP-address and localhost endpoints, off otherwise.
+    Auto,
+    /// Always path-style (`https://endpoint/bucket/key`), as MinIO and most S3-compatible stores need.
+    On,
+    /// Always virtual-hosted style (`https://bucket.endpoint/key`).
+    Off,
+}
+
+/// Connection options shared by every command that talks to AWS.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// AWS region (default: AWS_REGION / profile, else us-east-1).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// Endpoint URL for S3, KMS and STS (default: AWS_ENDPOINT_URL), for S3-compatible stores
+    /// and local emulators.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing.
+    #[arg(long, value_enum, default_value_t = PathStyle::Auto)]
+    pub path_style: PathStyle,
+    /// IAM role to assume with STS before extracting.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// ExternalId for the role's trust policy (sts:ExternalId).
+    #[arg(long, requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// Role session name.
+    #[arg(long, requires = "role_arn", default_value = "s3-connector")]
+    pub session_name: String,
+    /// Role session duration in seconds (900-43200).
+    #[arg(long, requires = "role_arn")]
+    pub session_duration: Option<u64>,
+    /// Attempts per AWS request, including the first (standard retry with backoff).
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+}
+
+impl ConnectionArgs {
+    /// The connection settings these options describe.
+    pub fn settings(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            force_path_style: match self.path_style {
+                PathStyle::Auto => None,
+                PathStyle::On => Some(true),
+                PathStyle::Off => Some(false),
+            },
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+            session_name: self.role_arn.as_ref().map(|_| self.session_name.clone()),
+            session_duration: self.session_duration.map(Duration::from_secs),
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// Options of `extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Buckets to extract: `bucket` or `s3://bucket/prefix/` (repeat for several).
+    #[arg(required = true, value_name = "BUCKET_OR_URI")]
+    pub targets: Vec<String>,
+    /// Only keys matching this glob (repeatable), e.g. `sales/**`.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip keys matching this glob (repeatable), e.g. `**/tmp/**`.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Explicit path template (repeatable), tried before the heuristics, e.g.
+    /// `s3://bucket/{table}/{partition_key}={partition_value}/*`.
+    #[arg(long = "template", value_name = "TEMPLATE")]
+    pub templates: Vec<String>,
+    /// Write JSON Lines here instead of stdout (written as FILE.partial, renamed when done).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Connection options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Shards (top-level prefixes) listed in parallel.
+    #[arg(long, default_value_t = 8)]
+    pub listing_concurrency: usize,
+    /// Datasets inferred in parallel.
+    #[arg(long, default_value_t = 16)]
+    pub inference_concurrency: usize,
+    /// Files whose schema is read and merged per dataset.
+    #[arg(long, default_value_t = 2)]
+    pub schema_files: usize,
+    /// Files tried per dataset when reads fail.
+    #[arg(long, default_value_t = 4)]
+    pub schema_candidates: usize,
+    /// HEAD requests per dataset to survey encryption.
+    #[arg(long, default_value_t = 8)]
+    pub encryption_probes: usize,
+    /// Bytes read per file for text formats and Avro.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_read_bytes: u64,
+    /// Bytes decompressed per file at most (compression bombs stop here).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_decompressed_bytes: u64,
+    /// Records parsed per file for type inference.
+    #[arg(long, default_value_t = 1000)]
+    pub max_records: usize,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `bucket` or `s3://bucket/prefix`.
+pub fn parse_target(text: &str) -> anyhow::Result<(String, Option<String>)> {
+    let rest = text.strip_prefix("s3://").unwrap_or(text);
+    let (bucket, prefix) = match rest.split_once('/') {
+        Some((b, p)) => (b, (!p.is_empty()).then(|| p.to_string())),
+        None => (rest, None),
+    };
+    validate_bucket_name(bucket).with_context(|| format!("invalid target '{text}'"))?;
+    Ok((bucket.to_string(), prefix))
+}
+
+/// Checks the S3 bucket naming rules (3-63 characters, lowercase letters, digits, dots,
+/// hyphens, starting and ending with a letter or digit).
+pub fn validate_bucket_name(name: &str) -> anyhow::Result<()> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !(3..=63).contains(&name.len()) || !ok_chars || !ok_ends || name.contains("..") {
+        bail!("'{name}' is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)");
+    }
+    Ok(())
+}
+
+fn targets(list: &[String]) -> anyhow::Result<Vec<BucketTarget>> {
+    let mut out: Vec<BucketTarget> = Vec::new();
+    for t in list {
+        let (bucket, prefix) = parse_target(t)?;
+        match out.iter_mut().find(|b| b.bucket == bucket) {
+            Some(existing) => {
+                if let Some(p) = prefix {
+                    if !existing.prefixes.is_empty() {
+                        existing.prefixes.push(p);
+                    }
+                } else {
+                    existing.prefixes.clear();
+                }
+            }
+            None => out.push(BucketTarget { bucket, prefixes: prefix.into_iter().collect() }),
+        }
+    }
+    Ok(out)
+}
+
+fn run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs `extract`; returns the exit code.
+pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
+    let scope = ExtractScope {
+        targets: targets(&args.targets)?,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        templates: args.templates.clone(),
+    };
+    let limits = ExtractLimits {
+        listing_concurrency: args.listing_concurrency.max(1),
+        inference_concurrency: args.inference_concurrency.max(1),
+        schema_files: args.schema_files.max(1),
+        schema_candidates: args.schema_candidates.max(1),
+        encryption_probes: args.encryption_probes,
+        inference: InferenceLimits {
+            max_read_bytes: args.max_read_bytes.max(1024),
+            max_decompressed_bytes: args.max_decompressed_bytes.max(1024),
+            max_records: args.max_records.max(1),
+            ..InferenceLimits::default()
+        },
+    };
+    let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
+    let stats = Arc::new(RequestStats::default());
+    let services = Services {
+        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
+        keys: Arc::new(SdkKeyDirectory::new(aws.kms_client(), stats.clone())),
+        identity: Arc::new(SdkIdentity::new(aws.sts_client(), stats.clone())),
+        stats: stats.clone(),
+        region: aws.region(),
+    };
+    let destination = match &args.output {
+        Some(path) => Destination::File(path.clone()),
+        None => Destination::Stdout,
+    };
+    let mut writer = JsonLinesWriter::open(&destination).context("cannot open the output")?;
+
+    let extractor = Extractor::new(services, limits);
+    let progress = extractor.progress();
+    let run_id = run_id();
+    let started = Instant::now();
+    let started_ms = now_ms();
+
+    // Records are converted and written on a blocking thread; the bounded channel makes a
+    // slow disk or pipe slow the extraction down instead of buffering without limit.
+    let (tx, mut rx) = mpsc::channel(256);
+    let writer_run_id = run_id.clone();
+    let writer_task = tokio::task::spawn_blocking(move || -> std::io::Result<JsonLinesWriter> {
+        while let Some(event) = rx.blocking_recv() {
+            writer.write(&records::event_record(&writer_run_id, &event))?;
+        }
+        Ok(writer)
+    });
+
+    let bar = (!args.no_progress && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let ticker = bar.clone().map(|bar| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                interval.tick().await;
+                bar.set_message(format!(
+                    "{} objects listed, {} datasets, {} buckets done",
+                    progress.objects_listed.load(Ordering::Relaxed),
+                    progress.datasets_done.load(Ordering::Relaxed),
+                    progress.buckets_done.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    });
+
+    let result = extractor.run(&scope, tx).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
+    let outcome = result.context("extraction failed")?;
+    let requests = stats.snapshot();
+    writer
+        .write(&records::summary_record(&run_id, &outcome, &requests, stats.bytes_fetched(), started_ms, now_ms()))
+        .context("writing records failed")?;
+    writer.finish().context("writing records failed")?;
+    if !args.quiet {
+        eprint!("{}", summary::render(&outcome, &requests, stats.bytes_fetched(), started.elapsed()));
+    }
+    Ok(if outcome.unlisted_buckets.is_empty() { EXIT_OK } else { EXIT_BUCKETS_UNLISTED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_buckets_and_uris() {
+        assert_eq!(parse_target("my-bucket").unwrap(), ("my-bucket".into(), None));
+        assert_eq!(parse_target("s3://my-bucket/").unwrap(), ("my-bucket".into(), None));
+        assert_eq!(parse_target("s3://my-bucket/sales/2024/").unwrap(), ("my-bucket".into(), Some("sales/2024/".into())));
+        for bad in ["s3://", "UPPER", "ab", "-start", "a..b", "under_score"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_whole_bucket_target_absorbs_prefix_targets() {
+        let list = |targets: &[&str]| targets.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = targets(&list(&["s3://b-1/a/", "s3://b-1/b/", "b-2"])).unwrap();
+        assert_eq!(t[0].prefixes, vec!["a/".to_string(), "b/".to_string()]);
+        assert!(t[1].prefixes.is_empty());
+        let t = targets(&list(&["s3://b-1/a/", "b-1"])).unwrap();
+        assert!(t[0].prefixes.is_empty());
+    }
+}

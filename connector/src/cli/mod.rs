@@ -1,0 +1,33 @@
+//! The command line. `anyhow` lives here and in `main` only.
+
+pub mod extract;
+
+use clap::{Parser, Subcommand};
+
+/// S3 catalog connector: encryption-aware metadata extraction for data catalogs.
+#[derive(Debug, Parser)]
+#[command(name = "s3-connector", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `s3_connector=debug`. Logs go to
+    /// stderr. Overrides RUST_LOG.
+    #[arg(long, global = true, env = "S3_CONNECTOR_LOG")]
+    pub log: Option<String>,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Full metadata extraction of buckets: datasets, formats, schemas, encryption, problems.
+    Extract(Box<extract::ExtractArgs>),
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Extract(args) => extract::run(*args).await,
+    }
+}

@@ -1,0 +1,5 @@
+//! Output adapters: versioned records, JSON Lines and the human summary.
+
+pub mod jsonl;
+pub mod records;
+pub mod summary;
