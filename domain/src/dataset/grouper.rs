@@ -65,20 +65,18 @@ impl Grouper {
             Classification::Data(placement) => {
                 self.tally.data_objects += 1;
                 self.tally.data_bytes = self.tally.data_bytes.saturating_add(obj.size);
-                let aggregate = match self.open.get_mut(&placement.dataset) {
-                    Some(aggregate) => aggregate,
-                    None => self
-                        .open
-                        .entry(placement.dataset.clone())
-                        .or_insert_with(|| {
-                            DatasetAggregate::with_config(
-                                &self.bucket,
-                                placement.dataset.clone(),
-                                &self.cfg,
-                            )
-                        }),
-                };
-                aggregate.add(&obj, &placement);
+                // Look up before inserting so the common case does not clone the key.
+                if !self.open.contains_key(&placement.dataset) {
+                    let fresh = DatasetAggregate::with_config(
+                        &self.bucket,
+                        placement.dataset.clone(),
+                        &self.cfg,
+                    );
+                    self.open.insert(placement.dataset.clone(), fresh);
+                }
+                if let Some(aggregate) = self.open.get_mut(&placement.dataset) {
+                    aggregate.add(&obj, &placement);
+                }
             }
         }
     }

@@ -64,12 +64,12 @@ pub struct DatasetKey {
 }
 
 impl DatasetKey {
-    /// The display name: the last segment of the prefix, or `bucket` for the root.
+    /// The display name: the last non-empty segment of the prefix, or `bucket` for the root.
     pub fn display_name(&self, bucket: &str) -> String {
-        let trimmed = self.prefix.strip_suffix('/').unwrap_or(&self.prefix);
-        match trimmed.rsplit('/').next() {
-            Some(last) if !trimmed.is_empty() => last.to_string(),
-            _ => bucket.to_string(),
+        // The last non-empty segment, so that `a//` (an empty folder name S3 allows) reads `a`.
+        match self.prefix.rsplit('/').find(|s| !s.is_empty()) {
+            Some(last) => last.to_string(),
+            None => bucket.to_string(),
         }
     }
 }

@@ -223,7 +223,7 @@ impl PathTemplate {
                 return None;
             }
             match segment {
-                Segment::Literal(lit) if lit == part => {}
+                Segment::Literal(lit) if lit.as_str() == *part => {}
                 Segment::Literal(_) | Segment::Rest => return None,
                 Segment::Table => root_end = Some(i + 1),
                 Segment::Hive => {
