@@ -202,10 +202,10 @@ impl EncryptionSummaryBuilder {
         let s = &mut self.summary;
         s.objects_inspected += 1;
         *s.counts.entry(obs.kind).or_insert(0) += 1;
-        if let Some(key) = obs.kms_key_id.as_deref().filter(|k| !k.is_empty()) {
-            if !self.keys.contains(key) {
-                self.keys.insert(key.to_string());
-            }
+        if let Some(key) = obs.kms_key_id.as_deref().filter(|k| !k.is_empty())
+            && !self.keys.contains(key)
+        {
+            self.keys.insert(key.to_string());
         }
         match obs.bucket_key_enabled {
             Some(true) => s.bucket_key_enabled += 1,

@@ -37,6 +37,10 @@ fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
 /// only), then the key itself so that equal hashes still order deterministically.
 type Rank = (u64, Reverse<u64>, String);
 
+/// A partition as (hash of its tuple, the tuple): the hash orders partitions pseudo-randomly,
+/// the tuple keeps distinct partitions apart when hashes collide.
+type PartitionSlot = (u64, Vec<(String, String)>);
+
 fn rank(obj: &ObjectMeta) -> Rank {
     (
         stable_hash(obj.key.as_str()),
@@ -73,7 +77,7 @@ pub struct DatasetAggregate {
     pool: BTreeMap<Rank, ObjectMeta>,
     // Bottom-k partitions by tuple hash, each with its own best-ranked object; this is what
     // spreads candidates across partitions instead of following the object distribution.
-    by_partition: BTreeMap<(u64, Vec<(String, String)>), (Rank, ObjectMeta)>,
+    by_partition: BTreeMap<PartitionSlot, (Rank, ObjectMeta)>,
 }
 
 impl DatasetAggregate {

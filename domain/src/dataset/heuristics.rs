@@ -97,11 +97,12 @@ fn date_run(dirs: &[&str], i: usize) -> Option<Vec<(String, String)>> {
     Some(run)
 }
 
+/// Index of the first partition segment and the style it was recognised by.
+pub(crate) type FirstPartition = (usize, PartitionStyle);
+
 /// Partitions found in `dirs` (directory segments, file name excluded) in path order, and the
 /// index of the first partition segment with its style.
-pub(crate) fn scan_partitions(
-    dirs: &[&str],
-) -> (Vec<(String, String)>, Option<(usize, PartitionStyle)>) {
+pub(crate) fn scan_partitions(dirs: &[&str]) -> (Vec<(String, String)>, Option<FirstPartition>) {
     let mut partitions = Vec::new();
     let mut first = None;
     let mut i = 0;

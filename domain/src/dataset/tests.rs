@@ -34,11 +34,28 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// key, expected prefix, format, compression, partitions, style.
+type HeuristicCase = (
+    &'static str,
+    &'static str,
+    FileFormat,
+    Compression,
+    &'static [(&'static str, &'static str)],
+    PartitionStyle,
+);
+/// key, expected prefix, partitions, style.
+type TemplateCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    PartitionStyle,
+);
+
 #[test]
 fn heuristic_placements() {
     use PartitionStyle::*;
     #[rustfmt::skip]
-    let cases: &[(&str, &str, FileFormat, Compression, &[(&str, &str)], PartitionStyle)] = &[
+    let cases: &[HeuristicCase] = &[
         ("sales/region=us%20east/part-0.parquet", "sales/", FileFormat::Parquet, Compression::None, &[("region", "us east")], Hive),
         ("sales/dt=2024-01-31/region=eu/part-0.snappy.parquet", "sales/", FileFormat::Parquet, Compression::None, &[("dt", "2024-01-31"), ("region", "eu")], Hive),
         ("sales/k=a+b/x.csv", "sales/", FileFormat::Csv, Compression::None, &[("k", "a+b")], Hive),
@@ -164,7 +181,7 @@ fn templates_override_heuristics_and_only_match_their_keys() {
         ],
         ..GroupingConfig::default()
     };
-    let cases: &[(&str, &str, &[(&str, &str)], PartitionStyle)] = &[
+    let cases: &[TemplateCase] = &[
         // The heuristics would not take "2024/7" (single-digit month) for a date.
         (
             "warehouse/orders/2024/7/part-0.parquet",
