@@ -622,3 +622,84 @@ proptest! {
         prop_assert_eq!(a.partitions(), b.partitions());
     }
 }
+
+#[test]
+fn partition_style_is_the_most_specific_seen() {
+    let d = &aggregate_of(&[
+        obj("t/a.csv", 1),
+        obj("t/2024/01/b.csv", 1),
+        obj("t/k=v/c.csv", 1),
+    ])[0];
+    assert_eq!(d.partition_style(), PartitionStyle::Hive);
+    assert_eq!(d.partition_styles().values().sum::<u64>(), 3);
+    assert_eq!(PartitionStyle::DateFolders.as_str(), "date_folders");
+}
+
+fn arb_listing() -> impl Strategy<Value = Vec<String>> {
+    let segment = prop_oneof![
+        Just("sales".to_string()),
+        Just("salesforce".to_string()),
+        Just("year=2024".to_string()),
+        Just("2024".to_string()),
+        Just("01".to_string()),
+        Just("eu".to_string()),
+        Just("_temporary".to_string()),
+    ];
+    let file = prop_oneof![
+        Just("a.csv"),
+        Just("b.parquet"),
+        Just("c.csv.gz"),
+        Just("_SUCCESS"),
+        Just("d")
+    ];
+    proptest::collection::vec(
+        (proptest::collection::vec(segment, 0..4), file, 1u64..100).prop_map(|(dirs, file, n)| {
+            let mut key = dirs.join("/");
+            if !key.is_empty() {
+                key.push('/');
+            }
+            format!("{key}{n}{file}")
+        }),
+        0..40,
+    )
+}
+
+proptest! {
+    /// Taking datasets shard by shard, as a sharded listing would, yields exactly what one
+    /// pass over the whole bucket yields: nothing is taken before its last object arrived.
+    #[test]
+    fn sharded_takes_equal_a_single_pass(mut keys in arb_listing()) {
+        keys.sort();
+        keys.dedup();
+        let cfg = GroupingConfig {
+            templates: vec![PathTemplate::parse("s3://*/sales/{table}/{year}/*").unwrap()],
+            ..GroupingConfig::default()
+        };
+        let mut single = Grouper::new("bkt", cfg.clone());
+        for k in &keys {
+            single.add(obj(k, 3));
+        }
+        let expected = single.take_all();
+
+        let mut sharded = Grouper::new("bkt", cfg);
+        let mut got = Vec::new();
+        let mut shard: Option<String> = None;
+        for k in &keys {
+            let this = k.split_once('/').map(|(first, _)| format!("{first}/"));
+            if this != shard {
+                if let Some(done) = shard.take() {
+                    got.extend(sharded.take_complete_under(&done));
+                }
+                shard = this;
+            }
+            sharded.add(obj(k, 3));
+        }
+        if let Some(done) = shard {
+            got.extend(sharded.take_complete_under(&done));
+        }
+        got.extend(sharded.take_all());
+        got.sort_by(|a, b| a.key().cmp(b.key()));
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(sharded.tally(), single.tally());
+    }
+}
