@@ -1,9 +1,10 @@
 //! Streaming a listing into datasets.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
-use super::{Classification, DatasetAggregate, DatasetKey, GroupingConfig, JunkReason, classify};
-use crate::model::ObjectMeta;
+use super::{Classification, DatasetAggregate, GroupingConfig, JunkReason, classify};
+use crate::model::{FileFormat, ObjectMeta};
 
 /// Bucket-wide counters over every object seen, junk included.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,8 +38,9 @@ impl BucketTally {
 pub struct Grouper {
     bucket: String,
     cfg: GroupingConfig,
-    // Ordered by prefix, so the datasets under a shard prefix form one contiguous range.
-    open: BTreeMap<DatasetKey, DatasetAggregate>,
+    // Keyed by root prefix, so the datasets under a shard prefix form one contiguous range;
+    // formats sharing a root sit together under it.
+    open: BTreeMap<String, BTreeMap<FileFormat, DatasetAggregate>>,
     tally: BucketTally,
 }
 
@@ -65,17 +67,18 @@ impl Grouper {
             Classification::Data(placement) => {
                 self.tally.data_objects += 1;
                 self.tally.data_bytes = self.tally.data_bytes.saturating_add(obj.size);
-                // Look up before inserting so the common case does not clone the key.
-                if !self.open.contains_key(&placement.dataset) {
-                    let fresh = DatasetAggregate::with_config(
-                        &self.bucket,
-                        placement.dataset.clone(),
-                        &self.cfg,
-                    );
-                    self.open.insert(placement.dataset.clone(), fresh);
+                let dataset = &placement.dataset;
+                // Look up before inserting so the common case does not clone the prefix.
+                if !self.open.contains_key(&dataset.prefix) {
+                    self.open.insert(dataset.prefix.clone(), BTreeMap::new());
                 }
-                if let Some(aggregate) = self.open.get_mut(&placement.dataset) {
-                    aggregate.add(&obj, &placement);
+                if let Some(by_format) = self.open.get_mut(&dataset.prefix) {
+                    by_format
+                        .entry(dataset.format)
+                        .or_insert_with(|| {
+                            DatasetAggregate::with_config(&self.bucket, dataset.clone(), &self.cfg)
+                        })
+                        .add(&obj, &placement);
                 }
             }
         }
@@ -88,29 +91,31 @@ impl Grouper {
     /// prefix cannot receive objects from another shard. A root shorter than the shard prefix
     /// (the bucket root of top-level `year=2024/` partitions, say) spans shards and stays open.
     pub fn take_complete_under(&mut self, shard_prefix: &str) -> Vec<DatasetAggregate> {
-        let keys: Vec<DatasetKey> = self
+        let prefixes: Vec<String> = self
             .open
-            .range(
-                DatasetKey {
-                    prefix: shard_prefix.to_string(),
-                    format: crate::model::FileFormat::Csv,
-                }..,
-            )
-            .map(|(k, _)| k)
-            .take_while(|k| k.prefix.starts_with(shard_prefix))
+            .range::<str, _>((Bound::Included(shard_prefix), Bound::Unbounded))
+            .map(|(prefix, _)| prefix)
+            .take_while(|prefix| prefix.starts_with(shard_prefix))
             .cloned()
             .collect();
-        keys.iter().filter_map(|k| self.open.remove(k)).collect()
+        prefixes
+            .iter()
+            .filter_map(|prefix| self.open.remove(prefix))
+            .flat_map(BTreeMap::into_values)
+            .collect()
     }
 
     /// The end of the listing: remove and return every open dataset, ordered by key.
     pub fn take_all(&mut self) -> Vec<DatasetAggregate> {
-        std::mem::take(&mut self.open).into_values().collect()
+        std::mem::take(&mut self.open)
+            .into_values()
+            .flat_map(BTreeMap::into_values)
+            .collect()
     }
 
     /// Number of datasets still open.
     pub fn open_datasets(&self) -> usize {
-        self.open.len()
+        self.open.values().map(BTreeMap::len).sum()
     }
 
     /// Bucket-wide counters so far.
