@@ -25,8 +25,9 @@ pub struct PartitionKeyStats {
     pub max: String,
 }
 
-// DefaultHasher::new() uses fixed keys, so ranks are stable across runs and processes; that
-// makes the sample reproducible without an RNG or a full listing.
+// DefaultHasher::new() uses fixed keys, so ranks are stable across runs and processes built
+// with the same toolchain (std may change the algorithm between releases); that makes the
+// sample reproducible without an RNG or a full listing.
 fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut hasher = DefaultHasher::new();
     value.hash(&mut hasher);
@@ -159,6 +160,22 @@ impl DatasetAggregate {
     fn offer(&mut self, obj: &ObjectMeta, partition: u64, tuple: &[(String, String)]) {
         let cap = self.capacity();
         if cap == 0 {
+            return;
+        }
+        // Most objects of a large dataset qualify for neither sample: reject them before
+        // allocating a rank or a partition slot.
+        let hash = stable_hash(obj.key.as_str());
+        let out_of_pool = self.pool.len() >= cap
+            && self
+                .pool
+                .last_key_value()
+                .is_some_and(|(worst, _)| hash > worst.0);
+        let out_of_partitions = self.by_partition.len() >= cap
+            && self
+                .by_partition
+                .last_key_value()
+                .is_some_and(|((hash, values), _)| (partition, tuple) > (*hash, values.as_slice()));
+        if out_of_pool && out_of_partitions {
             return;
         }
         let r = rank(obj);
