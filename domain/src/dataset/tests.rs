@@ -597,7 +597,7 @@ proptest! {
 
     #[test]
     fn aggregate_is_independent_of_arrival_order(
-        files in proptest::collection::vec(("[a-c]", "[0-3]", 1u64..1000, 0i64..100), 1..60),
+        files in proptest::collection::vec(("[a-p]{1,2}", "[0-3]", 1u64..1000, 0i64..100), 1..80),
         seed in any::<u64>(),
     ) {
         let objects: Vec<ObjectMeta> = files
