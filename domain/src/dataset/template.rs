@@ -1,6 +1,7 @@
 //! User-supplied path templates that override the heuristics for the keys they match.
 
 use std::fmt;
+use std::str::FromStr;
 
 use super::heuristics::{decode_value, format_from_key, hive_pair};
 use super::{DatasetKey, PartitionStyle, Placement};
@@ -64,6 +65,14 @@ pub enum TemplateError {
         /// The template as given.
         template: String,
     },
+    /// Two partition placeholders share a name.
+    #[error("template {template:?}: partition {{{name}}} appears more than once")]
+    DuplicatePartition {
+        /// The template as given.
+        template: String,
+        /// The repeated name.
+        name: String,
+    },
     /// `*` is not the last segment.
     #[error("template {template:?}: `*` must be the last segment")]
     WildcardNotLast {
@@ -98,6 +107,14 @@ pub struct PathTemplate {
     source: String,
     bucket: Option<String>,
     segments: Vec<Segment>,
+}
+
+impl FromStr for PathTemplate {
+    type Err = TemplateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PathTemplate::parse(s)
+    }
 }
 
 impl fmt::Display for PathTemplate {
@@ -184,6 +201,12 @@ impl PathTemplate {
                 Segment::Table if seen_partition => {
                     return Err(TemplateError::TableAfterPartition {
                         template: template(),
+                    });
+                }
+                Segment::Named(ref name) if segments.contains(&segment) => {
+                    return Err(TemplateError::DuplicatePartition {
+                        template: template(),
+                        name: name.clone(),
                     });
                 }
                 Segment::Hive | Segment::Named(_) => seen_partition = true,

@@ -250,6 +250,7 @@ fn template_without_wildcard_or_table() {
     );
     assert!(t.place("bkt", "static/path").is_none());
     assert_eq!(t.to_string(), "s3://bkt/static/path/*");
+    assert_eq!("s3://bkt/static/path/*".parse::<PathTemplate>(), Ok(t));
 }
 
 #[test]
@@ -271,6 +272,7 @@ fn template_parse_errors() {
         ("s3://bkt/{table}/{table}/*", "DuplicateTable"),
         ("s3://bkt/{dt}/{table}/*", "TableAfterPartition"),
         ("s3://bkt/*/{table}", "WildcardNotLast"),
+        ("s3://bkt/{table}/{dt}/{dt}/*", "DuplicatePartition"),
     ];
     for (template, variant) in cases {
         let err = PathTemplate::parse(template).expect_err(template);
