@@ -11,6 +11,19 @@
 //! 2. The first configured [`PathTemplate`] that matches the key decides the placement.
 //! 3. Otherwise the heuristics apply: the dataset root is the key's directory cut at the first
 //!    partition segment (Hive `k=v`, a date run `YYYY/MM[/DD[/HH]]`, or `YYYY-MM-DD`).
+//!
+//! Heuristic details:
+//! - A Hive segment is any directory segment containing `=` with a non-empty key; key and value
+//!   are percent-decoded as UTF-8 (`+` stays literal, undecodable text stays raw).
+//! - A date run is `YYYY/MM`, `YYYY/MM/DD` or `YYYY/MM/DD/HH` as consecutive directories, with
+//!   two-digit month 01–12, day 01–31, hour 00–23 and a year in 1900–2199; it yields the keys
+//!   `year`, `month`, `day`, `hour`. A lone `YYYY` directory is not a date. One `YYYY-MM-DD`
+//!   directory yields the key `date`.
+//! - Every directory below the cut still belongs to the dataset; further Hive segments and date
+//!   runs there are partitions too, in path order. Other directories there are ignored.
+//! - Format and compression come from the file name; the dataset is (root, format), so
+//!   `a.csv` and `b.csv.gz` share a dataset, `a.csv` and `b.parquet` do not, and files of
+//!   unknown format form their own `Unknown` dataset.
 
 mod aggregate;
 mod grouper;
