@@ -1,0 +1,76 @@
+//! Recognising objects that are not data: job markers, checksums, temporary and hidden files.
+
+/// Why an object is not part of any dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JunkReason {
+    /// A job marker: `_SUCCESS`, `_started_*`, `_committed_*`.
+    SuccessMarker,
+    /// A folder placeholder: a key ending in `/` or `_$folder$`.
+    FolderMarker,
+    /// A Hadoop checksum file: `*.crc`.
+    Checksum,
+    /// Inside a `_temporary`, `.spark-staging*` or `_spark_metadata` directory.
+    Temporary,
+    /// A segment starting with `.`, or a file name starting with `_`.
+    Hidden,
+    /// An empty object.
+    ZeroByte,
+}
+
+impl JunkReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [JunkReason; 6] = [
+        JunkReason::SuccessMarker,
+        JunkReason::FolderMarker,
+        JunkReason::Checksum,
+        JunkReason::Temporary,
+        JunkReason::Hidden,
+        JunkReason::ZeroByte,
+    ];
+
+    /// Stable lowercase name used in records and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JunkReason::SuccessMarker => "success_marker",
+            JunkReason::FolderMarker => "folder_marker",
+            JunkReason::Checksum => "checksum",
+            JunkReason::Temporary => "temporary",
+            JunkReason::Hidden => "hidden",
+            JunkReason::ZeroByte => "zero_byte",
+        }
+    }
+}
+
+/// The junk rule that applies to `key`, if any.
+///
+/// The order matters: the most specific explanation wins, so an empty `_SUCCESS` is a success
+/// marker rather than a zero-byte file, and `.part-0.crc` is a checksum rather than hidden.
+pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
+    if key.is_empty() || key.ends_with('/') || key.ends_with("_$folder$") {
+        return Some(JunkReason::FolderMarker);
+    }
+    let (dirs, file) = match key.rfind('/') {
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => ("", key),
+    };
+    if file == "_SUCCESS" || file.starts_with("_started_") || file.starts_with("_committed_") {
+        return Some(JunkReason::SuccessMarker);
+    }
+    if file.to_ascii_lowercase().ends_with(".crc") {
+        return Some(JunkReason::Checksum);
+    }
+    let mut dir_segments = dirs.split('/').filter(|s| !s.is_empty());
+    if dir_segments
+        .clone()
+        .any(|s| s == "_temporary" || s == "_spark_metadata" || s.starts_with(".spark-staging"))
+    {
+        return Some(JunkReason::Temporary);
+    }
+    if file.starts_with('.') || file.starts_with('_') || dir_segments.any(|s| s.starts_with('.')) {
+        return Some(JunkReason::Hidden);
+    }
+    if size == 0 {
+        return Some(JunkReason::ZeroByte);
+    }
+    None
+}
