@@ -169,7 +169,14 @@ pub(crate) fn infer_unguarded(
     let bytes = bytes.get(..available).unwrap_or(bytes);
     let end = start.saturating_add(bytes.len() as u64);
     let is_head = start == 0;
-    let detected = if is_head { resolve(detected, bytes) } else { detected };
+    let detected = if is_head {
+        resolve(detected, bytes)
+    } else if let Some(format) = tail_format(detected.format, bytes) {
+        // A suffix read after a head read revealed a footer-based file under another name.
+        DetectedFormat::plain(format)
+    } else {
+        detected
+    };
     let format = detected.format;
 
     match format {
@@ -220,6 +227,17 @@ fn resolve(key: DetectedFormat, head: &[u8]) -> DetectedFormat {
         }
         None => key,
     }
+}
+
+/// The footer-based format a tail belongs to, when `claimed` is not already one.
+fn tail_format(claimed: FileFormat, tail: &[u8]) -> Option<FileFormat> {
+    if claimed.footer_based() {
+        return None;
+    }
+    if tail.ends_with(b"PAR1") || tail.ends_with(b"PARE") {
+        return Some(FileFormat::Parquet);
+    }
+    orc::looks_like_tail(tail).then_some(FileFormat::Orc)
 }
 
 /// Decodes, validates and samples a text file.

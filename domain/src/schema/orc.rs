@@ -75,6 +75,14 @@ pub(crate) fn infer(
         return Err(InferenceError::truncated(FORMAT, object_size, "no PostScript length byte"));
     };
     let ps_len = usize::from(ps_len);
+    if ps_len > rest.len() && (bytes.len() as u64) < object_size && start > 0 {
+        // A probe too small for even the PostScript (at most 255 bytes): fetch a size that
+        // very likely holds the footer as well.
+        let len = object_size.min(limits.max_read_bytes.max(limits.footer_probe_bytes).max(256));
+        if len > bytes.len() as u64 {
+            return Ok(InferenceStep::NeedSuffix { len });
+        }
+    }
     // "ORC" header + PostScript + its length byte at the very least.
     if ps_len == 0 || (ps_len as u64) + 4 > object_size || ps_len > rest.len() {
         return Err(InferenceError::truncated(FORMAT, object_size, format!("bad PostScript length {ps_len}")));
@@ -121,6 +129,14 @@ pub(crate) fn infer(
         row_count: footer.number_of_rows,
         sample_truncated: false,
     }))
+}
+
+/// True when `tail` ends with a PostScript carrying the `ORC` magic.
+pub(crate) fn looks_like_tail(tail: &[u8]) -> bool {
+    let Some((&ps_len, rest)) = tail.split_last() else { return false };
+    let ps_len = usize::from(ps_len);
+    let Some(ps_bytes) = rest.len().checked_sub(ps_len).and_then(|s| rest.get(s..)) else { return false };
+    ps_len > 0 && PostScript::decode(ps_bytes).is_ok_and(|ps| ps.magic.as_deref() == Some("ORC"))
 }
 
 /// Decodes an ORC compressed stream: chunks with a 3-byte little-endian header

@@ -187,7 +187,8 @@ fn delimited_table() {
         ("a.csv", "'a,b',c\n'x,y',1\n'z,w',2\n", FileFormat::Csv, b',', true, "a,b:string, c:int64"),
         // Header cells repeated in the data: no header.
         ("a.csv", "x,y\nx,z\nq,y\n", FileFormat::Csv, b',', false, "column_1:string, column_2:string"),
-        ("a.csv", "a,,a\n1,2,3\n", FileFormat::Csv, b',', true, "a:int64, column_2:int64, a_2:int64"),
+        ("a.csv", "a,b,a\n1,2,3\n", FileFormat::Csv, b',', true, "a:int64, b:int64, a_2:int64"),
+        ("a.csv", "x,,y\n1,2,3\n", FileFormat::Csv, b',', false, "column_1:string, column_2:int64?, column_3:string"),
         // Ragged minority rows are tolerated; missing values make a column nullable.
         ("a.csv", "a,b,c\n1,2,3\n4,5\n6,7,8\n9,10,11\n", FileFormat::Csv, b',', true, "a:int64, b:int64, c:int64?"),
         ("a.csv", "\u{feff}a,b\n1,2\n", FileFormat::Csv, b',', true, "a:int64, b:int64"),
@@ -213,8 +214,9 @@ fn delimited_errors() {
         ("a.csv", b"a,b\n1,\xff\n", "INVALID_UTF8"),
         ("a.csv", b"a,b\n1,\x00\x00\x002\n", "BINARY_CONTENT"),
         ("a.csv", b"\x01\x02\x03\x04\x05garbage\x06\x07\x08\x0e\x0f", "BINARY_CONTENT"),
-        ("a.csv", b"a,b,c\n1\n2\n3,4\n5\n", "FILE_MALFORMED"),
-        ("a.bin", b"\x7fELF\x02\x01\x01\x00\x00\x00", "BINARY_CONTENT"),
+        ("a.csv", b"a,b,c\n1,2\n3,4,5,6\n7\n8,9,10,11,12\n", "FILE_MALFORMED"),
+        ("a.bin", b"\x7fELF\x02\x01\x01\x00\x00\x00", "UNSUPPORTED_FORMAT"),
+        ("a.csv", b"\x7fELF\x02\x01\x01\x00\x00\x00", "BINARY_CONTENT"),
         ("a.bin", b"just one line", "UNSUPPORTED_FORMAT"),
     ];
     for (key, content, expected) in table {
@@ -295,7 +297,7 @@ fn gzip_cut_mid_stream() {
     let file = run("x.csv.gz", &object).unwrap();
     assert!(file.sample_truncated);
     assert_eq!(file.records_sampled, 1000);
-    assert_eq!(render(&file.schema), "id:int64, name:string, amount:decimal(4,2), day:date");
+    assert_eq!(render(&file.schema), "id:int64, name:string, amount:decimal(5,2), day:date");
     // The whole object was read but ends early: a truncated file.
     let cut = &object[..object.len() / 2];
     let limits = InferenceLimits { max_read_bytes: u64::MAX, max_decompressed_bytes: u64::MAX, ..InferenceLimits::default() };
