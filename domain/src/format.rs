@@ -19,7 +19,10 @@ pub struct DetectedFormat {
 impl DetectedFormat {
     /// A format without outer compression.
     pub fn plain(format: FileFormat) -> Self {
-        DetectedFormat { format, compression: Compression::None }
+        DetectedFormat {
+            format,
+            compression: Compression::None,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ pub fn detect_from_key(key: &str) -> DetectedFormat {
         }
     }
     if parts.len() < 2 {
-        return DetectedFormat { format: FileFormat::Unknown, compression };
+        return DetectedFormat {
+            format: FileFormat::Unknown,
+            compression,
+        };
     }
     let ext = parts.last().copied().unwrap_or("");
     let format = match ext {
@@ -64,13 +70,21 @@ pub fn detect_from_key(key: &str) -> DetectedFormat {
         "orc" => FileFormat::Orc,
         _ => FileFormat::Unknown,
     };
-    if matches!(format, FileFormat::Parquet | FileFormat::Orc | FileFormat::Avro)
-        && compression != Compression::None
+    if matches!(
+        format,
+        FileFormat::Parquet | FileFormat::Orc | FileFormat::Avro
+    ) && compression != Compression::None
     {
         // A gzipped Parquet file is not something any reader understands.
-        return DetectedFormat { format: FileFormat::Unknown, compression };
+        return DetectedFormat {
+            format: FileFormat::Unknown,
+            compression,
+        };
     }
-    DetectedFormat { format, compression }
+    DetectedFormat {
+        format,
+        compression,
+    }
 }
 
 /// Compression announced by a magic number at the start of `head`, if any.
@@ -129,7 +143,10 @@ pub fn detect_from_content(head: &[u8]) -> Option<DetectedFormat> {
             Compression::None => Ok(0),
         };
         let format = sniff_text(&decoded).unwrap_or(FileFormat::Unknown);
-        return Some(DetectedFormat { format, compression });
+        return Some(DetectedFormat {
+            format,
+            compression,
+        });
     }
     sniff_text(head).map(DetectedFormat::plain)
 }
@@ -151,17 +168,34 @@ pub(crate) fn sniff_text(head: &[u8]) -> Option<FileFormat> {
         return Some(FileFormat::Json);
     }
     if trimmed.starts_with('{') {
-        let object_lines =
-            trimmed.lines().filter(|l| l.trim_start().starts_with('{')).take(2).count();
-        return Some(if object_lines >= 2 { FileFormat::JsonLines } else { FileFormat::Json });
+        let object_lines = trimmed
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .take(2)
+            .count();
+        return Some(if object_lines >= 2 {
+            FileFormat::JsonLines
+        } else {
+            FileFormat::Json
+        });
     }
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(20).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
     // The last line may be cut short; ignore it when there are others.
-    let lines = if lines.len() > 2 { &lines[..lines.len() - 1] } else { &lines[..] };
+    let lines = if lines.len() > 2 {
+        &lines[..lines.len() - 1]
+    } else {
+        &lines[..]
+    };
     let mut best: Option<(char, usize)> = None;
     for delim in [',', '\t', '|', ';'] {
         let counts: Vec<usize> = lines.iter().map(|l| l.matches(delim).count()).collect();
-        let Some(&first) = counts.first() else { continue };
+        let Some(&first) = counts.first() else {
+            continue;
+        };
         if first == 0 || counts.iter().any(|&c| c != first) {
             continue;
         }
@@ -213,7 +247,10 @@ mod tests {
         for (key, format, compression) in table {
             assert_eq!(
                 detect_from_key(key),
-                DetectedFormat { format: *format, compression: *compression },
+                DetectedFormat {
+                    format: *format,
+                    compression: *compression
+                },
                 "{key}"
             );
         }
@@ -229,7 +266,8 @@ mod tests {
     fn content() {
         let gz_csv = gz(b"a,b\n1,2\n3,4\n");
         let zst_json = zstd::encode_all(&b"{\"a\":1}\n{\"a\":2}\n"[..], 1).unwrap();
-        let table: Vec<(&[u8], Option<(F, C)>)> = vec![
+        type Row<'a> = (&'a [u8], Option<(F, C)>);
+        let table: Vec<Row> = vec![
             (b"PAR1\x00\x00", Some((F::Parquet, C::None))),
             (b"PARE\x00", Some((F::Parquet, C::None))),
             (b"Obj\x01\x04", Some((F::Avro, C::None))),

@@ -43,7 +43,11 @@ impl<'de> Visitor<'de> for InferVisitor {
         Ok(typed(DataType::Int64))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Inferred, E> {
-        Ok(typed(if i64::try_from(v).is_ok() { DataType::Int64 } else { DataType::Double }))
+        Ok(typed(if i64::try_from(v).is_ok() {
+            DataType::Int64
+        } else {
+            DataType::Double
+        }))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Inferred, E> {
         Ok(typed(DataType::Double))
@@ -51,13 +55,20 @@ impl<'de> Visitor<'de> for InferVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Inferred, E> {
         Ok(typed(match classify_temporal(v) {
             Some(Scalar::Date) => DataType::Date,
-            Some(Scalar::Timestamp) => DataType::Timestamp { with_time_zone: false },
-            Some(Scalar::TimestampTz) => DataType::Timestamp { with_time_zone: true },
+            Some(Scalar::Timestamp) => DataType::Timestamp {
+                with_time_zone: false,
+            },
+            Some(Scalar::TimestampTz) => DataType::Timestamp {
+                with_time_zone: true,
+            },
             _ => DataType::String,
         }))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Inferred, E> {
-        Ok(Inferred { ty: DataType::Null, null: true })
+        Ok(Inferred {
+            ty: DataType::Null,
+            null: true,
+        })
     }
     fn visit_none<E: de::Error>(self) -> Result<Inferred, E> {
         self.visit_unit()
@@ -69,13 +80,21 @@ impl<'de> Visitor<'de> for InferVisitor {
             nullable |= item.null;
             element = widen(&element, &item.ty);
         }
-        Ok(typed(DataType::List(Box::new(Field { name: "element".into(), data_type: element, nullable }))))
+        Ok(typed(DataType::List(Box::new(Field {
+            name: "element".into(),
+            data_type: element,
+            nullable,
+        }))))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Inferred, A::Error> {
         let mut fields: Vec<Field> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             let value: Inferred = map.next_value()?;
-            let field = Field { name: key, data_type: value.ty, nullable: value.null };
+            let field = Field {
+                name: key,
+                data_type: value.ty,
+                nullable: value.null,
+            };
             match fields.iter_mut().find(|f| f.name == field.name) {
                 // Duplicate keys: keep one column, wide enough for both.
                 Some(existing) => {
@@ -99,21 +118,33 @@ struct Records {
 impl Records {
     fn add(&mut self, value: Inferred, offset: usize) -> Result<(), InferenceError> {
         let DataType::Struct(fields) = value.ty else {
-            return Err(InferenceError::malformed(self.format, offset as u64, "record is not a JSON object"));
+            return Err(InferenceError::malformed(
+                self.format,
+                offset as u64,
+                "record is not a JSON object",
+            ));
         };
-        self.fields = if self.count == 0 { fields } else { merge_fields(&self.fields, &fields) };
+        self.fields = if self.count == 0 {
+            fields
+        } else {
+            merge_fields(&self.fields, &fields)
+        };
         self.count += 1;
         Ok(())
     }
 
     fn finish(self, truncated: bool) -> Result<InferredFile, InferenceError> {
         if self.count == 0 {
-            return Err(InferenceError::EmptyFile { format: self.format });
+            return Err(InferenceError::EmptyFile {
+                format: self.format,
+            });
         }
         Ok(InferredFile {
             format: self.format,
             compression: Compression::None,
-            schema: Schema { fields: self.fields },
+            schema: Schema {
+                fields: self.fields,
+            },
             dialect: None,
             records_sampled: self.count,
             row_count: None,
@@ -123,7 +154,11 @@ impl Records {
 }
 
 /// A stream of JSON objects, separated by newlines or nothing at all.
-pub(crate) fn infer_lines(text: &str, truncated: bool, limits: &InferenceLimits) -> Result<InferredFile, InferenceError> {
+pub(crate) fn infer_lines(
+    text: &str,
+    truncated: bool,
+    limits: &InferenceLimits,
+) -> Result<InferredFile, InferenceError> {
     infer_stream(FileFormat::JsonLines, text, 0, truncated, limits)
 }
 
@@ -134,7 +169,11 @@ fn infer_stream(
     truncated: bool,
     limits: &InferenceLimits,
 ) -> Result<InferredFile, InferenceError> {
-    let mut records = Records { fields: Vec::new(), count: 0, format };
+    let mut records = Records {
+        fields: Vec::new(),
+        count: 0,
+        format,
+    };
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Inferred>();
     let mut sample_truncated = truncated;
     loop {
@@ -149,7 +188,11 @@ fn infer_stream(
             // The sample was cut: the record at the cut is simply not part of it.
             Some(Err(e)) if truncated && e.is_eof() => break,
             Some(Err(e)) => {
-                return Err(InferenceError::malformed(format, (base + stream.byte_offset()) as u64, e.to_string()));
+                return Err(InferenceError::malformed(
+                    format,
+                    (base + stream.byte_offset()) as u64,
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -158,7 +201,11 @@ fn infer_stream(
 
 /// A JSON document: an array of objects (read incrementally, so a cut sample still yields its
 /// leading records) or one or more objects.
-pub(crate) fn infer_document(text: &str, truncated: bool, limits: &InferenceLimits) -> Result<InferredFile, InferenceError> {
+pub(crate) fn infer_document(
+    text: &str,
+    truncated: bool,
+    limits: &InferenceLimits,
+) -> Result<InferredFile, InferenceError> {
     let format = FileFormat::Json;
     let start = text.len() - text.trim_start().len();
     let rest = text.get(start..).unwrap_or("");
@@ -166,9 +213,17 @@ pub(crate) fn infer_document(text: &str, truncated: bool, limits: &InferenceLimi
         return infer_stream(format, rest, start, truncated, limits);
     }
     if !rest.starts_with('[') {
-        return Err(InferenceError::malformed(format, start as u64, "expected a JSON array or object"));
+        return Err(InferenceError::malformed(
+            format,
+            start as u64,
+            "expected a JSON array or object",
+        ));
     }
-    let mut records = Records { fields: Vec::new(), count: 0, format };
+    let mut records = Records {
+        fields: Vec::new(),
+        count: 0,
+        format,
+    };
     let mut pos = start + 1;
     let mut sample_truncated = truncated;
     let skip_ws = |p: usize| p + text.get(p..).map_or(0, |t| t.len() - t.trim_start().len());
@@ -186,22 +241,36 @@ pub(crate) fn infer_document(text: &str, truncated: bool, limits: &InferenceLimi
         match stream.next() {
             Some(Ok(value)) => records.add(value, pos)?,
             Some(Err(e)) if truncated && e.is_eof() => break,
-            Some(Err(e)) => return Err(InferenceError::malformed(format, pos as u64, e.to_string())),
+            Some(Err(e)) => {
+                return Err(InferenceError::malformed(format, pos as u64, e.to_string()));
+            }
             None if truncated => break,
-            None => return Err(InferenceError::truncated(format, pos as u64, "array is not closed")),
+            None => {
+                return Err(InferenceError::truncated(
+                    format,
+                    pos as u64,
+                    "array is not closed",
+                ));
+            }
         }
         pos = skip_ws(pos + stream.byte_offset());
         let rest = text.get(pos..).unwrap_or("");
         if let Some(after) = rest.strip_prefix(',') {
             pos = text.len() - after.len();
-        } else if rest.starts_with(']') {
-            break;
-        } else if rest.is_empty() && truncated {
+        } else if rest.starts_with(']') || (rest.is_empty() && truncated) {
             break;
         } else if rest.is_empty() {
-            return Err(InferenceError::truncated(format, pos as u64, "array is not closed"));
+            return Err(InferenceError::truncated(
+                format,
+                pos as u64,
+                "array is not closed",
+            ));
         } else {
-            return Err(InferenceError::malformed(format, pos as u64, "expected ',' or ']'"));
+            return Err(InferenceError::malformed(
+                format,
+                pos as u64,
+                "expected ',' or ']'",
+            ));
         }
     }
     records.finish(sample_truncated)

@@ -37,7 +37,9 @@ pub fn merge_schemas(files: &[(String, Schema)]) -> MergedSchema {
             let ty = field.data_type.to_string();
             match fields.iter().position(|f| f.name == field.name) {
                 Some(i) => {
-                    if let (Some(merged), Some((present, types))) = (fields.get_mut(i), seen.get_mut(i)) {
+                    if let (Some(merged), Some((present, types))) =
+                        (fields.get_mut(i), seen.get_mut(i))
+                    {
                         merged.data_type = widen(&merged.data_type, &field.data_type);
                         merged.nullable |= field.nullable;
                         if !present.contains(label) {
@@ -67,10 +69,18 @@ pub fn merge_schemas(files: &[(String, Schema)]) -> MergedSchema {
             field.nullable = true;
         }
         if !missing_from.is_empty() || types.len() > 1 {
-            drift.push(ColumnDrift { column: field.name.clone(), present_in, missing_from, types });
+            drift.push(ColumnDrift {
+                column: field.name.clone(),
+                present_in,
+                missing_from,
+                types,
+            });
         }
     }
-    MergedSchema { schema: Schema { fields }, drift }
+    MergedSchema {
+        schema: Schema { fields },
+        drift,
+    }
 }
 
 /// Merges two struct field lists: union in first-seen order, widened types, and fields
@@ -84,19 +94,29 @@ pub(crate) fn merge_fields(a: &[Field], b: &[Field]) -> Vec<Field> {
                 data_type: widen(&fa.data_type, &fb.data_type),
                 nullable: fa.nullable || fb.nullable,
             },
-            None => Field { nullable: true, ..fa.clone() },
+            None => Field {
+                nullable: true,
+                ..fa.clone()
+            },
         })
         .collect();
     for fb in b {
         if !a.iter().any(|fa| fa.name == fb.name) {
-            out.push(Field { nullable: true, ..fb.clone() });
+            out.push(Field {
+                nullable: true,
+                ..fb.clone()
+            });
         }
     }
     out
 }
 
 fn merge_field(a: &Field, b: &Field) -> Field {
-    Field { name: a.name.clone(), data_type: widen(&a.data_type, &b.data_type), nullable: a.nullable || b.nullable }
+    Field {
+        name: a.name.clone(),
+        data_type: widen(&a.data_type, &b.data_type),
+        nullable: a.nullable || b.nullable,
+    }
 }
 
 /// Digits before the point an integer type needs.
@@ -121,25 +141,42 @@ pub fn widen(a: &DataType, b: &DataType) -> DataType {
         (T::Int32, T::Int64) | (T::Int64, T::Int32) => T::Int64,
         (T::Int32 | T::Int64 | T::Float | T::Double, T::Float | T::Double)
         | (T::Float | T::Double, T::Int32 | T::Int64) => T::Double,
-        (T::Decimal { precision: p1, scale: s1 }, T::Decimal { precision: p2, scale: s2 }) => {
-            decimal(p1.saturating_sub(*s1).max(p2.saturating_sub(*s2)), *s1.max(s2))
-        }
+        (
+            T::Decimal {
+                precision: p1,
+                scale: s1,
+            },
+            T::Decimal {
+                precision: p2,
+                scale: s2,
+            },
+        ) => decimal(
+            p1.saturating_sub(*s1).max(p2.saturating_sub(*s2)),
+            *s1.max(s2),
+        ),
         (T::Decimal { precision, scale }, int) | (int, T::Decimal { precision, scale })
             if integer_digits(int).is_some() =>
         {
             let digits = integer_digits(int).unwrap_or(19);
             decimal(precision.saturating_sub(*scale).max(digits), *scale)
         }
-        (T::Decimal { .. }, T::Float | T::Double) | (T::Float | T::Double, T::Decimal { .. }) => T::Double,
-        (T::Date, T::Timestamp { with_time_zone }) | (T::Timestamp { with_time_zone }, T::Date) => {
-            T::Timestamp { with_time_zone: *with_time_zone }
+        (T::Decimal { .. }, T::Float | T::Double) | (T::Float | T::Double, T::Decimal { .. }) => {
+            T::Double
         }
-        (T::Timestamp { .. }, T::Timestamp { .. }) => T::Timestamp { with_time_zone: true },
+        (T::Date, T::Timestamp { with_time_zone }) | (T::Timestamp { with_time_zone }, T::Date) => {
+            T::Timestamp {
+                with_time_zone: *with_time_zone,
+            }
+        }
+        (T::Timestamp { .. }, T::Timestamp { .. }) => T::Timestamp {
+            with_time_zone: true,
+        },
         (T::Struct(fa), T::Struct(fb)) => T::Struct(merge_fields(fa, fb)),
         (T::List(ea), T::List(eb)) => T::List(Box::new(merge_field(ea, eb))),
-        (T::Map { key: ka, value: va }, T::Map { key: kb, value: vb }) => {
-            T::Map { key: Box::new(merge_field(ka, kb)), value: Box::new(merge_field(va, vb)) }
-        }
+        (T::Map { key: ka, value: va }, T::Map { key: kb, value: vb }) => T::Map {
+            key: Box::new(merge_field(ka, kb)),
+            value: Box::new(merge_field(va, vb)),
+        },
         _ => T::String,
     }
 }
@@ -149,7 +186,10 @@ fn decimal(int_digits: u32, scale: u32) -> DataType {
     if precision > MAX_DECIMAL_PRECISION {
         DataType::Double
     } else {
-        DataType::Decimal { precision: precision.max(1), scale }
+        DataType::Decimal {
+            precision: precision.max(1),
+            scale,
+        }
     }
 }
 
@@ -158,7 +198,11 @@ mod tests {
     use super::*;
 
     fn f(name: &str, data_type: DataType, nullable: bool) -> Field {
-        Field { name: name.into(), data_type, nullable }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable,
+        }
     }
 
     #[test]
@@ -196,8 +240,14 @@ mod tests {
                 "list<double>",
             ),
             (
-                T::Map { key: Box::new(f("key", T::String, false)), value: Box::new(f("value", T::Int32, true)) },
-                T::Map { key: Box::new(f("key", T::String, false)), value: Box::new(f("value", T::Int64, true)) },
+                T::Map {
+                    key: Box::new(f("key", T::String, false)),
+                    value: Box::new(f("value", T::Int32, true)),
+                },
+                T::Map {
+                    key: Box::new(f("key", T::String, false)),
+                    value: Box::new(f("value", T::Int64, true)),
+                },
                 "map<string,int64>",
             ),
         ];
@@ -213,13 +263,21 @@ mod tests {
             fields: vec![
                 f("id", DataType::Int32, false),
                 f("name", DataType::String, false),
-                f("s", DataType::Struct(vec![f("x", DataType::Int32, false)]), false),
+                f(
+                    "s",
+                    DataType::Struct(vec![f("x", DataType::Int32, false)]),
+                    false,
+                ),
             ],
         };
         let s2 = Schema {
             fields: vec![
                 f("id", DataType::Int64, false),
-                f("s", DataType::Struct(vec![f("y", DataType::String, false)]), false),
+                f(
+                    "s",
+                    DataType::Struct(vec![f("y", DataType::String, false)]),
+                    false,
+                ),
                 f("extra", DataType::Boolean, false),
             ],
         };
@@ -232,9 +290,16 @@ mod tests {
             .collect();
         assert_eq!(
             rendered,
-            ["id:int64:false", "name:string:true", "s:struct<x:int32,y:string>:false", "extra:boolean:true"]
+            [
+                "id:int64:false",
+                "name:string:true",
+                "s:struct<x:int32,y:string>:false",
+                "extra:boolean:true"
+            ]
         );
-        let DataType::Struct(inner) = &merged.schema.fields[2].data_type else { panic!() };
+        let DataType::Struct(inner) = &merged.schema.fields[2].data_type else {
+            panic!()
+        };
         assert!(inner.iter().all(|f| f.nullable));
         assert_eq!(
             merged.drift,

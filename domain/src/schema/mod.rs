@@ -73,9 +73,13 @@ pub fn plan_first_read(
     limits: &InferenceLimits,
 ) -> FirstRead {
     if detected.format.footer_based() && detected.compression == Compression::None {
-        FirstRead::Suffix { len: object_size.min(limits.footer_probe_bytes.max(8)) }
+        FirstRead::Suffix {
+            len: object_size.min(limits.footer_probe_bytes.max(8)),
+        }
     } else {
-        FirstRead::Head { len: object_size.min(limits.max_read_bytes) }
+        FirstRead::Head {
+            len: object_size.min(limits.max_read_bytes),
+        }
     }
 }
 
@@ -144,7 +148,9 @@ pub fn infer(
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
     // Our own code is written not to panic; this guards the third-party decoders we call.
-    match catch_unwind(AssertUnwindSafe(|| infer_unguarded(detected, fetched, limits))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        infer_unguarded(detected, fetched, limits)
+    })) {
         Ok(result) => result,
         Err(_) => Err(InferenceError::malformed(
             detected.format,
@@ -160,9 +166,15 @@ pub(crate) fn infer_unguarded(
     fetched: Fetched<'_>,
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
-    let Fetched { bytes, start, object_size } = fetched;
+    let Fetched {
+        bytes,
+        start,
+        object_size,
+    } = fetched;
     if object_size == 0 {
-        return Err(InferenceError::EmptyFile { format: detected.format });
+        return Err(InferenceError::EmptyFile {
+            format: detected.format,
+        });
     }
     // A caller handing more bytes than the object holds is a bug; trust the object size.
     let available = usize::try_from(object_size.saturating_sub(start)).unwrap_or(usize::MAX);
@@ -185,7 +197,9 @@ pub(crate) fn infer_unguarded(
                 // A head read revealed a footer-based file: probe generously so that the
                 // footer is very likely covered by this single extra read.
                 let probe = limits.footer_probe_bytes.max(limits.max_read_bytes).max(8);
-                return Ok(InferenceStep::NeedSuffix { len: object_size.min(probe) });
+                return Ok(InferenceStep::NeedSuffix {
+                    len: object_size.min(probe),
+                });
             }
             if format == FileFormat::Parquet {
                 parquet::infer(bytes, start, object_size)
@@ -195,13 +209,21 @@ pub(crate) fn infer_unguarded(
         }
         FileFormat::Avro => {
             if !is_head {
-                return Err(InferenceError::malformed(format, start, "avro needs a head read"));
+                return Err(InferenceError::malformed(
+                    format,
+                    start,
+                    "avro needs a head read",
+                ));
             }
             avro::infer(bytes, object_size, limits).map(InferenceStep::Done)
         }
         _ => {
             if !is_head {
-                return Err(InferenceError::malformed(format, start, "text needs a head read"));
+                return Err(InferenceError::malformed(
+                    format,
+                    start,
+                    "text needs a head read",
+                ));
             }
             infer_text(detected, bytes, object_size, limits).map(InferenceStep::Done)
         }
@@ -219,12 +241,16 @@ fn resolve(key: DetectedFormat, head: &[u8]) -> DetectedFormat {
         }
     }
     match compression_from_magic(head) {
-        Some(compression) => DetectedFormat { format: key.format, compression },
+        Some(compression) => DetectedFormat {
+            format: key.format,
+            compression,
+        },
         // A key saying `.gz` over plain bytes usually means the object was stored decoded
         // (Content-Encoding): read what is there.
-        None if key.compression != Compression::None && !head.is_empty() => {
-            DetectedFormat { format: key.format, compression: Compression::None }
-        }
+        None if key.compression != Compression::None && !head.is_empty() => DetectedFormat {
+            format: key.format,
+            compression: Compression::None,
+        },
         None => key,
     }
 }

@@ -72,28 +72,49 @@ pub(crate) fn infer(
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
     let Some((&ps_len, rest)) = bytes.split_last() else {
-        return Err(InferenceError::truncated(FORMAT, object_size, "no PostScript length byte"));
+        return Err(InferenceError::truncated(
+            FORMAT,
+            object_size,
+            "no PostScript length byte",
+        ));
     };
     let ps_len = usize::from(ps_len);
     if ps_len > rest.len() && (bytes.len() as u64) < object_size && start > 0 {
         // A probe too small for even the PostScript (at most 255 bytes): fetch a size that
         // very likely holds the footer as well.
-        let len = object_size.min(limits.max_read_bytes.max(limits.footer_probe_bytes).max(256));
+        let len = object_size.min(
+            limits
+                .max_read_bytes
+                .max(limits.footer_probe_bytes)
+                .max(256),
+        );
         if len > bytes.len() as u64 {
             return Ok(InferenceStep::NeedSuffix { len });
         }
     }
     // "ORC" header + PostScript + its length byte at the very least.
     if ps_len == 0 || (ps_len as u64) + 4 > object_size || ps_len > rest.len() {
-        return Err(InferenceError::truncated(FORMAT, object_size, format!("bad PostScript length {ps_len}")));
+        return Err(InferenceError::truncated(
+            FORMAT,
+            object_size,
+            format!("bad PostScript length {ps_len}"),
+        ));
     }
     let ps_start = rest.len() - ps_len;
     let ps_bytes = rest.get(ps_start..).unwrap_or(&[]);
     let ps = PostScript::decode(ps_bytes).map_err(|e| {
-        InferenceError::truncated(FORMAT, start + ps_start as u64, format!("PostScript does not decode: {e}"))
+        InferenceError::truncated(
+            FORMAT,
+            start + ps_start as u64,
+            format!("PostScript does not decode: {e}"),
+        )
     })?;
     if ps.magic.as_deref().is_some_and(|m| m != "ORC") {
-        return Err(InferenceError::malformed(FORMAT, start + ps_start as u64, "PostScript magic is not ORC"));
+        return Err(InferenceError::malformed(
+            FORMAT,
+            start + ps_start as u64,
+            "PostScript magic is not ORC",
+        ));
     }
     let footer_len = ps.footer_length.unwrap_or(0);
     let needed = footer_len.saturating_add(ps_len as u64).saturating_add(1);
@@ -110,14 +131,30 @@ pub(crate) fn infer(
     let footer_start = ps_start - footer_len as usize;
     let footer_offset = start + footer_start as u64;
     let raw_footer = rest.get(footer_start..ps_start).unwrap_or(&[]);
-    let footer_bytes = decompress(ps.compression.unwrap_or(0), raw_footer, footer_offset, limits)?;
-    let footer = Footer::decode(footer_bytes.as_slice())
-        .map_err(|e| InferenceError::malformed(FORMAT, footer_offset, format!("Footer does not decode: {e}")))?;
+    let footer_bytes = decompress(
+        ps.compression.unwrap_or(0),
+        raw_footer,
+        footer_offset,
+        limits,
+    )?;
+    let footer = Footer::decode(footer_bytes.as_slice()).map_err(|e| {
+        InferenceError::malformed(
+            FORMAT,
+            footer_offset,
+            format!("Footer does not decode: {e}"),
+        )
+    })?;
     let schema = match footer.types.first() {
         None => Schema::default(),
         Some(root) => match build(&footer.types, 0, root, 0) {
             DataType::Struct(fields) => Schema { fields },
-            other => Schema { fields: vec![Field { name: "_col0".into(), data_type: other, nullable: true }] },
+            other => Schema {
+                fields: vec![Field {
+                    name: "_col0".into(),
+                    data_type: other,
+                    nullable: true,
+                }],
+            },
         },
     };
     Ok(InferenceStep::Done(InferredFile {
@@ -133,15 +170,24 @@ pub(crate) fn infer(
 
 /// True when `tail` ends with a PostScript carrying the `ORC` magic.
 pub(crate) fn looks_like_tail(tail: &[u8]) -> bool {
-    let Some((&ps_len, rest)) = tail.split_last() else { return false };
+    let Some((&ps_len, rest)) = tail.split_last() else {
+        return false;
+    };
     let ps_len = usize::from(ps_len);
-    let Some(ps_bytes) = rest.len().checked_sub(ps_len).and_then(|s| rest.get(s..)) else { return false };
+    let Some(ps_bytes) = rest.len().checked_sub(ps_len).and_then(|s| rest.get(s..)) else {
+        return false;
+    };
     ps_len > 0 && PostScript::decode(ps_bytes).is_ok_and(|ps| ps.magic.as_deref() == Some("ORC"))
 }
 
 /// Decodes an ORC compressed stream: chunks with a 3-byte little-endian header
 /// `(length << 1) | is_original`.
-fn decompress(kind: i32, data: &[u8], offset: u64, limits: &InferenceLimits) -> Result<Vec<u8>, InferenceError> {
+fn decompress(
+    kind: i32,
+    data: &[u8],
+    offset: u64,
+    limits: &InferenceLimits,
+) -> Result<Vec<u8>, InferenceError> {
     let codec = match kind {
         0 => return Ok(data.to_vec()),
         1 => "zlib",
@@ -161,11 +207,15 @@ fn decompress(kind: i32, data: &[u8], offset: u64, limits: &InferenceLimits) -> 
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
-        let header = data.get(pos..pos + 3).ok_or_else(|| fail("cut chunk header".into()))?;
+        let header = data
+            .get(pos..pos + 3)
+            .ok_or_else(|| fail("cut chunk header".into()))?;
         let value = u32::from(header[0]) | u32::from(header[1]) << 8 | u32::from(header[2]) << 16;
         let (len, original) = ((value >> 1) as usize, value & 1 == 1);
         pos += 3;
-        let chunk = data.get(pos..pos.saturating_add(len)).ok_or_else(|| fail("cut chunk".into()))?;
+        let chunk = data
+            .get(pos..pos.saturating_add(len))
+            .ok_or_else(|| fail("cut chunk".into()))?;
         pos += len;
         let room = cap.saturating_sub(out.len());
         if original {
@@ -173,13 +223,20 @@ fn decompress(kind: i32, data: &[u8], offset: u64, limits: &InferenceLimits) -> 
         } else {
             let decoded = match kind {
                 1 => bounded(flate2::read::DeflateDecoder::new(chunk), room)?,
-                5 => bounded(zstd::stream::read::Decoder::new(chunk).map_err(|e| fail(e.to_string()))?, room)?,
+                5 => bounded(
+                    zstd::stream::read::Decoder::new(chunk).map_err(|e| fail(e.to_string()))?,
+                    room,
+                )?,
                 _ => {
                     let n = snap::raw::decompress_len(chunk).map_err(|e| fail(e.to_string()))?;
                     if n > room {
-                        return Err(fail(format!("chunk of {n} bytes exceeds the decompression limit")));
+                        return Err(fail(format!(
+                            "chunk of {n} bytes exceeds the decompression limit"
+                        )));
                     }
-                    snap::raw::Decoder::new().decompress_vec(chunk).map_err(|e| fail(e.to_string()))?
+                    snap::raw::Decoder::new()
+                        .decompress_vec(chunk)
+                        .map_err(|e| fail(e.to_string()))?
                 }
             };
             out.extend_from_slice(&decoded);
@@ -205,7 +262,10 @@ fn bounded<R: Read>(reader: R, cap: usize) -> Result<Vec<u8>, InferenceError> {
 }
 
 fn unsupported(codec: &str) -> InferenceError {
-    InferenceError::UnsupportedFormat { format: FORMAT, detail: format!("ORC {codec} compression is not supported") }
+    InferenceError::UnsupportedFormat {
+        format: FORMAT,
+        detail: format!("ORC {codec} compression is not supported"),
+    }
 }
 
 /// Nesting beyond this is rendered as an opaque type.
@@ -226,7 +286,11 @@ fn build(types: &[OrcType], id: usize, t: &OrcType, depth: usize) -> DataType {
             _ => DataType::Other("missing_type".into()),
         }
     };
-    let nullable = |name: &str, data_type| Field { name: name.into(), data_type, nullable: true };
+    let nullable = |name: &str, data_type| Field {
+        name: name.into(),
+        data_type,
+        nullable: true,
+    };
     match t.kind.unwrap_or(-1) {
         0 => DataType::Boolean,
         1..=3 => DataType::Int32,
@@ -235,25 +299,41 @@ fn build(types: &[OrcType], id: usize, t: &OrcType, depth: usize) -> DataType {
         6 => DataType::Double,
         7 | 16 | 17 => DataType::String,
         8 => DataType::Binary,
-        9 => DataType::Timestamp { with_time_zone: false },
+        9 => DataType::Timestamp {
+            with_time_zone: false,
+        },
         10 => DataType::List(Box::new(nullable("element", child(0)))),
-        11 => DataType::Map { key: Box::new(nullable("key", child(0))), value: Box::new(nullable("value", child(1))) },
+        11 => DataType::Map {
+            key: Box::new(nullable("key", child(0))),
+            value: Box::new(nullable("value", child(1))),
+        },
         12 => DataType::Struct(
             (0..t.subtypes.len())
                 .map(|i| {
-                    let name = t.field_names.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
+                    let name = t
+                        .field_names
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("_col{i}"));
                     nullable(&name, child(i))
                 })
                 .collect(),
         ),
         13 => {
-            let parts: Vec<String> = (0..t.subtypes.len()).map(|i| child(i).to_string()).collect();
+            let parts: Vec<String> = (0..t.subtypes.len())
+                .map(|i| child(i).to_string())
+                .collect();
             DataType::Other(format!("uniontype<{}>", parts.join(",")))
         }
         // ORC's defaults for a decimal without declared precision/scale.
-        14 => DataType::Decimal { precision: t.precision.unwrap_or(38), scale: t.scale.unwrap_or(10) },
+        14 => DataType::Decimal {
+            precision: t.precision.unwrap_or(38),
+            scale: t.scale.unwrap_or(10),
+        },
         15 => DataType::Date,
-        18 => DataType::Timestamp { with_time_zone: true },
+        18 => DataType::Timestamp {
+            with_time_zone: true,
+        },
         other => DataType::Other(format!("orc_kind_{other}")),
     }
 }

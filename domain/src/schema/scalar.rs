@@ -55,7 +55,11 @@ fn classify_number(s: &str) -> Option<Scalar> {
         if body.len() > 1 && body.starts_with('0') {
             return None;
         }
-        return Some(if s.parse::<i64>().is_ok() { Scalar::Int } else { Scalar::Double });
+        return Some(if s.parse::<i64>().is_ok() {
+            Scalar::Int
+        } else {
+            Scalar::Double
+        });
     }
     if let Some((int, frac)) = body.split_once('.')
         && !int.is_empty()
@@ -71,7 +75,9 @@ fn classify_number(s: &str) -> Option<Scalar> {
         return Some(Scalar::Double);
     }
     // Rust also parses "inf" and "NaN"; only digit-based spellings count as numbers here.
-    let numeric_chars = body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let numeric_chars = body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if numeric_chars && body.bytes().any(|b| b.is_ascii_digit()) && s.parse::<f64>().is_ok() {
         return Some(Scalar::Double);
     }
@@ -82,7 +88,9 @@ fn digits(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+    b.iter().try_fold(0u32, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }
 
 /// Recognises `YYYY-MM-DD`, `YYYY-MM-DD[T ]HH:MM:SS[.f]` and the latter with `Z` or `±HH[:MM]`.
@@ -124,7 +132,8 @@ pub(crate) fn classify_temporal(s: &str) -> Option<Scalar> {
             let ok = match tz {
                 [h1, h2] => digits(&[*h1, *h2]).is_some_and(|h| h <= 23),
                 [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
-                    digits(&[*h1, *h2]).is_some_and(|h| h <= 23) && digits(&[*m1, *m2]).is_some_and(|m| m <= 59)
+                    digits(&[*h1, *h2]).is_some_and(|h| h <= 23)
+                        && digits(&[*m1, *m2]).is_some_and(|m| m <= 59)
                 }
                 _ => false,
             };
@@ -166,13 +175,18 @@ impl ColumnAcc {
             None | Some(Scalar::Null) => DataType::Null,
             Some(Scalar::Bool) => DataType::Boolean,
             Some(Scalar::Int) => DataType::Int64,
-            Some(Scalar::Decimal { int_digits, scale }) => {
-                DataType::Decimal { precision: (int_digits + scale).max(1), scale }
-            }
+            Some(Scalar::Decimal { int_digits, scale }) => DataType::Decimal {
+                precision: (int_digits + scale).max(1),
+                scale,
+            },
             Some(Scalar::Double) => DataType::Double,
             Some(Scalar::Date) => DataType::Date,
-            Some(Scalar::Timestamp) => DataType::Timestamp { with_time_zone: false },
-            Some(Scalar::TimestampTz) => DataType::Timestamp { with_time_zone: true },
+            Some(Scalar::Timestamp) => DataType::Timestamp {
+                with_time_zone: false,
+            },
+            Some(Scalar::TimestampTz) => DataType::Timestamp {
+                with_time_zone: true,
+            },
             Some(Scalar::Str) => DataType::String,
         }
     }
@@ -182,9 +196,19 @@ fn combine(a: Scalar, b: Scalar) -> Scalar {
     use Scalar::*;
     match (a, b) {
         (x, y) if x == y => x,
-        (Decimal { int_digits: i1, scale: s1 }, Decimal { int_digits: i2, scale: s2 }) if s1 == s2 => {
-            Decimal { int_digits: i1.max(i2), scale: s1 }
-        }
+        (
+            Decimal {
+                int_digits: i1,
+                scale: s1,
+            },
+            Decimal {
+                int_digits: i2,
+                scale: s2,
+            },
+        ) if s1 == s2 => Decimal {
+            int_digits: i1.max(i2),
+            scale: s1,
+        },
         // Mixed precision numbers: the decimal rule needs a uniform scale, so fall back to double.
         (Int | Decimal { .. } | Double, Int | Decimal { .. } | Double) => Double,
         (Date, Timestamp) | (Timestamp, Date) => Timestamp,
@@ -210,8 +234,20 @@ mod tests {
             ("-7", Scalar::Int),
             ("007", Scalar::Str),
             ("99999999999999999999", Scalar::Double),
-            ("12.50", Scalar::Decimal { int_digits: 2, scale: 2 }),
-            ("0.5", Scalar::Decimal { int_digits: 0, scale: 1 }),
+            (
+                "12.50",
+                Scalar::Decimal {
+                    int_digits: 2,
+                    scale: 2,
+                },
+            ),
+            (
+                "0.5",
+                Scalar::Decimal {
+                    int_digits: 0,
+                    scale: 1,
+                },
+            ),
             ("1e5", Scalar::Double),
             (".5", Scalar::Double),
             ("inf", Scalar::Str),
@@ -243,7 +279,11 @@ mod tests {
             (&["1", "", "3"], "int64", true),
             (&["", "NULL"], "null", true),
             (&["2024-01-01", "2024-01-01 10:00:00"], "timestamp", false),
-            (&["2024-01-01", "2024-01-01T10:00:00Z"], "timestamp_tz", false),
+            (
+                &["2024-01-01", "2024-01-01T10:00:00Z"],
+                "timestamp_tz",
+                false,
+            ),
             (&["true", "1"], "string", false),
             (&["x", "1"], "string", false),
         ];
