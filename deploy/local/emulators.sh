@@ -175,14 +175,15 @@ start_one() {
         pid=$!
     else
         local lsdir="$RUN_DIR/localstack"
-        mkdir -p "$lsdir/volume" "$lsdir/tmp" "$lsdir/home"
+        # Host-mode state goes under FILESYSTEM_ROOT; volume and temp dirs are ours too. The S3
+        # spill directory for bodies > 512 KiB (/tmp/localstack-s3-storage) is fixed upstream.
+        mkdir -p "$lsdir/fs" "$lsdir/volume" "$lsdir/tmp"
         (
             cd "$lsdir"
             export GATEWAY_LISTEN="127.0.0.1:$port" SERVICES="s3,kms,sts,iam" \
                 S3_SKIP_KMS_KEY_VALIDATION=0 DNS_ADDRESS=0 DISABLE_EVENTS=1 \
                 LOCALSTACK_TELEMETRY_DISABLED=1 SKIP_SSL_CERT_DOWNLOAD=1 PERSISTENCE=0 \
-                LOCALSTACK_VOLUME_DIR="$lsdir/volume" TMPDIR="$lsdir/tmp" \
-                EDGE_PORT="$port"
+                FILESYSTEM_ROOT="$lsdir/fs" LOCALSTACK_VOLUME_DIR="$lsdir/volume" TMPDIR="$lsdir/tmp"
             exec nohup "$venv/bin/python" -m localstack.runtime.main >>"$logf" 2>&1 </dev/null
         ) &
         pid=$!
