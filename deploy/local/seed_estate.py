@@ -160,7 +160,7 @@ class Plan:
         self.bucket_order: list[str] = []
         self.datasets: list[dict] = []
         self.uploads: list[dict] = []  # {bucket,key,body,extra,writer}
-        self.after: list = []  # callables run after all uploads
+        self.sink = None  # optional callable(upload) used instead of collecting uploads
 
     def bucket(self, name: str, enc_type: str, kms_key_arn=None, bucket_key=False, configure=None):
         self.buckets[name] = {
@@ -193,8 +193,11 @@ class Plan:
 
     def put(self, bucket, key, body: bytes, ds=None, junk=False, compression="none",
             extra=None, writer="plain", corrupt=False):
-        self.uploads.append({"bucket": bucket, "key": key, "body": body, "extra": extra or {},
-                             "writer": writer})
+        upload = {"bucket": bucket, "key": key, "body": body, "extra": extra or {}, "writer": writer}
+        if self.sink is not None:
+            self.sink(upload)  # streaming mode (bench): upload while generating
+        else:
+            self.uploads.append(upload)
         b = self.buckets[bucket]
         b["object_count"] += 1
         if junk:
@@ -468,8 +471,6 @@ def gzip_bomb(size: int) -> bytes:
 
 def build_bench(plan: Plan, rng: random.Random, n_objects: int, n_datasets: int, bucket: str, key_arn: str):
     """One SSE-KMS bucket with n_datasets datasets, n_objects objects in total (incl. junk)."""
-    plan.bucket(bucket, "SSE_KMS", key_arn, bucket_key=True,
-                configure={"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn, "BucketKeyEnabled": True})
     n_datasets = max(1, min(n_datasets, n_objects))
     junk = [i for i in range(n_datasets) if i % 10 == 0][: max(0, n_objects - n_datasets)]
     n_data = n_objects - len(junk)
@@ -529,11 +530,16 @@ def build_bench(plan: Plan, rng: random.Random, n_objects: int, n_datasets: int,
 def clients(endpoint: str, region: str, pool: int):
     cfg = Config(region_name=region, s3={"addressing_style": "path"},
                  retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=pool,
+                 parameter_validation=False,
                  request_checksum_calculation="when_required",
                  response_checksum_validation="when_required")
     sess = boto3.session.Session(region_name=region)
     mk = lambda svc: sess.client(svc, endpoint_url=endpoint, config=cfg)  # noqa: E731
-    return mk("s3"), mk("kms"), mk("sts"), mk
+    s3 = mk("s3")
+    # List the way the Rust SDK does (no EncodingType=url); see raw_list_pages().
+    from botocore.handlers import set_list_objects_encoding_type_url
+    s3.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", set_list_objects_encoding_type_url)
+    return s3, mk("kms"), mk("sts"), mk
 
 
 def create_key(kms, label: str) -> str:
@@ -553,8 +559,7 @@ def ensure_alias(kms, alias: str, key_arn: str):
 
 
 def empty_bucket(s3, bucket: str):
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    for page in pages:
+    for page in raw_list_pages(s3, bucket):
         objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         for i in range(0, len(objs), 1000):
             s3.delete_objects(Bucket=bucket, Delete={"Objects": objs[i:i + 1000], "Quiet": True})
@@ -586,47 +591,77 @@ def prepare_bucket(s3, b: dict, region: str):
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [rule]})
 
 
-def upload_all(plan: Plan, s3, mk, key_a: str, workers: int):
-    cse = {}
-    cse_lock = threading.Lock()
+class Uploader:
+    """Thread-pool uploader. submit() blocks when too many uploads are in flight."""
 
-    def cse_client(mode: str):
+    def __init__(self, s3, mk, key_a: str, workers: int):
+        self.s3, self.mk, self.key_a = s3, mk, key_a
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.slots = threading.BoundedSemaphore(workers * 8)
+        self.futures = []
+        self.cse = {}
+        self.cse_lock = threading.Lock()
+
+    def _cse_client(self, mode: str):
         # The S3 Encryption Client hooks events on the client it wraps, so each mode gets its own.
-        with cse_lock:
-            if mode not in cse:
+        with self.cse_lock:
+            if mode not in self.cse:
                 from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
                 from s3_encryption.materials.kms_keyring import KmsKeyring
                 from s3_encryption.materials.materials import AlgorithmSuite, CommitmentPolicy
-                keyring = KmsKeyring(mk("kms"), key_a)
+                keyring = KmsKeyring(self.mk("kms"), self.key_a)
                 if mode == "cse-v3":
                     cfg = S3EncryptionClientConfig(keyring=keyring)  # default: V3 committing suite
-                else:
+                else:  # V2 format: AES-GCM without KDF, kms+context wrapping
                     cfg = S3EncryptionClientConfig(
                         keyring=keyring,
                         encryption_algorithm=AlgorithmSuite.ALG_AES_256_GCM_IV12_TAG16_NO_KDF,
                         commitment_policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT)
-                cse[mode] = (S3EncryptionClient(mk("s3"), cfg), threading.Lock())
-            return cse[mode]
+                self.cse[mode] = (S3EncryptionClient(self.mk("s3"), cfg), threading.Lock())
+            return self.cse[mode]
 
-    def one(u):
-        if u["writer"] == "plain":
-            s3.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
-        else:
-            client, lock = cse_client(u["writer"])
-            with lock:  # the S3EC keeps per-call state in thread-locals; keep it simple
-                client.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
+    def _one(self, u):
+        try:
+            if u["writer"] == "plain":
+                self.s3.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
+            else:
+                client, lock = self._cse_client(u["writer"])
+                with lock:  # the S3EC keeps per-call state in thread-locals; keep it simple
+                    client.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
+        finally:
+            self.slots.release()
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # Consume results so that any failure is raised here.
-        for _ in pool.map(one, plan.uploads, chunksize=1):
-            pass
+    def submit(self, u):
+        self.slots.acquire()
+        self.futures.append(self.pool.submit(self._one, u))
+
+    def wait(self):
+        self.pool.shutdown(wait=True)
+        for f in self.futures:
+            f.result()  # raise the first failure, if any
+
+
+def raw_list_pages(s3, bucket: str):
+    """ListObjectsV2 pages *without* botocore's automatic EncodingType=url.
+
+    LocalStack 4.7.0 compares the URL-encoded key with the decoded continuation token when
+    EncodingType=url is sent, so keys containing '=' (Hive partitions) after a page boundary are
+    silently skipped. The Rust SDK does not send EncodingType unless asked, so list like it does.
+    """
+    kw = {"Bucket": bucket}
+    while True:
+        page = s3.list_objects_v2(**kw)
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        kw["ContinuationToken"] = page["NextContinuationToken"]
 
 
 def verify_counts(s3, plan: Plan) -> list[str]:
     errors = []
     for name in plan.bucket_order:
         n = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for page in raw_list_pages(s3, name):
             n += page.get("KeyCount", len(page.get("Contents", [])))
         want = plan.buckets[name]["object_count"]
         if n != want:
@@ -670,7 +705,15 @@ def main(argv=None) -> int:
     if bench:
         key = create_key(kms, "BENCH")
         keys = {"BENCH": key}
+        plan.bucket(args.bench_bucket, "SSE_KMS", key, bucket_key=True,
+                    configure={"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key, "BucketKeyEnabled": True})
+        prepare_bucket(s3, plan.buckets[args.bench_bucket], args.region)
+        t_up = time.monotonic()
+        up = Uploader(s3, mk, "", workers)
+        plan.sink = up.submit  # generate and upload concurrently
         build_bench(plan, rng, args.bench_objects, args.bench_datasets, args.bench_bucket, key)
+        up.wait()
+        t_up = time.monotonic() - t_up
         ssec_key = None
     else:
         keys = {label: create_key(kms, label) for label in ("A", "B", "C")}
@@ -680,12 +723,14 @@ def main(argv=None) -> int:
             keys["E"] = create_key(kms, "E")
         ssec_key = hashlib.sha256(f"s3-connector-estate-ssec-{args.seed}".encode()).digest()
         build_estate(plan, rng, keys, ssec_key, args.region)
-
-    for name in plan.bucket_order:
-        prepare_bucket(s3, plan.buckets[name], args.region)
-    t_up = time.monotonic()
-    upload_all(plan, s3, mk, keys.get("A", ""), workers)
-    t_up = time.monotonic() - t_up
+        for name in plan.bucket_order:
+            prepare_bucket(s3, plan.buckets[name], args.region)
+        t_up = time.monotonic()
+        up = Uploader(s3, mk, keys["A"], workers)
+        for u in plan.uploads:
+            up.submit(u)
+        up.wait()
+        t_up = time.monotonic() - t_up
 
     if not bench and args.flavor == "localstack":
         kms.disable_key(KeyId=keys["D"])
