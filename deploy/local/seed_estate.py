@@ -204,7 +204,10 @@ class Plan:
             b["junk_count"] += 1
         if ds is not None:
             ds["file_count"] += 1
-            ds["total_bytes"] += len(body)
+            # The S3 Encryption Client stores ciphertext + the 16-byte GCM tag.
+            ds["total_bytes"] += len(body) + (16 if writer.startswith("cse") else 0)
+            if self.sink is None:
+                ds.setdefault("_keys", []).append(key)
             if compression not in ds["compressions"]:
                 ds["compressions"] = sorted(ds["compressions"] + [compression])
             if corrupt:
@@ -658,14 +661,25 @@ def raw_list_pages(s3, bucket: str):
 
 
 def verify_counts(s3, plan: Plan) -> list[str]:
+    """Object counts per bucket and (when known) byte totals per dataset, from ListObjectsV2."""
     errors = []
+    sizes = {}
     for name in plan.bucket_order:
         n = 0
         for page in raw_list_pages(s3, name):
             n += page.get("KeyCount", len(page.get("Contents", [])))
+            for o in page.get("Contents", []):
+                sizes[(name, o["Key"])] = o["Size"]
         want = plan.buckets[name]["object_count"]
         if n != want:
             errors.append(f"{name}: listed {n} objects, expected {want}")
+    for ds in plan.datasets:
+        if "_keys" not in ds:
+            continue
+        got = sum(sizes.get((ds["bucket"], k), -10**12) for k in ds["_keys"])
+        if got != ds["total_bytes"]:
+            errors.append(f"{ds['bucket']}/{ds['prefix']} ({ds['format']}): listed {got} bytes, "
+                          f"expected {ds['total_bytes']}")
     return errors
 
 
@@ -746,7 +760,7 @@ def main(argv=None) -> int:
         doc["ssec_key_b64"] = base64.b64encode(ssec_key).decode()
     doc["buckets"] = [{k: v for k, v in plan.buckets[n].items() if not k.startswith("_")}
                       for n in plan.bucket_order]
-    doc["datasets"] = plan.datasets
+    doc["datasets"] = [{k: v for k, v in ds.items() if not k.startswith("_")} for ds in plan.datasets]
     write_expected(args.expected, doc)
 
     total = sum(b["object_count"] for b in plan.buckets.values())
