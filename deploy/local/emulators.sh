@@ -103,10 +103,15 @@ recorded_endpoint() {
 
 alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
 
+# True when PID is alive *and* still runs from this kind's venv (guards against pid reuse).
+ours() {
+    alive "$2" && ps -o args= -p "$2" 2>/dev/null | grep -qF "$VENV_DIR/$1/"
+}
+
 stop_one() {
     local kind="$1" pid i
     pid="$(recorded_pid "$kind")"
-    if alive "$pid"; then
+    if ours "$kind" "$pid"; then
         log "stopping $kind (pid/pgid $pid)"
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
         for i in $(seq 1 50); do
@@ -220,7 +225,7 @@ status_all() {
     for kind in moto localstack; do
         pid="$(recorded_pid "$kind")"
         ep="$(recorded_endpoint "$kind")"
-        if alive "$pid"; then
+        if ours "$kind" "$pid"; then
             if probe "$kind" "$ep"; then
                 echo "$kind: running  endpoint=$ep pid=$pid"
             else
