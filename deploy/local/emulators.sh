@@ -180,16 +180,25 @@ start_one() {
         pid=$!
     else
         local lsdir="$RUN_DIR/localstack"
-        # Host-mode state goes under FILESYSTEM_ROOT; volume and temp dirs are ours too. The S3
-        # spill directory for bodies > 512 KiB (/tmp/localstack-s3-storage) is fixed upstream.
-        mkdir -p "$lsdir/fs" "$lsdir/volume" "$lsdir/tmp"
+        # Host-mode state goes under FILESYSTEM_ROOT; volume, temp and S3 spill dirs are ours too.
+        rm -rf "$lsdir/s3-storage"
+        mkdir -p "$lsdir/fs" "$lsdir/volume" "$lsdir/tmp" "$lsdir/s3-storage"
         (
             cd "$lsdir"
             export GATEWAY_LISTEN="127.0.0.1:$port" SERVICES="s3,kms,sts,iam" \
                 S3_SKIP_KMS_KEY_VALIDATION=0 DNS_ADDRESS=0 DISABLE_EVENTS=1 \
                 LOCALSTACK_TELEMETRY_DISABLED=1 SKIP_SSL_CERT_DOWNLOAD=1 PERSISTENCE=0 \
                 FILESYSTEM_ROOT="$lsdir/fs" LOCALSTACK_VOLUME_DIR="$lsdir/volume" TMPDIR="$lsdir/tmp"
-            exec nohup "$venv/bin/python" -m localstack.runtime.main >>"$logf" 2>&1 </dev/null
+            # Same as `python -m localstack.runtime.main`, except that S3 bodies > 512 KiB spill to
+            # this instance's own directory instead of the fixed, machine-wide
+            # /tmp/localstack-s3-storage (which parallel instances would share).
+            export LOCALSTACK_S3_SPILL_DIR="$lsdir/s3-storage"
+            exec nohup "$venv/bin/python" -c '
+import os, runpy
+import localstack.services.s3.provider as s3_provider
+s3_provider.DEFAULT_S3_TMP_DIR = os.environ["LOCALSTACK_S3_SPILL_DIR"]
+runpy.run_module("localstack.runtime.main", run_name="__main__", alter_sys=True)
+' >>"$logf" 2>&1 </dev/null
         ) &
         pid=$!
     fi
