@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use s3_connector::aws::{
-    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory, KeyInfo, ListPage,
-    ListRequest, ObjectHead, ObjectStore, RangeRead, RequestStats, ResponseEncryption,
+    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory,
+    KeyInfo, ListPage, ListRequest, ObjectHead, ObjectStore, RangeRead, RequestStats,
+    ResponseEncryption,
 };
 use s3_connector::extract::report::ExtractEvent;
 use s3_connector::extract::{BucketTarget, ExtractLimits, ExtractScope, Extractor, Services};
@@ -39,7 +40,15 @@ struct FakeStore {
     gets: Mutex<u64>,
 }
 
-fn aws_error(op: &'static str, bucket: &str, key: Option<&str>, kind: AwsErrorKind, code: &str, message: &str, status: u16) -> AwsError {
+fn aws_error(
+    op: &'static str,
+    bucket: &str,
+    key: Option<&str>,
+    kind: AwsErrorKind,
+    code: &str,
+    message: &str,
+    status: u16,
+) -> AwsError {
     AwsError {
         operation: op,
         bucket: Some(bucket.to_string()),
@@ -55,10 +64,26 @@ fn aws_error(op: &'static str, bucket: &str, key: Option<&str>, kind: AwsErrorKi
 impl ObjectStore for FakeStore {
     async fn list_page(&self, request: &ListRequest) -> Result<ListPage, AwsError> {
         if self.deny_listing.contains(&request.bucket) {
-            return Err(aws_error("s3:ListBucket", &request.bucket, None, AwsErrorKind::AccessDenied, "AccessDenied", "Access Denied", 403));
+            return Err(aws_error(
+                "s3:ListBucket",
+                &request.bucket,
+                None,
+                AwsErrorKind::AccessDenied,
+                "AccessDenied",
+                "Access Denied",
+                403,
+            ));
         }
         let Some(objects) = self.buckets.get(&request.bucket) else {
-            return Err(aws_error("s3:ListBucket", &request.bucket, None, AwsErrorKind::NoSuchBucket, "NoSuchBucket", "The specified bucket does not exist", 404));
+            return Err(aws_error(
+                "s3:ListBucket",
+                &request.bucket,
+                None,
+                AwsErrorKind::NoSuchBucket,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+                404,
+            ));
         };
         // Pages of two entries, to exercise continuation.
         let mut entries: Vec<(String, Option<ObjectMeta>)> = Vec::new();
@@ -76,11 +101,21 @@ impl ObjectStore for FakeStore {
                 }
                 _ => entries.push((
                     key.clone(),
-                    Some(ObjectMeta { key: key.clone(), size: o.body.len() as u64, last_modified_ms: Some(1_700_000_000_000), etag: None, storage_class: None }),
+                    Some(ObjectMeta {
+                        key: key.clone(),
+                        size: o.body.len() as u64,
+                        last_modified_ms: Some(1_700_000_000_000),
+                        etag: None,
+                        storage_class: None,
+                    }),
                 )),
             }
         }
-        let start: usize = request.continuation.as_deref().map(|t| t.parse().unwrap()).unwrap_or(0);
+        let start: usize = request
+            .continuation
+            .as_deref()
+            .map(|t| t.parse().unwrap())
+            .unwrap_or(0);
         let end = (start + 2).min(entries.len());
         let mut page = ListPage::default();
         for (name, meta) in &entries[start..end] {
@@ -93,13 +128,40 @@ impl ObjectStore for FakeStore {
         Ok(page)
     }
 
-    async fn get_range(&self, bucket: &str, key: &str, range: ByteRange, max_bytes: u64) -> Result<RangeRead, AwsError> {
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: ByteRange,
+        max_bytes: u64,
+    ) -> Result<RangeRead, AwsError> {
         *self.gets.lock().unwrap() += 1;
-        let o = self.buckets.get(bucket).and_then(|b| b.get(key)).cloned().ok_or_else(|| {
-            aws_error("s3:GetObject", bucket, Some(key), AwsErrorKind::NotFound, "NoSuchKey", "The specified key does not exist.", 404)
-        })?;
+        let o = self
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .cloned()
+            .ok_or_else(|| {
+                aws_error(
+                    "s3:GetObject",
+                    bucket,
+                    Some(key),
+                    AwsErrorKind::NotFound,
+                    "NoSuchKey",
+                    "The specified key does not exist.",
+                    404,
+                )
+            })?;
         if let Behaviour::GetFails(kind, code, message, status) = o.behaviour {
-            return Err(aws_error("s3:GetObject", bucket, Some(key), kind, code, message, status));
+            return Err(aws_error(
+                "s3:GetObject",
+                bucket,
+                Some(key),
+                kind,
+                code,
+                message,
+                status,
+            ));
         }
         let len = o.body.len() as u64;
         let (start, end) = match range {
@@ -107,21 +169,54 @@ impl ObjectStore for FakeStore {
             ByteRange::Suffix(n) => (len.saturating_sub(n), len),
         };
         let end = end.min(start + max_bytes);
-        Ok(RangeRead { bytes: o.body.slice(start as usize..end as usize), start, object_size: len, encryption: o.encryption.clone() })
+        Ok(RangeRead {
+            bytes: o.body.slice(start as usize..end as usize),
+            start,
+            object_size: len,
+            encryption: o.encryption.clone(),
+        })
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
-        let o = self.buckets.get(bucket).and_then(|b| b.get(key)).ok_or_else(|| {
-            AwsError { operation: "s3:GetObject", bucket: Some(bucket.into()), resource: Some(key.into()), kind: AwsErrorKind::NotFound, code: None, message: None, status: Some(404) }
-        })?;
-        Ok(ObjectHead { size: o.body.len() as u64, encryption: o.encryption.clone() })
+        let o = self
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .ok_or_else(|| AwsError {
+                operation: "s3:GetObject",
+                bucket: Some(bucket.into()),
+                resource: Some(key.into()),
+                kind: AwsErrorKind::NotFound,
+                code: None,
+                message: None,
+                status: Some(404),
+            })?;
+        Ok(ObjectHead {
+            size: o.body.len() as u64,
+            encryption: o.encryption.clone(),
+        })
     }
 
-    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError> {
+    async fn bucket_encryption(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<DefaultEncryptionRule>, AwsError> {
         if !self.buckets.contains_key(bucket) {
-            return Err(aws_error("s3:GetEncryptionConfiguration", bucket, None, AwsErrorKind::NoSuchBucket, "NoSuchBucket", "The specified bucket does not exist", 404));
+            return Err(aws_error(
+                "s3:GetEncryptionConfiguration",
+                bucket,
+                None,
+                AwsErrorKind::NoSuchBucket,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+                404,
+            ));
         }
-        Ok(Some(DefaultEncryptionRule { sse_algorithm: "aws:kms".into(), kms_master_key_id: Some("alias/data".into()), bucket_key_enabled: true }))
+        Ok(Some(DefaultEncryptionRule {
+            sse_algorithm: "aws:kms".into(),
+            kms_master_key_id: Some("alias/data".into()),
+            bucket_key_enabled: true,
+        }))
     }
 }
 
@@ -131,8 +226,20 @@ struct FakeKeys;
 impl KeyDirectory for FakeKeys {
     async fn describe_key(&self, key_id: &str) -> Result<KeyInfo, AwsError> {
         match key_id {
-            "alias/data" | "0f0f0f0f-1111-2222-3333-444444444444" => Ok(KeyInfo { arn: KEY_ARN.into(), state: "Enabled".into(), manager: "CUSTOMER".into() }),
-            other => Err(AwsError { operation: "kms:DescribeKey", bucket: None, resource: Some(other.into()), kind: AwsErrorKind::KmsKeyNotFound, code: Some("NotFoundException".into()), message: None, status: Some(400) }),
+            "alias/data" | "0f0f0f0f-1111-2222-3333-444444444444" => Ok(KeyInfo {
+                arn: KEY_ARN.into(),
+                state: "Enabled".into(),
+                manager: "CUSTOMER".into(),
+            }),
+            other => Err(AwsError {
+                operation: "kms:DescribeKey",
+                bucket: None,
+                resource: Some(other.into()),
+                kind: AwsErrorKind::KmsKeyNotFound,
+                code: Some("NotFoundException".into()),
+                message: None,
+                status: Some(400),
+            }),
         }
     }
 }
@@ -147,7 +254,12 @@ impl IdentityProvider for FakeIdentity {
 }
 
 fn kms_encryption(key_id: &str) -> ResponseEncryption {
-    ResponseEncryption { sse: Some("aws:kms".into()), kms_key_id: Some(key_id.into()), bucket_key_enabled: Some(true), ..Default::default() }
+    ResponseEncryption {
+        sse: Some("aws:kms".into()),
+        kms_key_id: Some(key_id.into()),
+        bucket_key_enabled: Some(true),
+        ..Default::default()
+    }
 }
 
 fn csv(rows: usize) -> Bytes {
@@ -160,7 +272,11 @@ fn csv(rows: usize) -> Bytes {
 
 fn store() -> FakeStore {
     let mut objects = BTreeMap::new();
-    let ok = |body: Bytes| FakeObject { body, encryption: kms_encryption("0f0f0f0f-1111-2222-3333-444444444444"), behaviour: Behaviour::Ok };
+    let ok = |body: Bytes| FakeObject {
+        body,
+        encryption: kms_encryption("0f0f0f0f-1111-2222-3333-444444444444"),
+        behaviour: Behaviour::Ok,
+    };
     for d in ["2024-01-01", "2024-01-02", "2024-01-03"] {
         objects.insert(format!("good/dt={d}/part-0.csv"), ok(csv(20)));
     }
@@ -171,7 +287,12 @@ fn store() -> FakeStore {
             FakeObject {
                 body: csv(5),
                 encryption: kms_encryption(KEY_ARN),
-                behaviour: Behaviour::GetFails(AwsErrorKind::AccessDenied, "AccessDenied", "Access Denied", 403),
+                behaviour: Behaviour::GetFails(
+                    AwsErrorKind::AccessDenied,
+                    "AccessDenied",
+                    "Access Denied",
+                    403,
+                ),
             },
         );
     }
@@ -181,7 +302,12 @@ fn store() -> FakeStore {
             FakeObject {
                 body: csv(5),
                 encryption: kms_encryption(KEY_ARN),
-                behaviour: Behaviour::GetFails(AwsErrorKind::Throttled, "SlowDown", "Please reduce your request rate.", 503),
+                behaviour: Behaviour::GetFails(
+                    AwsErrorKind::Throttled,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                    503,
+                ),
             },
         );
         objects.insert(
@@ -189,7 +315,12 @@ fn store() -> FakeStore {
             FakeObject {
                 body: csv(5),
                 encryption: kms_encryption(KEY_ARN),
-                behaviour: Behaviour::GetFails(AwsErrorKind::NotFound, "NoSuchKey", "The specified key does not exist.", 404),
+                behaviour: Behaviour::GetFails(
+                    AwsErrorKind::NotFound,
+                    "NoSuchKey",
+                    "The specified key does not exist.",
+                    404,
+                ),
             },
         );
     }
@@ -197,10 +328,17 @@ fn store() -> FakeStore {
     let mut buckets = BTreeMap::new();
     buckets.insert("data-lake".to_string(), objects);
     buckets.insert("private-lake".to_string(), BTreeMap::new());
-    FakeStore { buckets, deny_listing: vec!["private-lake".into()], gets: Mutex::new(0) }
+    FakeStore {
+        buckets,
+        deny_listing: vec!["private-lake".into()],
+        gets: Mutex::new(0),
+    }
 }
 
-async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
+async fn run(
+    store: FakeStore,
+    targets: &[&str],
+) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
     let services = Services {
         store: Arc::new(store),
         keys: Arc::new(FakeKeys),
@@ -210,7 +348,13 @@ async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_conne
     };
     let extractor = Extractor::new(services, ExtractLimits::default());
     let scope = ExtractScope {
-        targets: targets.iter().map(|b| BucketTarget { bucket: b.to_string(), prefixes: vec![] }).collect(),
+        targets: targets
+            .iter()
+            .map(|b| BucketTarget {
+                bucket: b.to_string(),
+                prefixes: vec![],
+            })
+            .collect(),
         ..Default::default()
     };
     let (tx, mut rx) = mpsc::channel(4);
@@ -225,11 +369,16 @@ async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_conne
     (collector.await.unwrap(), outcome)
 }
 
-fn problems(events: &[ExtractEvent]) -> HashMap<String, Vec<s3_connector::extract::report::Problem>> {
+fn problems(
+    events: &[ExtractEvent],
+) -> HashMap<String, Vec<s3_connector::extract::report::Problem>> {
     let mut by_prefix: HashMap<String, Vec<_>> = HashMap::new();
     for e in events {
         if let ExtractEvent::Problem(p) = e {
-            by_prefix.entry(p.dataset_prefix.clone().unwrap_or_default()).or_default().push((**p).clone());
+            by_prefix
+                .entry(p.dataset_prefix.clone().unwrap_or_default())
+                .or_default()
+                .push((**p).clone());
         }
     }
     by_prefix
@@ -246,7 +395,11 @@ async fn a_bare_access_denied_on_an_sse_kms_object_is_reported_as_a_kms_denial()
     assert_eq!(p.kms_key_arn.as_deref(), Some(KEY_ARN));
     assert_eq!(p.principal.as_deref(), Some(PRINCIPAL));
     assert_eq!(p.operation.as_deref(), Some("kms:Decrypt"));
-    let statement = p.remediation.as_ref().and_then(|r| r.policy_statement.clone()).expect("a fixing statement");
+    let statement = p
+        .remediation
+        .as_ref()
+        .and_then(|r| r.policy_statement.clone())
+        .expect("a fixing statement");
     assert_eq!(statement["Action"][0], "kms:Decrypt");
     assert_eq!(statement["Resource"], KEY_ARN);
 }
@@ -267,7 +420,12 @@ async fn throttling_and_mid_run_deletion_are_problems_not_failures() {
         })
         .expect("good dataset");
     let schema = good.schema.as_ref().expect("schema read");
-    let names: Vec<&str> = schema.schema.fields.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = schema
+        .schema
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     assert_eq!(names, ["id", "name", "amount"]);
     assert_eq!(good.encryption.kms_key_arns, vec![KEY_ARN.to_string()]);
     assert!(!good.encryption.mixed_keys);
@@ -278,16 +436,27 @@ async fn throttling_and_mid_run_deletion_are_problems_not_failures() {
 async fn a_bucket_that_cannot_be_listed_is_reported_and_the_run_goes_on() {
     let (events, outcome) = run(store(), &["private-lake", "no-such-lake", "data-lake"]).await;
     assert_eq!(outcome.buckets, 3);
-    assert_eq!(outcome.unlisted_buckets, vec!["private-lake".to_string(), "no-such-lake".to_string()]);
+    assert_eq!(
+        outcome.unlisted_buckets,
+        vec!["private-lake".to_string(), "no-such-lake".to_string()]
+    );
     let codes: Vec<(&str, &str)> = events
         .iter()
         .filter_map(|e| match e {
-            ExtractEvent::Problem(p) if p.dataset_prefix.is_none() => Some((p.bucket.as_str(), p.code)),
+            ExtractEvent::Problem(p) if p.dataset_prefix.is_none() => {
+                Some((p.bucket.as_str(), p.code))
+            }
             _ => None,
         })
         .collect();
-    assert!(codes.contains(&("private-lake", "BUCKET_ACCESS_DENIED")), "{codes:?}");
-    assert!(codes.contains(&("no-such-lake", "BUCKET_NOT_FOUND")), "{codes:?}");
+    assert!(
+        codes.contains(&("private-lake", "BUCKET_ACCESS_DENIED")),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&("no-such-lake", "BUCKET_NOT_FOUND")),
+        "{codes:?}"
+    );
     let denied = events
         .iter()
         .find_map(|e| match e {
@@ -295,10 +464,20 @@ async fn a_bucket_that_cannot_be_listed_is_reported_and_the_run_goes_on() {
             _ => None,
         })
         .unwrap();
-    let statement = denied.remediation.as_ref().unwrap().policy_statement.as_ref().unwrap();
+    let statement = denied
+        .remediation
+        .as_ref()
+        .unwrap()
+        .policy_statement
+        .as_ref()
+        .unwrap();
     assert_eq!(statement["Action"][0], "s3:ListBucket");
     assert_eq!(statement["Resource"], "arn:aws:s3:::private-lake");
-    assert!(events.iter().any(|e| matches!(e, ExtractEvent::Dataset(d) if d.bucket == "data-lake")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ExtractEvent::Dataset(d) if d.bucket == "data-lake"))
+    );
 }
 
 #[tokio::test]
@@ -311,9 +490,21 @@ async fn closing_the_output_stops_the_run() {
         region: "us-east-1".into(),
     };
     let extractor = Extractor::new(services, ExtractLimits::default());
-    let scope = ExtractScope { targets: vec![BucketTarget { bucket: "data-lake".into(), prefixes: vec![] }], ..Default::default() };
+    let scope = ExtractScope {
+        targets: vec![BucketTarget {
+            bucket: "data-lake".into(),
+            prefixes: vec![],
+        }],
+        ..Default::default()
+    };
     let (tx, rx) = mpsc::channel(1);
     drop(rx);
-    let err = extractor.run(&scope, tx).await.expect_err("a closed output ends the run");
-    assert!(matches!(err, s3_connector::extract::ExtractError::OutputClosed), "{err}");
+    let err = extractor
+        .run(&scope, tx)
+        .await
+        .expect_err("a closed output ends the run");
+    assert!(
+        matches!(err, s3_connector::extract::ExtractError::OutputClosed),
+        "{err}"
+    );
 }

@@ -95,7 +95,7 @@ impl AwsError {
     ) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: HasStatus,
+        R: HasStatus + std::fmt::Debug,
     {
         let (code, message, status) = match err {
             SdkError::ServiceError(service) => (
@@ -104,7 +104,9 @@ impl AwsError {
                 Some(service.raw().status_u16()),
             ),
             SdkError::ResponseError(response) => (None, None, Some(response.raw().status_u16())),
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (None, Some(error_chain(err)), None),
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                (None, Some(error_chain(err)), None)
+            }
             _ => (None, Some(error_chain(err)), None),
         };
         let kind = match err {
@@ -133,13 +135,18 @@ impl AwsError {
     /// `arn:aws:kms:... is disabled.`).
     pub fn kms_key_arn_in_message(&self) -> Option<String> {
         let message = self.message.as_deref()?;
-        let start = message.find("arn:aws")?.min(message.len());
-        let candidate: String = message[start..]
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '\'' && *c != '"')
-            .collect();
-        let candidate = candidate.trim_end_matches(['.', ',', ';']).to_string();
-        candidate.contains(":kms:").then_some(candidate)
+        // The message may name the principal's ARN first: take the first KMS ARN.
+        message
+            .match_indices("arn:")
+            .map(|(start, _)| {
+                message[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '\'' && *c != '"')
+                    .collect::<String>()
+                    .trim_end_matches(['.', ',', ';'])
+                    .to_string()
+            })
+            .find(|candidate| candidate.split(':').nth(2) == Some("kms"))
     }
 
     /// The principal named in an AccessDenied message (`User: <arn> is not authorized ...`).
@@ -164,7 +171,9 @@ pub fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) 
             }
         }
         Some("KMS.NotFoundException" | "NotFoundException") => AwsErrorKind::KmsKeyNotFound,
-        Some("KMS.AccessDeniedException" | "AccessDeniedException") => AwsErrorKind::KmsAccessDenied,
+        Some("KMS.AccessDeniedException" | "AccessDeniedException") => {
+            AwsErrorKind::KmsAccessDenied
+        }
         Some("AccessDenied") => {
             if message_lower.contains("kms:") {
                 AwsErrorKind::KmsAccessDenied
@@ -181,12 +190,20 @@ pub fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) 
             AwsErrorKind::SseCKeyRequired
         }
         Some(
-            "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
-            | "TooManyRequestsException" | "KMS.ThrottlingException",
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "KMS.ThrottlingException",
         ) => AwsErrorKind::Throttled,
         Some(
-            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken"
-            | "TokenRefreshRequired" | "UnrecognizedClientException",
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "InvalidToken"
+            | "TokenRefreshRequired"
+            | "UnrecognizedClientException",
         ) => AwsErrorKind::Credentials,
         Some(_) => AwsErrorKind::Other,
         // HEAD responses have no body: only the status is left.
@@ -230,23 +247,82 @@ mod tests {
     #[test]
     fn catalogue_codes_classify() {
         let cases: &[(Option<&str>, &str, Option<u16>, AwsErrorKind)] = &[
-            (Some("KMS.DisabledException"), "arn:aws:kms:us-east-1:1:key/k is disabled.", Some(400), AwsErrorKind::KmsKeyDisabled),
-            (Some("KMS.KMSInvalidStateException"), "arn:aws:kms:us-east-1:1:key/k is pending deletion.", Some(400), AwsErrorKind::KmsKeyPendingDeletion),
-            (Some("KMS.NotFoundException"), "Invalid keyId 'x'", Some(400), AwsErrorKind::KmsKeyNotFound),
-            (Some("AccessDenied"), "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:1:key/k because no identity-based policy allows the kms:Decrypt action", Some(403), AwsErrorKind::KmsAccessDenied),
-            (Some("AccessDenied"), "Access Denied", Some(403), AwsErrorKind::AccessDenied),
-            (Some("AccessDenied"), "Requests specifying Server Side Encryption with Customer provided keys must provide the correct secret key.", Some(403), AwsErrorKind::SseCKeyMismatch),
-            (Some("InvalidRequest"), "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.", Some(400), AwsErrorKind::SseCKeyRequired),
-            (Some("NoSuchKey"), "The specified key does not exist.", Some(404), AwsErrorKind::NotFound),
-            (Some("NoSuchBucket"), "The specified bucket does not exist", Some(404), AwsErrorKind::NoSuchBucket),
-            (Some("SlowDown"), "Please reduce your request rate.", Some(503), AwsErrorKind::Throttled),
-            (Some("InvalidAccessKeyId"), "", Some(403), AwsErrorKind::Credentials),
+            (
+                Some("KMS.DisabledException"),
+                "arn:aws:kms:us-east-1:1:key/k is disabled.",
+                Some(400),
+                AwsErrorKind::KmsKeyDisabled,
+            ),
+            (
+                Some("KMS.KMSInvalidStateException"),
+                "arn:aws:kms:us-east-1:1:key/k is pending deletion.",
+                Some(400),
+                AwsErrorKind::KmsKeyPendingDeletion,
+            ),
+            (
+                Some("KMS.NotFoundException"),
+                "Invalid keyId 'x'",
+                Some(400),
+                AwsErrorKind::KmsKeyNotFound,
+            ),
+            (
+                Some("AccessDenied"),
+                "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:1:key/k because no identity-based policy allows the kms:Decrypt action",
+                Some(403),
+                AwsErrorKind::KmsAccessDenied,
+            ),
+            (
+                Some("AccessDenied"),
+                "Access Denied",
+                Some(403),
+                AwsErrorKind::AccessDenied,
+            ),
+            (
+                Some("AccessDenied"),
+                "Requests specifying Server Side Encryption with Customer provided keys must provide the correct secret key.",
+                Some(403),
+                AwsErrorKind::SseCKeyMismatch,
+            ),
+            (
+                Some("InvalidRequest"),
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+                Some(400),
+                AwsErrorKind::SseCKeyRequired,
+            ),
+            (
+                Some("NoSuchKey"),
+                "The specified key does not exist.",
+                Some(404),
+                AwsErrorKind::NotFound,
+            ),
+            (
+                Some("NoSuchBucket"),
+                "The specified bucket does not exist",
+                Some(404),
+                AwsErrorKind::NoSuchBucket,
+            ),
+            (
+                Some("SlowDown"),
+                "Please reduce your request rate.",
+                Some(503),
+                AwsErrorKind::Throttled,
+            ),
+            (
+                Some("InvalidAccessKeyId"),
+                "",
+                Some(403),
+                AwsErrorKind::Credentials,
+            ),
             (None, "", Some(403), AwsErrorKind::AccessDenied),
             (None, "", Some(404), AwsErrorKind::NotFound),
             (None, "", Some(400), AwsErrorKind::Other),
         ];
         for (code, message, status, want) in cases {
-            assert_eq!(classify(*code, Some(message), *status), *want, "{code:?} {message}");
+            assert_eq!(
+                classify(*code, Some(message), *status),
+                *want,
+                "{code:?} {message}"
+            );
         }
     }
 
@@ -261,10 +337,22 @@ mod tests {
             message: Some("User: arn:aws:sts::111122223333:assumed-role/reader/s is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:111122223333:key/1234abcd because no identity-based policy allows the kms:Decrypt action".into()),
             status: Some(403),
         };
-        assert_eq!(err.kms_key_arn_in_message().as_deref(), Some("arn:aws:kms:us-east-1:111122223333:key/1234abcd"));
-        assert_eq!(err.principal_in_message().as_deref(), Some("arn:aws:sts::111122223333:assumed-role/reader/s"));
-        let disabled = AwsError { message: Some("arn:aws:kms:us-east-1:1:key/k is disabled.".into()), ..err };
-        assert_eq!(disabled.kms_key_arn_in_message().as_deref(), Some("arn:aws:kms:us-east-1:1:key/k"));
+        assert_eq!(
+            err.kms_key_arn_in_message().as_deref(),
+            Some("arn:aws:kms:us-east-1:111122223333:key/1234abcd")
+        );
+        assert_eq!(
+            err.principal_in_message().as_deref(),
+            Some("arn:aws:sts::111122223333:assumed-role/reader/s")
+        );
+        let disabled = AwsError {
+            message: Some("arn:aws:kms:us-east-1:1:key/k is disabled.".into()),
+            ..err
+        };
+        assert_eq!(
+            disabled.kms_key_arn_in_message().as_deref(),
+            Some("arn:aws:kms:us-east-1:1:key/k")
+        );
         assert_eq!(disabled.principal_in_message(), None);
     }
 }

@@ -122,11 +122,20 @@ pub trait ObjectStore: Send + Sync {
     /// One ListObjectsV2 page.
     async fn list_page(&self, request: &ListRequest) -> Result<ListPage, AwsError>;
     /// A ranged GET; the body is read up to `max_bytes` and the rest is dropped.
-    async fn get_range(&self, bucket: &str, key: &str, range: ByteRange, max_bytes: u64) -> Result<RangeRead, AwsError>;
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: ByteRange,
+        max_bytes: u64,
+    ) -> Result<RangeRead, AwsError>;
     /// HEAD of an object.
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError>;
     /// GetBucketEncryption; `Ok(None)` when no default is configured.
-    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError>;
+    async fn bucket_encryption(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<DefaultEncryptionRule>, AwsError>;
 }
 
 /// The KMS calls extraction needs.
@@ -153,7 +162,10 @@ pub struct RequestStats {
 impl RequestStats {
     /// Counts one request.
     pub fn count(&self, operation: &'static str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *counts.entry(operation).or_default() += 1;
     }
 
@@ -164,7 +176,10 @@ impl RequestStats {
 
     /// A copy of the counts.
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Bytes fetched so far.
@@ -177,9 +192,22 @@ impl RequestStats {
 fn is_crypto_metadata_key(name: &str) -> bool {
     matches!(
         name,
-        "x-amz-key" | "x-amz-key-v2" | "x-amz-iv" | "x-amz-matdesc" | "x-amz-wrap-alg" | "x-amz-cek-alg"
-            | "x-amz-tag-len" | "x-amz-unencrypted-content-length" | "x-amz-c" | "x-amz-3" | "x-amz-w"
-            | "x-amz-t" | "x-amz-m" | "x-amz-d" | "x-amz-i" | "x-amz-crypto-instr-file"
+        "x-amz-key"
+            | "x-amz-key-v2"
+            | "x-amz-iv"
+            | "x-amz-matdesc"
+            | "x-amz-wrap-alg"
+            | "x-amz-cek-alg"
+            | "x-amz-tag-len"
+            | "x-amz-unencrypted-content-length"
+            | "x-amz-c"
+            | "x-amz-3"
+            | "x-amz-w"
+            | "x-amz-t"
+            | "x-amz-m"
+            | "x-amz-d"
+            | "x-amz-i"
+            | "x-amz-crypto-instr-file"
     )
 }
 
@@ -199,7 +227,11 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (first, last) = span.split_once('-')?;
-    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total.trim().parse().ok()?))
+    Some((
+        first.trim().parse().ok()?,
+        last.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
 }
 
 /// [`ObjectStore`] over the AWS SDK.
@@ -246,12 +278,30 @@ impl ObjectStore for SdkObjectStore {
                 })
             })
             .collect();
-        let common_prefixes = out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)).collect();
-        let next = if out.is_truncated() == Some(true) { out.next_continuation_token().map(str::to_string) } else { None };
-        Ok(ListPage { objects, common_prefixes, next })
+        let common_prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_string))
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            common_prefixes,
+            next,
+        })
     }
 
-    async fn get_range(&self, bucket: &str, key: &str, range: ByteRange, max_bytes: u64) -> Result<RangeRead, AwsError> {
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: ByteRange,
+        max_bytes: u64,
+    ) -> Result<RangeRead, AwsError> {
         self.stats.count("GetObject");
         let out = self
             .client
@@ -298,7 +348,12 @@ impl ObjectStore for SdkObjectStore {
             }
         }
         self.stats.add_bytes(buffer.len() as u64);
-        Ok(RangeRead { bytes: buffer.freeze(), start, object_size, encryption })
+        Ok(RangeRead {
+            bytes: buffer.freeze(),
+            start,
+            object_size,
+            encryption,
+        })
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
@@ -323,9 +378,18 @@ impl ObjectStore for SdkObjectStore {
         })
     }
 
-    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError> {
+    async fn bucket_encryption(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<DefaultEncryptionRule>, AwsError> {
         self.stats.count("GetBucketEncryption");
-        match self.client.get_bucket_encryption().bucket(bucket).send().await {
+        match self
+            .client
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let rule = out
                     .server_side_encryption_configuration()
@@ -341,7 +405,8 @@ impl ObjectStore for SdkObjectStore {
                 Ok(rule)
             }
             Err(e) => {
-                let err = AwsError::from_sdk("s3:GetEncryptionConfiguration", Some(bucket), None, &e);
+                let err =
+                    AwsError::from_sdk("s3:GetEncryptionConfiguration", Some(bucket), None, &e);
                 // Legacy S3 and S3-compatible stores answer 404 when no default is configured.
                 if err.code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") {
                     Ok(None)
@@ -388,8 +453,14 @@ impl KeyDirectory for SdkKeyDirectory {
         })?;
         Ok(KeyInfo {
             arn: meta.arn().unwrap_or(key_id).to_string(),
-            state: meta.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            manager: meta.key_manager().map(|m| m.as_str().to_string()).unwrap_or_default(),
+            state: meta
+                .key_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            manager: meta
+                .key_manager()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
         })
     }
 }

@@ -9,12 +9,14 @@ use s3_connector_domain::dataset::DatasetAggregate;
 use s3_connector_domain::encryption::{EncryptionSummaryBuilder, observe_headers};
 use s3_connector_domain::format::detect_from_key;
 use s3_connector_domain::model::{EncryptionType, ObjectMeta, ObservedEncryption};
-use s3_connector_domain::schema::{self, FirstRead, Fetched, InferenceStep, merge_schemas};
+use s3_connector_domain::schema::{self, Fetched, FirstRead, InferenceStep, merge_schemas};
 use tokio::sync::Mutex;
 
 use super::RunContext;
 use super::problems::{ObjectContext, object_problem};
-use super::report::{BucketDefault, DatasetReport, Problem, Remediation, SchemaSourceReport, Severity};
+use super::report::{
+    BucketDefault, DatasetReport, Problem, Remediation, SchemaSourceReport, Severity,
+};
 use crate::aws::{AwsError, AwsErrorKind, ByteRange, KeyDirectory, ResponseEncryption};
 
 /// Footers larger than this are not fetched (a footer this size is a broken or hostile file).
@@ -36,7 +38,10 @@ fn is_key_arn(id: &str) -> bool {
 impl KeyResolver {
     /// A resolver over a key directory.
     pub fn new(directory: Arc<dyn KeyDirectory>) -> Self {
-        KeyResolver { directory, cache: Mutex::new(HashMap::new()) }
+        KeyResolver {
+            directory,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The key ARN for an id, alias or ARN; the input itself when DescribeKey is not permitted
@@ -95,18 +100,31 @@ impl DatasetWork<'_> {
         }
     }
 
-    fn encryption_problem(&self, code: &'static str, key: &str, message: String, summary: &str) -> Problem {
+    fn encryption_problem(
+        &self,
+        code: &'static str,
+        key: &str,
+        message: String,
+        summary: &str,
+    ) -> Problem {
         let mut p = Problem::new(code, Severity::Warning, self.bucket, message);
         p.dataset_prefix = Some(self.prefix.to_string());
         p.key = Some(key.to_string());
         p.operation = Some("s3:GetObject".into());
-        p.remediation = Some(Remediation { summary: summary.to_string(), policy_statement: None });
+        p.remediation = Some(Remediation {
+            summary: summary.to_string(),
+            policy_statement: None,
+        });
         p
     }
 
     /// A GET failed: when S3 only said "Access Denied", a HEAD tells whether the object is
     /// under SSE-KMS (HEAD needs no kms:Decrypt, GET does), which makes it a KMS denial.
-    async fn explain_get_failure(&self, object: &ObjectMeta, mut err: AwsError) -> (Option<ObservedEncryption>, Problem) {
+    async fn explain_get_failure(
+        &self,
+        object: &ObjectMeta,
+        mut err: AwsError,
+    ) -> (Option<ObservedEncryption>, Problem) {
         let mut observed = None;
         let mut known_key = None;
         if err.kind == AwsErrorKind::AccessDenied {
@@ -132,17 +150,28 @@ impl DatasetWork<'_> {
             }
         }
         if err.kind == AwsErrorKind::SseCKeyRequired && observed.is_none() {
-            observed = Some(ObservedEncryption { kind: EncryptionType::SseC, ..ObservedEncryption::none() });
+            observed = Some(ObservedEncryption {
+                kind: EncryptionType::SseC,
+                ..ObservedEncryption::none()
+            });
         }
         let problem = object_problem(&err, &self.object_ctx(&object.key, known_key.as_deref()));
         (observed, problem)
     }
 
-    async fn fetch(&self, object: &ObjectMeta, range: ByteRange) -> Result<crate::aws::RangeRead, AwsError> {
+    async fn fetch(
+        &self,
+        object: &ObjectMeta,
+        range: ByteRange,
+    ) -> Result<crate::aws::RangeRead, AwsError> {
         let cap = match range {
             ByteRange::Head(n) | ByteRange::Suffix(n) => n,
         };
-        self.ctx.services.store.get_range(self.bucket, &object.key, range, cap).await
+        self.ctx
+            .services
+            .store
+            .get_range(self.bucket, &object.key, range, cap)
+            .await
     }
 
     /// Reads one file's schema: one ranged GET, a second for large footers.
@@ -158,7 +187,10 @@ impl DatasetWork<'_> {
             Ok(read) => read,
             Err(e) => {
                 let (observed, problem) = self.explain_get_failure(object, e).await;
-                return FileRead { observed, result: Err(problem) };
+                return FileRead {
+                    observed,
+                    result: Err(problem),
+                };
             }
         };
         let mut observed = observed_from_response(&read.encryption);
@@ -178,7 +210,10 @@ impl DatasetWork<'_> {
                 ),
                 "Give the connector access to the wrapping key (KMS key or master key) to read the schema of client-side encrypted files.",
             );
-            return FileRead { observed: Some(observed), result: Err(problem) };
+            return FileRead {
+                observed: Some(observed),
+                result: Err(problem),
+            };
         }
         if observed.kind == EncryptionType::SseC {
             let problem = self.encryption_problem(
@@ -187,7 +222,10 @@ impl DatasetWork<'_> {
                 format!("s3://{}/{} is encrypted with a customer-provided key (SSE-C) and no key is configured for it", self.bucket, object.key),
                 "Configure an SSE-C key for this bucket/prefix to read its schema; the object is catalogued without one.",
             );
-            return FileRead { observed: Some(observed), result: Err(problem) };
+            return FileRead {
+                observed: Some(observed),
+                result: Err(problem),
+            };
         }
 
         let mut bytes_read = read.bytes.len() as u64;
@@ -199,11 +237,17 @@ impl DatasetWork<'_> {
                     "FILE_MALFORMED",
                     Severity::Error,
                     self.bucket,
-                    format!("s3://{}/{}: footer of {len} bytes is larger than the {MAX_FOOTER_BYTES}-byte limit", self.bucket, object.key),
+                    format!(
+                        "s3://{}/{}: footer of {len} bytes is larger than the {MAX_FOOTER_BYTES}-byte limit",
+                        self.bucket, object.key
+                    ),
                 );
                 p.dataset_prefix = Some(self.prefix.to_string());
                 p.key = Some(object.key.clone());
-                return FileRead { observed: Some(observed), result: Err(p) };
+                return FileRead {
+                    observed: Some(observed),
+                    result: Err(p),
+                };
             }
             requests += 1;
             match self.fetch(object, ByteRange::Suffix(len)).await {
@@ -213,20 +257,29 @@ impl DatasetWork<'_> {
                 }
                 Err(e) => {
                     let (_, problem) = self.explain_get_failure(object, e).await;
-                    return FileRead { observed: Some(observed), result: Err(problem) };
+                    return FileRead {
+                        observed: Some(observed),
+                        result: Err(problem),
+                    };
                 }
             }
         }
         let result = match step {
-            Ok(InferenceStep::Done(inferred)) => {
-                Ok(SchemaSourceReport { key: object.key.clone(), inferred, bytes_read, requests })
-            }
+            Ok(InferenceStep::Done(inferred)) => Ok(SchemaSourceReport {
+                key: object.key.clone(),
+                inferred,
+                bytes_read,
+                requests,
+            }),
             Ok(InferenceStep::NeedSuffix { .. }) => {
                 let mut p = Problem::new(
                     "FILE_MALFORMED",
                     Severity::Error,
                     self.bucket,
-                    format!("s3://{}/{}: footer still incomplete after a second read", self.bucket, object.key),
+                    format!(
+                        "s3://{}/{}: footer still incomplete after a second read",
+                        self.bucket, object.key
+                    ),
                 );
                 p.dataset_prefix = Some(self.prefix.to_string());
                 p.key = Some(object.key.clone());
@@ -234,13 +287,21 @@ impl DatasetWork<'_> {
             }
             Err(problem_text) => {
                 let (code, message) = problem_text;
-                let mut p = Problem::new(code, Severity::Error, self.bucket, format!("s3://{}/{}: {message}", self.bucket, object.key));
+                let mut p = Problem::new(
+                    code,
+                    Severity::Error,
+                    self.bucket,
+                    format!("s3://{}/{}: {message}", self.bucket, object.key),
+                );
                 p.dataset_prefix = Some(self.prefix.to_string());
                 p.key = Some(object.key.clone());
                 Err(p)
             }
         };
-        FileRead { observed: Some(observed), result }
+        FileRead {
+            observed: Some(observed),
+            result,
+        }
     }
 
     /// HEAD probe for the encryption survey.
@@ -254,9 +315,10 @@ impl DatasetWork<'_> {
                 Some(obs)
             }
             // An empty-bodied 400 on HEAD is what S3 answers for an SSE-C object without its key.
-            Err(e) if e.status == Some(400) && e.code.is_none() => {
-                Some(ObservedEncryption { kind: EncryptionType::SseC, ..ObservedEncryption::none() })
-            }
+            Err(e) if e.status == Some(400) && e.code.is_none() => Some(ObservedEncryption {
+                kind: EncryptionType::SseC,
+                ..ObservedEncryption::none()
+            }),
             Err(e) => {
                 tracing::debug!(bucket = self.bucket, key = %object.key, error = %e, "encryption probe failed");
                 None
@@ -272,13 +334,20 @@ async fn parse_off_runtime(
     limits: schema::InferenceLimits,
 ) -> Result<InferenceStep, (&'static str, String)> {
     let joined = tokio::task::spawn_blocking(move || {
-        let fetched = Fetched { bytes: &read.bytes, start: read.start, object_size: read.object_size };
+        let fetched = Fetched {
+            bytes: &read.bytes,
+            start: read.start,
+            object_size: read.object_size,
+        };
         schema::infer(detected, fetched, &limits).map_err(|e| (e.code(), e.to_string()))
     })
     .await;
     match joined {
         Ok(result) => result,
-        Err(e) => Err(("INTERNAL_ERROR", format!("schema inference task failed: {e}"))),
+        Err(e) => Err((
+            "INTERNAL_ERROR",
+            format!("schema inference task failed: {e}"),
+        )),
     }
 }
 
@@ -315,7 +384,11 @@ pub(crate) async fn infer_dataset(
     default: BucketDefault,
 ) -> (Box<DatasetReport>, Vec<Problem>) {
     let prefix = aggregate.key().prefix.clone();
-    let work = DatasetWork { ctx: &ctx, bucket: &bucket, prefix: &prefix };
+    let work = DatasetWork {
+        ctx: &ctx,
+        bucket: &bucket,
+        prefix: &prefix,
+    };
     let mut encryption = EncryptionSummaryBuilder::new();
     let mut problems = Vec::new();
     let mut sources = Vec::new();
@@ -323,7 +396,11 @@ pub(crate) async fn infer_dataset(
     // Schema reads: sequential within a dataset (stop as soon as enough files were read, to
     // keep the GET budget), parallel across datasets.
     let wanted = ctx.limits.schema_files.max(1);
-    for candidate in aggregate.schema_candidates().iter().take(ctx.limits.schema_candidates.max(wanted)) {
+    for candidate in aggregate
+        .schema_candidates()
+        .iter()
+        .take(ctx.limits.schema_candidates.max(wanted))
+    {
         if sources.len() >= wanted {
             break;
         }
@@ -338,8 +415,11 @@ pub(crate) async fn infer_dataset(
     }
 
     let probes: Vec<ObjectMeta> = aggregate.encryption_probe_candidates().to_vec();
-    let observations: Vec<Option<ObservedEncryption>> =
-        stream::iter(probes.iter()).map(|o| work.probe(o)).buffer_unordered(PROBE_CONCURRENCY).collect().await;
+    let observations: Vec<Option<ObservedEncryption>> = stream::iter(probes.iter())
+        .map(|o| work.probe(o))
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .collect()
+        .await;
     for obs in observations.iter().flatten() {
         encryption.observe(obs);
     }
@@ -347,8 +427,10 @@ pub(crate) async fn infer_dataset(
     let schema = if sources.is_empty() {
         None
     } else {
-        let files: Vec<(String, s3_connector_domain::model::Schema)> =
-            sources.iter().map(|s| (s.key.clone(), s.inferred.schema.clone())).collect();
+        let files: Vec<(String, s3_connector_domain::model::Schema)> = sources
+            .iter()
+            .map(|s| (s.key.clone(), s.inferred.schema.clone()))
+            .collect();
         Some(merge_schemas(&files))
     };
     let problems = coalesce(problems);
@@ -371,16 +453,24 @@ mod tests {
 
     #[test]
     fn key_arns_are_recognised() {
-        assert!(is_key_arn("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(is_key_arn(
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        ));
         assert!(!is_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!is_key_arn("alias/estate-b"));
-        assert!(!is_key_arn("arn:aws:kms:us-east-1:123456789012:alias/estate-b"));
+        assert!(!is_key_arn(
+            "arn:aws:kms:us-east-1:123456789012:alias/estate-b"
+        ));
     }
 
     #[test]
     fn problems_of_one_code_are_coalesced() {
         let p = |code| Problem::new(code, Severity::Warning, "b", "m");
-        let out = coalesce(vec![p("SSE_C_KEY_REQUIRED"), p("FILE_TRUNCATED"), p("SSE_C_KEY_REQUIRED")]);
+        let out = coalesce(vec![
+            p("SSE_C_KEY_REQUIRED"),
+            p("FILE_TRUNCATED"),
+            p("SSE_C_KEY_REQUIRED"),
+        ]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].code, "SSE_C_KEY_REQUIRED");
         assert!(out[0].message.contains("1 more"));

@@ -30,7 +30,9 @@ use s3_connector_domain::model::{EncryptionType, ObjectMeta};
 use s3_connector_domain::schema::InferenceLimits;
 use tokio::sync::mpsc;
 
-use crate::aws::{AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore, RequestStats};
+use crate::aws::{
+    AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore, RequestStats,
+};
 pub use inference::KeyResolver;
 use report::{BucketDefault, BucketReport, DefaultEncryptionStatus, ExtractEvent, Problem};
 
@@ -182,16 +184,26 @@ fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, ExtractError> {
     }
     let mut builder = GlobSetBuilder::new();
     for g in globs {
-        let glob = Glob::new(g).map_err(|e| ExtractError::Glob { glob: g.clone(), reason: e.to_string() })?;
+        let glob = Glob::new(g).map_err(|e| ExtractError::Glob {
+            glob: g.clone(),
+            reason: e.to_string(),
+        })?;
         builder.add(glob);
     }
-    builder.build().map(Some).map_err(|e| ExtractError::Glob { glob: globs.join(","), reason: e.to_string() })
+    builder.build().map(Some).map_err(|e| ExtractError::Glob {
+        glob: globs.join(","),
+        reason: e.to_string(),
+    })
 }
 
 impl Extractor {
     /// A new extractor over the given services.
     pub fn new(services: Services, limits: ExtractLimits) -> Self {
-        Extractor { services, limits, progress: Arc::new(Progress::default()) }
+        Extractor {
+            services,
+            limits,
+            progress: Arc::new(Progress::default()),
+        }
     }
 
     /// Live progress counters.
@@ -202,7 +214,11 @@ impl Extractor {
     /// Runs the extraction, sending events to `sink` as they are ready. Returns when every
     /// bucket is done, or early with [`ExtractError::OutputClosed`] when the sink goes away
     /// (which also drops, and so cancels, all in-flight S3 work).
-    pub async fn run(&self, scope: &ExtractScope, sink: mpsc::Sender<ExtractEvent>) -> Result<RunOutcome, ExtractError> {
+    pub async fn run(
+        &self,
+        scope: &ExtractScope,
+        sink: mpsc::Sender<ExtractEvent>,
+    ) -> Result<RunOutcome, ExtractError> {
         if scope.targets.is_empty() {
             return Err(ExtractError::NoBuckets);
         }
@@ -219,7 +235,9 @@ impl Extractor {
         let principal = match self.services.identity.caller_arn().await {
             Ok(arn) if !arn.is_empty() => Some(arn),
             Ok(_) => None,
-            Err(e) if e.kind == AwsErrorKind::Credentials => return Err(ExtractError::Credentials(e)),
+            Err(e) if e.kind == AwsErrorKind::Credentials => {
+                return Err(ExtractError::Credentials(e));
+            }
             Err(e) if e.kind == AwsErrorKind::Network => return Err(ExtractError::Network(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot determine the caller identity; problems will not name it");
@@ -240,8 +258,8 @@ impl Extractor {
         for target in &scope.targets {
             let report = extract_bucket(ctx.clone(), target, &sink, &mut outcome).await?;
             outcome.buckets += 1;
-            outcome.objects += report.tally.object_count();
-            outcome.bytes += report.tally.total_bytes();
+            outcome.objects += report.tally.object_count;
+            outcome.bytes += report.tally.total_bytes;
             if !report.listed {
                 outcome.unlisted_buckets.push(report.bucket.clone());
             }
@@ -253,7 +271,9 @@ impl Extractor {
 }
 
 async fn send(sink: &mpsc::Sender<ExtractEvent>, event: ExtractEvent) -> Result<(), ExtractError> {
-    sink.send(event).await.map_err(|_| ExtractError::OutputClosed)
+    sink.send(event)
+        .await
+        .map_err(|_| ExtractError::OutputClosed)
 }
 
 async fn send_problem(
@@ -269,7 +289,11 @@ async fn send_problem(
 async fn bucket_default(ctx: &RunContext, bucket: &str) -> Result<BucketDefault, AwsError> {
     match ctx.services.store.bucket_encryption(bucket).await {
         Ok(None) => Ok(BucketDefault {
-            encryption: Some(BucketDefaultEncryption { kind: EncryptionType::None, kms_key_arn: None, bucket_key_enabled: false }),
+            encryption: Some(BucketDefaultEncryption {
+                kind: EncryptionType::None,
+                kms_key_arn: None,
+                bucket_key_enabled: false,
+            }),
             configured_key_id: None,
             status: DefaultEncryptionStatus::NotConfigured,
         }),
@@ -283,11 +307,17 @@ async fn bucket_default(ctx: &RunContext, bucket: &str) -> Result<BucketDefault,
             let kms_key_arn = match (&rule.kms_master_key_id, kind) {
                 (Some(id), _) => Some(ctx.keys.resolve(id).await),
                 // aws:kms without a key id means the AWS managed key aws/s3.
-                (None, EncryptionType::SseKms | EncryptionType::DsseKms) => Some(ctx.keys.resolve("alias/aws/s3").await),
+                (None, EncryptionType::SseKms | EncryptionType::DsseKms) => {
+                    Some(ctx.keys.resolve("alias/aws/s3").await)
+                }
                 (None, _) => None,
             };
             Ok(BucketDefault {
-                encryption: Some(BucketDefaultEncryption { kind, kms_key_arn, bucket_key_enabled: rule.bucket_key_enabled }),
+                encryption: Some(BucketDefaultEncryption {
+                    kind,
+                    kms_key_arn,
+                    bucket_key_enabled: rule.bucket_key_enabled,
+                }),
                 configured_key_id: rule.kms_master_key_id,
                 status: DefaultEncryptionStatus::Ok,
             })
@@ -304,13 +334,30 @@ enum ListingMessage {
 }
 
 /// Lists one shard (recursively, no delimiter), page by page.
-async fn list_shard(ctx: Arc<RunContext>, bucket: String, prefix: String, tx: mpsc::Sender<ListingMessage>) {
-    let mut request = ListRequest { bucket, prefix: prefix.clone(), delimiter: None, continuation: None };
+async fn list_shard(
+    ctx: Arc<RunContext>,
+    bucket: String,
+    prefix: String,
+    tx: mpsc::Sender<ListingMessage>,
+) {
+    let mut request = ListRequest {
+        bucket,
+        prefix: prefix.clone(),
+        delimiter: None,
+        continuation: None,
+    };
     loop {
         match ctx.services.store.list_page(&request).await {
             Ok(page) => {
-                ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
-                if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
+                ctx.progress
+                    .objects_listed
+                    .fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+                if !page.objects.is_empty()
+                    && tx
+                        .send(ListingMessage::Objects(page.objects))
+                        .await
+                        .is_err()
+                {
                     return;
                 }
                 match page.next {
@@ -335,13 +382,24 @@ async fn list_root(
     tx: &mpsc::Sender<ListingMessage>,
 ) -> Result<Vec<String>, AwsError> {
     let mut shards = Vec::new();
-    let mut request =
-        ListRequest { bucket: bucket.to_string(), prefix: prefix.to_string(), delimiter: Some("/".into()), continuation: None };
+    let mut request = ListRequest {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        delimiter: Some("/".into()),
+        continuation: None,
+    };
     loop {
         let page = ctx.services.store.list_page(&request).await?;
-        ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+        ctx.progress
+            .objects_listed
+            .fetch_add(page.objects.len() as u64, Ordering::Relaxed);
         shards.extend(page.common_prefixes);
-        if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
+        if !page.objects.is_empty()
+            && tx
+                .send(ListingMessage::Objects(page.objects))
+                .await
+                .is_err()
+        {
             break;
         }
         match page.next {
@@ -385,7 +443,11 @@ async fn extract_bucket(
                 bucket: bucket.clone(),
                 region: ctx.services.region.clone(),
                 prefixes: target.prefixes.clone(),
-                default: BucketDefault { encryption: None, configured_key_id: None, status: DefaultEncryptionStatus::Error },
+                default: BucketDefault {
+                    encryption: None,
+                    configured_key_id: None,
+                    status: DefaultEncryptionStatus::Error,
+                },
                 tally: Grouper::new(&bucket, ctx.grouping.clone()).tally().clone(),
                 dataset_count: 0,
                 problem_count: 1,
@@ -402,14 +464,27 @@ async fn extract_bucket(
                 DefaultEncryptionStatus::Error
             };
             problem_count += 1;
-            send_problem(sink, outcome, problems::bucket_encryption_problem(&e, &bucket, ctx.principal.as_deref())).await?;
-            BucketDefault { encryption: None, configured_key_id: None, status }
+            send_problem(
+                sink,
+                outcome,
+                problems::bucket_encryption_problem(&e, &bucket, ctx.principal.as_deref()),
+            )
+            .await?;
+            BucketDefault {
+                encryption: None,
+                configured_key_id: None,
+                status,
+            }
         }
     };
 
     let mut grouper = Grouper::new(&bucket, ctx.grouping.clone());
     let (tx, rx) = mpsc::channel::<ListingMessage>(32);
-    let prefixes = if target.prefixes.is_empty() { vec![String::new()] } else { target.prefixes.clone() };
+    let prefixes = if target.prefixes.is_empty() {
+        vec![String::new()]
+    } else {
+        target.prefixes.clone()
+    };
 
     // The listing side: root level per prefix, then shards in parallel. It runs as a future
     // joined with the grouping loop below, so dropping this function cancels it.
@@ -422,7 +497,9 @@ async fn extract_bucket(
                 match list_root(&ctx, &bucket, prefix, &tx).await {
                     Ok(found) => shards.extend(found),
                     Err(e) => {
-                        let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
+                        let _ = tx
+                            .send(ListingMessage::ShardFailed(prefix.clone(), e))
+                            .await;
                         return 0u64;
                     }
                 }
@@ -450,8 +527,15 @@ async fn extract_bucket(
         loop {
             // Start inference for finished datasets while there is room.
             while inflight.len() < limit {
-                let Some(aggregate) = pending.pop() else { break };
-                inflight.push(inference::infer_dataset(ctx.clone(), bucket.clone(), aggregate, default.clone()));
+                let Some(aggregate) = pending.pop() else {
+                    break;
+                };
+                inflight.push(inference::infer_dataset(
+                    ctx.clone(),
+                    bucket.clone(),
+                    aggregate,
+                    default.clone(),
+                ));
             }
             tokio::select! {
                 Some(result) = inflight.next(), if !inflight.is_empty() => {

@@ -23,7 +23,10 @@ pub struct JsonLinesWriter {
 }
 
 fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
 }
@@ -32,7 +35,11 @@ impl JsonLinesWriter {
     /// Opens the destination.
     pub fn open(destination: &Destination) -> io::Result<Self> {
         match destination {
-            Destination::Stdout => Ok(JsonLinesWriter { out: Box::new(BufWriter::new(io::stdout())), final_path: None, records: 0 }),
+            Destination::Stdout => Ok(JsonLinesWriter {
+                out: Box::new(BufWriter::new(io::stdout())),
+                final_path: None,
+                records: 0,
+            }),
             Destination::File(path) => {
                 let partial = partial_path(path);
                 let file = File::create(&partial)?;
@@ -78,7 +85,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         let mut w = JsonLinesWriter::open(&Destination::File(path.clone())).unwrap();
-        w.write(&pb::ExtractRecord { schema_version: "catalog.s3.v1".into(), run_id: "r".into(), record: None }).unwrap();
+        w.write(&pb::ExtractRecord {
+            schema_version: "catalog.s3.v1".into(),
+            run_id: "r".into(),
+            record: None,
+        })
+        .unwrap();
         assert!(!path.exists());
         w.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

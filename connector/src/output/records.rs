@@ -16,7 +16,10 @@ use crate::extract::report::{BucketDefault, BucketReport, DatasetReport, Extract
 pub const SCHEMA_VERSION: &str = "catalog.s3.v1";
 
 fn timestamp(ms: Option<i64>) -> Option<pbjson_types::Timestamp> {
-    ms.map(|ms| pbjson_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+    ms.map(|ms| pbjson_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
 }
 
 fn uri(bucket: &str, prefix: &str) -> String {
@@ -30,7 +33,12 @@ fn field(f: &Field) -> pb::Field {
         DataType::Map { key, value } => vec![field(key), field(value)],
         _ => Vec::new(),
     };
-    pb::Field { name: f.name.clone(), r#type: f.data_type.to_string(), nullable: f.nullable, children }
+    pb::Field {
+        name: f.name.clone(),
+        r#type: f.data_type.to_string(),
+        nullable: f.nullable,
+        children,
+    }
 }
 
 /// The bucket default as a record.
@@ -100,20 +108,33 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
                 })
                 .collect(),
         },
-        None => pb::DatasetSchema { available: false, ..Default::default() },
+        None => pb::DatasetSchema {
+            available: false,
+            ..Default::default()
+        },
     };
     let enc = &report.encryption;
     let encryption = pb::DatasetEncryption {
         bucket_default: Some(bucket_encryption(&report.bucket_default)),
         objects_inspected: enc.objects_inspected,
-        counts: enc.counts.iter().map(|(t, n)| pb::EncryptionCount { r#type: t.as_str().to_string(), count: *n }).collect(),
+        counts: enc
+            .counts
+            .iter()
+            .map(|(t, n)| pb::EncryptionCount {
+                r#type: t.as_str().to_string(),
+                count: *n,
+            })
+            .collect(),
         kms_key_arns: enc.kms_key_arns.clone(),
         bucket_key_enabled_count: enc.bucket_key_enabled,
         bucket_key_disabled_count: enc.bucket_key_disabled,
         client_side_formats: enc
             .client_side_formats
             .iter()
-            .map(|(f, n)| pb::EncryptionCount { r#type: client_side_format_name(*f).to_string(), count: *n })
+            .map(|(f, n)| pb::EncryptionCount {
+                r#type: client_side_format_name(*f).to_string(),
+                count: *n,
+            })
             .collect(),
         mixed_types: enc.mixed_types,
         mixed_keys: enc.mixed_keys,
@@ -128,7 +149,10 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
         compressions: agg
             .compressions()
             .iter()
-            .map(|(c, n)| pb::CompressionCount { compression: c.as_str().to_string(), count: *n })
+            .map(|(c, n)| pb::CompressionCount {
+                compression: c.as_str().to_string(),
+                count: *n,
+            })
             .collect(),
         file_count: agg.file_count(),
         total_bytes: agg.total_bytes(),
@@ -139,7 +163,12 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
             keys: agg
                 .partitions()
                 .into_iter()
-                .map(|p| pb::PartitionKey { name: p.key, distinct_values: p.distinct_values, min_value: p.min, max_value: p.max })
+                .map(|p| pb::PartitionKey {
+                    name: p.key,
+                    distinct_values: p.distinct_values,
+                    min_value: p.min,
+                    max_value: p.max,
+                })
                 .collect(),
             partition_count: agg.partition_count(),
         }),
@@ -167,9 +196,9 @@ fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
             serde_json::Value::Bool(b) => Kind::BoolValue(*b),
             serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
             serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-            serde_json::Value::Array(items) => {
-                Kind::ListValue(pbjson_types::ListValue { values: items.iter().map(convert).collect() })
-            }
+            serde_json::Value::Array(items) => Kind::ListValue(pbjson_types::ListValue {
+                values: items.iter().map(convert).collect(),
+            }),
             serde_json::Value::Object(map) => Kind::StructValue(pbjson_types::Struct {
                 fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
             }),
@@ -177,9 +206,9 @@ fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
         pbjson_types::Value { kind: Some(kind) }
     }
     match value {
-        serde_json::Value::Object(map) => {
-            Some(pbjson_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect() })
-        }
+        serde_json::Value::Object(map) => Some(pbjson_types::Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
+        }),
         _ => None,
     }
 }
@@ -214,14 +243,18 @@ pub fn bucket_record(b: &BucketReport) -> pb::BucketRecord {
         region: b.region.clone(),
         prefixes: b.prefixes.clone(),
         default_encryption: Some(bucket_encryption(&b.default)),
-        object_count: tally.object_count(),
-        total_bytes: tally.total_bytes(),
-        data_object_count: tally.data_objects(),
+        object_count: tally.object_count,
+        total_bytes: tally.total_bytes,
+        data_object_count: tally.data_objects,
         junk: tally
-            .junk()
-            .into_iter()
-            .map(|(reason, count, bytes)| pb::JunkCount { reason: reason.as_str().to_string(), count, bytes })
+            .junk
+            .iter()
+            .map(|(reason, count)| pb::JunkCount {
+                reason: reason.as_str().to_string(),
+                count: *count,
+            })
             .collect(),
+        junk_bytes: tally.junk_bytes,
         dataset_count: b.dataset_count,
         problem_count: b.problem_count,
         listing_shards: b.listing_shards,
@@ -231,7 +264,11 @@ pub fn bucket_record(b: &BucketReport) -> pb::BucketRecord {
 
 /// Wraps a record body.
 pub fn envelope(run_id: &str, record: pb::extract_record::Record) -> pb::ExtractRecord {
-    pb::ExtractRecord { schema_version: SCHEMA_VERSION.into(), run_id: run_id.to_string(), record: Some(record) }
+    pb::ExtractRecord {
+        schema_version: SCHEMA_VERSION.into(),
+        run_id: run_id.to_string(),
+        record: Some(record),
+    }
 }
 
 /// An event as a record.
@@ -261,8 +298,21 @@ pub fn summary_record(
             dataset_count: outcome.datasets,
             object_count: outcome.objects,
             total_bytes: outcome.bytes,
-            problems: outcome.problems.iter().map(|(c, n)| pb::ProblemCount { code: c.to_string(), count: *n }).collect(),
-            requests: requests.iter().map(|(op, n)| pb::RequestCount { operation: op.to_string(), count: *n }).collect(),
+            problems: outcome
+                .problems
+                .iter()
+                .map(|(c, n)| pb::ProblemCount {
+                    code: c.to_string(),
+                    count: *n,
+                })
+                .collect(),
+            requests: requests
+                .iter()
+                .map(|(op, n)| pb::RequestCount {
+                    operation: op.to_string(),
+                    count: *n,
+                })
+                .collect(),
             bytes_fetched,
             started_at: timestamp(Some(started_ms)),
             finished_at: timestamp(Some(finished_ms)),
@@ -278,9 +328,20 @@ mod tests {
     #[test]
     fn policy_statements_become_json_objects_in_records() {
         let statement = serde_json::json!({"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "arn:aws:kms:us-east-1:1:key/k"});
-        let mut p = Problem::new("KMS_ACCESS_DENIED", crate::extract::report::Severity::Error, "b", "m");
-        p.remediation = Some(crate::extract::report::Remediation { summary: "s".into(), policy_statement: Some(statement.clone()) });
-        let record = envelope("run", pb::extract_record::Record::Problem(problem_record(&p)));
+        let mut p = Problem::new(
+            "KMS_ACCESS_DENIED",
+            crate::extract::report::Severity::Error,
+            "b",
+            "m",
+        );
+        p.remediation = Some(crate::extract::report::Remediation {
+            summary: "s".into(),
+            policy_statement: Some(statement.clone()),
+        });
+        let record = envelope(
+            "run",
+            pb::extract_record::Record::Problem(problem_record(&p)),
+        );
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
         assert_eq!(json["schemaVersion"], "catalog.s3.v1");
         assert_eq!(json["problem"]["code"], "KMS_ACCESS_DENIED");
@@ -293,6 +354,9 @@ mod tests {
         assert_eq!(t.seconds, 1_706_695_200);
         assert_eq!(t.nanos, 123_000_000);
         let before_epoch = timestamp(Some(-1)).unwrap();
-        assert_eq!((before_epoch.seconds, before_epoch.nanos), (-1, 999_000_000));
+        assert_eq!(
+            (before_epoch.seconds, before_epoch.nanos),
+            (-1, 999_000_000)
+        );
     }
 }

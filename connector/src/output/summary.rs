@@ -15,11 +15,20 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The summary text.
-pub fn render(outcome: &RunOutcome, requests: &BTreeMap<&'static str, u64>, bytes_fetched: u64, elapsed: Duration) -> String {
+pub fn render(
+    outcome: &RunOutcome,
+    requests: &BTreeMap<&'static str, u64>,
+    bytes_fetched: u64,
+    elapsed: Duration,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -32,12 +41,21 @@ pub fn render(outcome: &RunOutcome, requests: &BTreeMap<&'static str, u64>, byte
     );
     let total_requests: u64 = requests.values().sum();
     let by_kind: Vec<String> = requests.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(s, "requests: {total_requests} ({}); fetched {}", by_kind.join(", "), human_bytes(bytes_fetched));
+    let _ = writeln!(
+        s,
+        "requests: {total_requests} ({}); fetched {}",
+        by_kind.join(", "),
+        human_bytes(bytes_fetched)
+    );
     if outcome.problems.is_empty() {
         let _ = writeln!(s, "problems: none");
     } else {
         let total: u64 = outcome.problems.values().sum();
-        let by_code: Vec<String> = outcome.problems.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let by_code: Vec<String> = outcome
+            .problems
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         let _ = writeln!(s, "problems: {total} ({})", by_code.join(", "));
     }
     if !outcome.unlisted_buckets.is_empty() {
@@ -59,7 +77,13 @@ mod tests {
 
     #[test]
     fn summary_names_problems_and_unlisted_buckets() {
-        let mut outcome = RunOutcome { buckets: 2, datasets: 3, objects: 10, bytes: 2048, ..Default::default() };
+        let mut outcome = RunOutcome {
+            buckets: 2,
+            datasets: 3,
+            objects: 10,
+            bytes: 2048,
+            ..Default::default()
+        };
         outcome.problems.insert("SSE_C_KEY_REQUIRED", 1);
         outcome.unlisted_buckets.push("missing-bucket".into());
         let mut requests = BTreeMap::new();
