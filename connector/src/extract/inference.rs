@@ -47,6 +47,13 @@ impl KeyResolver {
     /// The key ARN for an id, alias or ARN; the input itself when DescribeKey is not permitted
     /// or fails (the record then shows what S3 reported).
     pub async fn resolve(&self, id: &str) -> String {
+        // Some S3-compatible stores report an alias-default key as `arn:...:key/alias/<name>`:
+        // that is an alias, not a key ARN.
+        let id = match id.split_once(":key/alias/") {
+            Some((_, name)) => format!("alias/{name}"),
+            None => id.to_string(),
+        };
+        let id = id.as_str();
         if is_key_arn(id) {
             return id.to_string();
         }
