@@ -146,7 +146,13 @@ pub(crate) fn infer(
     })?;
     let schema = match footer.types.first() {
         None => Schema::default(),
-        Some(root) => match build(&footer.types, 0, root, 0) {
+        Some(root) => match build(
+            &footer.types,
+            0,
+            root,
+            0,
+            &mut vec![false; footer.types.len()],
+        ) {
             DataType::Struct(fields) => Schema { fields },
             other => Schema {
                 fields: vec![Field {
@@ -272,15 +278,26 @@ fn unsupported(codec: &str) -> InferenceError {
 const MAX_DEPTH: usize = 64;
 
 /// Builds the type of `types[id]`. Types are stored in pre-order, so children have larger
-/// ids than their parent; anything else would be a cycle and is rejected.
-fn build(types: &[OrcType], id: usize, t: &OrcType, depth: usize) -> DataType {
+/// ids than their parent and each type has one parent; anything else (a cycle, or a type
+/// shared by several parents, which could expand exponentially) is rejected.
+fn build(
+    types: &[OrcType],
+    id: usize,
+    t: &OrcType,
+    depth: usize,
+    visited: &mut [bool],
+) -> DataType {
+    match visited.get_mut(id) {
+        Some(seen) if !*seen => *seen = true,
+        _ => return DataType::Other("shared_type".into()),
+    }
     if depth > MAX_DEPTH {
         return DataType::Other("deeply_nested".into());
     }
-    let child = |n: usize| -> DataType {
+    let mut child = |n: usize| -> DataType {
         match t.subtypes.get(n).map(|&s| s as usize) {
             Some(sub) if sub > id => match types.get(sub) {
-                Some(st) => build(types, sub, st, depth + 1),
+                Some(st) => build(types, sub, st, depth + 1, visited),
                 None => DataType::Other("missing_type".into()),
             },
             _ => DataType::Other("missing_type".into()),
