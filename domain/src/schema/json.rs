@@ -140,6 +140,13 @@ impl Records {
     }
 
     fn finish(self, truncated: bool) -> Result<InferredFile, InferenceError> {
+        if self.count == 0 && truncated {
+            return Err(InferenceError::truncated(
+                self.format,
+                0,
+                "no complete record within the read limits",
+            ));
+        }
         if self.count == 0 {
             return Err(InferenceError::EmptyFile {
                 format: self.format,

@@ -1158,3 +1158,85 @@ fn merged_file_schemas() {
         nullable: true,
     };
 }
+
+// ---------------------------------------------------------------- hostile inputs
+
+/// An uncompressed ORC tail around `footer`.
+fn orc_file(footer: &orc::Footer) -> Vec<u8> {
+    let footer_bytes = prost::Message::encode_to_vec(footer);
+    let ps = orc::PostScript {
+        footer_length: Some(footer_bytes.len() as u64),
+        compression: Some(0),
+        magic: Some("ORC".into()),
+        ..Default::default()
+    };
+    let ps_bytes = prost::Message::encode_to_vec(&ps);
+    let mut file = b"ORC".to_vec();
+    file.extend_from_slice(&footer_bytes);
+    file.extend_from_slice(&ps_bytes);
+    file.push(ps_bytes.len() as u8);
+    file
+}
+
+#[test]
+fn hostile_type_graphs_are_bounded() {
+    // ORC: every type points twice at the next one (a DAG that would expand to 2^60 nodes),
+    // and a cycle back to the root.
+    let mut types: Vec<orc::OrcType> = (0..60)
+        .map(|i| orc::OrcType {
+            kind: Some(12),
+            subtypes: vec![i + 1, i + 1],
+            field_names: vec!["a".into(), "b".into()],
+            ..Default::default()
+        })
+        .collect();
+    types.push(orc::OrcType {
+        kind: Some(11),
+        subtypes: vec![0, 0],
+        ..Default::default()
+    });
+    let footer = orc::Footer {
+        types,
+        number_of_rows: Some(1),
+        ..Default::default()
+    };
+    let file = run("dag.orc", &orc_file(&footer)).unwrap();
+    assert!(render(&file.schema).contains("shared_type"));
+
+    // Avro: named records each referencing the previous one twice.
+    let mut schema = String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
+    for i in 1..40 {
+        schema = format!(
+            r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"T{}"}}]}}"#,
+            i - 1
+        );
+    }
+    let parsed = apache_avro::Schema::parse_str(&schema).unwrap();
+    let avro = apache_avro::Writer::new(&parsed, Vec::new()).into_inner().unwrap();
+    let file = run("deep.avro", &avro).unwrap();
+    assert!(render(&file.schema).contains("too_complex"));
+
+    // JSON: one object with very many keys, then the same keys again.
+    let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect();
+    let line = format!("{{{}}}\n", keys.join(","));
+    let content = format!("{line}{line}");
+    let limits = InferenceLimits {
+        max_line_bytes: 8 << 20,
+        max_read_bytes: 8 << 20,
+        ..InferenceLimits::default()
+    };
+    let started = std::time::Instant::now();
+    let file = run_with("wide.jsonl", content.as_bytes(), &limits).0.unwrap();
+    assert_eq!(file.schema.fields.len(), 100_000);
+    assert!(started.elapsed().as_secs() < 20);
+
+    // A single JSON object larger than the read: no record, so truncated.
+    let limits = InferenceLimits {
+        max_read_bytes: 1000,
+        ..InferenceLimits::default()
+    };
+    assert_eq!(
+        code(run_with("wide.json", line.as_bytes(), &limits).0),
+        "FILE_TRUNCATED"
+    );
+}
