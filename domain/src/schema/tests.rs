@@ -1204,7 +1204,8 @@ fn hostile_type_graphs_are_bounded() {
     assert!(render(&file.schema).contains("shared_type"));
 
     // Avro: named records each referencing the previous one twice.
-    let mut schema = String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
+    let mut schema =
+        String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
     for i in 1..40 {
         schema = format!(
             r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"T{}"}}]}}"#,
@@ -1212,7 +1213,9 @@ fn hostile_type_graphs_are_bounded() {
         );
     }
     let parsed = apache_avro::Schema::parse_str(&schema).unwrap();
-    let avro = apache_avro::Writer::new(&parsed, Vec::new()).into_inner().unwrap();
+    let avro = apache_avro::Writer::new(&parsed, Vec::new())
+        .into_inner()
+        .unwrap();
     let file = run("deep.avro", &avro).unwrap();
     assert!(render(&file.schema).contains("too_complex"));
 
@@ -1226,7 +1229,9 @@ fn hostile_type_graphs_are_bounded() {
         ..InferenceLimits::default()
     };
     let started = std::time::Instant::now();
-    let file = run_with("wide.jsonl", content.as_bytes(), &limits).0.unwrap();
+    let file = run_with("wide.jsonl", content.as_bytes(), &limits)
+        .0
+        .unwrap();
     assert_eq!(file.schema.fields.len(), 100_000);
     assert!(started.elapsed().as_secs() < 20);
 
@@ -1239,4 +1244,77 @@ fn hostile_type_graphs_are_bounded() {
         code(run_with("wide.json", line.as_bytes(), &limits).0),
         "FILE_TRUNCATED"
     );
+}
+
+#[test]
+fn every_codec_cut_mid_stream() {
+    let csv = many_rows(200_000);
+    let table: Vec<(&str, Vec<u8>)> = vec![
+        ("x.csv.gz", gzip(&csv)),
+        ("x.csv.zst", zstd::encode_all(&csv[..], 3).unwrap()),
+        ("x.csv.bz2", bzip(&csv)),
+    ];
+    for (key, object) in table {
+        // Capped read: a bounded sample, not an error. (A zstd block decodes only whole,
+        // so the read must hold at least one compressed block of up to 128 KiB.)
+        let limits = InferenceLimits {
+            max_read_bytes: 256 * 1024,
+            ..InferenceLimits::default()
+        };
+        assert!(object.len() > 256 * 1024, "{key}: {}", object.len());
+        let file = run_with(key, &object, &limits)
+            .0
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(file.sample_truncated, "{key}");
+        assert!(file.records_sampled > 10, "{key}");
+        assert_eq!(
+            render(&file.schema),
+            "id:int64, name:string, amount:decimal(5,2), day:date",
+            "{key}"
+        );
+        // The whole (cut) object was read: an error.
+        let cut = &object[..object.len() / 2];
+        let got = code(run(key, cut));
+        assert!(
+            matches!(got, "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"),
+            "{key}: {got}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Valid files with a few bytes overwritten: the decoders we call must not panic either.
+    #[test]
+    fn damaged_fixtures_never_panic(
+        which in 0usize..5,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        do_cut in any::<bool>(),
+    ) {
+        thread_local! {
+            static FIXTURES: Vec<(&'static str, Vec<u8>)> = vec![
+                ("f.parquet", write_parquet("message m { required int64 id; optional group g (LIST) { repeated group list { optional binary element (STRING); } } }", 0, None)),
+                ("f.avro", write_avro(3)),
+                ("f.orc", write_orc(1, 5)),
+                ("f.csv.gz", gzip(b"a,b\n1,2\n3,4\n")),
+                ("f.json", b"[{\"a\":1,\"b\":[1,2,{\"c\":null}]},{\"a\":\"2024-01-01\"}]".to_vec()),
+            ];
+        }
+        let (key, mut object) = FIXTURES.with(|f| f[which].clone());
+        for (at, byte) in edits {
+            let i = at.index(object.len());
+            object[i] = byte;
+        }
+        if do_cut {
+            object.truncate(cut.index(object.len() + 1));
+        }
+        let limits = InferenceLimits::default();
+        let detected = detect_from_key(key);
+        let size = object.len() as u64;
+        for start in [0, size.saturating_sub(64), size / 2] {
+            let _ = infer_unguarded(detected, Fetched { bytes: &object[start as usize..], start, object_size: size }, &limits);
+        }
+    }
 }
