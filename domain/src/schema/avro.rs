@@ -118,6 +118,7 @@ pub(crate) fn infer(
         format: FORMAT,
         offset: e.valid_up_to() as u64,
     })?;
+    check_names(json)?;
     let avro = AvroSchema::parse_str(json)
         .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
 
@@ -164,6 +165,47 @@ pub(crate) fn infer(
         row_count: None,
         sample_truncated: capped || !complete,
     })
+}
+
+/// apache-avro 0.21 panics (`unwrap` in `Name::parse`) on a named type whose name is
+/// invalid, so names are checked against the specification's grammar before parsing.
+fn check_names(json: &str) -> Result<(), InferenceError> {
+    fn valid(name: &str) -> bool {
+        name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+    // serde_json stops at 128 levels of nesting, so this recursion is shallow.
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                // Only schema positions: a `default` value may well hold a "name" key.
+                map.get("name")
+                    .is_none_or(|n| n.as_str().is_some_and(valid))
+                    && ["type", "fields", "items", "values"]
+                        .iter()
+                        .filter_map(|k| map.get(*k))
+                        .all(walk)
+            }
+            serde_json::Value::Array(items) => items.iter().all(walk),
+            _ => true,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
+    if walk(&value) {
+        Ok(())
+    } else {
+        Err(InferenceError::malformed(
+            FORMAT,
+            4,
+            "avro.schema has an invalid name",
+        ))
+    }
 }
 
 const MAX_DEPTH: usize = 64;

@@ -928,6 +928,28 @@ fn avro_schema_and_capped_read() {
     assert!(file.sample_truncated);
     assert!(file.records_sampled > 0 && file.records_sampled < 20_000);
 
+    // A default value may hold a "name" key that is no Avro name; invalid names are refused
+    // before apache-avro sees them (it panics on them).
+    let with_default = r#"{"type":"record","name":"R","fields":[
+        {"name":"meta","type":{"type":"map","values":"string"},"default":{"name":"John Doe"}}]}"#;
+    let parsed = apache_avro::Schema::parse_str(with_default).unwrap();
+    let object = apache_avro::Writer::new(&parsed, Vec::new())
+        .into_inner()
+        .unwrap();
+    assert_eq!(
+        render(&run("d.avro", &object).unwrap().schema),
+        "meta:map<string,string>"
+    );
+    let mut bad = object.clone();
+    let at = bad.windows(3).position(|w| w == b"\"R\"").unwrap();
+    bad[at + 1] = b'#';
+    match run("d.avro", &bad) {
+        Err(InferenceError::FileMalformed { detail, .. }) => {
+            assert!(detail.contains("invalid name"))
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Header cut short, and not Avro at all.
     assert_eq!(code(run("e.avro", &small[..40])), "FILE_TRUNCATED");
     assert_eq!(code(run("e.avro", b"not avro at all")), "FILE_MALFORMED");
