@@ -99,7 +99,13 @@ pub struct Fetched<'a> {
 pub enum InferenceStep {
     /// The schema is known.
     Done(InferredFile),
-    /// Fetch the last `len` bytes of the object and call [`infer`] again with them.
+    /// Fetch the last `len` bytes of the object and call [`infer`] again with them (same
+    /// `detected`; the tail itself tells which footer format it is).
+    ///
+    /// When the first read was planned from a Parquet/ORC key this happens at most once: `len`
+    /// is then the exact footer size. When a head read reveals a footer-based file under
+    /// another name, the first request is a generous probe (`max(footer_probe_bytes,
+    /// max_read_bytes)`) and a footer larger than that asks once more, exactly.
     NeedSuffix {
         /// Number of trailing bytes to fetch (never more than the object size).
         len: u64,
