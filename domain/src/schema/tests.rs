@@ -1310,7 +1310,7 @@ proptest! {
     /// Valid files with a few bytes overwritten: the decoders we call must not panic either.
     #[test]
     fn damaged_fixtures_never_panic(
-        which in 0usize..5,
+        which in 0usize..7,
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
         do_cut in any::<bool>(),
@@ -1320,6 +1320,8 @@ proptest! {
                 ("f.parquet", write_parquet("message m { required int64 id; optional group g (LIST) { repeated group list { optional binary element (STRING); } } }", 0, None)),
                 ("f.avro", write_avro(3)),
                 ("f.orc", write_orc(1, 5)),
+                ("g.orc", REAL_ORC[2].1.to_vec()),
+                ("h.orc", REAL_ORC[3].1.to_vec()),
                 ("f.csv.gz", gzip(b"a,b\n1,2\n3,4\n")),
                 ("f.json", b"[{\"a\":1,\"b\":[1,2,{\"c\":null}]},{\"a\":\"2024-01-01\"}]".to_vec()),
             ];
@@ -1338,5 +1340,51 @@ proptest! {
         for start in [0, size.saturating_sub(64), size / 2] {
             let _ = infer_unguarded(detected, Fetched { bytes: &object[start as usize..], start, object_size: size }, &limits);
         }
+    }
+}
+
+/// ORC files written by pyarrow 26.0.1 (Apache ORC C++ writer), with:
+///
+/// ```python
+/// t = pa.table({
+///   "id": pa.array([1,2,3], pa.int64()),
+///   "name": pa.array(["a", None, "c"], pa.string()),
+///   "price": pa.array([Decimal("1.500"), None, Decimal("2.250")], pa.decimal128(12,3)),
+///   "tags": pa.array([[1,2],[],None], pa.list_(pa.int32())),
+///   "attrs": pa.array([[("k", 1.0)], None, []], pa.map_(pa.string(), pa.float64())),
+///   "day": pa.array([date(2024,1,1)]*3, pa.date32()),
+///   "at": pa.array([datetime(2024,1,1)]*3, pa.timestamp("us", tz="UTC")),
+///   "local": pa.array([datetime(2024,1,1)]*3, pa.timestamp("us")),
+///   "inner": pa.array([{"flag": True}]*3, pa.struct([("flag", pa.bool_())])),
+/// })
+/// for c in ["uncompressed", "zlib", "snappy", "zstd"]:
+///     pyarrow.orc.write_table(t, f"orc_{c}.orc", compression=c)
+/// ```
+const REAL_ORC: [(&str, &[u8]); 4] = [
+    ("none", include_bytes!("testdata/orc_uncompressed.orc")),
+    ("zlib", include_bytes!("testdata/orc_zlib.orc")),
+    ("snappy", include_bytes!("testdata/orc_snappy.orc")),
+    ("zstd", include_bytes!("testdata/orc_zstd.orc")),
+];
+
+#[test]
+fn real_orc_files() {
+    let expected = "id:int64?, name:string?, price:decimal(12,3)?, tags:list<int32>?, \
+        attrs:map<string,double>?, day:date?, at:timestamp_tz?, local:timestamp?, \
+        inner:struct<flag:boolean>?";
+    for (codec, object) in REAL_ORC {
+        let file = run("x.orc", object).unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(render(&file.schema), expected, "{codec}");
+        assert_eq!(file.row_count, Some(3), "{codec}");
+        // Small probes: one more suffix read with the exact footer size.
+        let limits = InferenceLimits {
+            footer_probe_bytes: 300,
+            ..InferenceLimits::default()
+        };
+        let (file, rounds) = run_with("x.orc", object, &limits);
+        assert_eq!(render(&file.unwrap().schema), expected, "{codec}");
+        assert!(rounds <= 2, "{codec}");
+        // Under a name without extension, the head read reveals ORC.
+        assert_eq!(run("x", object).unwrap().format, FileFormat::Orc);
     }
 }
