@@ -1388,3 +1388,25 @@ fn real_orc_files() {
         assert_eq!(run("x", object).unwrap().format, FileFormat::Orc);
     }
 }
+
+/// An Avro file written by fastavro 1.13.1 with the `bzip2` codec, which the apache-avro build
+/// here cannot decode: the schema is still read from the header.
+///
+/// ```python
+/// schema = {"type": "record", "name": "Row", "namespace": "ex", "fields": [
+///   {"name": "id", "type": "long"},
+///   {"name": "name", "type": ["null", "string"], "default": None},
+///   {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+///   {"name": "tags", "type": {"type": "array", "items": "string"}}]}
+/// fastavro.writer(buf, fastavro.parse_schema(schema), five_records, codec="bzip2")
+/// ```
+#[test]
+fn avro_with_codec_we_do_not_decode() {
+    let object = include_bytes!("testdata/avro_bzip2.avro");
+    let file = run("r.avro", object).unwrap();
+    assert_eq!(
+        render(&file.schema),
+        "id:int64, name:string?, at:timestamp_tz, tags:list<string>"
+    );
+    assert_eq!(file.records_sampled, 5);
+}
