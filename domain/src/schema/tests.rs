@@ -1410,3 +1410,27 @@ fn avro_with_codec_we_do_not_decode() {
     );
     assert_eq!(file.records_sampled, 5);
 }
+
+/// A Parquet file written by pyarrow 26.0.1 (snappy pages, 3-level lists, `key_value` maps,
+/// UTC-adjusted timestamps, an embedded Arrow schema in the key-value metadata):
+///
+/// ```python
+/// pq.write_table(pa.table({
+///   "id": int64, "small": int16, "name": string, "price": decimal128(12,3),
+///   "tags": list_(int32), "attrs": map_(string, float64), "day": date32,
+///   "at": timestamp("us", tz="UTC"), "local": timestamp("ms"),
+///   "inner": struct([("flag", bool_), ("pts", list_(struct([("x", float32)])))]),
+///   "blob": binary}), "pyarrow.parquet", compression="snappy")   # 3 rows
+/// ```
+#[test]
+fn real_parquet_file() {
+    let object = include_bytes!("testdata/pyarrow.parquet");
+    let file = run("p.parquet", object).unwrap();
+    assert_eq!(
+        render(&file.schema),
+        "id:int64?, small:int32?, name:string?, price:decimal(12,3)?, tags:list<int32>?, \
+         attrs:map<string,double>?, day:date?, at:timestamp_tz?, local:timestamp?, \
+         inner:struct<flag:boolean,pts:list<struct<x:float>>>?, blob:binary?"
+    );
+    assert_eq!(file.row_count, Some(3));
+}
