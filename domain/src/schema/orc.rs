@@ -230,7 +230,8 @@ fn decompress(
             let decoded = match kind {
                 1 => bounded(flate2::read::DeflateDecoder::new(chunk), room)?,
                 5 => bounded(
-                    zstd::stream::read::Decoder::new(chunk).map_err(|e| fail(e.to_string()))?,
+                    super::decode::zstd_decoder(chunk, limits.max_decompressed_bytes)
+                        .map_err(|e| fail(e.to_string()))?,
                     room,
                 )?,
                 _ => {

@@ -556,6 +556,14 @@ fn compression_bomb_is_bounded() {
     let bomb = e.finish().unwrap();
     assert_eq!(code(run("zeros.csv.gz", &bomb)), "BINARY_CONTENT");
 
+    // A zstd frame demanding a 128 MiB window is refused rather than allocated.
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    e.window_log(27).unwrap();
+    e.write_all(b"a,b\n1,2\n").unwrap();
+    let huge_window = e.finish().unwrap();
+    assert_eq!(code(run("w.csv.zst", &huge_window)), "DECOMPRESSION_FAILED");
+    assert_eq!(zstd::decode_all(&huge_window[..]).unwrap(), b"a,b\n1,2\n");
+
     // The decoded sample never exceeds the cap.
     let limits = InferenceLimits {
         max_decompressed_bytes: 1000,
@@ -565,6 +573,8 @@ fn compression_bomb_is_bounded() {
     let compressed = gzip(&chunk);
     let sample = decode::decode_sample(detected, &compressed, u64::MAX, &limits).unwrap();
     assert_eq!(sample.data.len(), 1000);
+    let (out, _, more) = decode::read_bounded(&b"x".repeat(100_000)[..], 70_000);
+    assert!(more && out.len() == 70_000 && out.capacity() <= 70_000);
     assert!(sample.truncated);
 }
 
