@@ -24,6 +24,9 @@ pub use merge::{ColumnDrift, MergedSchema, merge_schemas, widen};
 use crate::format::{DetectedFormat, compression_from_magic, container_from_magic, sniff_text};
 use crate::model::{Compression, FileFormat, Schema};
 
+/// Largest Parquet/ORC footer we ask the caller to fetch (64 MiB).
+pub const MAX_FOOTER_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Byte and record budgets for inferring one file's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InferenceLimits {

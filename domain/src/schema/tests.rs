@@ -811,6 +811,19 @@ fn parquet_damaged() {
     let mut long = object.clone();
     long[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(code(run("a.parquet", &long)), "FILE_TRUNCATED");
+    // A footer length beyond MAX_FOOTER_BYTES in a (claimed) huge object: no huge fetch.
+    let tail = &long[n - 100..];
+    let huge = 1u64 << 40;
+    let step = infer(
+        detect_from_key("a.parquet"),
+        Fetched {
+            bytes: tail,
+            start: huge - 100,
+            object_size: huge,
+        },
+        &InferenceLimits::default(),
+    );
+    assert_eq!(step.unwrap_err().code(), "FILE_MALFORMED");
     // Garbage footer of a plausible length.
     let mut garbage = object.clone();
     let meta_len = u32::from_le_bytes(object[n - 8..n - 4].try_into().unwrap()) as usize;
