@@ -118,6 +118,7 @@ pub(crate) fn infer(
         format: FORMAT,
         offset: e.valid_up_to() as u64,
     })?;
+    check_names(json)?;
     let avro = AvroSchema::parse_str(json)
         .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
 
@@ -145,7 +146,7 @@ pub(crate) fn infer(
     }
 
     let mut named = HashMap::new();
-    let data_type = map_type(&avro, &mut named, &mut Vec::new(), 0);
+    let data_type = map_type(&avro, &mut named, &mut Ctx::default(), 0);
     let fields = match data_type {
         DataType::Struct(fields) => fields,
         // A file of bare values: one column named after the type.
@@ -166,18 +167,71 @@ pub(crate) fn infer(
     })
 }
 
+/// apache-avro 0.21 panics (`unwrap` in `Name::parse`) on a named type whose name is
+/// invalid, so names are checked against the specification's grammar before parsing.
+fn check_names(json: &str) -> Result<(), InferenceError> {
+    fn valid(name: &str) -> bool {
+        name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+    // serde_json stops at 128 levels of nesting, so this recursion is shallow.
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                // Only schema positions: a `default` value may well hold a "name" key.
+                map.get("name")
+                    .is_none_or(|n| n.as_str().is_some_and(valid))
+                    && ["type", "fields", "items", "values"]
+                        .iter()
+                        .filter_map(|k| map.get(*k))
+                        .all(walk)
+            }
+            serde_json::Value::Array(items) => items.iter().all(walk),
+            _ => true,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
+    if walk(&value) {
+        Ok(())
+    } else {
+        Err(InferenceError::malformed(
+            FORMAT,
+            4,
+            "avro.schema has an invalid name",
+        ))
+    }
+}
+
 const MAX_DEPTH: usize = 64;
+/// Named types can be referenced many times; this bounds the expanded size (and the work).
+const MAX_NODES: usize = 10_000;
+
+/// Traversal state of [`map_type`].
+#[derive(Default)]
+struct Ctx {
+    /// Records being expanded (to stop at self references).
+    stack: Vec<String>,
+    /// Types mapped so far.
+    nodes: usize,
+}
 
 /// Maps an Avro schema; `named` collects named types for `Ref`s, `expanding` stops recursion
 /// through self-referencing records.
 fn map_type<'s>(
     s: &'s AvroSchema,
     named: &mut HashMap<String, &'s AvroSchema>,
-    expanding: &mut Vec<String>,
+    expanding: &mut Ctx,
     depth: usize,
 ) -> DataType {
-    if depth > MAX_DEPTH {
-        return DataType::Other("deeply_nested".into());
+    expanding.nodes += 1;
+    if depth > MAX_DEPTH || expanding.nodes > MAX_NODES {
+        return DataType::Other("too_complex".into());
     }
     match s {
         AvroSchema::Null => DataType::Null,
@@ -206,13 +260,13 @@ fn map_type<'s>(
         AvroSchema::Record(r) => {
             let name = r.name.fullname(None);
             named.insert(name.clone(), s);
-            expanding.push(name);
+            expanding.stack.push(name);
             let fields = r
                 .fields
                 .iter()
                 .map(|f| element(&f.schema, &f.name, named, expanding, depth))
                 .collect();
-            expanding.pop();
+            expanding.stack.pop();
             DataType::Struct(fields)
         }
         AvroSchema::Decimal(d) => DataType::Decimal {
@@ -237,7 +291,7 @@ fn map_type<'s>(
         AvroSchema::Ref { name } => {
             let full = name.fullname(None);
             match named.get(&full).copied() {
-                Some(target) if !expanding.contains(&full) => {
+                Some(target) if !expanding.stack.contains(&full) => {
                     map_type(target, named, expanding, depth + 1)
                 }
                 _ => DataType::Other(full),
@@ -251,7 +305,7 @@ fn element<'s>(
     s: &'s AvroSchema,
     name: &str,
     named: &mut HashMap<String, &'s AvroSchema>,
-    expanding: &mut Vec<String>,
+    expanding: &mut Ctx,
     depth: usize,
 ) -> Field {
     let (data_type, nullable) = match s {
@@ -270,7 +324,7 @@ fn element<'s>(
 fn union_type<'s>(
     variants: &'s [AvroSchema],
     named: &mut HashMap<String, &'s AvroSchema>,
-    expanding: &mut Vec<String>,
+    expanding: &mut Ctx,
     depth: usize,
 ) -> (DataType, bool) {
     let nullable = variants.iter().any(|v| matches!(v, AvroSchema::Null));

@@ -21,7 +21,7 @@ pub(crate) fn read_bounded<R: Read>(
     mut reader: R,
     cap: usize,
 ) -> (Vec<u8>, Option<io::Error>, bool) {
-    let mut out = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         if out.len() >= cap {
@@ -39,11 +39,31 @@ pub(crate) fn read_bounded<R: Read>(
         let want = buf.len().min(cap - out.len());
         match reader.read(&mut buf[..want]) {
             Ok(0) => return (out, None, false),
-            Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+            Ok(n) => {
+                // Grow by doubling, but never past the cap: the capacity is the allocation.
+                if out.capacity() < out.len() + n {
+                    let target = (out.capacity() * 2).max(out.len() + n).min(cap);
+                    out.reserve_exact(target.saturating_sub(out.len()));
+                }
+                out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return (out, Some(e), false),
         }
     }
+}
+
+/// A zstd decoder whose window, its one large allocation, fits the decompression budget
+/// (never below 8 MiB, which every level up to 19 needs; at most zstd's 128 MiB default).
+/// A frame asking for a larger window fails instead of allocating it.
+pub(crate) fn zstd_decoder(
+    input: &[u8],
+    max_decompressed: u64,
+) -> io::Result<zstd::stream::read::Decoder<'static, io::BufReader<&[u8]>>> {
+    let mut decoder = zstd::stream::read::Decoder::new(input)?;
+    let log = (64 - max_decompressed.saturating_sub(1).leading_zeros()).clamp(23, 27);
+    decoder.window_log_max(log)?;
+    Ok(decoder)
 }
 
 /// Decodes the outer compression of a head read, within `max_decompressed_bytes`.
@@ -68,7 +88,7 @@ pub(crate) fn decode_sample<'a>(
         }
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(bytes), cap),
         Compression::Bzip2 => read_bounded(bzip2::read::MultiBzDecoder::new(bytes), cap),
-        Compression::Zstd => match zstd::stream::read::Decoder::new(bytes) {
+        Compression::Zstd => match zstd_decoder(bytes, limits.max_decompressed_bytes) {
             Ok(decoder) => read_bounded(decoder, cap),
             Err(e) => (Vec::new(), Some(e), false),
         },

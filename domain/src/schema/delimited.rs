@@ -100,7 +100,8 @@ pub(crate) fn infer(
         .map(|(name, acc)| Field {
             name,
             data_type: acc.data_type(),
-            nullable: acc.nullable,
+            // A column without a single value (header-only file) can only be null.
+            nullable: acc.nullable || acc.kind().is_none(),
         })
         .collect();
     Ok(InferredFile {

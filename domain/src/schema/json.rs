@@ -3,6 +3,7 @@
 //! Values are typed while they are deserialized (no `serde_json::Value` tree, whose maps would
 //! lose key order), and records are merged into one struct type as they arrive.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -88,6 +89,8 @@ impl<'de> Visitor<'de> for InferVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Inferred, A::Error> {
         let mut fields: Vec<Field> = Vec::new();
+        // Objects may have very many keys: find duplicates by hash, not by scanning.
+        let mut index: HashMap<String, usize> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
             let value: Inferred = map.next_value()?;
             let field = Field {
@@ -95,13 +98,16 @@ impl<'de> Visitor<'de> for InferVisitor {
                 data_type: value.ty,
                 nullable: value.null,
             };
-            match fields.iter_mut().find(|f| f.name == field.name) {
+            match index.get(&field.name).and_then(|&i| fields.get_mut(i)) {
                 // Duplicate keys: keep one column, wide enough for both.
                 Some(existing) => {
                     existing.data_type = widen(&existing.data_type, &field.data_type);
                     existing.nullable |= field.nullable;
                 }
-                None => fields.push(field),
+                None => {
+                    index.insert(field.name.clone(), fields.len());
+                    fields.push(field);
+                }
             }
         }
         Ok(typed(DataType::Struct(fields)))
@@ -134,6 +140,13 @@ impl Records {
     }
 
     fn finish(self, truncated: bool) -> Result<InferredFile, InferenceError> {
+        if self.count == 0 && truncated {
+            return Err(InferenceError::truncated(
+                self.format,
+                0,
+                "no complete record within the read limits",
+            ));
+        }
         if self.count == 0 {
             return Err(InferenceError::EmptyFile {
                 format: self.format,

@@ -1,5 +1,7 @@
 //! Merging schemas of several files (and of several records) into one.
 
+use std::collections::{HashMap, HashSet};
+
 use super::scalar::MAX_DECIMAL_PRECISION;
 use crate::model::{DataType, Field, Schema};
 
@@ -30,41 +32,50 @@ pub struct ColumnDrift {
 /// that are missing somewhere or change type are reported as drift.
 pub fn merge_schemas(files: &[(String, Schema)]) -> MergedSchema {
     let mut fields: Vec<Field> = Vec::new();
-    // Per merged column: (labels present, distinct types).
-    let mut seen: Vec<(Vec<String>, Vec<String>)> = Vec::new();
-    for (label, schema) in files {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    // Per merged column: which files have it (by position) and the distinct types seen.
+    let mut present: Vec<Vec<bool>> = Vec::new();
+    let mut types: Vec<Vec<String>> = Vec::new();
+    for (file, (_, schema)) in files.iter().enumerate() {
         for field in &schema.fields {
             let ty = field.data_type.to_string();
-            match fields.iter().position(|f| f.name == field.name) {
-                Some(i) => {
-                    if let (Some(merged), Some((present, types))) =
-                        (fields.get_mut(i), seen.get_mut(i))
-                    {
+            let i = match index.get(&field.name) {
+                Some(&i) => {
+                    if let Some(merged) = fields.get_mut(i) {
                         merged.data_type = widen(&merged.data_type, &field.data_type);
                         merged.nullable |= field.nullable;
-                        if !present.contains(label) {
-                            present.push(label.clone());
-                        }
-                        if !types.contains(&ty) {
-                            types.push(ty);
-                        }
                     }
+                    i
                 }
                 None => {
+                    index.insert(field.name.clone(), fields.len());
                     fields.push(field.clone());
-                    seen.push((vec![label.clone()], vec![ty]));
+                    present.push(vec![false; files.len()]);
+                    types.push(Vec::new());
+                    fields.len() - 1
                 }
+            };
+            if let Some(seen) = present.get_mut(i).and_then(|p| p.get_mut(file)) {
+                *seen = true;
+            }
+            if let Some(t) = types.get_mut(i)
+                && !t.contains(&ty)
+            {
+                t.push(ty);
             }
         }
     }
     let mut drift = Vec::new();
-    for (field, (present_in, types)) in fields.iter_mut().zip(seen) {
-        let missing_from: Vec<String> = files
-            .iter()
-            .map(|(label, _)| label)
-            .filter(|label| !present_in.contains(label))
-            .cloned()
-            .collect();
+    for ((field, present), types) in fields.iter_mut().zip(present).zip(types) {
+        let (mut present_in, mut missing_from) = (Vec::new(), Vec::new());
+        for ((label, _), here) in files.iter().zip(present) {
+            if here {
+                &mut present_in
+            } else {
+                &mut missing_from
+            }
+            .push(label.clone());
+        }
         if !missing_from.is_empty() {
             field.nullable = true;
         }
@@ -86,14 +97,13 @@ pub fn merge_schemas(files: &[(String, Schema)]) -> MergedSchema {
 /// Merges two struct field lists: union in first-seen order, widened types, and fields
 /// missing on one side become nullable.
 pub(crate) fn merge_fields(a: &[Field], b: &[Field]) -> Vec<Field> {
+    // Records can have very many keys: index instead of scanning.
+    let b_index: HashMap<&str, &Field> = b.iter().map(|f| (f.name.as_str(), f)).collect();
+    let a_names: HashSet<&str> = a.iter().map(|f| f.name.as_str()).collect();
     let mut out: Vec<Field> = a
         .iter()
-        .map(|fa| match b.iter().find(|fb| fb.name == fa.name) {
-            Some(fb) => Field {
-                name: fa.name.clone(),
-                data_type: widen(&fa.data_type, &fb.data_type),
-                nullable: fa.nullable || fb.nullable,
-            },
+        .map(|fa| match b_index.get(fa.name.as_str()) {
+            Some(fb) => merge_field(fa, fb),
             None => Field {
                 nullable: true,
                 ..fa.clone()
@@ -101,7 +111,7 @@ pub(crate) fn merge_fields(a: &[Field], b: &[Field]) -> Vec<Field> {
         })
         .collect();
     for fb in b {
-        if !a.iter().any(|fa| fa.name == fb.name) {
+        if !a_names.contains(fb.name.as_str()) {
             out.push(Field {
                 nullable: true,
                 ..fb.clone()

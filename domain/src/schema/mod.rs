@@ -24,6 +24,9 @@ pub use merge::{ColumnDrift, MergedSchema, merge_schemas, widen};
 use crate::format::{DetectedFormat, compression_from_magic, container_from_magic, sniff_text};
 use crate::model::{Compression, FileFormat, Schema};
 
+/// Largest Parquet/ORC footer we ask the caller to fetch (64 MiB).
+pub const MAX_FOOTER_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Byte and record budgets for inferring one file's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InferenceLimits {
@@ -99,7 +102,13 @@ pub struct Fetched<'a> {
 pub enum InferenceStep {
     /// The schema is known.
     Done(InferredFile),
-    /// Fetch the last `len` bytes of the object and call [`infer`] again with them.
+    /// Fetch the last `len` bytes of the object and call [`infer`] again with them (same
+    /// `detected`; the tail itself tells which footer format it is).
+    ///
+    /// When the first read was planned from a Parquet/ORC key this happens at most once: `len`
+    /// is then the exact footer size. When a head read reveals a footer-based file under
+    /// another name, the first request is a generous probe (`max(footer_probe_bytes,
+    /// max_read_bytes)`) and a footer larger than that asks once more, exactly.
     NeedSuffix {
         /// Number of trailing bytes to fetch (never more than the object size).
         len: u64,

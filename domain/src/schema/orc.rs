@@ -125,6 +125,18 @@ pub(crate) fn infer(
             format!("footer length {footer_len} does not fit in a {object_size}-byte file"),
         ));
     }
+    if needed > super::MAX_FOOTER_BYTES {
+        // Real footers stay far below this; a larger length is corruption, and asking the
+        // caller to fetch gigabytes for a schema would be worse than failing.
+        return Err(InferenceError::malformed(
+            FORMAT,
+            object_size.saturating_sub(needed),
+            format!(
+                "footer of {needed} bytes exceeds the {} byte limit",
+                super::MAX_FOOTER_BYTES
+            ),
+        ));
+    }
     if needed > bytes.len() as u64 {
         return Ok(InferenceStep::NeedSuffix { len: needed });
     }
@@ -146,7 +158,13 @@ pub(crate) fn infer(
     })?;
     let schema = match footer.types.first() {
         None => Schema::default(),
-        Some(root) => match build(&footer.types, 0, root, 0) {
+        Some(root) => match build(
+            &footer.types,
+            0,
+            root,
+            0,
+            &mut vec![false; footer.types.len()],
+        ) {
             DataType::Struct(fields) => Schema { fields },
             other => Schema {
                 fields: vec![Field {
@@ -224,7 +242,8 @@ fn decompress(
             let decoded = match kind {
                 1 => bounded(flate2::read::DeflateDecoder::new(chunk), room)?,
                 5 => bounded(
-                    zstd::stream::read::Decoder::new(chunk).map_err(|e| fail(e.to_string()))?,
+                    super::decode::zstd_decoder(chunk, limits.max_decompressed_bytes)
+                        .map_err(|e| fail(e.to_string()))?,
                     room,
                 )?,
                 _ => {
@@ -272,15 +291,26 @@ fn unsupported(codec: &str) -> InferenceError {
 const MAX_DEPTH: usize = 64;
 
 /// Builds the type of `types[id]`. Types are stored in pre-order, so children have larger
-/// ids than their parent; anything else would be a cycle and is rejected.
-fn build(types: &[OrcType], id: usize, t: &OrcType, depth: usize) -> DataType {
+/// ids than their parent and each type has one parent; anything else (a cycle, or a type
+/// shared by several parents, which could expand exponentially) is rejected.
+fn build(
+    types: &[OrcType],
+    id: usize,
+    t: &OrcType,
+    depth: usize,
+    visited: &mut [bool],
+) -> DataType {
+    match visited.get_mut(id) {
+        Some(seen) if !*seen => *seen = true,
+        _ => return DataType::Other("shared_type".into()),
+    }
     if depth > MAX_DEPTH {
         return DataType::Other("deeply_nested".into());
     }
-    let child = |n: usize| -> DataType {
+    let mut child = |n: usize| -> DataType {
         match t.subtypes.get(n).map(|&s| s as usize) {
             Some(sub) if sub > id => match types.get(sub) {
-                Some(st) => build(types, sub, st, depth + 1),
+                Some(st) => build(types, sub, st, depth + 1, visited),
                 None => DataType::Other("missing_type".into()),
             },
             _ => DataType::Other("missing_type".into()),

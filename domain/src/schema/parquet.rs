@@ -47,6 +47,18 @@ pub(crate) fn infer(
             format!("footer length {metadata_len} does not fit in a {object_size}-byte file"),
         ));
     }
+    if needed > super::MAX_FOOTER_BYTES {
+        // Real footers stay far below this; a larger length is corruption, and asking the
+        // caller to fetch gigabytes for a schema would be worse than failing.
+        return Err(InferenceError::malformed(
+            FORMAT,
+            object_size.saturating_sub(needed),
+            format!(
+                "footer of {needed} bytes exceeds the {} byte limit",
+                super::MAX_FOOTER_BYTES
+            ),
+        ));
+    }
     if needed > bytes.len() as u64 {
         return Ok(InferenceStep::NeedSuffix { len: needed });
     }

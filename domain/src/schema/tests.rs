@@ -556,6 +556,14 @@ fn compression_bomb_is_bounded() {
     let bomb = e.finish().unwrap();
     assert_eq!(code(run("zeros.csv.gz", &bomb)), "BINARY_CONTENT");
 
+    // A zstd frame demanding a 128 MiB window is refused rather than allocated.
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    e.window_log(27).unwrap();
+    e.write_all(b"a,b\n1,2\n").unwrap();
+    let huge_window = e.finish().unwrap();
+    assert_eq!(code(run("w.csv.zst", &huge_window)), "DECOMPRESSION_FAILED");
+    assert_eq!(zstd::decode_all(&huge_window[..]).unwrap(), b"a,b\n1,2\n");
+
     // The decoded sample never exceeds the cap.
     let limits = InferenceLimits {
         max_decompressed_bytes: 1000,
@@ -565,6 +573,8 @@ fn compression_bomb_is_bounded() {
     let compressed = gzip(&chunk);
     let sample = decode::decode_sample(detected, &compressed, u64::MAX, &limits).unwrap();
     assert_eq!(sample.data.len(), 1000);
+    let (out, _, more) = decode::read_bounded(&b"x".repeat(100_000)[..], 70_000);
+    assert!(more && out.len() == 70_000 && out.capacity() <= 70_000);
     assert!(sample.truncated);
 }
 
@@ -801,6 +811,19 @@ fn parquet_damaged() {
     let mut long = object.clone();
     long[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(code(run("a.parquet", &long)), "FILE_TRUNCATED");
+    // A footer length beyond MAX_FOOTER_BYTES in a (claimed) huge object: no huge fetch.
+    let tail = &long[n - 100..];
+    let huge = 1u64 << 40;
+    let step = infer(
+        detect_from_key("a.parquet"),
+        Fetched {
+            bytes: tail,
+            start: huge - 100,
+            object_size: huge,
+        },
+        &InferenceLimits::default(),
+    );
+    assert_eq!(step.unwrap_err().code(), "FILE_MALFORMED");
     // Garbage footer of a plausible length.
     let mut garbage = object.clone();
     let meta_len = u32::from_le_bytes(object[n - 8..n - 4].try_into().unwrap()) as usize;
@@ -927,6 +950,28 @@ fn avro_schema_and_capped_read() {
     assert_eq!(render(&file.schema), expected);
     assert!(file.sample_truncated);
     assert!(file.records_sampled > 0 && file.records_sampled < 20_000);
+
+    // A default value may hold a "name" key that is no Avro name; invalid names are refused
+    // before apache-avro sees them (it panics on them).
+    let with_default = r#"{"type":"record","name":"R","fields":[
+        {"name":"meta","type":{"type":"map","values":"string"},"default":{"name":"John Doe"}}]}"#;
+    let parsed = apache_avro::Schema::parse_str(with_default).unwrap();
+    let object = apache_avro::Writer::new(&parsed, Vec::new())
+        .into_inner()
+        .unwrap();
+    assert_eq!(
+        render(&run("d.avro", &object).unwrap().schema),
+        "meta:map<string,string>"
+    );
+    let mut bad = object.clone();
+    let at = bad.windows(3).position(|w| w == b"\"R\"").unwrap();
+    bad[at + 1] = b'#';
+    match run("d.avro", &bad) {
+        Err(InferenceError::FileMalformed { detail, .. }) => {
+            assert!(detail.contains("invalid name"))
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Header cut short, and not Avro at all.
     assert_eq!(code(run("e.avro", &small[..40])), "FILE_TRUNCATED");
@@ -1157,4 +1202,258 @@ fn merged_file_schemas() {
         data_type: DataType::Null,
         nullable: true,
     };
+}
+
+// ---------------------------------------------------------------- hostile inputs
+
+/// An uncompressed ORC tail around `footer`.
+fn orc_file(footer: &orc::Footer) -> Vec<u8> {
+    let footer_bytes = prost::Message::encode_to_vec(footer);
+    let ps = orc::PostScript {
+        footer_length: Some(footer_bytes.len() as u64),
+        compression: Some(0),
+        magic: Some("ORC".into()),
+        ..Default::default()
+    };
+    let ps_bytes = prost::Message::encode_to_vec(&ps);
+    let mut file = b"ORC".to_vec();
+    file.extend_from_slice(&footer_bytes);
+    file.extend_from_slice(&ps_bytes);
+    file.push(ps_bytes.len() as u8);
+    file
+}
+
+#[test]
+fn hostile_type_graphs_are_bounded() {
+    // ORC: every type points twice at the next one (a DAG that would expand to 2^60 nodes),
+    // and a cycle back to the root.
+    let mut types: Vec<orc::OrcType> = (0..60)
+        .map(|i| orc::OrcType {
+            kind: Some(12),
+            subtypes: vec![i + 1, i + 1],
+            field_names: vec!["a".into(), "b".into()],
+            ..Default::default()
+        })
+        .collect();
+    types.push(orc::OrcType {
+        kind: Some(11),
+        subtypes: vec![0, 0],
+        ..Default::default()
+    });
+    let footer = orc::Footer {
+        types,
+        number_of_rows: Some(1),
+        ..Default::default()
+    };
+    let file = run("dag.orc", &orc_file(&footer)).unwrap();
+    assert!(render(&file.schema).contains("shared_type"));
+
+    // Avro: named records each referencing the previous one twice.
+    let mut schema =
+        String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
+    for i in 1..40 {
+        schema = format!(
+            r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"T{}"}}]}}"#,
+            i - 1
+        );
+    }
+    let parsed = apache_avro::Schema::parse_str(&schema).unwrap();
+    let avro = apache_avro::Writer::new(&parsed, Vec::new())
+        .into_inner()
+        .unwrap();
+    let file = run("deep.avro", &avro).unwrap();
+    assert!(render(&file.schema).contains("too_complex"));
+
+    // JSON: one object with very many keys, then the same keys again.
+    let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect();
+    let line = format!("{{{}}}\n", keys.join(","));
+    let content = format!("{line}{line}");
+    let limits = InferenceLimits {
+        max_line_bytes: 8 << 20,
+        max_read_bytes: 8 << 20,
+        ..InferenceLimits::default()
+    };
+    let started = std::time::Instant::now();
+    let file = run_with("wide.jsonl", content.as_bytes(), &limits)
+        .0
+        .unwrap();
+    assert_eq!(file.schema.fields.len(), 100_000);
+    assert!(started.elapsed().as_secs() < 20);
+
+    // A single JSON object larger than the read: no record, so truncated.
+    let limits = InferenceLimits {
+        max_read_bytes: 1000,
+        ..InferenceLimits::default()
+    };
+    assert_eq!(
+        code(run_with("wide.json", line.as_bytes(), &limits).0),
+        "FILE_TRUNCATED"
+    );
+}
+
+#[test]
+fn every_codec_cut_mid_stream() {
+    let csv = many_rows(200_000);
+    let table: Vec<(&str, Vec<u8>)> = vec![
+        ("x.csv.gz", gzip(&csv)),
+        ("x.csv.zst", zstd::encode_all(&csv[..], 3).unwrap()),
+        ("x.csv.bz2", bzip(&csv)),
+    ];
+    for (key, object) in table {
+        // Capped read: a bounded sample, not an error. (A zstd block decodes only whole,
+        // so the read must hold at least one compressed block of up to 128 KiB.)
+        let limits = InferenceLimits {
+            max_read_bytes: 256 * 1024,
+            ..InferenceLimits::default()
+        };
+        assert!(object.len() > 256 * 1024, "{key}: {}", object.len());
+        let file = run_with(key, &object, &limits)
+            .0
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(file.sample_truncated, "{key}");
+        assert!(file.records_sampled > 10, "{key}");
+        assert_eq!(
+            render(&file.schema),
+            "id:int64, name:string, amount:decimal(5,2), day:date",
+            "{key}"
+        );
+        // The whole (cut) object was read: an error.
+        let cut = &object[..object.len() / 2];
+        let got = code(run(key, cut));
+        assert!(
+            matches!(got, "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"),
+            "{key}: {got}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Valid files with a few bytes overwritten: the decoders we call must not panic either.
+    #[test]
+    fn damaged_fixtures_never_panic(
+        which in 0usize..7,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        do_cut in any::<bool>(),
+    ) {
+        thread_local! {
+            static FIXTURES: Vec<(&'static str, Vec<u8>)> = vec![
+                ("f.parquet", write_parquet("message m { required int64 id; optional group g (LIST) { repeated group list { optional binary element (STRING); } } }", 0, None)),
+                ("f.avro", write_avro(3)),
+                ("f.orc", write_orc(1, 5)),
+                ("g.orc", REAL_ORC[2].1.to_vec()),
+                ("h.orc", REAL_ORC[3].1.to_vec()),
+                ("f.csv.gz", gzip(b"a,b\n1,2\n3,4\n")),
+                ("f.json", b"[{\"a\":1,\"b\":[1,2,{\"c\":null}]},{\"a\":\"2024-01-01\"}]".to_vec()),
+            ];
+        }
+        let (key, mut object) = FIXTURES.with(|f| f[which].clone());
+        for (at, byte) in edits {
+            let i = at.index(object.len());
+            object[i] = byte;
+        }
+        if do_cut {
+            object.truncate(cut.index(object.len() + 1));
+        }
+        let limits = InferenceLimits::default();
+        let detected = detect_from_key(key);
+        let size = object.len() as u64;
+        for start in [0, size.saturating_sub(64), size / 2] {
+            let _ = infer_unguarded(detected, Fetched { bytes: &object[start as usize..], start, object_size: size }, &limits);
+        }
+    }
+}
+
+/// ORC files written by pyarrow 26.0.1 (Apache ORC C++ writer), with:
+///
+/// ```python
+/// t = pa.table({
+///   "id": pa.array([1,2,3], pa.int64()),
+///   "name": pa.array(["a", None, "c"], pa.string()),
+///   "price": pa.array([Decimal("1.500"), None, Decimal("2.250")], pa.decimal128(12,3)),
+///   "tags": pa.array([[1,2],[],None], pa.list_(pa.int32())),
+///   "attrs": pa.array([[("k", 1.0)], None, []], pa.map_(pa.string(), pa.float64())),
+///   "day": pa.array([date(2024,1,1)]*3, pa.date32()),
+///   "at": pa.array([datetime(2024,1,1)]*3, pa.timestamp("us", tz="UTC")),
+///   "local": pa.array([datetime(2024,1,1)]*3, pa.timestamp("us")),
+///   "inner": pa.array([{"flag": True}]*3, pa.struct([("flag", pa.bool_())])),
+/// })
+/// for c in ["uncompressed", "zlib", "snappy", "zstd"]:
+///     pyarrow.orc.write_table(t, f"orc_{c}.orc", compression=c)
+/// ```
+const REAL_ORC: [(&str, &[u8]); 4] = [
+    ("none", include_bytes!("testdata/orc_uncompressed.orc")),
+    ("zlib", include_bytes!("testdata/orc_zlib.orc")),
+    ("snappy", include_bytes!("testdata/orc_snappy.orc")),
+    ("zstd", include_bytes!("testdata/orc_zstd.orc")),
+];
+
+#[test]
+fn real_orc_files() {
+    let expected = "id:int64?, name:string?, price:decimal(12,3)?, tags:list<int32>?, \
+        attrs:map<string,double>?, day:date?, at:timestamp_tz?, local:timestamp?, \
+        inner:struct<flag:boolean>?";
+    for (codec, object) in REAL_ORC {
+        let file = run("x.orc", object).unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(render(&file.schema), expected, "{codec}");
+        assert_eq!(file.row_count, Some(3), "{codec}");
+        // Small probes: one more suffix read with the exact footer size.
+        let limits = InferenceLimits {
+            footer_probe_bytes: 300,
+            ..InferenceLimits::default()
+        };
+        let (file, rounds) = run_with("x.orc", object, &limits);
+        assert_eq!(render(&file.unwrap().schema), expected, "{codec}");
+        assert!(rounds <= 2, "{codec}");
+        // Under a name without extension, the head read reveals ORC.
+        assert_eq!(run("x", object).unwrap().format, FileFormat::Orc);
+    }
+}
+
+/// An Avro file written by fastavro 1.13.1 with the `bzip2` codec, which the apache-avro build
+/// here cannot decode: the schema is still read from the header.
+///
+/// ```python
+/// schema = {"type": "record", "name": "Row", "namespace": "ex", "fields": [
+///   {"name": "id", "type": "long"},
+///   {"name": "name", "type": ["null", "string"], "default": None},
+///   {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+///   {"name": "tags", "type": {"type": "array", "items": "string"}}]}
+/// fastavro.writer(buf, fastavro.parse_schema(schema), five_records, codec="bzip2")
+/// ```
+#[test]
+fn avro_with_codec_we_do_not_decode() {
+    let object = include_bytes!("testdata/avro_bzip2.avro");
+    let file = run("r.avro", object).unwrap();
+    assert_eq!(
+        render(&file.schema),
+        "id:int64, name:string?, at:timestamp_tz, tags:list<string>"
+    );
+    assert_eq!(file.records_sampled, 5);
+}
+
+/// A Parquet file written by pyarrow 26.0.1 (snappy pages, 3-level lists, `key_value` maps,
+/// UTC-adjusted timestamps, an embedded Arrow schema in the key-value metadata):
+///
+/// ```python
+/// pq.write_table(pa.table({
+///   "id": int64, "small": int16, "name": string, "price": decimal128(12,3),
+///   "tags": list_(int32), "attrs": map_(string, float64), "day": date32,
+///   "at": timestamp("us", tz="UTC"), "local": timestamp("ms"),
+///   "inner": struct([("flag", bool_), ("pts", list_(struct([("x", float32)])))]),
+///   "blob": binary}), "pyarrow.parquet", compression="snappy")   # 3 rows
+/// ```
+#[test]
+fn real_parquet_file() {
+    let object = include_bytes!("testdata/pyarrow.parquet");
+    let file = run("p.parquet", object).unwrap();
+    assert_eq!(
+        render(&file.schema),
+        "id:int64?, small:int32?, name:string?, price:decimal(12,3)?, tags:list<int32>?, \
+         attrs:map<string,double>?, day:date?, at:timestamp_tz?, local:timestamp?, \
+         inner:struct<flag:boolean,pts:list<struct<x:float>>>?, blob:binary?"
+    );
+    assert_eq!(file.row_count, Some(3));
 }
