@@ -13,10 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("catalog_s3_v1_descriptor.bin");
-    std::fs::write(
-        &descriptor_path,
-        prost::Message::encode_to_vec(&descriptors),
-    )?;
+    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
 
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor_path)
@@ -26,8 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&protos, &["proto"])?;
 
     let descriptor_bytes = std::fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptor_bytes)?
-        .build(&[".catalog.s3.v1"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptor_bytes)?.build(&[".catalog.s3.v1"])?;
     Ok(())
 }

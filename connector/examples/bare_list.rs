@@ -11,10 +11,7 @@ use s3_connector::aws::{AwsContext, ConnectionSettings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let mut settings = ConnectionSettings {
-        max_attempts: 3,
-        ..Default::default()
-    };
+    let mut settings = ConnectionSettings { max_attempts: 3, ..Default::default() };
     let mut buckets = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -23,28 +20,18 @@ async fn main() -> anyhow::Result<()> {
             _ => buckets.push(arg),
         }
     }
-    anyhow::ensure!(
-        !buckets.is_empty(),
-        "usage: bare_list [--endpoint-url URL] [--region R] BUCKET..."
-    );
+    anyhow::ensure!(!buckets.is_empty(), "usage: bare_list [--endpoint-url URL] [--region R] BUCKET...");
     let client = AwsContext::load(&settings).await?.s3_client();
     let started = Instant::now();
     let (mut objects, mut pages) = (0u64, 0u64);
     for bucket in &buckets {
-        let mut paginator = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .into_paginator()
-            .send();
+        let mut paginator = client.list_objects_v2().bucket(bucket).into_paginator().send();
         while let Some(page) = paginator.next().await {
             let page = page?;
             pages += 1;
             objects += page.contents().len() as u64;
         }
     }
-    println!(
-        r#"{{"objects":{objects},"pages":{pages},"seconds":{:.3}}}"#,
-        started.elapsed().as_secs_f64()
-    );
+    println!(r#"{{"objects":{objects},"pages":{pages},"seconds":{:.3}}}"#, started.elapsed().as_secs_f64());
     Ok(())
 }

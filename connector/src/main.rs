@@ -4,16 +4,17 @@ use clap::Parser;
 use s3_connector::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+/// Warnings of our own; aws-config's probing of the credential chain and IMDS (expected to fail
+/// off EC2) only when it matters.
+const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,aws_smithy_runtime=error";
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let filter = cli.log.as_deref().map(EnvFilter::new).unwrap_or_else(|| {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(err) => {

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use s3_connector::aws::{
-    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory,
-    KeyInfo, ListPage, ListRequest, ObjectHead, ObjectStore, RangeRead, RequestStats,
-    ResponseEncryption,
+    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory, KeyInfo,
+    ListPage, ListRequest, ObjectHead, ObjectStore, RangeRead, RequestStats, ResponseEncryption,
 };
 use s3_connector::extract::report::ExtractEvent;
 use s3_connector::extract::{BucketTarget, ExtractLimits, ExtractScope, Extractor, Services};
@@ -111,11 +110,7 @@ impl ObjectStore for FakeStore {
                 )),
             }
         }
-        let start: usize = request
-            .continuation
-            .as_deref()
-            .map(|t| t.parse().unwrap())
-            .unwrap_or(0);
+        let start: usize = request.continuation.as_deref().map(|t| t.parse().unwrap()).unwrap_or(0);
         let end = (start + 2).min(entries.len());
         let mut page = ListPage::default();
         for (name, meta) in &entries[start..end] {
@@ -136,32 +131,19 @@ impl ObjectStore for FakeStore {
         max_bytes: u64,
     ) -> Result<RangeRead, AwsError> {
         *self.gets.lock().unwrap() += 1;
-        let o = self
-            .buckets
-            .get(bucket)
-            .and_then(|b| b.get(key))
-            .cloned()
-            .ok_or_else(|| {
-                aws_error(
-                    "s3:GetObject",
-                    bucket,
-                    Some(key),
-                    AwsErrorKind::NotFound,
-                    "NoSuchKey",
-                    "The specified key does not exist.",
-                    404,
-                )
-            })?;
-        if let Behaviour::GetFails(kind, code, message, status) = o.behaviour {
-            return Err(aws_error(
+        let o = self.buckets.get(bucket).and_then(|b| b.get(key)).cloned().ok_or_else(|| {
+            aws_error(
                 "s3:GetObject",
                 bucket,
                 Some(key),
-                kind,
-                code,
-                message,
-                status,
-            ));
+                AwsErrorKind::NotFound,
+                "NoSuchKey",
+                "The specified key does not exist.",
+                404,
+            )
+        })?;
+        if let Behaviour::GetFails(kind, code, message, status) = o.behaviour {
+            return Err(aws_error("s3:GetObject", bucket, Some(key), kind, code, message, status));
         }
         let len = o.body.len() as u64;
         let (start, end) = match range {
@@ -178,29 +160,19 @@ impl ObjectStore for FakeStore {
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
-        let o = self
-            .buckets
-            .get(bucket)
-            .and_then(|b| b.get(key))
-            .ok_or_else(|| AwsError {
-                operation: "s3:GetObject",
-                bucket: Some(bucket.into()),
-                resource: Some(key.into()),
-                kind: AwsErrorKind::NotFound,
-                code: None,
-                message: None,
-                status: Some(404),
-            })?;
-        Ok(ObjectHead {
-            size: o.body.len() as u64,
-            encryption: o.encryption.clone(),
-        })
+        let o = self.buckets.get(bucket).and_then(|b| b.get(key)).ok_or_else(|| AwsError {
+            operation: "s3:GetObject",
+            bucket: Some(bucket.into()),
+            resource: Some(key.into()),
+            kind: AwsErrorKind::NotFound,
+            code: None,
+            message: None,
+            status: Some(404),
+        })?;
+        Ok(ObjectHead { size: o.body.len() as u64, encryption: o.encryption.clone() })
     }
 
-    async fn bucket_encryption(
-        &self,
-        bucket: &str,
-    ) -> Result<Option<DefaultEncryptionRule>, AwsError> {
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError> {
         if !self.buckets.contains_key(bucket) {
             return Err(aws_error(
                 "s3:GetEncryptionConfiguration",
@@ -226,11 +198,9 @@ struct FakeKeys;
 impl KeyDirectory for FakeKeys {
     async fn describe_key(&self, key_id: &str) -> Result<KeyInfo, AwsError> {
         match key_id {
-            "alias/data" | "0f0f0f0f-1111-2222-3333-444444444444" => Ok(KeyInfo {
-                arn: KEY_ARN.into(),
-                state: "Enabled".into(),
-                manager: "CUSTOMER".into(),
-            }),
+            "alias/data" | "0f0f0f0f-1111-2222-3333-444444444444" => {
+                Ok(KeyInfo { arn: KEY_ARN.into(), state: "Enabled".into(), manager: "CUSTOMER".into() })
+            }
             other => Err(AwsError {
                 operation: "kms:DescribeKey",
                 bucket: None,
@@ -328,17 +298,10 @@ fn store() -> FakeStore {
     let mut buckets = BTreeMap::new();
     buckets.insert("data-lake".to_string(), objects);
     buckets.insert("private-lake".to_string(), BTreeMap::new());
-    FakeStore {
-        buckets,
-        deny_listing: vec!["private-lake".into()],
-        gets: Mutex::new(0),
-    }
+    FakeStore { buckets, deny_listing: vec!["private-lake".into()], gets: Mutex::new(0) }
 }
 
-async fn run(
-    store: FakeStore,
-    targets: &[&str],
-) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
+async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
     let services = Services {
         store: Arc::new(store),
         keys: Arc::new(FakeKeys),
@@ -348,13 +311,7 @@ async fn run(
     };
     let extractor = Extractor::new(services, ExtractLimits::default());
     let scope = ExtractScope {
-        targets: targets
-            .iter()
-            .map(|b| BucketTarget {
-                bucket: b.to_string(),
-                prefixes: vec![],
-            })
-            .collect(),
+        targets: targets.iter().map(|b| BucketTarget { bucket: b.to_string(), prefixes: vec![] }).collect(),
         ..Default::default()
     };
     let (tx, mut rx) = mpsc::channel(4);
@@ -369,16 +326,11 @@ async fn run(
     (collector.await.unwrap(), outcome)
 }
 
-fn problems(
-    events: &[ExtractEvent],
-) -> HashMap<String, Vec<s3_connector::extract::report::Problem>> {
+fn problems(events: &[ExtractEvent]) -> HashMap<String, Vec<s3_connector::extract::report::Problem>> {
     let mut by_prefix: HashMap<String, Vec<_>> = HashMap::new();
     for e in events {
         if let ExtractEvent::Problem(p) = e {
-            by_prefix
-                .entry(p.dataset_prefix.clone().unwrap_or_default())
-                .or_default()
-                .push((**p).clone());
+            by_prefix.entry(p.dataset_prefix.clone().unwrap_or_default()).or_default().push((**p).clone());
         }
     }
     by_prefix
@@ -395,11 +347,8 @@ async fn a_bare_access_denied_on_an_sse_kms_object_is_reported_as_a_kms_denial()
     assert_eq!(p.kms_key_arn.as_deref(), Some(KEY_ARN));
     assert_eq!(p.principal.as_deref(), Some(PRINCIPAL));
     assert_eq!(p.operation.as_deref(), Some("kms:Decrypt"));
-    let statement = p
-        .remediation
-        .as_ref()
-        .and_then(|r| r.policy_statement.clone())
-        .expect("a fixing statement");
+    let statement =
+        p.remediation.as_ref().and_then(|r| r.policy_statement.clone()).expect("a fixing statement");
     assert_eq!(statement["Action"][0], "kms:Decrypt");
     assert_eq!(statement["Resource"], KEY_ARN);
 }
@@ -420,12 +369,7 @@ async fn throttling_and_mid_run_deletion_are_problems_not_failures() {
         })
         .expect("good dataset");
     let schema = good.schema.as_ref().expect("schema read");
-    let names: Vec<&str> = schema
-        .schema
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
+    let names: Vec<&str> = schema.schema.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["id", "name", "amount"]);
     assert_eq!(good.encryption.kms_key_arns, vec![KEY_ARN.to_string()]);
     assert!(!good.encryption.mixed_keys);
@@ -436,27 +380,16 @@ async fn throttling_and_mid_run_deletion_are_problems_not_failures() {
 async fn a_bucket_that_cannot_be_listed_is_reported_and_the_run_goes_on() {
     let (events, outcome) = run(store(), &["private-lake", "no-such-lake", "data-lake"]).await;
     assert_eq!(outcome.buckets, 3);
-    assert_eq!(
-        outcome.unlisted_buckets,
-        vec!["private-lake".to_string(), "no-such-lake".to_string()]
-    );
+    assert_eq!(outcome.unlisted_buckets, vec!["private-lake".to_string(), "no-such-lake".to_string()]);
     let codes: Vec<(&str, &str)> = events
         .iter()
         .filter_map(|e| match e {
-            ExtractEvent::Problem(p) if p.dataset_prefix.is_none() => {
-                Some((p.bucket.as_str(), p.code))
-            }
+            ExtractEvent::Problem(p) if p.dataset_prefix.is_none() => Some((p.bucket.as_str(), p.code)),
             _ => None,
         })
         .collect();
-    assert!(
-        codes.contains(&("private-lake", "BUCKET_ACCESS_DENIED")),
-        "{codes:?}"
-    );
-    assert!(
-        codes.contains(&("no-such-lake", "BUCKET_NOT_FOUND")),
-        "{codes:?}"
-    );
+    assert!(codes.contains(&("private-lake", "BUCKET_ACCESS_DENIED")), "{codes:?}");
+    assert!(codes.contains(&("no-such-lake", "BUCKET_NOT_FOUND")), "{codes:?}");
     let denied = events
         .iter()
         .find_map(|e| match e {
@@ -464,20 +397,10 @@ async fn a_bucket_that_cannot_be_listed_is_reported_and_the_run_goes_on() {
             _ => None,
         })
         .unwrap();
-    let statement = denied
-        .remediation
-        .as_ref()
-        .unwrap()
-        .policy_statement
-        .as_ref()
-        .unwrap();
+    let statement = denied.remediation.as_ref().unwrap().policy_statement.as_ref().unwrap();
     assert_eq!(statement["Action"][0], "s3:ListBucket");
     assert_eq!(statement["Resource"], "arn:aws:s3:::private-lake");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, ExtractEvent::Dataset(d) if d.bucket == "data-lake"))
-    );
+    assert!(events.iter().any(|e| matches!(e, ExtractEvent::Dataset(d) if d.bucket == "data-lake")));
 }
 
 #[tokio::test]
@@ -491,20 +414,11 @@ async fn closing_the_output_stops_the_run() {
     };
     let extractor = Extractor::new(services, ExtractLimits::default());
     let scope = ExtractScope {
-        targets: vec![BucketTarget {
-            bucket: "data-lake".into(),
-            prefixes: vec![],
-        }],
+        targets: vec![BucketTarget { bucket: "data-lake".into(), prefixes: vec![] }],
         ..Default::default()
     };
     let (tx, rx) = mpsc::channel(1);
     drop(rx);
-    let err = extractor
-        .run(&scope, tx)
-        .await
-        .expect_err("a closed output ends the run");
-    assert!(
-        matches!(err, s3_connector::extract::ExtractError::OutputClosed),
-        "{err}"
-    );
+    let err = extractor.run(&scope, tx).await.expect_err("a closed output ends the run");
+    assert!(matches!(err, s3_connector::extract::ExtractError::OutputClosed), "{err}");
 }

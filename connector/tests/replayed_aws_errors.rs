@@ -10,10 +10,7 @@ use aws_smithy_types::body::SdkBody;
 use s3_connector::aws::{AwsErrorKind, ByteRange, ObjectStore, RequestStats, SdkObjectStore};
 
 fn request() -> http::Request<SdkBody> {
-    http::Request::builder()
-        .uri("http://127.0.0.1:1/bucket/key")
-        .body(SdkBody::empty())
-        .unwrap()
+    http::Request::builder().uri("http://127.0.0.1:1/bucket/key").body(SdkBody::empty()).unwrap()
 }
 
 fn response(status: u16, body: &str) -> http::Response<SdkBody> {
@@ -34,10 +31,7 @@ fn store(events: Vec<ReplayEvent>) -> SdkObjectStore {
         .force_path_style(true)
         .http_client(http)
         .build();
-    SdkObjectStore::new(
-        aws_sdk_s3::Client::from_conf(conf),
-        Arc::new(RequestStats::default()),
-    )
+    SdkObjectStore::new(aws_sdk_s3::Client::from_conf(conf), Arc::new(RequestStats::default()))
 }
 
 #[tokio::test]
@@ -45,10 +39,7 @@ async fn kms_decrypt_denied_on_get_names_the_key_and_the_principal() {
     let body = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::111122223333:assumed-role/catalog-reader/s3-connector is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab because no identity-based policy allows the kms:Decrypt action</Message><RequestId>R1</RequestId></Error>"#;
     let s = store(vec![ReplayEvent::new(request(), response(403, body))]);
-    let err = s
-        .get_range("bucket", "key", ByteRange::Head(16), 16)
-        .await
-        .expect_err("denied");
+    let err = s.get_range("bucket", "key", ByteRange::Head(16), 16).await.expect_err("denied");
     assert_eq!(err.kind, AwsErrorKind::KmsAccessDenied);
     assert_eq!(err.status, Some(403));
     assert_eq!(
@@ -69,19 +60,10 @@ async fn disabled_and_pending_deletion_keys_are_told_apart() {
         ReplayEvent::new(request(), response(400, disabled)),
         ReplayEvent::new(request(), response(400, pending)),
     ]);
-    let e1 = s
-        .get_range("bucket", "key", ByteRange::Head(16), 16)
-        .await
-        .unwrap_err();
+    let e1 = s.get_range("bucket", "key", ByteRange::Head(16), 16).await.unwrap_err();
     assert_eq!(e1.kind, AwsErrorKind::KmsKeyDisabled);
-    assert_eq!(
-        e1.kms_key_arn_in_message().as_deref(),
-        Some("arn:aws:kms:us-east-1:111122223333:key/k1")
-    );
-    let e2 = s
-        .get_range("bucket", "key", ByteRange::Head(16), 16)
-        .await
-        .unwrap_err();
+    assert_eq!(e1.kms_key_arn_in_message().as_deref(), Some("arn:aws:kms:us-east-1:111122223333:key/k1"));
+    let e2 = s.get_range("bucket", "key", ByteRange::Head(16), 16).await.unwrap_err();
     assert_eq!(e2.kind, AwsErrorKind::KmsKeyPendingDeletion);
 }
 
@@ -92,10 +74,7 @@ async fn sse_c_without_a_key_is_recognised_on_get_and_on_an_empty_bodied_head() 
         ReplayEvent::new(request(), response(400, get)),
         ReplayEvent::new(request(), response(400, "")),
     ]);
-    let e = s
-        .get_range("bucket", "key", ByteRange::Head(16), 16)
-        .await
-        .unwrap_err();
+    let e = s.get_range("bucket", "key", ByteRange::Head(16), 16).await.unwrap_err();
     assert_eq!(e.kind, AwsErrorKind::SseCKeyRequired);
     let head = s.head("bucket", "key").await.unwrap_err();
     assert_eq!(head.status, Some(400));
@@ -120,15 +99,8 @@ async fn a_range_the_server_ignores_is_still_capped() {
             .body(SdkBody::from(body))
             .unwrap(),
     )]);
-    let read = s
-        .get_range("bucket", "key", ByteRange::Head(100), 100)
-        .await
-        .unwrap();
-    assert_eq!(
-        read.bytes.len(),
-        100,
-        "never more than the cap, even when the whole object comes back"
-    );
+    let read = s.get_range("bucket", "key", ByteRange::Head(100), 100).await.unwrap();
+    assert_eq!(read.bytes.len(), 100, "never more than the cap, even when the whole object comes back");
     assert_eq!(read.start, 0);
     assert_eq!(read.object_size, 10_000);
 }

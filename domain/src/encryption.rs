@@ -67,10 +67,7 @@ pub fn detect_client_side(user_metadata: &HashMap<String, String>) -> ClientSide
     } else {
         None
     };
-    ClientSideDetection {
-        format,
-        inconsistent: versions > 1,
-    }
+    ClientSideDetection { format, inconsistent: versions > 1 }
 }
 
 /// The server-side type from `x-amz-server-side-encryption` and the SSE-C algorithm header.
@@ -98,18 +95,14 @@ pub fn observe_headers_detailed(
 ) -> HeaderObservation {
     let server_side = server_side_kind(sse, sse_customer_algorithm);
     let detection = detect_client_side(user_metadata);
-    let kms_key_id = kms_key_id
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string);
+    let kms_key_id = kms_key_id.map(str::trim).filter(|k| !k.is_empty()).map(str::to_string);
     let observed = match detection.format {
         Some(format) => ObservedEncryption {
             kind: EncryptionType::ClientSide,
             kms_key_id,
             bucket_key_enabled,
             client_side: Some(format),
-            server_side_under_client_side: (server_side != EncryptionType::None)
-                .then_some(server_side),
+            server_side_under_client_side: (server_side != EncryptionType::None).then_some(server_side),
         },
         None => ObservedEncryption {
             kind: server_side,
@@ -119,10 +112,7 @@ pub fn observe_headers_detailed(
             server_side_under_client_side: None,
         },
     };
-    HeaderObservation {
-        observed,
-        client_side_inconsistent: detection.inconsistent,
-    }
+    HeaderObservation { observed, client_side_inconsistent: detection.inconsistent }
 }
 
 /// Build the observation from raw S3 response headers.
@@ -139,14 +129,8 @@ pub fn observe_headers(
     sse_customer_algorithm: Option<&str>,
     user_metadata: &HashMap<String, String>,
 ) -> ObservedEncryption {
-    observe_headers_detailed(
-        sse,
-        kms_key_id,
-        bucket_key_enabled,
-        sse_customer_algorithm,
-        user_metadata,
-    )
-    .observed
+    observe_headers_detailed(sse, kms_key_id, bucket_key_enabled, sse_customer_algorithm, user_metadata)
+        .observed
 }
 
 /// Encryption of a dataset's probed objects.
@@ -218,13 +202,10 @@ impl EncryptionSummaryBuilder {
         // The bucket default is a server-side setting, so client-side objects are compared by
         // the SSE layer stored underneath them.
         let layer = match obs.kind {
-            EncryptionType::ClientSide => obs
-                .server_side_under_client_side
-                .unwrap_or(EncryptionType::None),
+            EncryptionType::ClientSide => obs.server_side_under_client_side.unwrap_or(EncryptionType::None),
             kind => kind,
         };
-        self.layers
-            .insert((layer, obs.kms_key_id.clone().filter(|k| !k.is_empty())));
+        self.layers.insert((layer, obs.kms_key_id.clone().filter(|k| !k.is_empty())));
     }
 
     /// Add one detailed observation, counting inconsistent client-side metadata.
@@ -243,9 +224,7 @@ impl EncryptionSummaryBuilder {
         summary.mixed_keys = self.keys.len() > 1;
         summary.kms_key_arns = self.keys.into_iter().collect();
         summary.differs_from_default = bucket_default.is_some_and(|default| {
-            self.layers
-                .iter()
-                .any(|(kind, key)| differs(default, *kind, key.as_deref()))
+            self.layers.iter().any(|(kind, key)| differs(default, *kind, key.as_deref()))
         });
         summary
     }
@@ -286,9 +265,7 @@ mod tests {
     const ARN_B: &str = "arn:aws:kms:eu-west-1:111122223333:key/bbbb-2222";
 
     fn meta(keys: &[&str]) -> HashMap<String, String> {
-        keys.iter()
-            .map(|k| (k.to_string(), "x".to_string()))
-            .collect()
+        keys.iter().map(|k| (k.to_string(), "x".to_string())).collect()
     }
 
     #[test]
@@ -321,29 +298,13 @@ mod tests {
         let cases: &[(&[&str], Option<ClientSideFormat>, bool)] = &[
             (&[], None, false),
             (&["x-amz-key", "x-amz-iv", "x-amz-matdesc"], Some(V1), false),
-            (
-                &["x-amz-key-v2", "x-amz-iv", "x-amz-wrap-alg"],
-                Some(V2),
-                false,
-            ),
+            (&["x-amz-key-v2", "x-amz-iv", "x-amz-wrap-alg"], Some(V2), false),
             (&["X-Amz-Key-V2", "x-amz-iv"], Some(V2), false),
-            (
-                &["x-amz-3", "x-amz-d", "x-amz-i", "x-amz-c", "x-amz-w"],
-                Some(V3),
-                false,
-            ),
-            (
-                &["x-amz-c", "x-amz-d", "x-amz-i", "x-amz-crypto-instr-file"],
-                Some(V3),
-                false,
-            ),
+            (&["x-amz-3", "x-amz-d", "x-amz-i", "x-amz-c", "x-amz-w"], Some(V3), false),
+            (&["x-amz-c", "x-amz-d", "x-amz-i", "x-amz-crypto-instr-file"], Some(V3), false),
             (&["x-amz-crypto-instr-file"], Some(InstructionFile), false),
             (&["x-amz-key", "x-amz-key-v2", "x-amz-iv"], Some(V2), true),
-            (
-                &["x-amz-key-v2", "x-amz-3", "x-amz-d", "x-amz-i"],
-                Some(V3),
-                true,
-            ),
+            (&["x-amz-key-v2", "x-amz-3", "x-amz-d", "x-amz-i"], Some(V3), true),
             (&["x-amz-iv"], None, false),
             (&["owner"], None, false),
         ];
@@ -355,10 +316,7 @@ mod tests {
             if format.is_some() {
                 // Client-side wins; the SSE layer underneath is kept.
                 assert_eq!(detailed.observed.kind, EncryptionType::ClientSide);
-                assert_eq!(
-                    detailed.observed.server_side_under_client_side,
-                    Some(EncryptionType::SseKms)
-                );
+                assert_eq!(detailed.observed.server_side_under_client_side, Some(EncryptionType::SseKms));
             } else {
                 assert_eq!(detailed.observed.kind, EncryptionType::SseKms);
             }
@@ -378,10 +336,7 @@ mod tests {
     }
 
     fn sse_s3() -> ObservedEncryption {
-        ObservedEncryption {
-            kind: EncryptionType::SseS3,
-            ..ObservedEncryption::none()
-        }
+        ObservedEncryption { kind: EncryptionType::SseS3, ..ObservedEncryption::none() }
     }
 
     fn summarise(
@@ -396,11 +351,7 @@ mod tests {
     }
 
     fn default_of(kind: EncryptionType, key: Option<&str>) -> BucketDefaultEncryption {
-        BucketDefaultEncryption {
-            kind,
-            kms_key_arn: key.map(str::to_string),
-            bucket_key_enabled: true,
-        }
+        BucketDefaultEncryption { kind, kms_key_arn: key.map(str::to_string), bucket_key_enabled: true }
     }
 
     #[test]
@@ -429,27 +380,12 @@ mod tests {
     fn client_side_in_summary() {
         let mut b = EncryptionSummaryBuilder::new();
         let m = meta(&["x-amz-key", "x-amz-key-v2"]);
-        b.observe_detailed(&observe_headers_detailed(
-            Some("AES256"),
-            None,
-            None,
-            None,
-            &m,
-        ));
-        b.observe(&observe_headers(
-            None,
-            None,
-            None,
-            None,
-            &meta(&["x-amz-3", "x-amz-d", "x-amz-i"]),
-        ));
+        b.observe_detailed(&observe_headers_detailed(Some("AES256"), None, None, None, &m));
+        b.observe(&observe_headers(None, None, None, None, &meta(&["x-amz-3", "x-amz-d", "x-amz-i"])));
         let s = b.finish(Some(&default_of(EncryptionType::SseS3, None)));
         assert_eq!(s.counts.get(&EncryptionType::ClientSide), Some(&2));
         assert_eq!(
-            s.client_side_formats
-                .iter()
-                .map(|(f, n)| (*f, *n))
-                .collect::<Vec<_>>(),
+            s.client_side_formats.iter().map(|(f, n)| (*f, *n)).collect::<Vec<_>>(),
             [(ClientSideFormat::V2, 1), (ClientSideFormat::V3, 1)]
         );
         assert_eq!(s.client_side_inconsistent, 1);
@@ -462,12 +398,7 @@ mod tests {
     fn differs_from_default_table() {
         let key_id_only = "bbbb-2222";
         let cases: &[(&str, Vec<ObservedEncryption>, BucketDefaultEncryption, bool)] = &[
-            (
-                "same type and key",
-                vec![kms(ARN_A)],
-                default_of(EncryptionType::SseKms, Some(ARN_A)),
-                false,
-            ),
+            ("same type and key", vec![kms(ARN_A)], default_of(EncryptionType::SseKms, Some(ARN_A)), false),
             (
                 "other key",
                 vec![kms(ARN_A), kms(ARN_B)],
@@ -486,43 +417,19 @@ mod tests {
                 default_of(EncryptionType::SseKms, Some("alias/data")),
                 false,
             ),
-            (
-                "managed key default",
-                vec![kms(ARN_B)],
-                default_of(EncryptionType::SseKms, None),
-                false,
-            ),
-            (
-                "other type",
-                vec![sse_s3()],
-                default_of(EncryptionType::SseKms, Some(ARN_A)),
-                true,
-            ),
-            (
-                "sse-s3 default",
-                vec![sse_s3(), sse_s3()],
-                default_of(EncryptionType::SseS3, None),
-                false,
-            ),
+            ("managed key default", vec![kms(ARN_B)], default_of(EncryptionType::SseKms, None), false),
+            ("other type", vec![sse_s3()], default_of(EncryptionType::SseKms, Some(ARN_A)), true),
+            ("sse-s3 default", vec![sse_s3(), sse_s3()], default_of(EncryptionType::SseS3, None), false),
             (
                 "no default configured",
                 vec![ObservedEncryption::none()],
                 default_of(EncryptionType::None, None),
                 false,
             ),
-            (
-                "encrypted without default",
-                vec![sse_s3()],
-                default_of(EncryptionType::None, None),
-                true,
-            ),
+            ("encrypted without default", vec![sse_s3()], default_of(EncryptionType::None, None), true),
         ];
         for (name, observations, default, expected) in cases {
-            assert_eq!(
-                summarise(observations, Some(default)).differs_from_default,
-                *expected,
-                "{name}"
-            );
+            assert_eq!(summarise(observations, Some(default)).differs_from_default, *expected, "{name}");
         }
     }
 }

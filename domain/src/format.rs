@@ -19,10 +19,7 @@ pub struct DetectedFormat {
 impl DetectedFormat {
     /// A format without outer compression.
     pub fn plain(format: FileFormat) -> Self {
-        DetectedFormat {
-            format,
-            compression: Compression::None,
-        }
+        DetectedFormat { format, compression: Compression::None }
     }
 }
 
@@ -53,10 +50,7 @@ pub fn detect_from_key(key: &str) -> DetectedFormat {
         }
     }
     if parts.len() < 2 {
-        return DetectedFormat {
-            format: FileFormat::Unknown,
-            compression,
-        };
+        return DetectedFormat { format: FileFormat::Unknown, compression };
     }
     let ext = parts.last().copied().unwrap_or("");
     let format = match ext {
@@ -70,21 +64,13 @@ pub fn detect_from_key(key: &str) -> DetectedFormat {
         "orc" => FileFormat::Orc,
         _ => FileFormat::Unknown,
     };
-    if matches!(
-        format,
-        FileFormat::Parquet | FileFormat::Orc | FileFormat::Avro
-    ) && compression != Compression::None
+    if matches!(format, FileFormat::Parquet | FileFormat::Orc | FileFormat::Avro)
+        && compression != Compression::None
     {
         // A gzipped Parquet file is not something any reader understands.
-        return DetectedFormat {
-            format: FileFormat::Unknown,
-            compression,
-        };
+        return DetectedFormat { format: FileFormat::Unknown, compression };
     }
-    DetectedFormat {
-        format,
-        compression,
-    }
+    DetectedFormat { format, compression }
 }
 
 /// Compression announced by a magic number at the start of `head`, if any.
@@ -130,23 +116,20 @@ pub fn detect_from_content(head: &[u8]) -> Option<DetectedFormat> {
         let mut decoded = Vec::new();
         // Errors are expected: `head` is usually a cut stream. Sniff whatever came out.
         let _ = match compression {
-            Compression::Gzip => flate2::read::MultiGzDecoder::new(head)
-                .take(SNIFF_DECODED_BYTES)
-                .read_to_end(&mut decoded),
+            Compression::Gzip => {
+                flate2::read::MultiGzDecoder::new(head).take(SNIFF_DECODED_BYTES).read_to_end(&mut decoded)
+            }
             Compression::Zstd => match zstd::stream::read::Decoder::new(head) {
                 Ok(d) => d.take(SNIFF_DECODED_BYTES).read_to_end(&mut decoded),
                 Err(e) => Err(e),
             },
-            Compression::Bzip2 => bzip2::read::MultiBzDecoder::new(head)
-                .take(SNIFF_DECODED_BYTES)
-                .read_to_end(&mut decoded),
+            Compression::Bzip2 => {
+                bzip2::read::MultiBzDecoder::new(head).take(SNIFF_DECODED_BYTES).read_to_end(&mut decoded)
+            }
             Compression::None => Ok(0),
         };
         let format = sniff_text(&decoded).unwrap_or(FileFormat::Unknown);
-        return Some(DetectedFormat {
-            format,
-            compression,
-        });
+        return Some(DetectedFormat { format, compression });
     }
     sniff_text(head).map(DetectedFormat::plain)
 }
@@ -168,28 +151,12 @@ pub(crate) fn sniff_text(head: &[u8]) -> Option<FileFormat> {
         return Some(FileFormat::Json);
     }
     if trimmed.starts_with('{') {
-        let object_lines = trimmed
-            .lines()
-            .filter(|l| l.trim_start().starts_with('{'))
-            .take(2)
-            .count();
-        return Some(if object_lines >= 2 {
-            FileFormat::JsonLines
-        } else {
-            FileFormat::Json
-        });
+        let object_lines = trimmed.lines().filter(|l| l.trim_start().starts_with('{')).take(2).count();
+        return Some(if object_lines >= 2 { FileFormat::JsonLines } else { FileFormat::Json });
     }
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(20)
-        .collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(20).collect();
     // The last line may be cut short; ignore it when there are others.
-    let lines = if lines.len() > 2 {
-        &lines[..lines.len() - 1]
-    } else {
-        &lines[..]
-    };
+    let lines = if lines.len() > 2 { &lines[..lines.len() - 1] } else { &lines[..] };
     let mut best: Option<(char, usize)> = None;
     for delim in [',', '\t', '|', ';'] {
         let counts: Vec<usize> = lines.iter().map(|l| l.matches(delim).count()).collect();
@@ -247,10 +214,7 @@ mod tests {
         for (key, format, compression) in table {
             assert_eq!(
                 detect_from_key(key),
-                DetectedFormat {
-                    format: *format,
-                    compression: *compression
-                },
+                DetectedFormat { format: *format, compression: *compression },
                 "{key}"
             );
         }

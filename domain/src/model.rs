@@ -250,12 +250,8 @@ impl fmt::Display for DataType {
             DataType::Double => f.write_str("double"),
             DataType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
             DataType::Date => f.write_str("date"),
-            DataType::Timestamp {
-                with_time_zone: false,
-            } => f.write_str("timestamp"),
-            DataType::Timestamp {
-                with_time_zone: true,
-            } => f.write_str("timestamp_tz"),
+            DataType::Timestamp { with_time_zone: false } => f.write_str("timestamp"),
+            DataType::Timestamp { with_time_zone: true } => f.write_str("timestamp_tz"),
             DataType::Time => f.write_str("time"),
             DataType::String => f.write_str("string"),
             DataType::Binary => f.write_str("binary"),
@@ -283,28 +279,12 @@ mod tests {
 
     #[test]
     fn nested_types_render_canonically() {
-        let field = |name: &str, data_type| Field {
-            name: name.into(),
-            data_type,
-            nullable: true,
-        };
+        let field = |name: &str, data_type| Field { name: name.into(), data_type, nullable: true };
         let ty = DataType::Struct(vec![
             field("id", DataType::Int64),
-            field(
-                "tags",
-                DataType::List(Box::new(field("element", DataType::String))),
-            ),
-            field(
-                "amount",
-                DataType::Decimal {
-                    precision: 10,
-                    scale: 2,
-                },
-            ),
+            field("tags", DataType::List(Box::new(field("element", DataType::String)))),
+            field("amount", DataType::Decimal { precision: 10, scale: 2 }),
         ]);
-        assert_eq!(
-            ty.to_string(),
-            "struct<id:int64,tags:list<string>,amount:decimal(10,2)>"
-        );
+        assert_eq!(ty.to_string(), "struct<id:int64,tags:list<string>,amount:decimal(10,2)>");
     }
 }

@@ -144,21 +144,15 @@ impl Estate {
     /// start it (these tests must not silently pass without their emulator).
     pub fn get(flavor: Flavor) -> Estate {
         let name = flavor.env_name();
-        let endpoint = std::env::var(format!("S3C_{name}_ENDPOINT")).unwrap_or_else(|_| {
-            panic!("S3C_{name}_ENDPOINT is not set: run the suite with scripts/test.sh")
-        });
-        let expected_path = std::env::var(format!("S3C_{name}_EXPECTED")).unwrap_or_else(|_| {
-            panic!("S3C_{name}_EXPECTED is not set: run the suite with scripts/test.sh")
-        });
+        let endpoint = std::env::var(format!("S3C_{name}_ENDPOINT"))
+            .unwrap_or_else(|_| panic!("S3C_{name}_ENDPOINT is not set: run the suite with scripts/test.sh"));
+        let expected_path = std::env::var(format!("S3C_{name}_EXPECTED"))
+            .unwrap_or_else(|_| panic!("S3C_{name}_EXPECTED is not set: run the suite with scripts/test.sh"));
         let text = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|e| panic!("reading {expected_path}: {e}"));
         let expected: Expected =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {expected_path}: {e}"));
-        Estate {
-            flavor,
-            endpoint,
-            expected,
-        }
+        Estate { flavor, endpoint, expected }
     }
 
     /// Runs `s3-connector extract <args>` against this emulator.
@@ -167,39 +161,18 @@ impl Estate {
         let out: PathBuf = dir.path().join("out.jsonl");
         let mut argv: Vec<String> = vec!["s3-connector".into(), "extract".into()];
         argv.extend(args.iter().map(|s| s.to_string()));
-        argv.extend([
-            "--endpoint-url".into(),
-            self.endpoint.clone(),
-            "--region".into(),
-            "us-east-1".into(),
-        ]);
-        argv.extend([
-            "--no-progress".into(),
-            "--quiet".into(),
-            "-o".into(),
-            out.display().to_string(),
-        ]);
+        argv.extend(["--endpoint-url".into(), self.endpoint.clone(), "--region".into(), "us-east-1".into()]);
+        argv.extend(["--no-progress".into(), "--quiet".into(), "-o".into(), out.display().to_string()]);
         let cli = s3_connector::cli::Cli::try_parse_from(&argv).expect("arguments parse");
         let exit_code = match s3_connector::cli::run(cli).await {
             Ok(code) => code,
             Err(e) => {
-                return RunResult {
-                    exit_code: 1,
-                    error: Some(format!("{e:#}")),
-                    records: Vec::new(),
-                };
+                return RunResult { exit_code: 1, error: Some(format!("{e:#}")), records: Vec::new() };
             }
         };
         let text = std::fs::read_to_string(&out).expect("output file written");
-        let records = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-            .collect();
-        RunResult {
-            exit_code,
-            error: None,
-            records,
-        }
+        let records = text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+        RunResult { exit_code, error: None, records }
     }
 }
 
@@ -223,26 +196,20 @@ impl RunResult {
     /// The dataset record for (bucket, prefix, format).
     pub fn dataset(&self, bucket: &str, prefix: &str, format: &str) -> Option<&Value> {
         self.of_kind("dataset").into_iter().find(|d| {
-            d["bucket"] == bucket
-                && d["prefix"].as_str().unwrap_or("") == prefix
-                && d["format"] == format
+            d["bucket"] == bucket && d["prefix"].as_str().unwrap_or("") == prefix && d["format"] == format
         })
     }
 
     /// The bucket record.
     pub fn bucket(&self, name: &str) -> Option<&Value> {
-        self.of_kind("bucket")
-            .into_iter()
-            .find(|b| b["name"] == name)
+        self.of_kind("bucket").into_iter().find(|b| b["name"] == name)
     }
 
     /// Problem codes recorded on a dataset.
     pub fn problem_codes(&self, bucket: &str, prefix: &str) -> Vec<String> {
         self.of_kind("problem")
             .into_iter()
-            .filter(|p| {
-                p["bucket"] == bucket && p["datasetPrefix"].as_str().unwrap_or("") == prefix
-            })
+            .filter(|p| p["bucket"] == bucket && p["datasetPrefix"].as_str().unwrap_or("") == prefix)
             .filter_map(|p| p["code"].as_str().map(str::to_string))
             .collect()
     }
@@ -251,9 +218,7 @@ impl RunResult {
 /// proto3 JSON writes 64-bit integers as strings; absent means 0.
 pub fn u64_field(v: &Value, name: &str) -> u64 {
     match &v[name] {
-        Value::String(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} is not a number: {s}")),
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("{name} is not a number: {s}")),
         Value::Number(n) => n.as_u64().unwrap_or(0),
         Value::Null => 0,
         other => panic!("{name} has an unexpected JSON type: {other}"),
@@ -263,11 +228,7 @@ pub fn u64_field(v: &Value, name: &str) -> u64 {
 /// A string array field (absent means empty).
 pub fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 

@@ -18,12 +18,7 @@ const INFERENCE_CODES: &[&str] = &[
 ];
 
 async fn extract_all(estate: &Estate) -> RunResult {
-    let buckets: Vec<&str> = estate
-        .expected
-        .buckets
-        .iter()
-        .map(|b| b.name.as_str())
-        .collect();
+    let buckets: Vec<&str> = estate.expected.buckets.iter().map(|b| b.name.as_str()).collect();
     let run = estate.extract(&buckets).await;
     assert_eq!(run.error, None, "the run failed");
     assert_eq!(run.exit_code, 0, "every estate bucket exists: exit code 0");
@@ -32,42 +27,19 @@ async fn extract_all(estate: &Estate) -> RunResult {
 
 fn check_buckets(estate: &Estate, run: &RunResult) {
     for expected in &estate.expected.buckets {
-        let b = run
-            .bucket(&expected.name)
-            .unwrap_or_else(|| panic!("no bucket record for {}", expected.name));
+        let b =
+            run.bucket(&expected.name).unwrap_or_else(|| panic!("no bucket record for {}", expected.name));
         let what = format!("[{:?}] bucket {}", estate.flavor, expected.name);
         assert_eq!(b["listed"], true, "{what}: listed");
-        assert_eq!(
-            u64_field(b, "objectCount"),
-            expected.object_count,
-            "{what}: objectCount"
-        );
-        let junk: u64 = b["junk"]
-            .as_array()
-            .map(|j| j.iter().map(|x| u64_field(x, "count")).sum())
-            .unwrap_or(0);
-        assert_eq!(
-            junk, expected.junk_count,
-            "{what}: junk count ({})",
-            b["junk"]
-        );
-        assert_eq!(
-            u64_field(b, "datasetCount"),
-            expected.dataset_count,
-            "{what}: datasetCount"
-        );
+        assert_eq!(u64_field(b, "objectCount"), expected.object_count, "{what}: objectCount");
+        let junk: u64 =
+            b["junk"].as_array().map(|j| j.iter().map(|x| u64_field(x, "count")).sum()).unwrap_or(0);
+        assert_eq!(junk, expected.junk_count, "{what}: junk count ({})", b["junk"]);
+        assert_eq!(u64_field(b, "datasetCount"), expected.dataset_count, "{what}: datasetCount");
         let default = &b["defaultEncryption"];
-        assert_eq!(
-            default["type"],
-            expected.default_encryption.kind.as_str(),
-            "{what}: default type"
-        );
+        assert_eq!(default["type"], expected.default_encryption.kind.as_str(), "{what}: default type");
         if let Some(arn) = &expected.default_encryption.kms_key_arn {
-            assert_eq!(
-                default["kmsKeyArn"],
-                arn.as_str(),
-                "{what}: default key normalised to its ARN"
-            );
+            assert_eq!(default["kmsKeyArn"], arn.as_str(), "{what}: default key normalised to its ARN");
         }
         assert_eq!(
             default["bucketKeyEnabled"].as_bool().unwrap_or(false),
@@ -78,18 +50,10 @@ fn check_buckets(estate: &Estate, run: &RunResult) {
 }
 
 fn check_columns(what: &str, record: &Value, expected: &[s3_connector_e2e::ExpectedColumn]) {
-    let fields = record["schema"]["fields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let fields = record["schema"]["fields"].as_array().cloned().unwrap_or_default();
     let got: Vec<(String, String)> = fields
         .iter()
-        .map(|f| {
-            (
-                f["name"].as_str().unwrap_or("").to_string(),
-                f["type"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|f| (f["name"].as_str().unwrap_or("").to_string(), f["type"].as_str().unwrap_or("").to_string()))
         .collect();
     assert_eq!(
         got.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
@@ -98,16 +62,9 @@ fn check_columns(what: &str, record: &Value, expected: &[s3_connector_e2e::Expec
     );
     for ((name, got_type), want) in got.iter().zip(expected) {
         // The generator gives only the family for inferred decimals (precision depends on data).
-        let same = if want.kind == "decimal" {
-            type_family(got_type) == "decimal"
-        } else {
-            *got_type == want.kind
-        };
-        assert!(
-            same,
-            "{what}: column {name} has type {got_type}, expected {}",
-            want.kind
-        );
+        let same =
+            if want.kind == "decimal" { type_family(got_type) == "decimal" } else { *got_type == want.kind };
+        assert!(same, "{what}: column {name} has type {got_type}, expected {}", want.kind);
     }
 }
 
@@ -119,29 +76,12 @@ fn check_datasets(estate: &Estate, run: &RunResult) {
         );
         let d = run
             .dataset(&expected.bucket, &expected.prefix, &expected.format)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: no dataset record; datasets: {:?}",
-                    dataset_names(run)
-                )
-            });
-        assert_eq!(
-            u64_field(d, "fileCount"),
-            expected.file_count,
-            "{what}: fileCount"
-        );
-        assert_eq!(
-            u64_field(d, "totalBytes"),
-            expected.total_bytes,
-            "{what}: totalBytes"
-        );
+            .unwrap_or_else(|| panic!("{what}: no dataset record; datasets: {:?}", dataset_names(run)));
+        assert_eq!(u64_field(d, "fileCount"), expected.file_count, "{what}: fileCount");
+        assert_eq!(u64_field(d, "totalBytes"), expected.total_bytes, "{what}: totalBytes");
         let keys: Vec<String> = d["partitioning"]["keys"]
             .as_array()
-            .map(|k| {
-                k.iter()
-                    .filter_map(|p| p["name"].as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|k| k.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         assert_eq!(keys, expected.partition_keys, "{what}: partition keys");
         for (key, values) in &expected.partition_values {
@@ -175,9 +115,7 @@ fn check_datasets(estate: &Estate, run: &RunResult) {
         );
         if !available {
             assert!(
-                d["schema"]["fields"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty()),
+                d["schema"]["fields"].as_array().is_none_or(|f| f.is_empty()),
                 "{what}: no garbage schema"
             );
         }
@@ -188,11 +126,7 @@ fn check_datasets(estate: &Estate, run: &RunResult) {
         let enc = &d["encryption"];
         let mut types: Vec<String> = enc["counts"]
             .as_array()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|x| x["type"].as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|c| c.iter().filter_map(|x| x["type"].as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         types.sort();
         let mut want_types = expected.encryption.types.clone();
@@ -203,27 +137,18 @@ fn check_datasets(estate: &Estate, run: &RunResult) {
         let mut want_arns = expected.encryption.kms_key_arns.clone();
         want_arns.sort();
         assert_eq!(arns, want_arns, "{what}: KMS key ARNs");
-        let mixed = enc["mixedTypes"].as_bool().unwrap_or(false)
-            || enc["mixedKeys"].as_bool().unwrap_or(false);
-        assert_eq!(
-            mixed, expected.encryption.mixed,
-            "{what}: mixed flag ({enc})"
-        );
+        let mixed =
+            enc["mixedTypes"].as_bool().unwrap_or(false) || enc["mixedKeys"].as_bool().unwrap_or(false);
+        assert_eq!(mixed, expected.encryption.mixed, "{what}: mixed flag ({enc})");
 
         let codes = run.problem_codes(&expected.bucket, &expected.prefix);
         for code in &expected.problems {
-            assert!(
-                codes.contains(code),
-                "{what}: expected problem {code}, got {codes:?}"
-            );
+            assert!(codes.contains(code), "{what}: expected problem {code}, got {codes:?}");
         }
         if expected.broken {
             assert!(!codes.is_empty(), "{what}: a broken dataset reports why");
             for code in &codes {
-                assert!(
-                    INFERENCE_CODES.contains(&code.as_str()),
-                    "{what}: unexpected problem {code}"
-                );
+                assert!(INFERENCE_CODES.contains(&code.as_str()), "{what}: unexpected problem {code}");
             }
         }
     }
@@ -255,10 +180,7 @@ fn dataset_names(run: &RunResult) -> Vec<String> {
 fn check_summary(run: &RunResult) {
     let summaries = run.of_kind("summary");
     assert_eq!(summaries.len(), 1, "exactly one summary");
-    assert!(
-        run.records.last().and_then(|r| r.get("summary")).is_some(),
-        "the summary is the last record"
-    );
+    assert!(run.records.last().and_then(|r| r.get("summary")).is_some(), "the summary is the last record");
     assert_eq!(summaries[0]["completed"], true);
     for r in &run.records {
         assert_eq!(r["schemaVersion"], "catalog.s3.v1");

@@ -98,40 +98,20 @@ pub fn validate_role_arn(arn: &str) -> Result<(), ConfigError> {
         && parts[4].bytes().all(|b| b.is_ascii_digit())
         && parts[5].starts_with("role/")
         && parts[5].len() > "role/".len();
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::RoleArn {
-            arn: arn.to_string(),
-        })
-    }
+    if ok { Ok(()) } else { Err(ConfigError::RoleArn { arn: arn.to_string() }) }
 }
 
 /// Validates an STS ExternalId (2–1,224 characters, `[\w+=,.@:/-]`).
 pub fn validate_external_id(id: &str) -> Result<(), ConfigError> {
     let ok = (2..=1224).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::ExternalId)
-    }
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+    if ok { Ok(()) } else { Err(ConfigError::ExternalId) }
 }
 
 fn validate_session_name(name: &str) -> Result<(), ConfigError> {
     let ok = (2..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::SessionName {
-            name: name.to_string(),
-        })
-    }
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if ok { Ok(()) } else { Err(ConfigError::SessionName { name: name.to_string() }) }
 }
 
 /// True when the endpoint should use path-style addressing by default: IP addresses and
@@ -180,10 +160,8 @@ impl AwsContext {
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
             .filter(|e| !e.is_empty());
         if let Some(e) = &endpoint {
-            let parsed = url::Url::parse(e).map_err(|err| ConfigError::EndpointUrl {
-                url: e.clone(),
-                reason: err.to_string(),
-            })?;
+            let parsed = url::Url::parse(e)
+                .map_err(|err| ConfigError::EndpointUrl { url: e.clone(), reason: err.to_string() })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(ConfigError::EndpointUrl {
                     url: e.clone(),
@@ -212,12 +190,7 @@ impl AwsContext {
             None => base,
             Some(role_arn) => {
                 let mut builder = AssumeRoleProvider::builder(role_arn.clone())
-                    .session_name(
-                        settings
-                            .session_name
-                            .clone()
-                            .unwrap_or_else(|| "s3-connector".into()),
-                    )
+                    .session_name(settings.session_name.clone().unwrap_or_else(|| "s3-connector".into()))
                     .configure(&base);
                 if let Some(id) = &settings.external_id {
                     builder = builder.external_id(id.clone());
@@ -230,36 +203,26 @@ impl AwsContext {
                 }
                 let provider = builder.build().await;
                 base.into_builder()
-                    .credentials_provider(
-                        aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-                    )
+                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                        provider,
+                    ))
                     .build()
             }
         };
-        Ok(AwsContext {
-            sdk,
-            force_path_style,
-        })
+        Ok(AwsContext { sdk, force_path_style })
     }
 
     /// The configured region.
     pub fn region(&self) -> String {
-        self.sdk
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into())
+        self.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into())
     }
 
     /// An S3 client with the addressing and checksum settings S3-compatible stores need.
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
             .force_path_style(self.force_path_style)
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .response_checksum_validation(
-                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            )
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
@@ -292,12 +255,8 @@ mod tests {
     fn role_arn_validation_names_the_problem() {
         assert!(validate_role_arn("arn:aws:iam::123456789012:role/catalog").is_ok());
         assert!(validate_role_arn("arn:aws:iam::123456789012:role/path/catalog").is_ok());
-        for bad in [
-            "",
-            "arn:aws:iam::1234:role/x",
-            "arn:aws:s3:::bucket",
-            "arn:aws:iam::123456789012:user/x",
-        ] {
+        for bad in ["", "arn:aws:iam::1234:role/x", "arn:aws:s3:::bucket", "arn:aws:iam::123456789012:user/x"]
+        {
             let err = validate_role_arn(bad).unwrap_err();
             assert!(err.to_string().contains("invalid role ARN"), "{bad}: {err}");
         }
@@ -313,10 +272,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_external_id() {
-        let s = ConnectionSettings {
-            external_id: Some("very-specific-id".into()),
-            ..Default::default()
-        };
+        let s = ConnectionSettings { external_id: Some("very-specific-id".into()), ..Default::default() };
         assert!(!format!("{s:?}").contains("very-specific-id"));
     }
 }

@@ -104,20 +104,18 @@ impl AwsError {
                 Some(service.raw().status_u16()),
             ),
             SdkError::ResponseError(response) => (None, None, Some(response.raw().status_u16())),
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                (None, Some(error_chain(err)), None)
-            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (None, Some(error_chain(err)), None),
             _ => (None, Some(error_chain(err)), None),
         };
+        // Credential loading happens while dispatching: its failures arrive as dispatch or
+        // construction failures, and must not read as "endpoint unreachable".
+        let credentials_failed = || error_chain(err).to_ascii_lowercase().contains("credential");
         let kind = match err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsErrorKind::Network,
-            SdkError::ConstructionFailure(_) => {
-                if error_chain(err).to_ascii_lowercase().contains("credential") {
-                    AwsErrorKind::Credentials
-                } else {
-                    AwsErrorKind::Other
-                }
+            SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if credentials_failed() => {
+                AwsErrorKind::Credentials
             }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsErrorKind::Network,
+            SdkError::ConstructionFailure(_) => AwsErrorKind::Other,
             _ => classify(code.as_deref(), message.as_deref(), status),
         };
         AwsError {
@@ -171,9 +169,7 @@ pub fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) 
             }
         }
         Some("KMS.NotFoundException" | "NotFoundException") => AwsErrorKind::KmsKeyNotFound,
-        Some("KMS.AccessDeniedException" | "AccessDeniedException") => {
-            AwsErrorKind::KmsAccessDenied
-        }
+        Some("KMS.AccessDeniedException" | "AccessDeniedException") => AwsErrorKind::KmsAccessDenied,
         Some("AccessDenied") => {
             if message_lower.contains("kms:") {
                 AwsErrorKind::KmsAccessDenied
@@ -259,24 +255,14 @@ mod tests {
                 Some(400),
                 AwsErrorKind::KmsKeyPendingDeletion,
             ),
-            (
-                Some("KMS.NotFoundException"),
-                "Invalid keyId 'x'",
-                Some(400),
-                AwsErrorKind::KmsKeyNotFound,
-            ),
+            (Some("KMS.NotFoundException"), "Invalid keyId 'x'", Some(400), AwsErrorKind::KmsKeyNotFound),
             (
                 Some("AccessDenied"),
                 "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:1:key/k because no identity-based policy allows the kms:Decrypt action",
                 Some(403),
                 AwsErrorKind::KmsAccessDenied,
             ),
-            (
-                Some("AccessDenied"),
-                "Access Denied",
-                Some(403),
-                AwsErrorKind::AccessDenied,
-            ),
+            (Some("AccessDenied"), "Access Denied", Some(403), AwsErrorKind::AccessDenied),
             (
                 Some("AccessDenied"),
                 "Requests specifying Server Side Encryption with Customer provided keys must provide the correct secret key.",
@@ -289,40 +275,21 @@ mod tests {
                 Some(400),
                 AwsErrorKind::SseCKeyRequired,
             ),
-            (
-                Some("NoSuchKey"),
-                "The specified key does not exist.",
-                Some(404),
-                AwsErrorKind::NotFound,
-            ),
+            (Some("NoSuchKey"), "The specified key does not exist.", Some(404), AwsErrorKind::NotFound),
             (
                 Some("NoSuchBucket"),
                 "The specified bucket does not exist",
                 Some(404),
                 AwsErrorKind::NoSuchBucket,
             ),
-            (
-                Some("SlowDown"),
-                "Please reduce your request rate.",
-                Some(503),
-                AwsErrorKind::Throttled,
-            ),
-            (
-                Some("InvalidAccessKeyId"),
-                "",
-                Some(403),
-                AwsErrorKind::Credentials,
-            ),
+            (Some("SlowDown"), "Please reduce your request rate.", Some(503), AwsErrorKind::Throttled),
+            (Some("InvalidAccessKeyId"), "", Some(403), AwsErrorKind::Credentials),
             (None, "", Some(403), AwsErrorKind::AccessDenied),
             (None, "", Some(404), AwsErrorKind::NotFound),
             (None, "", Some(400), AwsErrorKind::Other),
         ];
         for (code, message, status, want) in cases {
-            assert_eq!(
-                classify(*code, Some(message), *status),
-                *want,
-                "{code:?} {message}"
-            );
+            assert_eq!(classify(*code, Some(message), *status), *want, "{code:?} {message}");
         }
     }
 
@@ -345,14 +312,8 @@ mod tests {
             err.principal_in_message().as_deref(),
             Some("arn:aws:sts::111122223333:assumed-role/reader/s")
         );
-        let disabled = AwsError {
-            message: Some("arn:aws:kms:us-east-1:1:key/k is disabled.".into()),
-            ..err
-        };
-        assert_eq!(
-            disabled.kms_key_arn_in_message().as_deref(),
-            Some("arn:aws:kms:us-east-1:1:key/k")
-        );
+        let disabled = AwsError { message: Some("arn:aws:kms:us-east-1:1:key/k is disabled.".into()), ..err };
+        assert_eq!(disabled.kms_key_arn_in_message().as_deref(), Some("arn:aws:kms:us-east-1:1:key/k"));
         assert_eq!(disabled.principal_in_message(), None);
     }
 }

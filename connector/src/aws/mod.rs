@@ -7,7 +7,7 @@ pub mod store;
 pub use config::{AwsContext, ConfigError, ConnectionSettings};
 pub use error::{AwsError, AwsErrorKind};
 pub use store::{
-    ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory, KeyInfo, ListPage,
-    ListRequest, ObjectHead, ObjectStore, RangeRead, RequestStats, ResponseEncryption, SdkIdentity,
-    SdkKeyDirectory, SdkObjectStore,
+    ByteRange, DefaultEncryptionRule, IdentityProvider, KeyDirectory, KeyInfo, ListPage, ListRequest,
+    ObjectHead, ObjectStore, RangeRead, RequestStats, ResponseEncryption, SdkIdentity, SdkKeyDirectory,
+    SdkObjectStore,
 };

@@ -132,10 +132,7 @@ pub trait ObjectStore: Send + Sync {
     /// HEAD of an object.
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError>;
     /// GetBucketEncryption; `Ok(None)` when no default is configured.
-    async fn bucket_encryption(
-        &self,
-        bucket: &str,
-    ) -> Result<Option<DefaultEncryptionRule>, AwsError>;
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError>;
 }
 
 /// The KMS calls extraction needs.
@@ -162,10 +159,7 @@ pub struct RequestStats {
 impl RequestStats {
     /// Counts one request.
     pub fn count(&self, operation: &'static str) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *counts.entry(operation).or_default() += 1;
     }
 
@@ -176,10 +170,7 @@ impl RequestStats {
 
     /// A copy of the counts.
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Bytes fetched so far.
@@ -227,11 +218,7 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (first, last) = span.split_once('-')?;
-    Some((
-        first.trim().parse().ok()?,
-        last.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
 /// [`ObjectStore`] over the AWS SDK.
@@ -278,21 +265,14 @@ impl ObjectStore for SdkObjectStore {
                 })
             })
             .collect();
-        let common_prefixes = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix().map(str::to_string))
-            .collect();
+        let common_prefixes =
+            out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)).collect();
         let next = if out.is_truncated() == Some(true) {
             out.next_continuation_token().map(str::to_string)
         } else {
             None
         };
-        Ok(ListPage {
-            objects,
-            common_prefixes,
-            next,
-        })
+        Ok(ListPage { objects, common_prefixes, next })
     }
 
     async fn get_range(
@@ -348,12 +328,7 @@ impl ObjectStore for SdkObjectStore {
             }
         }
         self.stats.add_bytes(buffer.len() as u64);
-        Ok(RangeRead {
-            bytes: buffer.freeze(),
-            start,
-            object_size,
-            encryption,
-        })
+        Ok(RangeRead { bytes: buffer.freeze(), start, object_size, encryption })
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
@@ -378,18 +353,9 @@ impl ObjectStore for SdkObjectStore {
         })
     }
 
-    async fn bucket_encryption(
-        &self,
-        bucket: &str,
-    ) -> Result<Option<DefaultEncryptionRule>, AwsError> {
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryptionRule>, AwsError> {
         self.stats.count("GetBucketEncryption");
-        match self
-            .client
-            .get_bucket_encryption()
-            .bucket(bucket)
-            .send()
-            .await
-        {
+        match self.client.get_bucket_encryption().bucket(bucket).send().await {
             Ok(out) => {
                 let rule = out
                     .server_side_encryption_configuration()
@@ -405,8 +371,7 @@ impl ObjectStore for SdkObjectStore {
                 Ok(rule)
             }
             Err(e) => {
-                let err =
-                    AwsError::from_sdk("s3:GetEncryptionConfiguration", Some(bucket), None, &e);
+                let err = AwsError::from_sdk("s3:GetEncryptionConfiguration", Some(bucket), None, &e);
                 // Legacy S3 and S3-compatible stores answer 404 when no default is configured.
                 if err.code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") {
                     Ok(None)
@@ -453,14 +418,8 @@ impl KeyDirectory for SdkKeyDirectory {
         })?;
         Ok(KeyInfo {
             arn: meta.arn().unwrap_or(key_id).to_string(),
-            state: meta
-                .key_state()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            manager: meta
-                .key_manager()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default(),
+            state: meta.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            manager: meta.key_manager().map(|m| m.as_str().to_string()).unwrap_or_default(),
         })
     }
 }

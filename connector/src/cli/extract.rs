@@ -151,21 +151,12 @@ pub fn parse_target(text: &str) -> anyhow::Result<(String, Option<String>)> {
 /// Checks the S3 bucket naming rules (3-63 characters, lowercase letters, digits, dots,
 /// hyphens, starting and ending with a letter or digit).
 pub fn validate_bucket_name(name: &str) -> anyhow::Result<()> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    let ok_ends = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_chars =
+        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if !(3..=63).contains(&name.len()) || !ok_chars || !ok_ends || name.contains("..") {
-        bail!(
-            "'{name}' is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)"
-        );
+        bail!("'{name}' is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)");
     }
     Ok(())
 }
@@ -184,10 +175,7 @@ fn targets(list: &[String]) -> anyhow::Result<Vec<BucketTarget>> {
                     existing.prefixes.clear();
                 }
             }
-            None => out.push(BucketTarget {
-                bucket,
-                prefixes: prefix.into_iter().collect(),
-            }),
+            None => out.push(BucketTarget { bucket, prefixes: prefix.into_iter().collect() }),
         }
     }
     Ok(out)
@@ -222,9 +210,7 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
             ..InferenceLimits::default()
         },
     };
-    let aws = AwsContext::load(&args.connection.settings())
-        .await
-        .context("invalid connection settings")?;
+    let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
     let services = Services {
         store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
@@ -256,13 +242,12 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
         Ok(writer)
     });
 
-    let bar =
-        (!args.no_progress && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .then(|| {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar
-            });
+    let bar = (!args.no_progress && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
     let ticker = bar.clone().map(|bar| {
         let progress = progress.clone();
         tokio::spawn(async move {
@@ -286,11 +271,14 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let mut writer = writer_task
-        .await
-        .context("output writer failed")?
-        .context("writing records failed")?;
-    let outcome = result.context("extraction failed")?;
+    let mut writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            writer.abandon();
+            return Err(anyhow::Error::new(e).context("extraction failed"));
+        }
+    };
     let requests = stats.snapshot();
     writer
         .write(&records::summary_record(
@@ -304,21 +292,9 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
         .context("writing records failed")?;
     writer.finish().context("writing records failed")?;
     if !args.quiet {
-        eprint!(
-            "{}",
-            summary::render(
-                &outcome,
-                &requests,
-                stats.bytes_fetched(),
-                started.elapsed()
-            )
-        );
+        eprint!("{}", summary::render(&outcome, &requests, stats.bytes_fetched(), started.elapsed()));
     }
-    Ok(if outcome.unlisted_buckets.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_BUCKETS_UNLISTED
-    })
+    Ok(if outcome.unlisted_buckets.is_empty() { EXIT_OK } else { EXIT_BUCKETS_UNLISTED })
 }
 
 #[cfg(test)]
@@ -327,14 +303,8 @@ mod tests {
 
     #[test]
     fn targets_parse_buckets_and_uris() {
-        assert_eq!(
-            parse_target("my-bucket").unwrap(),
-            ("my-bucket".into(), None)
-        );
-        assert_eq!(
-            parse_target("s3://my-bucket/").unwrap(),
-            ("my-bucket".into(), None)
-        );
+        assert_eq!(parse_target("my-bucket").unwrap(), ("my-bucket".into(), None));
+        assert_eq!(parse_target("s3://my-bucket/").unwrap(), ("my-bucket".into(), None));
         assert_eq!(
             parse_target("s3://my-bucket/sales/2024/").unwrap(),
             ("my-bucket".into(), Some("sales/2024/".into()))

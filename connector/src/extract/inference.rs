@@ -14,9 +14,7 @@ use tokio::sync::Mutex;
 
 use super::RunContext;
 use super::problems::{ObjectContext, object_problem};
-use super::report::{
-    BucketDefault, DatasetReport, Problem, Remediation, SchemaSourceReport, Severity,
-};
+use super::report::{BucketDefault, DatasetReport, Problem, Remediation, SchemaSourceReport, Severity};
 use crate::aws::{AwsError, AwsErrorKind, ByteRange, KeyDirectory, ResponseEncryption};
 
 /// Footers larger than this are not fetched (a footer this size is a broken or hostile file).
@@ -38,10 +36,7 @@ fn is_key_arn(id: &str) -> bool {
 impl KeyResolver {
     /// A resolver over a key directory.
     pub fn new(directory: Arc<dyn KeyDirectory>) -> Self {
-        KeyResolver {
-            directory,
-            cache: Mutex::new(HashMap::new()),
-        }
+        KeyResolver { directory, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The key ARN for an id, alias or ARN; the input itself when DescribeKey is not permitted
@@ -107,21 +102,12 @@ impl DatasetWork<'_> {
         }
     }
 
-    fn encryption_problem(
-        &self,
-        code: &'static str,
-        key: &str,
-        message: String,
-        summary: &str,
-    ) -> Problem {
+    fn encryption_problem(&self, code: &'static str, key: &str, message: String, summary: &str) -> Problem {
         let mut p = Problem::new(code, Severity::Warning, self.bucket, message);
         p.dataset_prefix = Some(self.prefix.to_string());
         p.key = Some(key.to_string());
         p.operation = Some("s3:GetObject".into());
-        p.remediation = Some(Remediation {
-            summary: summary.to_string(),
-            policy_statement: None,
-        });
+        p.remediation = Some(Remediation { summary: summary.to_string(), policy_statement: None });
         p
     }
 
@@ -157,28 +143,17 @@ impl DatasetWork<'_> {
             }
         }
         if err.kind == AwsErrorKind::SseCKeyRequired && observed.is_none() {
-            observed = Some(ObservedEncryption {
-                kind: EncryptionType::SseC,
-                ..ObservedEncryption::none()
-            });
+            observed = Some(ObservedEncryption { kind: EncryptionType::SseC, ..ObservedEncryption::none() });
         }
         let problem = object_problem(&err, &self.object_ctx(&object.key, known_key.as_deref()));
         (observed, problem)
     }
 
-    async fn fetch(
-        &self,
-        object: &ObjectMeta,
-        range: ByteRange,
-    ) -> Result<crate::aws::RangeRead, AwsError> {
+    async fn fetch(&self, object: &ObjectMeta, range: ByteRange) -> Result<crate::aws::RangeRead, AwsError> {
         let cap = match range {
             ByteRange::Head(n) | ByteRange::Suffix(n) => n,
         };
-        self.ctx
-            .services
-            .store
-            .get_range(self.bucket, &object.key, range, cap)
-            .await
+        self.ctx.services.store.get_range(self.bucket, &object.key, range, cap).await
     }
 
     /// Reads one file's schema: one ranged GET, a second for large footers.
@@ -194,10 +169,7 @@ impl DatasetWork<'_> {
             Ok(read) => read,
             Err(e) => {
                 let (observed, problem) = self.explain_get_failure(object, e).await;
-                return FileRead {
-                    observed,
-                    result: Err(problem),
-                };
+                return FileRead { observed, result: Err(problem) };
             }
         };
         let mut observed = observed_from_response(&read.encryption);
@@ -210,17 +182,14 @@ impl DatasetWork<'_> {
                 "CLIENT_SIDE_ENCRYPTED",
                 &object.key,
                 format!(
-                    "s3://{}/{} is client-side encrypted ({:?} S3 Encryption Client format): catalogued without a schema",
+                    "s3://{}/{} is client-side encrypted ({} S3 Encryption Client format): catalogued without a schema",
                     self.bucket,
                     object.key,
-                    observed.client_side.map(|f| format!("{f:?}")).unwrap_or_default()
+                    observed.client_side.map(|f| format!("{f:?}")).unwrap_or_else(|| "unknown".into())
                 ),
                 "Give the connector access to the wrapping key (KMS key or master key) to read the schema of client-side encrypted files.",
             );
-            return FileRead {
-                observed: Some(observed),
-                result: Err(problem),
-            };
+            return FileRead { observed: Some(observed), result: Err(problem) };
         }
         if observed.kind == EncryptionType::SseC {
             let problem = self.encryption_problem(
@@ -229,10 +198,7 @@ impl DatasetWork<'_> {
                 format!("s3://{}/{} is encrypted with a customer-provided key (SSE-C) and no key is configured for it", self.bucket, object.key),
                 "Configure an SSE-C key for this bucket/prefix to read its schema; the object is catalogued without one.",
             );
-            return FileRead {
-                observed: Some(observed),
-                result: Err(problem),
-            };
+            return FileRead { observed: Some(observed), result: Err(problem) };
         }
 
         let mut bytes_read = read.bytes.len() as u64;
@@ -251,10 +217,7 @@ impl DatasetWork<'_> {
                 );
                 p.dataset_prefix = Some(self.prefix.to_string());
                 p.key = Some(object.key.clone());
-                return FileRead {
-                    observed: Some(observed),
-                    result: Err(p),
-                };
+                return FileRead { observed: Some(observed), result: Err(p) };
             }
             requests += 1;
             match self.fetch(object, ByteRange::Suffix(len)).await {
@@ -264,20 +227,14 @@ impl DatasetWork<'_> {
                 }
                 Err(e) => {
                     let (_, problem) = self.explain_get_failure(object, e).await;
-                    return FileRead {
-                        observed: Some(observed),
-                        result: Err(problem),
-                    };
+                    return FileRead { observed: Some(observed), result: Err(problem) };
                 }
             }
         }
         let result = match step {
-            Ok(InferenceStep::Done(inferred)) => Ok(SchemaSourceReport {
-                key: object.key.clone(),
-                inferred,
-                bytes_read,
-                requests,
-            }),
+            Ok(InferenceStep::Done(inferred)) => {
+                Ok(SchemaSourceReport { key: object.key.clone(), inferred, bytes_read, requests })
+            }
             Ok(InferenceStep::NeedSuffix { .. }) => {
                 let mut p = Problem::new(
                     "FILE_MALFORMED",
@@ -305,10 +262,7 @@ impl DatasetWork<'_> {
                 Err(p)
             }
         };
-        FileRead {
-            observed: Some(observed),
-            result,
-        }
+        FileRead { observed: Some(observed), result }
     }
 
     /// HEAD probe for the encryption survey.
@@ -322,10 +276,9 @@ impl DatasetWork<'_> {
                 Some(obs)
             }
             // An empty-bodied 400 on HEAD is what S3 answers for an SSE-C object without its key.
-            Err(e) if e.status == Some(400) && e.code.is_none() => Some(ObservedEncryption {
-                kind: EncryptionType::SseC,
-                ..ObservedEncryption::none()
-            }),
+            Err(e) if e.status == Some(400) && e.code.is_none() => {
+                Some(ObservedEncryption { kind: EncryptionType::SseC, ..ObservedEncryption::none() })
+            }
             Err(e) => {
                 tracing::debug!(bucket = self.bucket, key = %object.key, error = %e, "encryption probe failed");
                 None
@@ -341,20 +294,13 @@ async fn parse_off_runtime(
     limits: schema::InferenceLimits,
 ) -> Result<InferenceStep, (&'static str, String)> {
     let joined = tokio::task::spawn_blocking(move || {
-        let fetched = Fetched {
-            bytes: &read.bytes,
-            start: read.start,
-            object_size: read.object_size,
-        };
+        let fetched = Fetched { bytes: &read.bytes, start: read.start, object_size: read.object_size };
         schema::infer(detected, fetched, &limits).map_err(|e| (e.code(), e.to_string()))
     })
     .await;
     match joined {
         Ok(result) => result,
-        Err(e) => Err((
-            "INTERNAL_ERROR",
-            format!("schema inference task failed: {e}"),
-        )),
+        Err(e) => Err(("INTERNAL_ERROR", format!("schema inference task failed: {e}"))),
     }
 }
 
@@ -391,11 +337,7 @@ pub(crate) async fn infer_dataset(
     default: BucketDefault,
 ) -> (Box<DatasetReport>, Vec<Problem>) {
     let prefix = aggregate.key().prefix.clone();
-    let work = DatasetWork {
-        ctx: &ctx,
-        bucket: &bucket,
-        prefix: &prefix,
-    };
+    let work = DatasetWork { ctx: &ctx, bucket: &bucket, prefix: &prefix };
     let mut encryption = EncryptionSummaryBuilder::new();
     let mut problems = Vec::new();
     let mut sources = Vec::new();
@@ -403,11 +345,7 @@ pub(crate) async fn infer_dataset(
     // Schema reads: sequential within a dataset (stop as soon as enough files were read, to
     // keep the GET budget), parallel across datasets.
     let wanted = ctx.limits.schema_files.max(1);
-    for candidate in aggregate
-        .schema_candidates()
-        .iter()
-        .take(ctx.limits.schema_candidates.max(wanted))
-    {
+    for candidate in aggregate.schema_candidates().iter().take(ctx.limits.schema_candidates.max(wanted)) {
         if sources.len() >= wanted {
             break;
         }
@@ -434,10 +372,8 @@ pub(crate) async fn infer_dataset(
     let schema = if sources.is_empty() {
         None
     } else {
-        let files: Vec<(String, s3_connector_domain::model::Schema)> = sources
-            .iter()
-            .map(|s| (s.key.clone(), s.inferred.schema.clone()))
-            .collect();
+        let files: Vec<(String, s3_connector_domain::model::Schema)> =
+            sources.iter().map(|s| (s.key.clone(), s.inferred.schema.clone())).collect();
         Some(merge_schemas(&files))
     };
     let problems = coalesce(problems);
@@ -460,24 +396,16 @@ mod tests {
 
     #[test]
     fn key_arns_are_recognised() {
-        assert!(is_key_arn(
-            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-        ));
+        assert!(is_key_arn("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!is_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!is_key_arn("alias/estate-b"));
-        assert!(!is_key_arn(
-            "arn:aws:kms:us-east-1:123456789012:alias/estate-b"
-        ));
+        assert!(!is_key_arn("arn:aws:kms:us-east-1:123456789012:alias/estate-b"));
     }
 
     #[test]
     fn problems_of_one_code_are_coalesced() {
         let p = |code| Problem::new(code, Severity::Warning, "b", "m");
-        let out = coalesce(vec![
-            p("SSE_C_KEY_REQUIRED"),
-            p("FILE_TRUNCATED"),
-            p("SSE_C_KEY_REQUIRED"),
-        ]);
+        let out = coalesce(vec![p("SSE_C_KEY_REQUIRED"), p("FILE_TRUNCATED"), p("SSE_C_KEY_REQUIRED")]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].code, "SSE_C_KEY_REQUIRED");
         assert!(out[0].message.contains("1 more"));

@@ -103,7 +103,7 @@ pub enum ExtractError {
     #[error("{0}")]
     Template(String),
     /// No usable credentials.
-    #[error("no usable AWS credentials: {0}")]
+    #[error("no usable AWS credentials (standard chain: environment, profile, web identity, container, instance metadata): {0}")]
     Credentials(AwsError),
     /// The endpoint cannot be reached.
     #[error("cannot reach AWS: {0}")]
@@ -184,26 +184,16 @@ fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, ExtractError> {
     }
     let mut builder = GlobSetBuilder::new();
     for g in globs {
-        let glob = Glob::new(g).map_err(|e| ExtractError::Glob {
-            glob: g.clone(),
-            reason: e.to_string(),
-        })?;
+        let glob = Glob::new(g).map_err(|e| ExtractError::Glob { glob: g.clone(), reason: e.to_string() })?;
         builder.add(glob);
     }
-    builder.build().map(Some).map_err(|e| ExtractError::Glob {
-        glob: globs.join(","),
-        reason: e.to_string(),
-    })
+    builder.build().map(Some).map_err(|e| ExtractError::Glob { glob: globs.join(","), reason: e.to_string() })
 }
 
 impl Extractor {
     /// A new extractor over the given services.
     pub fn new(services: Services, limits: ExtractLimits) -> Self {
-        Extractor {
-            services,
-            limits,
-            progress: Arc::new(Progress::default()),
-        }
+        Extractor { services, limits, progress: Arc::new(Progress::default()) }
     }
 
     /// Live progress counters.
@@ -271,9 +261,7 @@ impl Extractor {
 }
 
 async fn send(sink: &mpsc::Sender<ExtractEvent>, event: ExtractEvent) -> Result<(), ExtractError> {
-    sink.send(event)
-        .await
-        .map_err(|_| ExtractError::OutputClosed)
+    sink.send(event).await.map_err(|_| ExtractError::OutputClosed)
 }
 
 async fn send_problem(
@@ -334,30 +322,13 @@ enum ListingMessage {
 }
 
 /// Lists one shard (recursively, no delimiter), page by page.
-async fn list_shard(
-    ctx: Arc<RunContext>,
-    bucket: String,
-    prefix: String,
-    tx: mpsc::Sender<ListingMessage>,
-) {
-    let mut request = ListRequest {
-        bucket,
-        prefix: prefix.clone(),
-        delimiter: None,
-        continuation: None,
-    };
+async fn list_shard(ctx: Arc<RunContext>, bucket: String, prefix: String, tx: mpsc::Sender<ListingMessage>) {
+    let mut request = ListRequest { bucket, prefix: prefix.clone(), delimiter: None, continuation: None };
     loop {
         match ctx.services.store.list_page(&request).await {
             Ok(page) => {
-                ctx.progress
-                    .objects_listed
-                    .fetch_add(page.objects.len() as u64, Ordering::Relaxed);
-                if !page.objects.is_empty()
-                    && tx
-                        .send(ListingMessage::Objects(page.objects))
-                        .await
-                        .is_err()
-                {
+                ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+                if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
                     return;
                 }
                 match page.next {
@@ -390,16 +361,9 @@ async fn list_root(
     };
     loop {
         let page = ctx.services.store.list_page(&request).await?;
-        ctx.progress
-            .objects_listed
-            .fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+        ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
         shards.extend(page.common_prefixes);
-        if !page.objects.is_empty()
-            && tx
-                .send(ListingMessage::Objects(page.objects))
-                .await
-                .is_err()
-        {
+        if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
             break;
         }
         match page.next {
@@ -470,21 +434,13 @@ async fn extract_bucket(
                 problems::bucket_encryption_problem(&e, &bucket, ctx.principal.as_deref()),
             )
             .await?;
-            BucketDefault {
-                encryption: None,
-                configured_key_id: None,
-                status,
-            }
+            BucketDefault { encryption: None, configured_key_id: None, status }
         }
     };
 
     let mut grouper = Grouper::new(&bucket, ctx.grouping.clone());
     let (tx, rx) = mpsc::channel::<ListingMessage>(32);
-    let prefixes = if target.prefixes.is_empty() {
-        vec![String::new()]
-    } else {
-        target.prefixes.clone()
-    };
+    let prefixes = if target.prefixes.is_empty() { vec![String::new()] } else { target.prefixes.clone() };
 
     // The listing side: root level per prefix, then shards in parallel. It runs as a future
     // joined with the grouping loop below, so dropping this function cancels it.
@@ -497,9 +453,7 @@ async fn extract_bucket(
                 match list_root(&ctx, &bucket, prefix, &tx).await {
                     Ok(found) => shards.extend(found),
                     Err(e) => {
-                        let _ = tx
-                            .send(ListingMessage::ShardFailed(prefix.clone(), e))
-                            .await;
+                        let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
                         return 0u64;
                     }
                 }

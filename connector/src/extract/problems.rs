@@ -38,12 +38,8 @@ pub fn kms_decrypt_statement(key_arn: &str, region: &str) -> serde_json::Value {
 
 /// A problem for a failed object read (GET or HEAD).
 pub fn object_problem(err: &AwsError, ctx: &ObjectContext<'_>) -> Problem {
-    let key_arn = err
-        .kms_key_arn_in_message()
-        .or_else(|| ctx.known_kms_key.map(str::to_string));
-    let principal = err
-        .principal_in_message()
-        .or_else(|| ctx.principal.map(str::to_string));
+    let key_arn = err.kms_key_arn_in_message().or_else(|| ctx.known_kms_key.map(str::to_string));
+    let principal = err.principal_in_message().or_else(|| ctx.principal.map(str::to_string));
     let who = principal.as_deref().unwrap_or("the connector's identity");
     let (code, severity, message, remediation) = match err.kind {
         AwsErrorKind::KmsAccessDenied => {
@@ -151,19 +147,12 @@ pub fn object_problem(err: &AwsError, ctx: &ObjectContext<'_>) -> Problem {
 }
 
 /// A problem for a bucket that could not be listed.
-pub fn listing_problem(
-    err: &AwsError,
-    bucket: &str,
-    prefix: &str,
-    principal: Option<&str>,
-) -> Problem {
+pub fn listing_problem(err: &AwsError, bucket: &str, prefix: &str, principal: Option<&str>) -> Problem {
     let who = principal.unwrap_or("the connector's identity");
     let (code, message, remediation) = match err.kind {
-        AwsErrorKind::NoSuchBucket => (
-            "BUCKET_NOT_FOUND",
-            format!("bucket {bucket} does not exist (or is in another partition)"),
-            None,
-        ),
+        AwsErrorKind::NoSuchBucket => {
+            ("BUCKET_NOT_FOUND", format!("bucket {bucket} does not exist (or is in another partition)"), None)
+        }
         AwsErrorKind::AccessDenied | AwsErrorKind::KmsAccessDenied => (
             "BUCKET_ACCESS_DENIED",
             format!("{who} may not list s3://{bucket}/{prefix}"),
@@ -179,16 +168,10 @@ pub fn listing_problem(
                 })),
             }),
         ),
-        AwsErrorKind::Throttled => (
-            "THROTTLED",
-            format!("listing s3://{bucket}/{prefix} was throttled after the retries"),
-            None,
-        ),
-        _ => (
-            "LISTING_FAILED",
-            format!("listing s3://{bucket}/{prefix} failed: {err}"),
-            None,
-        ),
+        AwsErrorKind::Throttled => {
+            ("THROTTLED", format!("listing s3://{bucket}/{prefix} was throttled after the retries"), None)
+        }
+        _ => ("LISTING_FAILED", format!("listing s3://{bucket}/{prefix} failed: {err}"), None),
     };
     Problem {
         code,
@@ -211,11 +194,7 @@ pub fn bucket_encryption_problem(err: &AwsError, bucket: &str, principal: Option
     let who = principal.unwrap_or("the connector's identity");
     let denied = matches!(err.kind, AwsErrorKind::AccessDenied);
     Problem {
-        code: if denied {
-            "BUCKET_ENCRYPTION_ACCESS_DENIED"
-        } else {
-            "BUCKET_ENCRYPTION_UNREADABLE"
-        },
+        code: if denied { "BUCKET_ENCRYPTION_ACCESS_DENIED" } else { "BUCKET_ENCRYPTION_UNREADABLE" },
         severity: Severity::Warning,
         message: format!("the default encryption of bucket {bucket} could not be read: {err}"),
         bucket: bucket.to_string(),
@@ -227,9 +206,7 @@ pub fn bucket_encryption_problem(err: &AwsError, bucket: &str, principal: Option
         aws_error_code: err.code.clone(),
         http_status: err.status,
         remediation: denied.then(|| Remediation {
-            summary: format!(
-                "Allow s3:GetEncryptionConfiguration on arn:aws:s3:::{bucket} for {who}."
-            ),
+            summary: format!("Allow s3:GetEncryptionConfiguration on arn:aws:s3:::{bucket} for {who}."),
             policy_statement: Some(json!({
                 "Sid": "AllowReadBucketEncryption",
                 "Effect": "Allow",
@@ -269,42 +246,20 @@ mod tests {
 
     #[test]
     fn kms_denial_names_key_principal_and_fix() {
-        let p = object_problem(
-            &err(
-                AwsErrorKind::KmsAccessDenied,
-                "AccessDenied",
-                "Access Denied",
-            ),
-            &ctx(),
-        );
+        let p = object_problem(&err(AwsErrorKind::KmsAccessDenied, "AccessDenied", "Access Denied"), &ctx());
         assert_eq!(p.code, "KMS_ACCESS_DENIED");
-        assert_eq!(
-            p.kms_key_arn.as_deref(),
-            Some("arn:aws:kms:us-east-1:123456789012:key/k1")
-        );
-        assert_eq!(
-            p.principal.as_deref(),
-            Some("arn:aws:iam::123456789012:user/cataloguer")
-        );
+        assert_eq!(p.kms_key_arn.as_deref(), Some("arn:aws:kms:us-east-1:123456789012:key/k1"));
+        assert_eq!(p.principal.as_deref(), Some("arn:aws:iam::123456789012:user/cataloguer"));
         assert_eq!(p.operation.as_deref(), Some("kms:Decrypt"));
         let statement = p.remediation.unwrap().policy_statement.unwrap();
         assert_eq!(statement["Action"][0], "kms:Decrypt");
-        assert_eq!(
-            statement["Resource"],
-            "arn:aws:kms:us-east-1:123456789012:key/k1"
-        );
-        assert_eq!(
-            statement["Condition"]["StringEquals"]["kms:ViaService"],
-            "s3.us-east-1.amazonaws.com"
-        );
+        assert_eq!(statement["Resource"], "arn:aws:kms:us-east-1:123456789012:key/k1");
+        assert_eq!(statement["Condition"]["StringEquals"]["kms:ViaService"], "s3.us-east-1.amazonaws.com");
     }
 
     #[test]
     fn access_denied_gives_a_get_object_statement_on_the_dataset() {
-        let p = object_problem(
-            &err(AwsErrorKind::AccessDenied, "AccessDenied", "Access Denied"),
-            &ctx(),
-        );
+        let p = object_problem(&err(AwsErrorKind::AccessDenied, "AccessDenied", "Access Denied"), &ctx());
         assert_eq!(p.code, "ACCESS_DENIED");
         let statement = p.remediation.unwrap().policy_statement.unwrap();
         assert_eq!(statement["Action"][0], "s3:GetObject");

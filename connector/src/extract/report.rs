@@ -166,12 +166,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with only the essentials set.
-    pub fn new(
-        code: &'static str,
-        severity: Severity,
-        bucket: &str,
-        message: impl Into<String>,
-    ) -> Problem {
+    pub fn new(code: &'static str, severity: Severity, bucket: &str, message: impl Into<String>) -> Problem {
         Problem {
             code,
             severity,

@@ -23,10 +23,7 @@ pub struct JsonLinesWriter {
 }
 
 fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
 }
@@ -63,6 +60,14 @@ impl JsonLinesWriter {
     /// Records written so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Gives up on a failed run: a file destination's partial file is removed.
+    pub fn abandon(mut self) {
+        if let Some((partial, _)) = self.final_path.take() {
+            drop(self.out);
+            let _ = std::fs::remove_file(partial);
+        }
     }
 
     /// Flushes and, for files, moves the finished file into place.

@@ -33,12 +33,7 @@ fn field(f: &Field) -> pb::Field {
         DataType::Map { key, value } => vec![field(key), field(value)],
         _ => Vec::new(),
     };
-    pb::Field {
-        name: f.name.clone(),
-        r#type: f.data_type.to_string(),
-        nullable: f.nullable,
-        children,
-    }
+    pb::Field { name: f.name.clone(), r#type: f.data_type.to_string(), nullable: f.nullable, children }
 }
 
 /// The bucket default as a record.
@@ -108,10 +103,7 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
                 })
                 .collect(),
         },
-        None => pb::DatasetSchema {
-            available: false,
-            ..Default::default()
-        },
+        None => pb::DatasetSchema { available: false, ..Default::default() },
     };
     let enc = &report.encryption;
     let encryption = pb::DatasetEncryption {
@@ -120,10 +112,7 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
         counts: enc
             .counts
             .iter()
-            .map(|(t, n)| pb::EncryptionCount {
-                r#type: t.as_str().to_string(),
-                count: *n,
-            })
+            .map(|(t, n)| pb::EncryptionCount { r#type: t.as_str().to_string(), count: *n })
             .collect(),
         kms_key_arns: enc.kms_key_arns.clone(),
         bucket_key_enabled_count: enc.bucket_key_enabled,
@@ -131,10 +120,7 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
         client_side_formats: enc
             .client_side_formats
             .iter()
-            .map(|(f, n)| pb::EncryptionCount {
-                r#type: client_side_format_name(*f).to_string(),
-                count: *n,
-            })
+            .map(|(f, n)| pb::EncryptionCount { r#type: client_side_format_name(*f).to_string(), count: *n })
             .collect(),
         mixed_types: enc.mixed_types,
         mixed_keys: enc.mixed_keys,
@@ -149,10 +135,7 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
         compressions: agg
             .compressions()
             .iter()
-            .map(|(c, n)| pb::CompressionCount {
-                compression: c.as_str().to_string(),
-                count: *n,
-            })
+            .map(|(c, n)| pb::CompressionCount { compression: c.as_str().to_string(), count: *n })
             .collect(),
         file_count: agg.file_count(),
         total_bytes: agg.total_bytes(),
@@ -170,7 +153,8 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
                     max_value: p.max,
                 })
                 .collect(),
-            partition_count: agg.partition_count(),
+            // An unpartitioned dataset has no partitions, not one empty one.
+            partition_count: if agg.partitions().is_empty() { 0 } else { agg.partition_count() },
         }),
         schema: Some(schema),
         encryption: Some(encryption),
@@ -196,9 +180,9 @@ fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
             serde_json::Value::Bool(b) => Kind::BoolValue(*b),
             serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
             serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-            serde_json::Value::Array(items) => Kind::ListValue(pbjson_types::ListValue {
-                values: items.iter().map(convert).collect(),
-            }),
+            serde_json::Value::Array(items) => {
+                Kind::ListValue(pbjson_types::ListValue { values: items.iter().map(convert).collect() })
+            }
             serde_json::Value::Object(map) => Kind::StructValue(pbjson_types::Struct {
                 fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
             }),
@@ -206,9 +190,9 @@ fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
         pbjson_types::Value { kind: Some(kind) }
     }
     match value {
-        serde_json::Value::Object(map) => Some(pbjson_types::Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
-        }),
+        serde_json::Value::Object(map) => {
+            Some(pbjson_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect() })
+        }
         _ => None,
     }
 }
@@ -249,10 +233,7 @@ pub fn bucket_record(b: &BucketReport) -> pb::BucketRecord {
         junk: tally
             .junk
             .iter()
-            .map(|(reason, count)| pb::JunkCount {
-                reason: reason.as_str().to_string(),
-                count: *count,
-            })
+            .map(|(reason, count)| pb::JunkCount { reason: reason.as_str().to_string(), count: *count })
             .collect(),
         junk_bytes: tally.junk_bytes,
         dataset_count: b.dataset_count,
@@ -301,17 +282,11 @@ pub fn summary_record(
             problems: outcome
                 .problems
                 .iter()
-                .map(|(c, n)| pb::ProblemCount {
-                    code: c.to_string(),
-                    count: *n,
-                })
+                .map(|(c, n)| pb::ProblemCount { code: c.to_string(), count: *n })
                 .collect(),
             requests: requests
                 .iter()
-                .map(|(op, n)| pb::RequestCount {
-                    operation: op.to_string(),
-                    count: *n,
-                })
+                .map(|(op, n)| pb::RequestCount { operation: op.to_string(), count: *n })
                 .collect(),
             bytes_fetched,
             started_at: timestamp(Some(started_ms)),
@@ -328,20 +303,12 @@ mod tests {
     #[test]
     fn policy_statements_become_json_objects_in_records() {
         let statement = serde_json::json!({"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "arn:aws:kms:us-east-1:1:key/k"});
-        let mut p = Problem::new(
-            "KMS_ACCESS_DENIED",
-            crate::extract::report::Severity::Error,
-            "b",
-            "m",
-        );
+        let mut p = Problem::new("KMS_ACCESS_DENIED", crate::extract::report::Severity::Error, "b", "m");
         p.remediation = Some(crate::extract::report::Remediation {
             summary: "s".into(),
             policy_statement: Some(statement.clone()),
         });
-        let record = envelope(
-            "run",
-            pb::extract_record::Record::Problem(problem_record(&p)),
-        );
+        let record = envelope("run", pb::extract_record::Record::Problem(problem_record(&p)));
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
         assert_eq!(json["schemaVersion"], "catalog.s3.v1");
         assert_eq!(json["problem"]["code"], "KMS_ACCESS_DENIED");
@@ -354,9 +321,6 @@ mod tests {
         assert_eq!(t.seconds, 1_706_695_200);
         assert_eq!(t.nanos, 123_000_000);
         let before_epoch = timestamp(Some(-1)).unwrap();
-        assert_eq!(
-            (before_epoch.seconds, before_epoch.nanos),
-            (-1, 999_000_000)
-        );
+        assert_eq!((before_epoch.seconds, before_epoch.nanos), (-1, 999_000_000));
     }
 }

@@ -15,11 +15,7 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// The summary text.
@@ -51,11 +47,7 @@ pub fn render(
         let _ = writeln!(s, "problems: none");
     } else {
         let total: u64 = outcome.problems.values().sum();
-        let by_code: Vec<String> = outcome
-            .problems
-            .iter()
-            .map(|(c, n)| format!("{c} {n}"))
-            .collect();
+        let by_code: Vec<String> = outcome.problems.iter().map(|(c, n)| format!("{c} {n}")).collect();
         let _ = writeln!(s, "problems: {total} ({})", by_code.join(", "));
     }
     if !outcome.unlisted_buckets.is_empty() {
@@ -77,13 +69,8 @@ mod tests {
 
     #[test]
     fn summary_names_problems_and_unlisted_buckets() {
-        let mut outcome = RunOutcome {
-            buckets: 2,
-            datasets: 3,
-            objects: 10,
-            bytes: 2048,
-            ..Default::default()
-        };
+        let mut outcome =
+            RunOutcome { buckets: 2, datasets: 3, objects: 10, bytes: 2048, ..Default::default() };
         outcome.problems.insert("SSE_C_KEY_REQUIRED", 1);
         outcome.unlisted_buckets.push("missing-bucket".into());
         let mut requests = BTreeMap::new();

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::{
-    DEFAULT_ENCRYPTION_PROBES, DEFAULT_SCHEMA_CANDIDATES, DatasetKey, GroupingConfig,
-    PartitionStyle, Placement,
+    DEFAULT_ENCRYPTION_PROBES, DEFAULT_SCHEMA_CANDIDATES, DatasetKey, GroupingConfig, PartitionStyle,
+    Placement,
 };
 use crate::model::{Compression, ObjectMeta};
 
@@ -43,11 +43,7 @@ type Rank = (u64, Reverse<u64>, String);
 type PartitionSlot = (u64, Vec<(String, String)>);
 
 fn rank(obj: &ObjectMeta) -> Rank {
-    (
-        stable_hash(obj.key.as_str()),
-        Reverse(obj.size),
-        obj.key.clone(),
-    )
+    (stable_hash(obj.key.as_str()), Reverse(obj.size), obj.key.clone())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,12 +80,7 @@ pub struct DatasetAggregate {
 impl DatasetAggregate {
     /// An empty aggregate with the default candidate counts.
     pub fn new(bucket: &str, key: DatasetKey) -> Self {
-        Self::with_limits(
-            bucket,
-            key,
-            DEFAULT_SCHEMA_CANDIDATES,
-            DEFAULT_ENCRYPTION_PROBES,
-        )
+        Self::with_limits(bucket, key, DEFAULT_SCHEMA_CANDIDATES, DEFAULT_ENCRYPTION_PROBES)
     }
 
     /// An empty aggregate with the candidate counts of `cfg`.
@@ -140,10 +131,7 @@ impl DatasetAggregate {
             let entry = self
                 .partition_keys
                 .entry(k.clone())
-                .or_insert_with(|| KeyValues {
-                    first_position: position,
-                    values: BTreeSet::new(),
-                });
+                .or_insert_with(|| KeyValues { first_position: position, values: BTreeSet::new() });
             entry.first_position = entry.first_position.min(position);
             if !entry.values.contains(v) {
                 entry.values.insert(v.clone());
@@ -165,11 +153,8 @@ impl DatasetAggregate {
         // Most objects of a large dataset qualify for neither sample: reject them before
         // allocating a rank or a partition slot.
         let hash = stable_hash(obj.key.as_str());
-        let out_of_pool = self.pool.len() >= cap
-            && self
-                .pool
-                .last_key_value()
-                .is_some_and(|(worst, _)| hash > worst.0);
+        let out_of_pool =
+            self.pool.len() >= cap && self.pool.last_key_value().is_some_and(|(worst, _)| hash > worst.0);
         let out_of_partitions = self.by_partition.len() >= cap
             && self
                 .by_partition
@@ -180,11 +165,7 @@ impl DatasetAggregate {
         }
         let r = rank(obj);
         // A key listed twice (e.g. inventory plus listing) keeps its first copy.
-        let better = self.pool.len() < cap
-            || self
-                .pool
-                .last_key_value()
-                .is_some_and(|(worst, _)| r < *worst);
+        let better = self.pool.len() < cap || self.pool.last_key_value().is_some_and(|(worst, _)| r < *worst);
         if better && !self.pool.contains_key(&r) {
             self.pool.insert(r.clone(), obj.clone());
             if self.pool.len() > cap {
@@ -200,10 +181,7 @@ impl DatasetAggregate {
             }
             None => {
                 if self.by_partition.len() < cap
-                    || self
-                        .by_partition
-                        .last_key_value()
-                        .is_some_and(|(worst, _)| slot < *worst)
+                    || self.by_partition.last_key_value().is_some_and(|(worst, _)| slot < *worst)
                 {
                     self.by_partition.insert(slot, (r, obj.clone()));
                     if self.by_partition.len() > cap {
@@ -273,11 +251,7 @@ impl DatasetAggregate {
     /// The most specific partition style seen (`Template` > `Hive` > `DateFolders` > `None`);
     /// a dataset with some partitioned files is partitioned.
     pub fn partition_style(&self) -> PartitionStyle {
-        self.styles
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(PartitionStyle::None)
+        self.styles.keys().next_back().copied().unwrap_or(PartitionStyle::None)
     }
 
     /// Object counts per partition style, for spotting inconsistently laid-out datasets.
@@ -292,12 +266,7 @@ impl DatasetAggregate {
         keys.into_iter()
             .map(|(key, kv)| {
                 let (min, max) = min_max(&kv.values);
-                PartitionKeyStats {
-                    key: key.clone(),
-                    distinct_values: kv.values.len() as u64,
-                    min,
-                    max,
-                }
+                PartitionKeyStats { key: key.clone(), distinct_values: kv.values.len() as u64, min, max }
             })
             .collect()
     }
@@ -311,11 +280,7 @@ impl DatasetAggregate {
     /// deterministically and spread across partitions (the first two come from different
     /// partitions whenever the dataset has two).
     pub fn schema_candidates(&self) -> Vec<ObjectMeta> {
-        self.ordered_candidates()
-            .into_iter()
-            .take(self.schema_limit)
-            .cloned()
-            .collect()
+        self.ordered_candidates().into_iter().take(self.schema_limit).cloned().collect()
     }
 
     /// Up to `encryption_probes` objects chosen the same way, disjoint from
@@ -325,39 +290,21 @@ impl DatasetAggregate {
         let ordered = self.ordered_candidates();
         let split = self.schema_limit.min(ordered.len());
         let (schema, others) = ordered.split_at(split);
-        others
-            .iter()
-            .chain(schema.iter())
-            .take(self.probe_limit)
-            .map(|o| (*o).clone())
-            .collect()
+        others.iter().chain(schema.iter()).take(self.probe_limit).map(|o| (*o).clone()).collect()
     }
 }
 
 /// Min and max of a value set: numeric when every value parses as an integer.
 fn min_max(values: &BTreeSet<String>) -> (String, String) {
-    let numeric: Option<Vec<(i128, &String)>> = values
-        .iter()
-        .map(|v| v.parse::<i128>().ok().map(|n| (n, v)))
-        .collect();
+    let numeric: Option<Vec<(i128, &String)>> =
+        values.iter().map(|v| v.parse::<i128>().ok().map(|n| (n, v))).collect();
     match numeric {
         Some(nums) => {
             // Ties such as "01" and "1" fall back to the lexical order, so the result is stable.
-            let min = nums
-                .iter()
-                .min()
-                .map(|(_, v)| (*v).clone())
-                .unwrap_or_default();
-            let max = nums
-                .iter()
-                .max()
-                .map(|(_, v)| (*v).clone())
-                .unwrap_or_default();
+            let min = nums.iter().min().map(|(_, v)| (*v).clone()).unwrap_or_default();
+            let max = nums.iter().max().map(|(_, v)| (*v).clone()).unwrap_or_default();
             (min, max)
         }
-        None => (
-            values.first().cloned().unwrap_or_default(),
-            values.last().cloned().unwrap_or_default(),
-        ),
+        None => (values.first().cloned().unwrap_or_default(), values.last().cloned().unwrap_or_default()),
     }
 }

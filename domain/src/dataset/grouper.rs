@@ -47,12 +47,7 @@ pub struct Grouper {
 impl Grouper {
     /// A grouper for `bucket`.
     pub fn new(bucket: &str, cfg: GroupingConfig) -> Self {
-        Grouper {
-            bucket: bucket.to_string(),
-            cfg,
-            open: BTreeMap::new(),
-            tally: BucketTally::default(),
-        }
+        Grouper { bucket: bucket.to_string(), cfg, open: BTreeMap::new(), tally: BucketTally::default() }
     }
 
     /// Classify and account for one listed object.
@@ -107,10 +102,7 @@ impl Grouper {
 
     /// The end of the listing: remove and return every open dataset, ordered by key.
     pub fn take_all(&mut self) -> Vec<DatasetAggregate> {
-        std::mem::take(&mut self.open)
-            .into_values()
-            .flat_map(BTreeMap::into_values)
-            .collect()
+        std::mem::take(&mut self.open).into_values().flat_map(BTreeMap::into_values).collect()
     }
 
     /// Number of datasets still open.

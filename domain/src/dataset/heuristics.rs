@@ -84,10 +84,8 @@ fn date_run(dirs: &[&str], i: usize) -> Option<Vec<(String, String)>> {
     if !is_year(first) || !dirs.get(i + 1).is_some_and(|m| in_range(m, 2, 1, 12)) {
         return None;
     }
-    let mut run = vec![
-        ("year".to_string(), first.to_string()),
-        ("month".to_string(), dirs[i + 1].to_string()),
-    ];
+    let mut run =
+        vec![("year".to_string(), first.to_string()), ("month".to_string(), dirs[i + 1].to_string())];
     if let Some(day) = dirs.get(i + 2).filter(|d| in_range(d, 2, 1, 31)) {
         run.push(("day".to_string(), day.to_string()));
         if let Some(hour) = dirs.get(i + 3).filter(|h| in_range(h, 2, 0, 23)) {
@@ -126,11 +124,7 @@ pub(crate) fn scan_partitions(dirs: &[&str]) -> (Vec<(String, String)>, Option<F
 pub(crate) fn place(key: &str) -> Placement {
     let (format, compression) = format_from_key(key);
     let dir = key.rfind('/').map_or("", |i| &key[..=i]);
-    let dirs: Vec<&str> = if dir.is_empty() {
-        Vec::new()
-    } else {
-        dir[..dir.len() - 1].split('/').collect()
-    };
+    let dirs: Vec<&str> = if dir.is_empty() { Vec::new() } else { dir[..dir.len() - 1].split('/').collect() };
     let (partitions, first) = scan_partitions(&dirs);
     let (prefix, style) = match first {
         // The root is everything before the first partition segment, with its trailing slash.
@@ -140,10 +134,5 @@ pub(crate) fn place(key: &str) -> Placement {
         }
         None => (dir.to_string(), PartitionStyle::None),
     };
-    Placement {
-        dataset: DatasetKey { prefix, format },
-        compression,
-        partitions,
-        style,
-    }
+    Placement { dataset: DatasetKey { prefix, format }, compression, partitions, style }
 }

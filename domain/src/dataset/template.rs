@@ -36,9 +36,7 @@ pub enum TemplateError {
         position: usize,
     },
     /// A segment mixes literal text and braces, or has unbalanced braces.
-    #[error(
-        "template {template:?}: segment {segment:?} must be a literal, `*` or a whole placeholder"
-    )]
+    #[error("template {template:?}: segment {segment:?} must be a literal, `*` or a whole placeholder")]
     InvalidSegment {
         /// The template as given.
         template: String,
@@ -131,24 +129,14 @@ impl PathTemplate {
     /// Parse a template; see the type's documentation for the syntax.
     pub fn parse(s: &str) -> Result<PathTemplate, TemplateError> {
         let template = || s.to_string();
-        let rest = s
-            .strip_prefix("s3://")
-            .ok_or_else(|| TemplateError::MissingScheme {
-                template: template(),
-            })?;
+        let rest =
+            s.strip_prefix("s3://").ok_or_else(|| TemplateError::MissingScheme { template: template() })?;
         let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty()
-            || bucket.contains(['{', '}'])
-            || (bucket.contains('*') && bucket != "*")
-        {
-            return Err(TemplateError::InvalidBucket {
-                template: template(),
-            });
+        if bucket.is_empty() || bucket.contains(['{', '}']) || (bucket.contains('*') && bucket != "*") {
+            return Err(TemplateError::InvalidBucket { template: template() });
         }
         if path.is_empty() {
-            return Err(TemplateError::EmptyPath {
-                template: template(),
-            });
+            return Err(TemplateError::EmptyPath { template: template() });
         }
         let raw: Vec<&str> = path.split('/').collect();
         let mut segments = Vec::with_capacity(raw.len());
@@ -156,16 +144,11 @@ impl PathTemplate {
         for (idx, seg) in raw.iter().enumerate() {
             let segment = match *seg {
                 "" => {
-                    return Err(TemplateError::EmptySegment {
-                        template: template(),
-                        position: idx + 1,
-                    });
+                    return Err(TemplateError::EmptySegment { template: template(), position: idx + 1 });
                 }
                 "*" if idx + 1 == raw.len() => Segment::Rest,
                 "*" => {
-                    return Err(TemplateError::WildcardNotLast {
-                        template: template(),
-                    });
+                    return Err(TemplateError::WildcardNotLast { template: template() });
                 }
                 "{partition_key}={partition_value}" => Segment::Hive,
                 _ => match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -194,14 +177,10 @@ impl PathTemplate {
             };
             match segment {
                 Segment::Table if segments.contains(&Segment::Table) => {
-                    return Err(TemplateError::DuplicateTable {
-                        template: template(),
-                    });
+                    return Err(TemplateError::DuplicateTable { template: template() });
                 }
                 Segment::Table if seen_partition => {
-                    return Err(TemplateError::TableAfterPartition {
-                        template: template(),
-                    });
+                    return Err(TemplateError::TableAfterPartition { template: template() });
                 }
                 Segment::Named(ref name) if segments.contains(&segment) => {
                     return Err(TemplateError::DuplicatePartition {
@@ -260,10 +239,7 @@ impl PathTemplate {
             }
         }
         let root_segments = root_end.or(first_partition).unwrap_or(fixed);
-        let prefix: String = parts[..root_segments]
-            .iter()
-            .flat_map(|p| [*p, "/"])
-            .collect();
+        let prefix: String = parts[..root_segments].iter().flat_map(|p| [*p, "/"]).collect();
         let (format, compression) = format_from_key(key);
         Some(Placement {
             dataset: DatasetKey { prefix, format },

@@ -4,20 +4,11 @@ use crate::model::{Compression, FileFormat, ObjectMeta};
 use proptest::prelude::*;
 
 fn obj(key: &str, size: u64) -> ObjectMeta {
-    ObjectMeta {
-        key: key.to_string(),
-        size,
-        last_modified_ms: None,
-        etag: None,
-        storage_class: None,
-    }
+    ObjectMeta { key: key.to_string(), size, last_modified_ms: None, etag: None, storage_class: None }
 }
 
 fn obj_at(key: &str, size: u64, ms: i64) -> ObjectMeta {
-    ObjectMeta {
-        last_modified_ms: Some(ms),
-        ..obj(key, size)
-    }
+    ObjectMeta { last_modified_ms: Some(ms), ..obj(key, size) }
 }
 
 fn place(key: &str, cfg: &GroupingConfig) -> Placement {
@@ -28,10 +19,7 @@ fn place(key: &str, cfg: &GroupingConfig) -> Placement {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// key, expected prefix, format, compression, partitions, style.
@@ -44,12 +32,7 @@ type HeuristicCase = (
     PartitionStyle,
 );
 /// key, expected prefix, partitions, style.
-type TemplateCase = (
-    &'static str,
-    &'static str,
-    &'static [(&'static str, &'static str)],
-    PartitionStyle,
-);
+type TemplateCase = (&'static str, &'static str, &'static [(&'static str, &'static str)], PartitionStyle);
 
 #[test]
 fn heuristic_placements() {
@@ -82,14 +65,7 @@ fn heuristic_placements() {
     let cfg = GroupingConfig::default();
     for (key, prefix, format, compression, parts, style) in cases {
         let p = place(key, &cfg);
-        assert_eq!(
-            p.dataset,
-            DatasetKey {
-                prefix: prefix.to_string(),
-                format: *format
-            },
-            "{key}"
-        );
+        assert_eq!(p.dataset, DatasetKey { prefix: prefix.to_string(), format: *format }, "{key}");
         assert_eq!(p.compression, *compression, "{key}");
         assert_eq!(p.partitions, pairs(parts), "{key}");
         assert_eq!(p.style, *style, "{key}");
@@ -147,25 +123,12 @@ fn junk_rules() {
         assert_eq!(got, *expected, "{key}");
     }
     let names: Vec<&str> = JunkReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "success_marker",
-            "folder_marker",
-            "checksum",
-            "temporary",
-            "hidden",
-            "zero_byte"
-        ]
-    );
+    assert_eq!(names, ["success_marker", "folder_marker", "checksum", "temporary", "hidden", "zero_byte"]);
 }
 
 #[test]
 fn display_names() {
-    let key = |p: &str| DatasetKey {
-        prefix: p.to_string(),
-        format: FileFormat::Csv,
-    };
+    let key = |p: &str| DatasetKey { prefix: p.to_string(), format: FileFormat::Csv };
     assert_eq!(key("").display_name("bkt"), "bkt");
     assert_eq!(key("sales/").display_name("bkt"), "sales");
     assert_eq!(key("a/b/orders/").display_name("bkt"), "orders");
@@ -195,25 +158,10 @@ fn templates_override_heuristics_and_only_match_their_keys() {
             &[("year", "2024"), ("month", "07")],
             PartitionStyle::Template,
         ),
-        (
-            "sales/region=us%20east/x.parquet",
-            "sales/",
-            &[("region", "us east")],
-            PartitionStyle::Template,
-        ),
+        ("sales/region=us%20east/x.parquet", "sales/", &[("region", "us east")], PartitionStyle::Template),
         // Too short for the first template and not Hive for the second: heuristics.
-        (
-            "warehouse/orders/x.parquet",
-            "warehouse/orders/",
-            &[],
-            PartitionStyle::None,
-        ),
-        (
-            "sales/plain/x.parquet",
-            "sales/plain/",
-            &[],
-            PartitionStyle::None,
-        ),
+        ("warehouse/orders/x.parquet", "warehouse/orders/", &[], PartitionStyle::None),
+        ("sales/plain/x.parquet", "sales/plain/", &[], PartitionStyle::None),
         // The third template is for another bucket.
         ("misc/sub/x.parquet", "misc/sub/", &[], PartitionStyle::None),
     ];
@@ -241,13 +189,7 @@ fn template_without_wildcard_or_table() {
     assert!(t.place("bkt", "raw//d1/x.csv").is_none());
     assert!(t.place("nope", "raw/crm/d1/x.csv").is_none());
     let t = PathTemplate::parse("s3://bkt/static/path/*").unwrap();
-    assert_eq!(
-        t.place("bkt", "static/path/a/b.csv")
-            .unwrap()
-            .dataset
-            .prefix,
-        "static/path/"
-    );
+    assert_eq!(t.place("bkt", "static/path/a/b.csv").unwrap().dataset.prefix, "static/path/");
     assert!(t.place("bkt", "static/path").is_none());
     assert_eq!(t.to_string(), "s3://bkt/static/path/*");
     assert_eq!("s3://bkt/static/path/*".parse::<PathTemplate>(), Ok(t));
@@ -276,14 +218,8 @@ fn template_parse_errors() {
     ];
     for (template, variant) in cases {
         let err = PathTemplate::parse(template).expect_err(template);
-        assert!(
-            format!("{err:?}").starts_with(variant),
-            "{template}: {err:?}"
-        );
-        assert!(
-            err.to_string().contains(template),
-            "{template}: message names it: {err}"
-        );
+        assert!(format!("{err:?}").starts_with(variant), "{template}: {err:?}");
+        assert!(err.to_string().contains(template), "{template}: message names it: {err}");
     }
 }
 
@@ -307,14 +243,7 @@ fn siblings_and_mixed_formats() {
     ]);
     let summary: Vec<(&str, FileFormat, u64, u64)> = datasets
         .iter()
-        .map(|d| {
-            (
-                d.key().prefix.as_str(),
-                d.key().format,
-                d.file_count(),
-                d.total_bytes(),
-            )
-        })
+        .map(|d| (d.key().prefix.as_str(), d.key().format, d.file_count(), d.total_bytes()))
         .collect();
     assert_eq!(
         summary,
@@ -328,10 +257,7 @@ fn siblings_and_mixed_formats() {
     let csv = &datasets[1];
     assert_eq!(csv.name(), "sales");
     assert_eq!(
-        csv.compressions()
-            .iter()
-            .map(|(c, n)| (*c, *n))
-            .collect::<Vec<_>>(),
+        csv.compressions().iter().map(|(c, n)| (*c, *n)).collect::<Vec<_>>(),
         [(Compression::None, 1), (Compression::Gzip, 1)]
     );
 }
@@ -366,13 +292,7 @@ fn partition_stats() {
         max: max.to_string(),
     };
     // "n" is numeric: 10 > 9 although "10" < "9" lexically.
-    assert_eq!(
-        stats,
-        [
-            expect("n", 3, "-3", "10"),
-            expect("dt", 3, "2023-12-31", "2024-01-02")
-        ]
-    );
+    assert_eq!(stats, [expect("n", 3, "-3", "10"), expect("dt", 3, "2023-12-31", "2024-01-02")]);
     // Tuples: (9,01-02) (10,01-01) (10,01-02) (-3,12-31) (10,12-31) and the unpartitioned file.
     assert_eq!(d.partition_count(), 6);
     assert_eq!(d.min_last_modified_ms(), Some(10));
@@ -382,20 +302,13 @@ fn partition_stats() {
 
 #[test]
 fn mixed_numeric_and_text_values_compare_lexically() {
-    let d = &aggregate_of(&[
-        obj("t/v=10/a.csv", 1),
-        obj("t/v=9/a.csv", 1),
-        obj("t/v=x/a.csv", 1),
-    ])[0];
+    let d = &aggregate_of(&[obj("t/v=10/a.csv", 1), obj("t/v=9/a.csv", 1), obj("t/v=x/a.csv", 1)])[0];
     assert_eq!(d.partitions()[0].min, "10");
     assert_eq!(d.partitions()[0].max, "x");
 }
 
 fn partition_of(key: &str) -> String {
-    key.split('/')
-        .filter(|s| s.contains('='))
-        .collect::<Vec<_>>()
-        .join("/")
+    key.split('/').filter(|s| s.contains('=')).collect::<Vec<_>>().join("/")
 }
 
 #[test]
@@ -403,46 +316,30 @@ fn candidates_are_deterministic_spread_and_disjoint() {
     let mut objects = Vec::new();
     for day in 1..=20 {
         for file in 0..50 {
-            objects.push(obj(
-                &format!("t/dt=2024-01-{day:02}/part-{file}.parquet"),
-                100 + file,
-            ));
+            objects.push(obj(&format!("t/dt=2024-01-{day:02}/part-{file}.parquet"), 100 + file));
         }
     }
     let a = &aggregate_of(&objects)[0];
     objects.reverse();
     let b = &aggregate_of(&objects)[0];
     assert_eq!(a.schema_candidates(), b.schema_candidates());
-    assert_eq!(
-        a.encryption_probe_candidates(),
-        b.encryption_probe_candidates()
-    );
+    assert_eq!(a.encryption_probe_candidates(), b.encryption_probe_candidates());
 
     let schema = a.schema_candidates();
     let probes = a.encryption_probe_candidates();
     assert_eq!(schema.len(), DEFAULT_SCHEMA_CANDIDATES);
     assert_eq!(probes.len(), DEFAULT_ENCRYPTION_PROBES);
     // Every candidate from a different partition: 12 candidates, 20 partitions.
-    let mut parts: Vec<String> = schema
-        .iter()
-        .chain(&probes)
-        .map(|o| partition_of(&o.key))
-        .collect();
+    let mut parts: Vec<String> = schema.iter().chain(&probes).map(|o| partition_of(&o.key)).collect();
     parts.sort();
     parts.dedup();
     assert_eq!(parts.len(), 12);
-    assert!(
-        schema
-            .iter()
-            .all(|s| !probes.iter().any(|p| p.key == s.key))
-    );
+    assert!(schema.iter().all(|s| !probes.iter().any(|p| p.key == s.key)));
 }
 
 #[test]
 fn first_two_candidates_differ_in_partition_even_when_one_partition_dominates() {
-    let mut objects: Vec<ObjectMeta> = (0..1000)
-        .map(|i| obj(&format!("t/p=big/{i}.csv"), 10))
-        .collect();
+    let mut objects: Vec<ObjectMeta> = (0..1000).map(|i| obj(&format!("t/p=big/{i}.csv"), 10)).collect();
     objects.push(obj("t/p=small/only.csv", 10));
     let d = &aggregate_of(&objects)[0];
     let schema = d.schema_candidates();
@@ -461,13 +358,7 @@ fn small_datasets_share_candidates() {
 
 #[test]
 fn zero_byte_objects_are_never_candidates() {
-    let mut d = DatasetAggregate::new(
-        "bkt",
-        DatasetKey {
-            prefix: "t/".into(),
-            format: FileFormat::Csv,
-        },
-    );
+    let mut d = DatasetAggregate::new("bkt", DatasetKey { prefix: "t/".into(), format: FileFormat::Csv });
     let placement = place("t/a.csv", &GroupingConfig::default());
     d.add(&obj("t/a.csv", 0), &placement);
     assert_eq!(d.file_count(), 1);
@@ -488,24 +379,14 @@ fn take_complete_under_semantics() {
     ] {
         g.add(obj(key, 5));
     }
-    let taken: Vec<String> = g
-        .take_complete_under("sales/")
-        .iter()
-        .map(|d| d.key().prefix.clone())
-        .collect();
+    let taken: Vec<String> = g.take_complete_under("sales/").iter().map(|d| d.key().prefix.clone()).collect();
     assert_eq!(taken, ["sales/", "sales/eu/"]);
     assert!(g.take_complete_under("sales/").is_empty());
-    let rest: Vec<String> = g
-        .take_all()
-        .iter()
-        .map(|d| format!("{}|{}", d.key().prefix, d.key().format))
-        .collect();
+    let rest: Vec<String> =
+        g.take_all().iter().map(|d| format!("{}|{}", d.key().prefix, d.key().format)).collect();
     assert_eq!(rest, ["|csv", "|parquet", "salesforce/|csv"]);
     let t = g.tally();
-    assert_eq!(
-        (t.object_count, t.data_objects, t.junk_objects()),
-        (6, 5, 1)
-    );
+    assert_eq!((t.object_count, t.data_objects, t.junk_objects()), (6, 5, 1));
     assert_eq!((t.total_bytes, t.junk_bytes, t.data_bytes), (30, 5, 25));
     assert_eq!(t.junk.get(&JunkReason::SuccessMarker), Some(&1));
 }
@@ -531,14 +412,7 @@ fn take_complete_under_with_templates_and_empty_shard() {
 fn memory_stays_bounded_for_100k_objects() {
     let mut g = Grouper::new("bkt", GroupingConfig::default());
     for i in 0..100_000u64 {
-        g.add(obj(
-            &format!(
-                "t/dt=2024-01-{:02}/h={}/part-{i}.parquet",
-                i % 28 + 1,
-                i % 24
-            ),
-            1 + i % 7,
-        ));
+        g.add(obj(&format!("t/dt=2024-01-{:02}/h={}/part-{i}.parquet", i % 28 + 1, i % 24), 1 + i % 7));
     }
     let datasets = g.take_all();
     assert_eq!(datasets.len(), 1);
@@ -627,11 +501,7 @@ proptest! {
 
 #[test]
 fn partition_style_is_the_most_specific_seen() {
-    let d = &aggregate_of(&[
-        obj("t/a.csv", 1),
-        obj("t/2024/01/b.csv", 1),
-        obj("t/k=v/c.csv", 1),
-    ])[0];
+    let d = &aggregate_of(&[obj("t/a.csv", 1), obj("t/2024/01/b.csv", 1), obj("t/k=v/c.csv", 1)])[0];
     assert_eq!(d.partition_style(), PartitionStyle::Hive);
     assert_eq!(d.partition_styles().values().sum::<u64>(), 3);
     assert_eq!(PartitionStyle::DateFolders.as_str(), "date_folders");
@@ -647,13 +517,7 @@ fn arb_listing() -> impl Strategy<Value = Vec<String>> {
         Just("eu".to_string()),
         Just("_temporary".to_string()),
     ];
-    let file = prop_oneof![
-        Just("a.csv"),
-        Just("b.parquet"),
-        Just("c.csv.gz"),
-        Just("_SUCCESS"),
-        Just("d")
-    ];
+    let file = prop_oneof![Just("a.csv"), Just("b.parquet"), Just("c.csv.gz"), Just("_SUCCESS"), Just("d")];
     proptest::collection::vec(
         (proptest::collection::vec(segment, 0..4), file, 1u64..100).prop_map(|(dirs, file, n)| {
             let mut key = dirs.join("/");

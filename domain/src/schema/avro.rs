@@ -45,10 +45,7 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, len: i64) -> Result<&'a [u8], Short> {
         let len = usize::try_from(len).map_err(|_| Short::Bad("negative length"))?;
-        let end = self
-            .pos
-            .checked_add(len)
-            .ok_or(Short::Bad("length overflow"))?;
+        let end = self.pos.checked_add(len).ok_or(Short::Bad("length overflow"))?;
         let slice = self.bytes.get(self.pos..end).ok_or(Short::Eof)?;
         self.pos = end;
         Ok(slice)
@@ -76,17 +73,9 @@ pub(crate) fn infer(
     };
     if !bytes.starts_with(b"Obj\x01") {
         if bytes.len() < 4 && !capped {
-            return Err(InferenceError::truncated(
-                FORMAT,
-                0,
-                "shorter than the Avro magic",
-            ));
+            return Err(InferenceError::truncated(FORMAT, 0, "shorter than the Avro magic"));
         }
-        return Err(InferenceError::malformed(
-            FORMAT,
-            0,
-            "no Avro magic Obj\\x01",
-        ));
+        return Err(InferenceError::malformed(FORMAT, 0, "no Avro magic Obj\\x01"));
     }
     let mut cur = Cursor { bytes, pos: 4 };
     let mut schema_json: Option<&[u8]> = None;
@@ -97,9 +86,7 @@ pub(crate) fn infer(
         }
         if count < 0 {
             // A negative count is followed by the block's byte size.
-            count = count
-                .checked_neg()
-                .ok_or_else(|| fail(Short::Bad("bad map block count"), cur.pos))?;
+            count = count.checked_neg().ok_or_else(|| fail(Short::Bad("bad map block count"), cur.pos))?;
             cur.long().map_err(|s| fail(s, cur.pos))?;
         }
         for _ in 0..count {
@@ -112,12 +99,10 @@ pub(crate) fn infer(
     }
     cur.take(16).map_err(|s| fail(s, cur.pos))?;
 
-    let json = schema_json
-        .ok_or_else(|| InferenceError::malformed(FORMAT, 4, "header has no avro.schema"))?;
-    let json = std::str::from_utf8(json).map_err(|e| InferenceError::InvalidUtf8 {
-        format: FORMAT,
-        offset: e.valid_up_to() as u64,
-    })?;
+    let json =
+        schema_json.ok_or_else(|| InferenceError::malformed(FORMAT, 4, "header has no avro.schema"))?;
+    let json = std::str::from_utf8(json)
+        .map_err(|e| InferenceError::InvalidUtf8 { format: FORMAT, offset: e.valid_up_to() as u64 })?;
     check_names(json)?;
     let avro = AvroSchema::parse_str(json)
         .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
@@ -150,11 +135,7 @@ pub(crate) fn infer(
     let fields = match data_type {
         DataType::Struct(fields) => fields,
         // A file of bare values: one column named after the type.
-        other => vec![Field {
-            name: "value".into(),
-            data_type: other,
-            nullable: false,
-        }],
+        other => vec![Field { name: "value".into(), data_type: other, nullable: false }],
     };
     Ok(InferredFile {
         format: FORMAT,
@@ -173,9 +154,7 @@ fn check_names(json: &str) -> Result<(), InferenceError> {
     fn valid(name: &str) -> bool {
         name.split('.').all(|part| {
             let mut chars = part.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
     }
@@ -184,12 +163,8 @@ fn check_names(json: &str) -> Result<(), InferenceError> {
         match v {
             serde_json::Value::Object(map) => {
                 // Only schema positions: a `default` value may well hold a "name" key.
-                map.get("name")
-                    .is_none_or(|n| n.as_str().is_some_and(valid))
-                    && ["type", "fields", "items", "values"]
-                        .iter()
-                        .filter_map(|k| map.get(*k))
-                        .all(walk)
+                map.get("name").is_none_or(|n| n.as_str().is_some_and(valid))
+                    && ["type", "fields", "items", "values"].iter().filter_map(|k| map.get(*k)).all(walk)
             }
             serde_json::Value::Array(items) => items.iter().all(walk),
             _ => true,
@@ -200,11 +175,7 @@ fn check_names(json: &str) -> Result<(), InferenceError> {
     if walk(&value) {
         Ok(())
     } else {
-        Err(InferenceError::malformed(
-            FORMAT,
-            4,
-            "avro.schema has an invalid name",
-        ))
+        Err(InferenceError::malformed(FORMAT, 4, "avro.schema has an invalid name"))
     }
 }
 
@@ -242,15 +213,11 @@ fn map_type<'s>(
         AvroSchema::Double => DataType::Double,
         AvroSchema::Bytes | AvroSchema::Fixed(_) => DataType::Binary,
         AvroSchema::String | AvroSchema::Uuid | AvroSchema::Enum(_) => DataType::String,
-        AvroSchema::Array(a) => DataType::List(Box::new(element(
-            &a.items, "element", named, expanding, depth,
-        ))),
+        AvroSchema::Array(a) => {
+            DataType::List(Box::new(element(&a.items, "element", named, expanding, depth)))
+        }
         AvroSchema::Map(m) => DataType::Map {
-            key: Box::new(Field {
-                name: "key".into(),
-                data_type: DataType::String,
-                nullable: false,
-            }),
+            key: Box::new(Field { name: "key".into(), data_type: DataType::String, nullable: false }),
             value: Box::new(element(&m.types, "value", named, expanding, depth)),
         },
         AvroSchema::Union(u) => {
@@ -261,11 +228,8 @@ fn map_type<'s>(
             let name = r.name.fullname(None);
             named.insert(name.clone(), s);
             expanding.stack.push(name);
-            let fields = r
-                .fields
-                .iter()
-                .map(|f| element(&f.schema, &f.name, named, expanding, depth))
-                .collect();
+            let fields =
+                r.fields.iter().map(|f| element(&f.schema, &f.name, named, expanding, depth)).collect();
             expanding.stack.pop();
             DataType::Struct(fields)
         }
@@ -278,15 +242,11 @@ fn map_type<'s>(
         AvroSchema::TimeMillis | AvroSchema::TimeMicros => DataType::Time,
         // Avro timestamps are UTC instants; local-timestamps are wall-clock values.
         AvroSchema::TimestampMillis | AvroSchema::TimestampMicros | AvroSchema::TimestampNanos => {
-            DataType::Timestamp {
-                with_time_zone: true,
-            }
+            DataType::Timestamp { with_time_zone: true }
         }
         AvroSchema::LocalTimestampMillis
         | AvroSchema::LocalTimestampMicros
-        | AvroSchema::LocalTimestampNanos => DataType::Timestamp {
-            with_time_zone: false,
-        },
+        | AvroSchema::LocalTimestampNanos => DataType::Timestamp { with_time_zone: false },
         AvroSchema::Duration => DataType::Other("duration".into()),
         AvroSchema::Ref { name } => {
             let full = name.fullname(None);
@@ -313,11 +273,7 @@ fn element<'s>(
         AvroSchema::Null => (DataType::Null, true),
         other => (map_type(other, named, expanding, depth + 1), false),
     };
-    Field {
-        name: name.into(),
-        data_type,
-        nullable,
-    }
+    Field { name: name.into(), data_type, nullable }
 }
 
 /// `[null, T]` is a nullable `T`; other unions are kept as `union<...>`.
@@ -328,22 +284,14 @@ fn union_type<'s>(
     depth: usize,
 ) -> (DataType, bool) {
     let nullable = variants.iter().any(|v| matches!(v, AvroSchema::Null));
-    let others: Vec<&AvroSchema> = variants
-        .iter()
-        .filter(|v| !matches!(v, AvroSchema::Null))
-        .collect();
+    let others: Vec<&AvroSchema> = variants.iter().filter(|v| !matches!(v, AvroSchema::Null)).collect();
     match others.as_slice() {
         [] => (DataType::Null, true),
         [only] => (map_type(only, named, expanding, depth + 1), nullable),
         many => {
-            let parts: Vec<String> = many
-                .iter()
-                .map(|v| map_type(v, named, expanding, depth + 1).to_string())
-                .collect();
-            (
-                DataType::Other(format!("union<{}>", parts.join(","))),
-                nullable,
-            )
+            let parts: Vec<String> =
+                many.iter().map(|v| map_type(v, named, expanding, depth + 1).to_string()).collect();
+            (DataType::Other(format!("union<{}>", parts.join(","))), nullable)
         }
     }
 }

@@ -17,10 +17,7 @@ pub(crate) struct Sample<'a> {
 
 /// Reads at most `cap` bytes from `reader`. Returns the bytes, the error that stopped the read
 /// (if any), and whether the cap was hit with more data behind it.
-pub(crate) fn read_bounded<R: Read>(
-    mut reader: R,
-    cap: usize,
-) -> (Vec<u8>, Option<io::Error>, bool) {
+pub(crate) fn read_bounded<R: Read>(mut reader: R, cap: usize) -> (Vec<u8>, Option<io::Error>, bool) {
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -81,10 +78,7 @@ pub(crate) fn decode_sample<'a>(
         Compression::None => {
             let truncated = capped_read || bytes.len() > cap;
             let data = bytes.get(..cap.min(bytes.len())).unwrap_or(bytes);
-            return Ok(Sample {
-                data: Cow::Borrowed(data),
-                truncated,
-            });
+            return Ok(Sample { data: Cow::Borrowed(data), truncated });
         }
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(bytes), cap),
         Compression::Bzip2 => read_bounded(bzip2::read::MultiBzDecoder::new(bytes), cap),
@@ -96,10 +90,7 @@ pub(crate) fn decode_sample<'a>(
     if let Some(e) = err {
         // A stream cut by our own read cap is expected to end badly; keep what decoded.
         if capped_read && !out.is_empty() {
-            return Ok(Sample {
-                data: Cow::Owned(out),
-                truncated: true,
-            });
+            return Ok(Sample { data: Cow::Owned(out), truncated: true });
         }
         if !capped_read && e.kind() == io::ErrorKind::UnexpectedEof {
             return Err(InferenceError::truncated(
@@ -108,20 +99,12 @@ pub(crate) fn decode_sample<'a>(
                 format!("{} stream ends early: {e}", compression.as_str()),
             ));
         }
-        return Err(InferenceError::decompression(
-            format,
-            compression,
-            out.len() as u64,
-            e.to_string(),
-        ));
+        return Err(InferenceError::decompression(format, compression, out.len() as u64, e.to_string()));
     }
     if out.is_empty() && !capped_read {
         return Err(InferenceError::EmptyFile { format });
     }
-    Ok(Sample {
-        data: Cow::Owned(out),
-        truncated: capped_read || hit_cap,
-    })
+    Ok(Sample { data: Cow::Owned(out), truncated: capped_read || hit_cap })
 }
 
 /// Validated text of a sample.
@@ -148,31 +131,21 @@ pub(crate) fn prepare_text<'a>(
         return Err(InferenceError::EmptyFile { format });
     }
     if let Some(pos) = data.iter().position(|&b| b == 0) {
-        return Err(InferenceError::BinaryContent {
-            format,
-            offset: bom + pos as u64,
-        });
+        return Err(InferenceError::BinaryContent { format, offset: bom + pos as u64 });
     }
     // Text has the odd form feed or escape; binary data has many control bytes.
     let is_control = |b: &u8| matches!(*b, 0x01..=0x08 | 0x0E..=0x1A | 0x1C..=0x1F | 0x7F);
     let controls = data.iter().filter(|b| is_control(b)).count();
     if controls > 0 && controls * 100 > data.len() {
         let pos = data.iter().position(is_control).unwrap_or(0);
-        return Err(InferenceError::BinaryContent {
-            format,
-            offset: bom + pos as u64,
-        });
+        return Err(InferenceError::BinaryContent { format, offset: bom + pos as u64 });
     }
     let mut data = data;
     if format != FileFormat::Json {
         let first_newline = data.iter().position(|&b| b == b'\n');
         let first_line_len = first_newline.unwrap_or(data.len());
         if first_line_len > limits.max_line_bytes || (first_newline.is_none() && truncated) {
-            return Err(InferenceError::LineTooLong {
-                format,
-                offset: bom,
-                limit: limits.max_line_bytes,
-            });
+            return Err(InferenceError::LineTooLong { format, offset: bom, limit: limits.max_line_bytes });
         }
         if truncated {
             let last = data.iter().rposition(|&b| b == b'\n').unwrap_or(0);
@@ -186,10 +159,7 @@ pub(crate) fn prepare_text<'a>(
             std::str::from_utf8(data.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or("")
         }
         Err(e) => {
-            return Err(InferenceError::InvalidUtf8 {
-                format,
-                offset: bom + e.valid_up_to() as u64,
-            });
+            return Err(InferenceError::InvalidUtf8 { format, offset: bom + e.valid_up_to() as u64 });
         }
     };
     Ok(Text { text, truncated })

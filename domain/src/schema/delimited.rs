@@ -25,10 +25,7 @@ pub(crate) fn infer(
         FileFormat::Psv => b'|',
         _ => b',',
     };
-    let sniff_end = text
-        .match_indices('\n')
-        .nth(SNIFF_LINES)
-        .map_or(text.len(), |(i, _)| i + 1);
+    let sniff_end = text.match_indices('\n').nth(SNIFF_LINES).map_or(text.len(), |(i, _)| i + 1);
     let sniff = text.get(..sniff_end).unwrap_or(text);
     let (delimiter, quote) = sniff_dialect(sniff, hint);
     let format = delimiter_format(char::from(delimiter));
@@ -69,10 +66,7 @@ pub(crate) fn infer(
         return Err(InferenceError::malformed(
             format,
             0,
-            format!(
-                "{ragged} of {} rows do not have the usual {width} fields",
-                rows.len()
-            ),
+            format!("{ragged} of {} rows do not have the usual {width} fields", rows.len()),
         ));
     }
     let has_header = detect_header(&rows, width);
@@ -82,9 +76,7 @@ pub(crate) fn infer(
     } else {
         (column_names(None, width), &rows[..])
     };
-    let data = data
-        .get(..limits.max_records.min(data.len()))
-        .unwrap_or(data);
+    let data = data.get(..limits.max_records.min(data.len())).unwrap_or(data);
     let mut columns = vec![ColumnAcc::default(); width];
     for row in data {
         for (i, acc) in columns.iter_mut().enumerate() {
@@ -108,11 +100,7 @@ pub(crate) fn infer(
         format,
         compression: Compression::None,
         schema: Schema { fields },
-        dialect: Some(CsvDialect {
-            delimiter,
-            quote,
-            has_header,
-        }),
+        dialect: Some(CsvDialect { delimiter, quote, has_header }),
         records_sampled: data.len() as u64,
         row_count: None,
         sample_truncated,
@@ -127,11 +115,7 @@ fn field_counts(text: &str, delimiter: u8, quote: u8) -> Vec<usize> {
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
-    reader
-        .records()
-        .map_while(Result::ok)
-        .map(|r| r.len())
-        .collect()
+    reader.records().map_while(Result::ok).map(|r| r.len()).collect()
 }
 
 /// The most common field count (ties: the larger count).
@@ -145,10 +129,7 @@ fn modal(counts: impl Iterator<Item = usize>) -> (usize, usize) {
     for c in counts {
         *freq.entry(c).or_default() += 1;
     }
-    freq.into_iter()
-        .map(|(c, n)| (n, c))
-        .max()
-        .map_or((0, 0), |(n, c)| (c, n))
+    freq.into_iter().map(|(c, n)| (n, c)).max().map_or((0, 0), |(n, c)| (c, n))
 }
 
 /// How often `q` opens a field (at a line start or after the delimiter).
@@ -167,12 +148,11 @@ fn quote_openings(text: &str, delimiter: u8, q: u8) -> usize {
 fn sniff_dialect(sniff: &str, hint: u8) -> (u8, u8) {
     let mut best: Option<(f64, usize, bool, u8, u8)> = None;
     for delimiter in DELIMITERS {
-        let quote =
-            if quote_openings(sniff, delimiter, b'\'') > quote_openings(sniff, delimiter, b'"') {
-                b'\''
-            } else {
-                b'"'
-            };
+        let quote = if quote_openings(sniff, delimiter, b'\'') > quote_openings(sniff, delimiter, b'"') {
+            b'\''
+        } else {
+            b'"'
+        };
         let counts = field_counts(sniff, delimiter, quote);
         if counts.is_empty() {
             continue;
@@ -213,13 +193,8 @@ fn detect_header(rows: &[StringRecord], width: usize) -> bool {
     let Some(first) = rows.first() else {
         return false;
     };
-    let header: Vec<&str> = (0..width)
-        .map(|i| first.get(i).unwrap_or("").trim())
-        .collect();
-    if header
-        .iter()
-        .any(|cell| is_null_token(cell) || classify(cell) != Scalar::Str)
-    {
+    let header: Vec<&str> = (0..width).map(|i| first.get(i).unwrap_or("").trim()).collect();
+    if header.iter().any(|cell| is_null_token(cell) || classify(cell) != Scalar::Str) {
         return false;
     }
     let data = rows.get(1..).unwrap_or(&[]);
@@ -263,11 +238,7 @@ fn column_names(header: Option<&StringRecord>, width: usize) -> Vec<String> {
     (0..width)
         .map(|i| {
             let raw = header.and_then(|h| h.get(i)).map(str::trim).unwrap_or("");
-            let base = if raw.is_empty() {
-                format!("column_{}", i + 1)
-            } else {
-                raw.to_string()
-            };
+            let base = if raw.is_empty() { format!("column_{}", i + 1) } else { raw.to_string() };
             let mut name = base.clone();
             let mut k = 2;
             while !seen.insert(name.clone()) {

@@ -45,9 +45,7 @@ pub enum InferenceError {
         limit: usize,
     },
     /// The outer compression could not be decoded.
-    #[error(
-        "{format} file: {compression} decompression failed at decoded offset {offset}: {detail}"
-    )]
+    #[error("{format} file: {compression} decompression failed at decoded offset {offset}: {detail}")]
     DecompressionFailed {
         /// Format being read.
         format: FileFormat,
@@ -102,19 +100,11 @@ impl InferenceError {
     }
 
     pub(crate) fn truncated(format: FileFormat, offset: u64, detail: impl Into<String>) -> Self {
-        InferenceError::FileTruncated {
-            format,
-            offset,
-            detail: detail.into(),
-        }
+        InferenceError::FileTruncated { format, offset, detail: detail.into() }
     }
 
     pub(crate) fn malformed(format: FileFormat, offset: u64, detail: impl Into<String>) -> Self {
-        InferenceError::FileMalformed {
-            format,
-            offset,
-            detail: detail.into(),
-        }
+        InferenceError::FileMalformed { format, offset, detail: detail.into() }
     }
 
     pub(crate) fn decompression(

@@ -44,11 +44,7 @@ impl<'de> Visitor<'de> for InferVisitor {
         Ok(typed(DataType::Int64))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Inferred, E> {
-        Ok(typed(if i64::try_from(v).is_ok() {
-            DataType::Int64
-        } else {
-            DataType::Double
-        }))
+        Ok(typed(if i64::try_from(v).is_ok() { DataType::Int64 } else { DataType::Double }))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Inferred, E> {
         Ok(typed(DataType::Double))
@@ -56,20 +52,13 @@ impl<'de> Visitor<'de> for InferVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Inferred, E> {
         Ok(typed(match classify_temporal(v) {
             Some(Scalar::Date) => DataType::Date,
-            Some(Scalar::Timestamp) => DataType::Timestamp {
-                with_time_zone: false,
-            },
-            Some(Scalar::TimestampTz) => DataType::Timestamp {
-                with_time_zone: true,
-            },
+            Some(Scalar::Timestamp) => DataType::Timestamp { with_time_zone: false },
+            Some(Scalar::TimestampTz) => DataType::Timestamp { with_time_zone: true },
             _ => DataType::String,
         }))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Inferred, E> {
-        Ok(Inferred {
-            ty: DataType::Null,
-            null: true,
-        })
+        Ok(Inferred { ty: DataType::Null, null: true })
     }
     fn visit_none<E: de::Error>(self) -> Result<Inferred, E> {
         self.visit_unit()
@@ -81,11 +70,7 @@ impl<'de> Visitor<'de> for InferVisitor {
             nullable |= item.null;
             element = widen(&element, &item.ty);
         }
-        Ok(typed(DataType::List(Box::new(Field {
-            name: "element".into(),
-            data_type: element,
-            nullable,
-        }))))
+        Ok(typed(DataType::List(Box::new(Field { name: "element".into(), data_type: element, nullable }))))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Inferred, A::Error> {
         let mut fields: Vec<Field> = Vec::new();
@@ -93,11 +78,7 @@ impl<'de> Visitor<'de> for InferVisitor {
         let mut index: HashMap<String, usize> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
             let value: Inferred = map.next_value()?;
-            let field = Field {
-                name: key,
-                data_type: value.ty,
-                nullable: value.null,
-            };
+            let field = Field { name: key, data_type: value.ty, nullable: value.null };
             match index.get(&field.name).and_then(|&i| fields.get_mut(i)) {
                 // Duplicate keys: keep one column, wide enough for both.
                 Some(existing) => {
@@ -124,17 +105,9 @@ struct Records {
 impl Records {
     fn add(&mut self, value: Inferred, offset: usize) -> Result<(), InferenceError> {
         let DataType::Struct(fields) = value.ty else {
-            return Err(InferenceError::malformed(
-                self.format,
-                offset as u64,
-                "record is not a JSON object",
-            ));
+            return Err(InferenceError::malformed(self.format, offset as u64, "record is not a JSON object"));
         };
-        self.fields = if self.count == 0 {
-            fields
-        } else {
-            merge_fields(&self.fields, &fields)
-        };
+        self.fields = if self.count == 0 { fields } else { merge_fields(&self.fields, &fields) };
         self.count += 1;
         Ok(())
     }
@@ -148,16 +121,12 @@ impl Records {
             ));
         }
         if self.count == 0 {
-            return Err(InferenceError::EmptyFile {
-                format: self.format,
-            });
+            return Err(InferenceError::EmptyFile { format: self.format });
         }
         Ok(InferredFile {
             format: self.format,
             compression: Compression::None,
-            schema: Schema {
-                fields: self.fields,
-            },
+            schema: Schema { fields: self.fields },
             dialect: None,
             records_sampled: self.count,
             row_count: None,
@@ -182,11 +151,7 @@ fn infer_stream(
     truncated: bool,
     limits: &InferenceLimits,
 ) -> Result<InferredFile, InferenceError> {
-    let mut records = Records {
-        fields: Vec::new(),
-        count: 0,
-        format,
-    };
+    let mut records = Records { fields: Vec::new(), count: 0, format };
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Inferred>();
     let mut sample_truncated = truncated;
     loop {
@@ -226,17 +191,9 @@ pub(crate) fn infer_document(
         return infer_stream(format, rest, start, truncated, limits);
     }
     if !rest.starts_with('[') {
-        return Err(InferenceError::malformed(
-            format,
-            start as u64,
-            "expected a JSON array or object",
-        ));
+        return Err(InferenceError::malformed(format, start as u64, "expected a JSON array or object"));
     }
-    let mut records = Records {
-        fields: Vec::new(),
-        count: 0,
-        format,
-    };
+    let mut records = Records { fields: Vec::new(), count: 0, format };
     let mut pos = start + 1;
     let mut sample_truncated = truncated;
     let skip_ws = |p: usize| p + text.get(p..).map_or(0, |t| t.len() - t.trim_start().len());
@@ -259,11 +216,7 @@ pub(crate) fn infer_document(
             }
             None if truncated => break,
             None => {
-                return Err(InferenceError::truncated(
-                    format,
-                    pos as u64,
-                    "array is not closed",
-                ));
+                return Err(InferenceError::truncated(format, pos as u64, "array is not closed"));
             }
         }
         pos = skip_ws(pos + stream.byte_offset());
@@ -273,17 +226,9 @@ pub(crate) fn infer_document(
         } else if rest.starts_with(']') || (rest.is_empty() && truncated) {
             break;
         } else if rest.is_empty() {
-            return Err(InferenceError::truncated(
-                format,
-                pos as u64,
-                "array is not closed",
-            ));
+            return Err(InferenceError::truncated(format, pos as u64, "array is not closed"));
         } else {
-            return Err(InferenceError::malformed(
-                format,
-                pos as u64,
-                "expected ',' or ']'",
-            ));
+            return Err(InferenceError::malformed(format, pos as u64, "expected ',' or ']'"));
         }
     }
     records.finish(sample_truncated)

@@ -69,29 +69,16 @@ pub fn merge_schemas(files: &[(String, Schema)]) -> MergedSchema {
     for ((field, present), types) in fields.iter_mut().zip(present).zip(types) {
         let (mut present_in, mut missing_from) = (Vec::new(), Vec::new());
         for ((label, _), here) in files.iter().zip(present) {
-            if here {
-                &mut present_in
-            } else {
-                &mut missing_from
-            }
-            .push(label.clone());
+            if here { &mut present_in } else { &mut missing_from }.push(label.clone());
         }
         if !missing_from.is_empty() {
             field.nullable = true;
         }
         if !missing_from.is_empty() || types.len() > 1 {
-            drift.push(ColumnDrift {
-                column: field.name.clone(),
-                present_in,
-                missing_from,
-                types,
-            });
+            drift.push(ColumnDrift { column: field.name.clone(), present_in, missing_from, types });
         }
     }
-    MergedSchema {
-        schema: Schema { fields },
-        drift,
-    }
+    MergedSchema { schema: Schema { fields }, drift }
 }
 
 /// Merges two struct field lists: union in first-seen order, widened types, and fields
@@ -104,18 +91,12 @@ pub(crate) fn merge_fields(a: &[Field], b: &[Field]) -> Vec<Field> {
         .iter()
         .map(|fa| match b_index.get(fa.name.as_str()) {
             Some(fb) => merge_field(fa, fb),
-            None => Field {
-                nullable: true,
-                ..fa.clone()
-            },
+            None => Field { nullable: true, ..fa.clone() },
         })
         .collect();
     for fb in b {
         if !a_names.contains(fb.name.as_str()) {
-            out.push(Field {
-                nullable: true,
-                ..fb.clone()
-            });
+            out.push(Field { nullable: true, ..fb.clone() });
         }
     }
     out
@@ -151,42 +132,25 @@ pub fn widen(a: &DataType, b: &DataType) -> DataType {
         (T::Int32, T::Int64) | (T::Int64, T::Int32) => T::Int64,
         (T::Int32 | T::Int64 | T::Float | T::Double, T::Float | T::Double)
         | (T::Float | T::Double, T::Int32 | T::Int64) => T::Double,
-        (
-            T::Decimal {
-                precision: p1,
-                scale: s1,
-            },
-            T::Decimal {
-                precision: p2,
-                scale: s2,
-            },
-        ) => decimal(
-            p1.saturating_sub(*s1).max(p2.saturating_sub(*s2)),
-            *s1.max(s2),
-        ),
+        (T::Decimal { precision: p1, scale: s1 }, T::Decimal { precision: p2, scale: s2 }) => {
+            decimal(p1.saturating_sub(*s1).max(p2.saturating_sub(*s2)), *s1.max(s2))
+        }
         (T::Decimal { precision, scale }, int) | (int, T::Decimal { precision, scale })
             if integer_digits(int).is_some() =>
         {
             let digits = integer_digits(int).unwrap_or(19);
             decimal(precision.saturating_sub(*scale).max(digits), *scale)
         }
-        (T::Decimal { .. }, T::Float | T::Double) | (T::Float | T::Double, T::Decimal { .. }) => {
-            T::Double
-        }
+        (T::Decimal { .. }, T::Float | T::Double) | (T::Float | T::Double, T::Decimal { .. }) => T::Double,
         (T::Date, T::Timestamp { with_time_zone }) | (T::Timestamp { with_time_zone }, T::Date) => {
-            T::Timestamp {
-                with_time_zone: *with_time_zone,
-            }
+            T::Timestamp { with_time_zone: *with_time_zone }
         }
-        (T::Timestamp { .. }, T::Timestamp { .. }) => T::Timestamp {
-            with_time_zone: true,
-        },
+        (T::Timestamp { .. }, T::Timestamp { .. }) => T::Timestamp { with_time_zone: true },
         (T::Struct(fa), T::Struct(fb)) => T::Struct(merge_fields(fa, fb)),
         (T::List(ea), T::List(eb)) => T::List(Box::new(merge_field(ea, eb))),
-        (T::Map { key: ka, value: va }, T::Map { key: kb, value: vb }) => T::Map {
-            key: Box::new(merge_field(ka, kb)),
-            value: Box::new(merge_field(va, vb)),
-        },
+        (T::Map { key: ka, value: va }, T::Map { key: kb, value: vb }) => {
+            T::Map { key: Box::new(merge_field(ka, kb)), value: Box::new(merge_field(va, vb)) }
+        }
         _ => T::String,
     }
 }
@@ -196,10 +160,7 @@ fn decimal(int_digits: u32, scale: u32) -> DataType {
     if precision > MAX_DECIMAL_PRECISION {
         DataType::Double
     } else {
-        DataType::Decimal {
-            precision: precision.max(1),
-            scale,
-        }
+        DataType::Decimal { precision: precision.max(1), scale }
     }
 }
 
@@ -208,11 +169,7 @@ mod tests {
     use super::*;
 
     fn f(name: &str, data_type: DataType, nullable: bool) -> Field {
-        Field {
-            name: name.into(),
-            data_type,
-            nullable,
-        }
+        Field { name: name.into(), data_type, nullable }
     }
 
     #[test]
@@ -273,21 +230,13 @@ mod tests {
             fields: vec![
                 f("id", DataType::Int32, false),
                 f("name", DataType::String, false),
-                f(
-                    "s",
-                    DataType::Struct(vec![f("x", DataType::Int32, false)]),
-                    false,
-                ),
+                f("s", DataType::Struct(vec![f("x", DataType::Int32, false)]), false),
             ],
         };
         let s2 = Schema {
             fields: vec![
                 f("id", DataType::Int64, false),
-                f(
-                    "s",
-                    DataType::Struct(vec![f("y", DataType::String, false)]),
-                    false,
-                ),
+                f("s", DataType::Struct(vec![f("y", DataType::String, false)]), false),
                 f("extra", DataType::Boolean, false),
             ],
         };
@@ -300,16 +249,9 @@ mod tests {
             .collect();
         assert_eq!(
             rendered,
-            [
-                "id:int64:false",
-                "name:string:true",
-                "s:struct<x:int32,y:string>:false",
-                "extra:boolean:true"
-            ]
+            ["id:int64:false", "name:string:true", "s:struct<x:int32,y:string>:false", "extra:boolean:true"]
         );
-        let DataType::Struct(inner) = &merged.schema.fields[2].data_type else {
-            panic!()
-        };
+        let DataType::Struct(inner) = &merged.schema.fields[2].data_type else { panic!() };
         assert!(inner.iter().all(|f| f.nullable));
         assert_eq!(
             merged.drift,

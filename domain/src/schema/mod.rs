@@ -70,19 +70,11 @@ pub enum FirstRead {
 }
 
 /// Plans the first read: a footer probe for Parquet/ORC, a capped head read for everything else.
-pub fn plan_first_read(
-    detected: DetectedFormat,
-    object_size: u64,
-    limits: &InferenceLimits,
-) -> FirstRead {
+pub fn plan_first_read(detected: DetectedFormat, object_size: u64, limits: &InferenceLimits) -> FirstRead {
     if detected.format.footer_based() && detected.compression == Compression::None {
-        FirstRead::Suffix {
-            len: object_size.min(limits.footer_probe_bytes.max(8)),
-        }
+        FirstRead::Suffix { len: object_size.min(limits.footer_probe_bytes.max(8)) }
     } else {
-        FirstRead::Head {
-            len: object_size.min(limits.max_read_bytes),
-        }
+        FirstRead::Head { len: object_size.min(limits.max_read_bytes) }
     }
 }
 
@@ -157,15 +149,11 @@ pub fn infer(
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
     // Our own code is written not to panic; this guards the third-party decoders we call.
-    match catch_unwind(AssertUnwindSafe(|| {
-        infer_unguarded(detected, fetched, limits)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| infer_unguarded(detected, fetched, limits))) {
         Ok(result) => result,
-        Err(_) => Err(InferenceError::malformed(
-            detected.format,
-            fetched.start,
-            "decoder failed unexpectedly",
-        )),
+        Err(_) => {
+            Err(InferenceError::malformed(detected.format, fetched.start, "decoder failed unexpectedly"))
+        }
     }
 }
 
@@ -175,15 +163,9 @@ pub(crate) fn infer_unguarded(
     fetched: Fetched<'_>,
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
-    let Fetched {
-        bytes,
-        start,
-        object_size,
-    } = fetched;
+    let Fetched { bytes, start, object_size } = fetched;
     if object_size == 0 {
-        return Err(InferenceError::EmptyFile {
-            format: detected.format,
-        });
+        return Err(InferenceError::EmptyFile { format: detected.format });
     }
     // A caller handing more bytes than the object holds is a bug; trust the object size.
     let available = usize::try_from(object_size.saturating_sub(start)).unwrap_or(usize::MAX);
@@ -206,9 +188,7 @@ pub(crate) fn infer_unguarded(
                 // A head read revealed a footer-based file: probe generously so that the
                 // footer is very likely covered by this single extra read.
                 let probe = limits.footer_probe_bytes.max(limits.max_read_bytes).max(8);
-                return Ok(InferenceStep::NeedSuffix {
-                    len: object_size.min(probe),
-                });
+                return Ok(InferenceStep::NeedSuffix { len: object_size.min(probe) });
             }
             if format == FileFormat::Parquet {
                 parquet::infer(bytes, start, object_size)
@@ -218,21 +198,13 @@ pub(crate) fn infer_unguarded(
         }
         FileFormat::Avro => {
             if !is_head {
-                return Err(InferenceError::malformed(
-                    format,
-                    start,
-                    "avro needs a head read",
-                ));
+                return Err(InferenceError::malformed(format, start, "avro needs a head read"));
             }
             avro::infer(bytes, object_size, limits).map(InferenceStep::Done)
         }
         _ => {
             if !is_head {
-                return Err(InferenceError::malformed(
-                    format,
-                    start,
-                    "text needs a head read",
-                ));
+                return Err(InferenceError::malformed(format, start, "text needs a head read"));
             }
             infer_text(detected, bytes, object_size, limits).map(InferenceStep::Done)
         }
@@ -243,23 +215,19 @@ pub(crate) fn infer_unguarded(
 fn resolve(key: DetectedFormat, head: &[u8]) -> DetectedFormat {
     if let Some(container) = container_from_magic(head) {
         // `ORC` is three printable letters: only trust it when the key does not claim text.
-        let weak = container == FileFormat::Orc
-            && !matches!(key.format, FileFormat::Unknown | FileFormat::Orc);
+        let weak =
+            container == FileFormat::Orc && !matches!(key.format, FileFormat::Unknown | FileFormat::Orc);
         if !weak {
             return DetectedFormat::plain(container);
         }
     }
     match compression_from_magic(head) {
-        Some(compression) => DetectedFormat {
-            format: key.format,
-            compression,
-        },
+        Some(compression) => DetectedFormat { format: key.format, compression },
         // A key saying `.gz` over plain bytes usually means the object was stored decoded
         // (Content-Encoding): read what is there.
-        None if key.compression != Compression::None && !head.is_empty() => DetectedFormat {
-            format: key.format,
-            compression: Compression::None,
-        },
+        None if key.compression != Compression::None && !head.is_empty() => {
+            DetectedFormat { format: key.format, compression: Compression::None }
+        }
         None => key,
     }
 }

@@ -72,22 +72,13 @@ pub(crate) fn infer(
     limits: &InferenceLimits,
 ) -> Result<InferenceStep, InferenceError> {
     let Some((&ps_len, rest)) = bytes.split_last() else {
-        return Err(InferenceError::truncated(
-            FORMAT,
-            object_size,
-            "no PostScript length byte",
-        ));
+        return Err(InferenceError::truncated(FORMAT, object_size, "no PostScript length byte"));
     };
     let ps_len = usize::from(ps_len);
     if ps_len > rest.len() && (bytes.len() as u64) < object_size && start > 0 {
         // A probe too small for even the PostScript (at most 255 bytes): fetch a size that
         // very likely holds the footer as well.
-        let len = object_size.min(
-            limits
-                .max_read_bytes
-                .max(limits.footer_probe_bytes)
-                .max(256),
-        );
+        let len = object_size.min(limits.max_read_bytes.max(limits.footer_probe_bytes).max(256));
         if len > bytes.len() as u64 {
             return Ok(InferenceStep::NeedSuffix { len });
         }
@@ -103,11 +94,7 @@ pub(crate) fn infer(
     let ps_start = rest.len() - ps_len;
     let ps_bytes = rest.get(ps_start..).unwrap_or(&[]);
     let ps = PostScript::decode(ps_bytes).map_err(|e| {
-        InferenceError::truncated(
-            FORMAT,
-            start + ps_start as u64,
-            format!("PostScript does not decode: {e}"),
-        )
+        InferenceError::truncated(FORMAT, start + ps_start as u64, format!("PostScript does not decode: {e}"))
     })?;
     if ps.magic.as_deref().is_some_and(|m| m != "ORC") {
         return Err(InferenceError::malformed(
@@ -131,10 +118,7 @@ pub(crate) fn infer(
         return Err(InferenceError::malformed(
             FORMAT,
             object_size.saturating_sub(needed),
-            format!(
-                "footer of {needed} bytes exceeds the {} byte limit",
-                super::MAX_FOOTER_BYTES
-            ),
+            format!("footer of {needed} bytes exceeds the {} byte limit", super::MAX_FOOTER_BYTES),
         ));
     }
     if needed > bytes.len() as u64 {
@@ -143,36 +127,17 @@ pub(crate) fn infer(
     let footer_start = ps_start - footer_len as usize;
     let footer_offset = start + footer_start as u64;
     let raw_footer = rest.get(footer_start..ps_start).unwrap_or(&[]);
-    let footer_bytes = decompress(
-        ps.compression.unwrap_or(0),
-        raw_footer,
-        footer_offset,
-        limits,
-    )?;
+    let footer_bytes = decompress(ps.compression.unwrap_or(0), raw_footer, footer_offset, limits)?;
     let footer = Footer::decode(footer_bytes.as_slice()).map_err(|e| {
-        InferenceError::malformed(
-            FORMAT,
-            footer_offset,
-            format!("Footer does not decode: {e}"),
-        )
+        InferenceError::malformed(FORMAT, footer_offset, format!("Footer does not decode: {e}"))
     })?;
     let schema = match footer.types.first() {
         None => Schema::default(),
-        Some(root) => match build(
-            &footer.types,
-            0,
-            root,
-            0,
-            &mut vec![false; footer.types.len()],
-        ) {
+        Some(root) => match build(&footer.types, 0, root, 0, &mut vec![false; footer.types.len()]) {
             DataType::Struct(fields) => Schema { fields },
-            other => Schema {
-                fields: vec![Field {
-                    name: "_col0".into(),
-                    data_type: other,
-                    nullable: true,
-                }],
-            },
+            other => {
+                Schema { fields: vec![Field { name: "_col0".into(), data_type: other, nullable: true }] }
+            }
         },
     };
     Ok(InferenceStep::Done(InferredFile {
@@ -225,15 +190,11 @@ fn decompress(
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
-        let header = data
-            .get(pos..pos + 3)
-            .ok_or_else(|| fail("cut chunk header".into()))?;
+        let header = data.get(pos..pos + 3).ok_or_else(|| fail("cut chunk header".into()))?;
         let value = u32::from(header[0]) | u32::from(header[1]) << 8 | u32::from(header[2]) << 16;
         let (len, original) = ((value >> 1) as usize, value & 1 == 1);
         pos += 3;
-        let chunk = data
-            .get(pos..pos.saturating_add(len))
-            .ok_or_else(|| fail("cut chunk".into()))?;
+        let chunk = data.get(pos..pos.saturating_add(len)).ok_or_else(|| fail("cut chunk".into()))?;
         pos += len;
         let room = cap.saturating_sub(out.len());
         if original {
@@ -249,13 +210,9 @@ fn decompress(
                 _ => {
                     let n = snap::raw::decompress_len(chunk).map_err(|e| fail(e.to_string()))?;
                     if n > room {
-                        return Err(fail(format!(
-                            "chunk of {n} bytes exceeds the decompression limit"
-                        )));
+                        return Err(fail(format!("chunk of {n} bytes exceeds the decompression limit")));
                     }
-                    snap::raw::Decoder::new()
-                        .decompress_vec(chunk)
-                        .map_err(|e| fail(e.to_string()))?
+                    snap::raw::Decoder::new().decompress_vec(chunk).map_err(|e| fail(e.to_string()))?
                 }
             };
             out.extend_from_slice(&decoded);
@@ -293,13 +250,7 @@ const MAX_DEPTH: usize = 64;
 /// Builds the type of `types[id]`. Types are stored in pre-order, so children have larger
 /// ids than their parent and each type has one parent; anything else (a cycle, or a type
 /// shared by several parents, which could expand exponentially) is rejected.
-fn build(
-    types: &[OrcType],
-    id: usize,
-    t: &OrcType,
-    depth: usize,
-    visited: &mut [bool],
-) -> DataType {
+fn build(types: &[OrcType], id: usize, t: &OrcType, depth: usize, visited: &mut [bool]) -> DataType {
     match visited.get_mut(id) {
         Some(seen) if !*seen => *seen = true,
         _ => return DataType::Other("shared_type".into()),
@@ -316,11 +267,7 @@ fn build(
             _ => DataType::Other("missing_type".into()),
         }
     };
-    let nullable = |name: &str, data_type| Field {
-        name: name.into(),
-        data_type,
-        nullable: true,
-    };
+    let nullable = |name: &str, data_type| Field { name: name.into(), data_type, nullable: true };
     match t.kind.unwrap_or(-1) {
         0 => DataType::Boolean,
         1..=3 => DataType::Int32,
@@ -329,9 +276,7 @@ fn build(
         6 => DataType::Double,
         7 | 16 | 17 => DataType::String,
         8 => DataType::Binary,
-        9 => DataType::Timestamp {
-            with_time_zone: false,
-        },
+        9 => DataType::Timestamp { with_time_zone: false },
         10 => DataType::List(Box::new(nullable("element", child(0)))),
         11 => DataType::Map {
             key: Box::new(nullable("key", child(0))),
@@ -340,30 +285,19 @@ fn build(
         12 => DataType::Struct(
             (0..t.subtypes.len())
                 .map(|i| {
-                    let name = t
-                        .field_names
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| format!("_col{i}"));
+                    let name = t.field_names.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
                     nullable(&name, child(i))
                 })
                 .collect(),
         ),
         13 => {
-            let parts: Vec<String> = (0..t.subtypes.len())
-                .map(|i| child(i).to_string())
-                .collect();
+            let parts: Vec<String> = (0..t.subtypes.len()).map(|i| child(i).to_string()).collect();
             DataType::Other(format!("uniontype<{}>", parts.join(",")))
         }
         // ORC's defaults for a decimal without declared precision/scale.
-        14 => DataType::Decimal {
-            precision: t.precision.unwrap_or(38),
-            scale: t.scale.unwrap_or(10),
-        },
+        14 => DataType::Decimal { precision: t.precision.unwrap_or(38), scale: t.scale.unwrap_or(10) },
         15 => DataType::Date,
-        18 => DataType::Timestamp {
-            with_time_zone: true,
-        },
+        18 => DataType::Timestamp { with_time_zone: true },
         other => DataType::Other(format!("orc_kind_{other}")),
     }
 }

@@ -10,17 +10,9 @@ use crate::model::{Compression, DataType, Field, FileFormat, Schema};
 const FORMAT: FileFormat = FileFormat::Parquet;
 
 /// Reads the footer from a tail `bytes` = `object[start..object_size]`.
-pub(crate) fn infer(
-    bytes: &[u8],
-    start: u64,
-    object_size: u64,
-) -> Result<InferenceStep, InferenceError> {
+pub(crate) fn infer(bytes: &[u8], start: u64, object_size: u64) -> Result<InferenceStep, InferenceError> {
     let Some(tail_start) = bytes.len().checked_sub(8) else {
-        return Err(InferenceError::truncated(
-            FORMAT,
-            object_size,
-            "shorter than the 8-byte footer tail",
-        ));
+        return Err(InferenceError::truncated(FORMAT, object_size, "shorter than the 8-byte footer tail"));
     };
     let tail = bytes.get(tail_start..).unwrap_or(&[]);
     let (len_bytes, magic) = tail.split_at(4.min(tail.len()));
@@ -53,10 +45,7 @@ pub(crate) fn infer(
         return Err(InferenceError::malformed(
             FORMAT,
             object_size.saturating_sub(needed),
-            format!(
-                "footer of {needed} bytes exceeds the {} byte limit",
-                super::MAX_FOOTER_BYTES
-            ),
+            format!("footer of {needed} bytes exceeds the {} byte limit", super::MAX_FOOTER_BYTES),
         ));
     }
     if needed > bytes.len() as u64 {
@@ -65,11 +54,7 @@ pub(crate) fn infer(
     let metadata_start = tail_start - metadata_len as usize;
     let metadata = bytes.get(metadata_start..tail_start).unwrap_or(&[]);
     let decoded = ParquetMetaDataReader::decode_metadata(metadata).map_err(|e| {
-        InferenceError::malformed(
-            FORMAT,
-            start + metadata_start as u64,
-            format!("footer: {e}"),
-        )
+        InferenceError::malformed(FORMAT, start + metadata_start as u64, format!("footer: {e}"))
     })?;
     let file_metadata = decoded.file_metadata();
     let root = file_metadata.schema();
@@ -90,11 +75,7 @@ const MAX_DEPTH: usize = 64;
 
 fn repetition(t: &Type) -> Repetition {
     let info = t.get_basic_info();
-    if info.has_repetition() {
-        info.repetition()
-    } else {
-        Repetition::REQUIRED
-    }
+    if info.has_repetition() { info.repetition() } else { Repetition::REQUIRED }
 }
 
 /// A column, with a bare repeated field (outside a LIST annotation) read as a list.
@@ -110,11 +91,7 @@ fn field(t: &Type, depth: usize) -> Field {
             })),
             nullable: false,
         },
-        rep => Field {
-            name,
-            data_type: data_type(t, depth),
-            nullable: rep == Repetition::OPTIONAL,
-        },
+        rep => Field { name, data_type: data_type(t, depth), nullable: rep == Repetition::OPTIONAL },
     }
 }
 
@@ -133,26 +110,14 @@ fn data_type(t: &Type, depth: usize) -> DataType {
     }
     let info = t.get_basic_info();
     match t {
-        Type::PrimitiveType {
-            physical_type,
-            precision,
-            scale,
-            ..
-        } => primitive(
-            *physical_type,
-            info.logical_type_ref(),
-            info.converted_type(),
-            *precision,
-            *scale,
-        ),
+        Type::PrimitiveType { physical_type, precision, scale, .. } => {
+            primitive(*physical_type, info.logical_type_ref(), info.converted_type(), *precision, *scale)
+        }
         Type::GroupType { fields, .. } => {
             let is_list = matches!(info.logical_type_ref(), Some(LogicalType::List))
                 || info.converted_type() == ConvertedType::LIST;
             let is_map = matches!(info.logical_type_ref(), Some(LogicalType::Map))
-                || matches!(
-                    info.converted_type(),
-                    ConvertedType::MAP | ConvertedType::MAP_KEY_VALUE
-                );
+                || matches!(info.converted_type(), ConvertedType::MAP | ConvertedType::MAP_KEY_VALUE);
             if is_list && let [repeated] = fields.as_slice() {
                 return DataType::List(Box::new(list_element(t.name(), repeated, depth + 1)));
             }
@@ -175,10 +140,7 @@ fn data_type(t: &Type, depth: usize) -> DataType {
 fn list_element(list_name: &str, repeated: &Type, depth: usize) -> Field {
     match repeated {
         // 2-level list: the repeated primitive is the element.
-        Type::PrimitiveType { .. } => Field {
-            nullable: false,
-            ..element(repeated, "element", depth)
-        },
+        Type::PrimitiveType { .. } => Field { nullable: false, ..element(repeated, "element", depth) },
         Type::GroupType { fields, .. } => {
             let legacy_struct = fields.len() != 1
                 || repeated.name() == "array"
@@ -188,9 +150,7 @@ fn list_element(list_name: &str, repeated: &Type, depth: usize) -> Field {
                 [only] if !legacy_struct => element(only, "element", depth + 1),
                 _ => Field {
                     name: "element".into(),
-                    data_type: DataType::Struct(
-                        fields.iter().map(|f| field(f, depth + 1)).collect(),
-                    ),
+                    data_type: DataType::Struct(fields.iter().map(|f| field(f, depth + 1)).collect()),
                     nullable: false,
                 },
             }
@@ -217,15 +177,10 @@ fn primitive(
             LogicalType::Decimal(d) => Some(decimal(d.precision, d.scale)),
             LogicalType::Date => Some(DataType::Date),
             LogicalType::Time(_) => Some(DataType::Time),
-            LogicalType::Timestamp(t) => Some(DataType::Timestamp {
-                with_time_zone: t.is_adjusted_to_u_t_c,
-            }),
+            LogicalType::Timestamp(t) => Some(DataType::Timestamp { with_time_zone: t.is_adjusted_to_u_t_c }),
             LogicalType::Integer(i) => Some(match (i.bit_width, i.is_signed) {
                 (64, true) | (32, false) => DataType::Int64,
-                (64, false) => DataType::Decimal {
-                    precision: 20,
-                    scale: 0,
-                },
+                (64, false) => DataType::Decimal { precision: 20, scale: 0 },
                 _ => DataType::Int32,
             }),
             LogicalType::Bson => Some(DataType::Binary),
@@ -244,9 +199,7 @@ fn primitive(
         ConvertedType::TIME_MILLIS | ConvertedType::TIME_MICROS => return DataType::Time,
         // The legacy annotations denote UTC instants.
         ConvertedType::TIMESTAMP_MILLIS | ConvertedType::TIMESTAMP_MICROS => {
-            return DataType::Timestamp {
-                with_time_zone: true,
-            };
+            return DataType::Timestamp { with_time_zone: true };
         }
         ConvertedType::INT_8 | ConvertedType::INT_16 | ConvertedType::INT_32 => {
             return DataType::Int32;
@@ -254,10 +207,7 @@ fn primitive(
         ConvertedType::UINT_8 | ConvertedType::UINT_16 => return DataType::Int32,
         ConvertedType::UINT_32 | ConvertedType::INT_64 => return DataType::Int64,
         ConvertedType::UINT_64 => {
-            return DataType::Decimal {
-                precision: 20,
-                scale: 0,
-            };
+            return DataType::Decimal { precision: 20, scale: 0 };
         }
         ConvertedType::BSON => return DataType::Binary,
         ConvertedType::INTERVAL => return DataType::Other("interval".into()),
@@ -268,9 +218,7 @@ fn primitive(
         Physical::INT32 => DataType::Int32,
         Physical::INT64 => DataType::Int64,
         // Legacy Impala/Spark timestamps.
-        Physical::INT96 => DataType::Timestamp {
-            with_time_zone: false,
-        },
+        Physical::INT96 => DataType::Timestamp { with_time_zone: false },
         Physical::FLOAT => DataType::Float,
         Physical::DOUBLE => DataType::Double,
         Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => DataType::Binary,

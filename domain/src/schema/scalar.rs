@@ -55,11 +55,7 @@ fn classify_number(s: &str) -> Option<Scalar> {
         if body.len() > 1 && body.starts_with('0') {
             return None;
         }
-        return Some(if s.parse::<i64>().is_ok() {
-            Scalar::Int
-        } else {
-            Scalar::Double
-        });
+        return Some(if s.parse::<i64>().is_ok() { Scalar::Int } else { Scalar::Double });
     }
     if let Some((int, frac)) = body.split_once('.')
         && !int.is_empty()
@@ -75,9 +71,8 @@ fn classify_number(s: &str) -> Option<Scalar> {
         return Some(Scalar::Double);
     }
     // Rust also parses "inf" and "NaN"; only digit-based spellings count as numbers here.
-    let numeric_chars = body
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let numeric_chars =
+        body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if numeric_chars && body.bytes().any(|b| b.is_ascii_digit()) && s.parse::<f64>().is_ok() {
         return Some(Scalar::Double);
     }
@@ -88,9 +83,7 @@ fn digits(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter().try_fold(0u32, |acc, d| {
-        acc.checked_mul(10)?.checked_add(u32::from(d - b'0'))
-    })
+    b.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')))
 }
 
 /// Recognises `YYYY-MM-DD`, `YYYY-MM-DD[T ]HH:MM:SS[.f]` and the latter with `Z` or `±HH[:MM]`.
@@ -175,18 +168,13 @@ impl ColumnAcc {
             None | Some(Scalar::Null) => DataType::Null,
             Some(Scalar::Bool) => DataType::Boolean,
             Some(Scalar::Int) => DataType::Int64,
-            Some(Scalar::Decimal { int_digits, scale }) => DataType::Decimal {
-                precision: (int_digits + scale).max(1),
-                scale,
-            },
+            Some(Scalar::Decimal { int_digits, scale }) => {
+                DataType::Decimal { precision: (int_digits + scale).max(1), scale }
+            }
             Some(Scalar::Double) => DataType::Double,
             Some(Scalar::Date) => DataType::Date,
-            Some(Scalar::Timestamp) => DataType::Timestamp {
-                with_time_zone: false,
-            },
-            Some(Scalar::TimestampTz) => DataType::Timestamp {
-                with_time_zone: true,
-            },
+            Some(Scalar::Timestamp) => DataType::Timestamp { with_time_zone: false },
+            Some(Scalar::TimestampTz) => DataType::Timestamp { with_time_zone: true },
             Some(Scalar::Str) => DataType::String,
         }
     }
@@ -196,19 +184,9 @@ fn combine(a: Scalar, b: Scalar) -> Scalar {
     use Scalar::*;
     match (a, b) {
         (x, y) if x == y => x,
-        (
-            Decimal {
-                int_digits: i1,
-                scale: s1,
-            },
-            Decimal {
-                int_digits: i2,
-                scale: s2,
-            },
-        ) if s1 == s2 => Decimal {
-            int_digits: i1.max(i2),
-            scale: s1,
-        },
+        (Decimal { int_digits: i1, scale: s1 }, Decimal { int_digits: i2, scale: s2 }) if s1 == s2 => {
+            Decimal { int_digits: i1.max(i2), scale: s1 }
+        }
         // Mixed precision numbers: the decimal rule needs a uniform scale, so fall back to double.
         (Int | Decimal { .. } | Double, Int | Decimal { .. } | Double) => Double,
         (Date, Timestamp) | (Timestamp, Date) => Timestamp,
@@ -234,20 +212,8 @@ mod tests {
             ("-7", Scalar::Int),
             ("007", Scalar::Str),
             ("99999999999999999999", Scalar::Double),
-            (
-                "12.50",
-                Scalar::Decimal {
-                    int_digits: 2,
-                    scale: 2,
-                },
-            ),
-            (
-                "0.5",
-                Scalar::Decimal {
-                    int_digits: 0,
-                    scale: 1,
-                },
-            ),
+            ("12.50", Scalar::Decimal { int_digits: 2, scale: 2 }),
+            ("0.5", Scalar::Decimal { int_digits: 0, scale: 1 }),
             ("1e5", Scalar::Double),
             (".5", Scalar::Double),
             ("inf", Scalar::Str),
@@ -279,11 +245,7 @@ mod tests {
             (&["1", "", "3"], "int64", true),
             (&["", "NULL"], "null", true),
             (&["2024-01-01", "2024-01-01 10:00:00"], "timestamp", false),
-            (
-                &["2024-01-01", "2024-01-01T10:00:00Z"],
-                "timestamp_tz",
-                false,
-            ),
+            (&["2024-01-01", "2024-01-01T10:00:00Z"], "timestamp_tz", false),
             (&["true", "1"], "string", false),
             (&["x", "1"], "string", false),
         ];

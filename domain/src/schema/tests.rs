@@ -16,14 +16,7 @@ fn render(schema: &Schema) -> String {
     schema
         .fields
         .iter()
-        .map(|f| {
-            format!(
-                "{}:{}{}",
-                f.name,
-                f.data_type,
-                if f.nullable { "?" } else { "" }
-            )
-        })
+        .map(|f| format!("{}:{}{}", f.name, f.data_type, if f.nullable { "?" } else { "" }))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -39,29 +32,13 @@ fn run_with(
     let first = plan_first_read(detected, size, limits);
     let (bytes, start) = slice(object, first);
     let mut rounds = 1;
-    let mut step = infer(
-        detected,
-        Fetched {
-            bytes,
-            start,
-            object_size: size,
-        },
-        limits,
-    );
+    let mut step = infer(detected, Fetched { bytes, start, object_size: size }, limits);
     while let Ok(InferenceStep::NeedSuffix { len }) = step {
         rounds += 1;
         assert!(rounds <= 3, "too many rounds");
         assert!(len <= size);
         let (bytes, start) = slice(object, FirstRead::Suffix { len });
-        step = infer(
-            detected,
-            Fetched {
-                bytes,
-                start,
-                object_size: size,
-            },
-            limits,
-        );
+        step = infer(detected, Fetched { bytes, start, object_size: size }, limits);
     }
     (
         step.map(|s| match s {
@@ -127,11 +104,7 @@ fn first_read_plans() {
     let l = InferenceLimits::default();
     let d = |key| detect_from_key(key);
     let table = [
-        (
-            d("a.parquet"),
-            10_000_000,
-            FirstRead::Suffix { len: 64 * 1024 },
-        ),
+        (d("a.parquet"), 10_000_000, FirstRead::Suffix { len: 64 * 1024 }),
         (d("a.orc"), 100, FirstRead::Suffix { len: 100 }),
         (d("a.csv"), 10_000_000, FirstRead::Head { len: 1024 * 1024 }),
         (d("a.csv.gz"), 10, FirstRead::Head { len: 10 }),
@@ -139,11 +112,7 @@ fn first_read_plans() {
         (d("a"), 0, FirstRead::Head { len: 0 }),
     ];
     for (detected, size, expected) in table {
-        assert_eq!(
-            plan_first_read(detected, size, &l),
-            expected,
-            "{detected:?}"
-        );
+        assert_eq!(plan_first_read(detected, size, &l), expected, "{detected:?}");
     }
 }
 
@@ -153,43 +122,12 @@ fn error_codes_are_stable() {
     let table = [
         (InferenceError::truncated(f, 0, ""), "FILE_TRUNCATED"),
         (InferenceError::malformed(f, 0, ""), "FILE_MALFORMED"),
-        (
-            InferenceError::InvalidUtf8 {
-                format: f,
-                offset: 0,
-            },
-            "INVALID_UTF8",
-        ),
-        (
-            InferenceError::LineTooLong {
-                format: f,
-                offset: 0,
-                limit: 1,
-            },
-            "LINE_TOO_LONG",
-        ),
-        (
-            InferenceError::decompression(f, Compression::Gzip, 0, ""),
-            "DECOMPRESSION_FAILED",
-        ),
-        (
-            InferenceError::BinaryContent {
-                format: f,
-                offset: 0,
-            },
-            "BINARY_CONTENT",
-        ),
-        (
-            InferenceError::UnsupportedFormat {
-                format: f,
-                detail: String::new(),
-            },
-            "UNSUPPORTED_FORMAT",
-        ),
-        (
-            InferenceError::ParquetEncryptedFooter,
-            "PARQUET_ENCRYPTED_FOOTER",
-        ),
+        (InferenceError::InvalidUtf8 { format: f, offset: 0 }, "INVALID_UTF8"),
+        (InferenceError::LineTooLong { format: f, offset: 0, limit: 1 }, "LINE_TOO_LONG"),
+        (InferenceError::decompression(f, Compression::Gzip, 0, ""), "DECOMPRESSION_FAILED"),
+        (InferenceError::BinaryContent { format: f, offset: 0 }, "BINARY_CONTENT"),
+        (InferenceError::UnsupportedFormat { format: f, detail: String::new() }, "UNSUPPORTED_FORMAT"),
+        (InferenceError::ParquetEncryptedFooter, "PARQUET_ENCRYPTED_FOOTER"),
         (InferenceError::EmptyFile { format: f }, "EMPTY_FILE"),
     ];
     for (e, c) in table {
@@ -212,14 +150,7 @@ fn delimited_table() {
             true,
             "id:int64, name:string, price:decimal(4,2), active:boolean",
         ),
-        (
-            "a.csv",
-            "x,y\n1,2.5\n2,3.125\n3,1e3\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "x:int64, y:double",
-        ),
+        ("a.csv", "x,y\n1,2.5\n2,3.125\n3,1e3\n", FileFormat::Csv, b',', true, "x:int64, y:double"),
         (
             "a.csv",
             "1,alice,2024-01-02\n2,bob,2024-02-03\n3,carol,2024-03-04\n",
@@ -236,39 +167,11 @@ fn delimited_table() {
             true,
             "ts:timestamp, ts_tz:timestamp_tz, n:null?",
         ),
-        (
-            "a.psv",
-            "a|b\n1|\n2|x\n",
-            FileFormat::Psv,
-            b'|',
-            true,
-            "a:int64, b:string?",
-        ),
+        ("a.psv", "a|b\n1|\n2|x\n", FileFormat::Psv, b'|', true, "a:int64, b:string?"),
         // Content wins over the extension when it is unambiguous.
-        (
-            "a.csv",
-            "a\tb\tc\n1\t2\t3\n4\t5\t6\n",
-            FileFormat::Tsv,
-            b'\t',
-            true,
-            "a:int64, b:int64, c:int64",
-        ),
-        (
-            "a.csv",
-            "a;b\n1,5;2\n3,5;4\n",
-            FileFormat::Csv,
-            b';',
-            true,
-            "a:string, b:int64",
-        ),
-        (
-            "a.txt",
-            "a|b\n1|2\n",
-            FileFormat::Psv,
-            b'|',
-            true,
-            "a:int64, b:int64",
-        ),
+        ("a.csv", "a\tb\tc\n1\t2\t3\n4\t5\t6\n", FileFormat::Tsv, b'\t', true, "a:int64, b:int64, c:int64"),
+        ("a.csv", "a;b\n1,5;2\n3,5;4\n", FileFormat::Csv, b';', true, "a:string, b:int64"),
+        ("a.txt", "a|b\n1|2\n", FileFormat::Psv, b'|', true, "a:int64, b:int64"),
         (
             "a.csv",
             "name,city\n\"Smith, J\",\"Paris\"\n\"Doe, A\",Rome\n",
@@ -277,31 +180,10 @@ fn delimited_table() {
             true,
             "name:string, city:string",
         ),
-        (
-            "a.csv",
-            "'a,b',c\n'x,y',1\n'z,w',2\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "a,b:string, c:int64",
-        ),
+        ("a.csv", "'a,b',c\n'x,y',1\n'z,w',2\n", FileFormat::Csv, b',', true, "a,b:string, c:int64"),
         // Header cells repeated in the data: no header.
-        (
-            "a.csv",
-            "x,y\nx,z\nq,y\n",
-            FileFormat::Csv,
-            b',',
-            false,
-            "column_1:string, column_2:string",
-        ),
-        (
-            "a.csv",
-            "a,b,a\n1,2,3\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "a:int64, b:int64, a_2:int64",
-        ),
+        ("a.csv", "x,y\nx,z\nq,y\n", FileFormat::Csv, b',', false, "column_1:string, column_2:string"),
+        ("a.csv", "a,b,a\n1,2,3\n", FileFormat::Csv, b',', true, "a:int64, b:int64, a_2:int64"),
         (
             "a.csv",
             "x,,y\n1,2,3\n",
@@ -319,30 +201,9 @@ fn delimited_table() {
             true,
             "a:int64, b:int64, c:int64?",
         ),
-        (
-            "a.csv",
-            "\u{feff}a,b\n1,2\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "a:int64, b:int64",
-        ),
-        (
-            "a.csv",
-            "a,b\r\n1,2\r\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "a:int64, b:int64",
-        ),
-        (
-            "a.csv",
-            "zip,n\n01234,1\n98765,2\n",
-            FileFormat::Csv,
-            b',',
-            true,
-            "zip:string, n:int64",
-        ),
+        ("a.csv", "\u{feff}a,b\n1,2\n", FileFormat::Csv, b',', true, "a:int64, b:int64"),
+        ("a.csv", "a,b\r\n1,2\r\n", FileFormat::Csv, b',', true, "a:int64, b:int64"),
+        ("a.csv", "zip,n\n01234,1\n98765,2\n", FileFormat::Csv, b',', true, "zip:string, n:int64"),
     ];
     for (key, content, format, delimiter, has_header, schema) in table {
         let file = run(key, content.as_bytes()).unwrap_or_else(|e| panic!("{content:?}: {e}"));
@@ -362,26 +223,10 @@ fn delimited_errors() {
         ("a.csv", b"\n\n  \n", "EMPTY_FILE"),
         ("a.csv", b"a,b\n1,\xff\n", "INVALID_UTF8"),
         ("a.csv", b"a,b\n1,\x00\x00\x002\n", "BINARY_CONTENT"),
-        (
-            "a.csv",
-            b"\x01\x02\x03\x04\x05garbage\x06\x07\x08\x0e\x0f",
-            "BINARY_CONTENT",
-        ),
-        (
-            "a.csv",
-            b"a,b,c\n1,2\n3,4,5,6\n7\n8,9,10,11,12\n",
-            "FILE_MALFORMED",
-        ),
-        (
-            "a.bin",
-            b"\x7fELF\x02\x01\x01\x00\x00\x00",
-            "UNSUPPORTED_FORMAT",
-        ),
-        (
-            "a.csv",
-            b"\x7fELF\x02\x01\x01\x00\x00\x00",
-            "BINARY_CONTENT",
-        ),
+        ("a.csv", b"\x01\x02\x03\x04\x05garbage\x06\x07\x08\x0e\x0f", "BINARY_CONTENT"),
+        ("a.csv", b"a,b,c\n1,2\n3,4,5,6\n7\n8,9,10,11,12\n", "FILE_MALFORMED"),
+        ("a.bin", b"\x7fELF\x02\x01\x01\x00\x00\x00", "UNSUPPORTED_FORMAT"),
+        ("a.csv", b"\x7fELF\x02\x01\x01\x00\x00\x00", "BINARY_CONTENT"),
         ("a.bin", b"just one line", "UNSUPPORTED_FORMAT"),
     ];
     for (key, content, expected) in table {
@@ -397,18 +242,12 @@ fn delimited_errors() {
 fn capped_read_drops_partial_record() {
     let object = many_rows(100_000);
     assert!(object.len() > 2 * 1024 * 1024);
-    let limits = InferenceLimits {
-        max_records: 1_000_000,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { max_records: 1_000_000, ..InferenceLimits::default() };
     let (file, rounds) = run_with("x.csv", &object, &limits);
     let file = file.unwrap();
     assert_eq!(rounds, 1);
     assert!(file.sample_truncated);
-    assert_eq!(
-        render(&file.schema),
-        "id:int64, name:string, amount:decimal(5,2), day:date"
-    );
+    assert_eq!(render(&file.schema), "id:int64, name:string, amount:decimal(5,2), day:date");
     // Every complete line of the first MiB, none beyond.
     let head = &object[..1024 * 1024];
     let complete_lines = head.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -418,10 +257,7 @@ fn capped_read_drops_partial_record() {
 #[test]
 fn record_cap_truncates_sample() {
     let object = many_rows(50);
-    let limits = InferenceLimits {
-        max_records: 10,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { max_records: 10, ..InferenceLimits::default() };
     let file = run_with("x.csv", &object, &limits).0.unwrap();
     assert_eq!(file.records_sampled, 10);
     assert!(file.sample_truncated);
@@ -432,18 +268,9 @@ fn huge_first_line() {
     let mut line = vec![b'a'; 2 * 1024 * 1024];
     line.extend_from_slice(b"\n1\n");
     assert_eq!(code(run("x.csv", &line)), "LINE_TOO_LONG");
-    let limits = InferenceLimits {
-        max_line_bytes: 10,
-        ..InferenceLimits::default()
-    };
-    assert_eq!(
-        code(run_with("x.csv", b"abcdefghijklmnop\n1\n", &limits).0),
-        "LINE_TOO_LONG"
-    );
-    assert_eq!(
-        code(run_with("x.jsonl", b"{\"aaaaaaaaaaaaaa\":1}\n", &limits).0),
-        "LINE_TOO_LONG"
-    );
+    let limits = InferenceLimits { max_line_bytes: 10, ..InferenceLimits::default() };
+    assert_eq!(code(run_with("x.csv", b"abcdefghijklmnop\n1\n", &limits).0), "LINE_TOO_LONG");
+    assert_eq!(code(run_with("x.jsonl", b"{\"aaaaaaaaaaaaaa\":1}\n", &limits).0), "LINE_TOO_LONG");
 }
 
 // ---------------------------------------------------------------- compression
@@ -453,41 +280,16 @@ fn compressed_text_roundtrip() {
     let csv = b"a,b\n1,x\n2,y\n";
     let jsonl = b"{\"a\":1}\n{\"a\":2.5}\n";
     let table: Vec<(&str, Vec<u8>, Compression, &str)> = vec![
-        (
-            "x.csv.gz",
-            gzip(csv),
-            Compression::Gzip,
-            "a:int64, b:string",
-        ),
-        (
-            "x.csv.bz2",
-            bzip(csv),
-            Compression::Bzip2,
-            "a:int64, b:string",
-        ),
-        (
-            "x.csv.zst",
-            zstd::encode_all(&csv[..], 3).unwrap(),
-            Compression::Zstd,
-            "a:int64, b:string",
-        ),
+        ("x.csv.gz", gzip(csv), Compression::Gzip, "a:int64, b:string"),
+        ("x.csv.bz2", bzip(csv), Compression::Bzip2, "a:int64, b:string"),
+        ("x.csv.zst", zstd::encode_all(&csv[..], 3).unwrap(), Compression::Zstd, "a:int64, b:string"),
         ("x.jsonl.gz", gzip(jsonl), Compression::Gzip, "a:double"),
         // Concatenated gzip members are one stream.
-        (
-            "x.csv.gz",
-            [gzip(b"a,b\n1,x\n"), gzip(b"2,y\n")].concat(),
-            Compression::Gzip,
-            "a:int64, b:string",
-        ),
+        ("x.csv.gz", [gzip(b"a,b\n1,x\n"), gzip(b"2,y\n")].concat(), Compression::Gzip, "a:int64, b:string"),
         // No extension: magic number and text sniffing.
         ("x", gzip(csv), Compression::Gzip, "a:int64, b:string"),
         // A `.gz` key over plain bytes (stored decoded).
-        (
-            "x.csv.gz",
-            csv.to_vec(),
-            Compression::None,
-            "a:int64, b:string",
-        ),
+        ("x.csv.gz", csv.to_vec(), Compression::None, "a:int64, b:string"),
     ];
     for (key, object, compression, schema) in table {
         let file = run(key, &object).unwrap_or_else(|e| panic!("{key}: {e}"));
@@ -505,10 +307,7 @@ fn gzip_cut_mid_stream() {
     let file = run("x.csv.gz", &object).unwrap();
     assert!(file.sample_truncated);
     assert_eq!(file.records_sampled, 1000);
-    assert_eq!(
-        render(&file.schema),
-        "id:int64, name:string, amount:decimal(5,2), day:date"
-    );
+    assert_eq!(render(&file.schema), "id:int64, name:string, amount:decimal(5,2), day:date");
     // The whole object was read but ends early: a truncated file.
     let cut = &object[..object.len() / 2];
     let limits = InferenceLimits {
@@ -516,19 +315,10 @@ fn gzip_cut_mid_stream() {
         max_decompressed_bytes: u64::MAX,
         ..InferenceLimits::default()
     };
-    assert!(matches!(
-        code(run_with("x.csv.gz", cut, &limits).0),
-        "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"
-    ));
+    assert!(matches!(code(run_with("x.csv.gz", cut, &limits).0), "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"));
     // Garbage after a gzip magic.
-    assert_eq!(
-        code(run("x.csv.gz", b"\x1f\x8b\x08\x00garbage-garbage")),
-        "DECOMPRESSION_FAILED"
-    );
-    assert_eq!(
-        code(run("x.csv.zst", b"\x28\xb5\x2f\xfdgarbage")),
-        "DECOMPRESSION_FAILED"
-    );
+    assert_eq!(code(run("x.csv.gz", b"\x1f\x8b\x08\x00garbage-garbage")), "DECOMPRESSION_FAILED");
+    assert_eq!(code(run("x.csv.zst", b"\x28\xb5\x2f\xfdgarbage")), "DECOMPRESSION_FAILED");
 }
 
 #[test]
@@ -565,10 +355,7 @@ fn compression_bomb_is_bounded() {
     assert_eq!(zstd::decode_all(&huge_window[..]).unwrap(), b"a,b\n1,2\n");
 
     // The decoded sample never exceeds the cap.
-    let limits = InferenceLimits {
-        max_decompressed_bytes: 1000,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { max_decompressed_bytes: 1000, ..InferenceLimits::default() };
     let detected = detect_from_key("bomb.csv.gz");
     let compressed = gzip(&chunk);
     let sample = decode::decode_sample(detected, &compressed, u64::MAX, &limits).unwrap();
@@ -596,18 +383,8 @@ fn json_table() {
             FileFormat::JsonLines,
             "t:timestamp_tz?, d:timestamp, l:timestamp?, s:string?",
         ),
-        (
-            "a.jsonl",
-            "{\"b\":1}{\"a\":2}",
-            FileFormat::JsonLines,
-            "b:int64?, a:int64?",
-        ),
-        (
-            "a.jsonl",
-            "{\"n\":[1,2.5,null]}",
-            FileFormat::JsonLines,
-            "n:list<double>",
-        ),
+        ("a.jsonl", "{\"b\":1}{\"a\":2}", FileFormat::JsonLines, "b:int64?, a:int64?"),
+        ("a.jsonl", "{\"n\":[1,2.5,null]}", FileFormat::JsonLines, "n:list<double>"),
         (
             "a.json",
             "[{\"z\":1},{\"z\":\"x\",\"a\":[{\"q\":1}]}]",
@@ -621,12 +398,7 @@ fn json_table() {
             "z:int64, y:struct<k:double>",
         ),
         ("a", "[{\"z\":1}]", FileFormat::Json, "z:int64"),
-        (
-            "a",
-            "{\"z\":1}\n{\"z\":2}\n",
-            FileFormat::JsonLines,
-            "z:int64",
-        ),
+        ("a", "{\"z\":1}\n{\"z\":2}\n", FileFormat::JsonLines, "z:int64"),
     ];
     for (key, content, format, schema) in table {
         let file = run(key, content.as_bytes()).unwrap_or_else(|e| panic!("{content}: {e}"));
@@ -653,18 +425,10 @@ fn json_array_capped_read_yields_leading_records() {
         doc.push_str(&format!("{{\"id\":{i},\"name\":\"row {i}\",\"v\":{i}.5}},"));
     }
     doc.push_str("{\"id\":0}]");
-    let limits = InferenceLimits {
-        max_read_bytes: 4096,
-        max_records: 100_000,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { max_read_bytes: 4096, max_records: 100_000, ..InferenceLimits::default() };
     let file = run_with("big.json", doc.as_bytes(), &limits).0.unwrap();
     assert!(file.sample_truncated);
-    assert!(
-        file.records_sampled > 50 && file.records_sampled < 200,
-        "{}",
-        file.records_sampled
-    );
+    assert!(file.records_sampled > 50 && file.records_sampled < 200, "{}", file.records_sampled);
     assert_eq!(render(&file.schema), "id:int64, name:string, v:double");
     // JSON lines capped mid-record.
     let lines: String = (0..10_000).map(|i| format!("{{\"id\":{i}}}\n")).collect();
@@ -683,19 +447,15 @@ fn write_parquet(message: &str, kv_value_len: usize, rows: Option<&[i64]>) -> Ve
     let schema = Arc::new(::parquet::schema::parser::parse_message_type(message).unwrap());
     let mut props = WriterProperties::builder();
     if kv_value_len > 0 {
-        props = props.set_key_value_metadata(Some(vec![KeyValue::new(
-            "big".to_string(),
-            "x".repeat(kv_value_len),
-        )]));
+        props = props
+            .set_key_value_metadata(Some(vec![KeyValue::new("big".to_string(), "x".repeat(kv_value_len))]));
     }
     let mut buf = Vec::new();
     let mut writer = SerializedFileWriter::new(&mut buf, schema, Arc::new(props.build())).unwrap();
     if let Some(values) = rows {
         let mut rg = writer.next_row_group().unwrap();
         while let Some(mut col) = rg.next_column().unwrap() {
-            col.typed::<::parquet::data_type::Int64Type>()
-                .write_batch(values, None, None)
-                .unwrap();
+            col.typed::<::parquet::data_type::Int64Type>().write_batch(values, None, None).unwrap();
             col.close().unwrap();
         }
         rg.close().unwrap();
@@ -706,11 +466,7 @@ fn write_parquet(message: &str, kv_value_len: usize, rows: Option<&[i64]>) -> Ve
 
 #[test]
 fn parquet_flat_with_row_count() {
-    let object = write_parquet(
-        "message m { required int64 id; required int64 n; }",
-        0,
-        Some(&[1, 2, 3]),
-    );
+    let object = write_parquet("message m { required int64 id; required int64 n; }", 0, Some(&[1, 2, 3]));
     let file = run("p.parquet", &object).unwrap();
     assert_eq!(render(&file.schema), "id:int64, n:int64");
     assert_eq!(file.row_count, Some(3));
@@ -755,9 +511,7 @@ fn parquet_nested_and_logical_types() {
          points:list<struct<x:int32,y:int32>>?, legacy_repeated:list<int32>, two_level:list<int64>?"
     );
     assert_eq!(file.row_count, Some(0));
-    let DataType::List(element) = &file.schema.fields[16].data_type else {
-        panic!()
-    };
+    let DataType::List(element) = &file.schema.fields[16].data_type else { panic!() };
     assert!(element.nullable);
 }
 
@@ -776,21 +530,11 @@ fn parquet_footer_larger_than_probe() {
     let tail = &object[object.len() - 65536..];
     let step = infer(
         detect_from_key("a.parquet"),
-        Fetched {
-            bytes: tail,
-            start: size - 65536,
-            object_size: size,
-        },
+        Fetched { bytes: tail, start: size - 65536, object_size: size },
         &limits,
     );
-    let Ok(InferenceStep::NeedSuffix { len }) = step else {
-        panic!("{step:?}")
-    };
-    let meta_len = u32::from_le_bytes(
-        object[object.len() - 8..object.len() - 4]
-            .try_into()
-            .unwrap(),
-    ) as u64;
+    let Ok(InferenceStep::NeedSuffix { len }) = step else { panic!("{step:?}") };
+    let meta_len = u32::from_le_bytes(object[object.len() - 8..object.len() - 4].try_into().unwrap()) as u64;
     assert_eq!(len, meta_len + 8);
 }
 
@@ -798,10 +542,7 @@ fn parquet_footer_larger_than_probe() {
 fn parquet_damaged() {
     let object = write_parquet("message m { required int64 id; }", 0, Some(&[1, 2]));
     // Cut tail: the object ends before the footer does.
-    assert_eq!(
-        code(run("a.parquet", &object[..object.len() - 3])),
-        "FILE_TRUNCATED"
-    );
+    assert_eq!(code(run("a.parquet", &object[..object.len() - 3])), "FILE_TRUNCATED");
     // Wrong magic.
     let mut wrong = object.clone();
     let n = wrong.len();
@@ -816,11 +557,7 @@ fn parquet_damaged() {
     let huge = 1u64 << 40;
     let step = infer(
         detect_from_key("a.parquet"),
-        Fetched {
-            bytes: tail,
-            start: huge - 100,
-            object_size: huge,
-        },
+        Fetched { bytes: tail, start: huge - 100, object_size: huge },
         &InferenceLimits::default(),
     );
     assert_eq!(step.unwrap_err().code(), "FILE_MALFORMED");
@@ -834,10 +571,7 @@ fn parquet_damaged() {
     // Encrypted footer.
     let mut encrypted = object.clone();
     encrypted[n - 4..].copy_from_slice(b"PARE");
-    assert_eq!(
-        code(run("a.parquet", &encrypted)),
-        "PARQUET_ENCRYPTED_FOOTER"
-    );
+    assert_eq!(code(run("a.parquet", &encrypted)), "PARQUET_ENCRYPTED_FOOTER");
     assert_eq!(code(run("a.parquet", b"PAR1")), "FILE_TRUNCATED");
 }
 
@@ -848,11 +582,7 @@ fn content_magic_overrides_key() {
     let file = run("data.csv", &object).unwrap();
     assert_eq!(file.format, FileFormat::Parquet);
     // Large unknown file: the head read reveals Parquet, then one suffix read.
-    let big = write_parquet(
-        "message m { required int64 id; }",
-        0,
-        Some(&(0..300_000).collect::<Vec<_>>()),
-    );
+    let big = write_parquet("message m { required int64 id; }", 0, Some(&(0..300_000).collect::<Vec<_>>()));
     assert!(big.len() > 1024 * 1024);
     let (file, rounds) = run_with("data", &big, &InferenceLimits::default());
     assert_eq!(rounds, 2);
@@ -894,10 +624,7 @@ fn write_avro(rows: usize) -> Vec<u8> {
         let record = Value::Record(vec![
             ("id".into(), Value::Long(i as i64)),
             ("n".into(), Value::Int(1)),
-            (
-                "name".into(),
-                Value::Union(1, Box::new(Value::String(format!("name {i}")))),
-            ),
+            ("name".into(), Value::Union(1, Box::new(Value::String(format!("name {i}"))))),
             ("score".into(), Value::Double(1.5)),
             ("ratio".into(), Value::Float(0.5)),
             ("ok".into(), Value::Boolean(true)),
@@ -909,15 +636,9 @@ fn write_avro(rows: usize) -> Vec<u8> {
             ("day".into(), Value::Date(19000)),
             ("at".into(), Value::TimestampMicros(1)),
             ("local".into(), Value::LocalTimestampMillis(1)),
-            (
-                "price".into(),
-                Value::Decimal(apache_avro::Decimal::from(vec![0x01, 0x02])),
-            ),
+            ("price".into(), Value::Decimal(apache_avro::Decimal::from(vec![0x01, 0x02]))),
             ("uid".into(), Value::Uuid(Default::default())),
-            (
-                "inner".into(),
-                Value::Record(vec![("x".into(), Value::Int(1))]),
-            ),
+            ("inner".into(), Value::Record(vec![("x".into(), Value::Int(1))])),
             ("inner2".into(), Value::Union(0, Box::new(Value::Null))),
             ("either".into(), Value::Union(0, Box::new(Value::Int(3)))),
         ]);
@@ -942,10 +663,7 @@ fn avro_schema_and_capped_read() {
     assert!(!file.sample_truncated);
 
     let big = write_avro(20_000);
-    let limits = InferenceLimits {
-        max_read_bytes: 64 * 1024,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { max_read_bytes: 64 * 1024, ..InferenceLimits::default() };
     let file = run_with("e.avro", &big, &limits).0.unwrap();
     assert_eq!(render(&file.schema), expected);
     assert!(file.sample_truncated);
@@ -956,13 +674,8 @@ fn avro_schema_and_capped_read() {
     let with_default = r#"{"type":"record","name":"R","fields":[
         {"name":"meta","type":{"type":"map","values":"string"},"default":{"name":"John Doe"}}]}"#;
     let parsed = apache_avro::Schema::parse_str(with_default).unwrap();
-    let object = apache_avro::Writer::new(&parsed, Vec::new())
-        .into_inner()
-        .unwrap();
-    assert_eq!(
-        render(&run("d.avro", &object).unwrap().schema),
-        "meta:map<string,string>"
-    );
+    let object = apache_avro::Writer::new(&parsed, Vec::new()).into_inner().unwrap();
+    assert_eq!(render(&run("d.avro", &object).unwrap().schema), "meta:map<string,string>");
     let mut bad = object.clone();
     let at = bad.windows(3).position(|w| w == b"\"R\"").unwrap();
     bad[at + 1] = b'#';
@@ -998,12 +711,7 @@ fn write_orc(compression: i32, rows: u64) -> Vec<u8> {
         ), // 0
         t(4, vec![], &[]), // 1 long
         t(7, vec![], &[]), // 2 string
-        OrcType {
-            kind: Some(14),
-            precision: Some(12),
-            scale: Some(3),
-            ..Default::default()
-        }, // 3 decimal
+        OrcType { kind: Some(14), precision: Some(12), scale: Some(3), ..Default::default() }, // 3 decimal
         t(10, vec![5], &[]), // 4 list
         t(3, vec![], &[]), // 5 int
         t(11, vec![7, 8], &[]), // 6 map
@@ -1014,26 +722,18 @@ fn write_orc(compression: i32, rows: u64) -> Vec<u8> {
         t(12, vec![12], &["flag"]), // 11 struct
         t(0, vec![], &[]), // 12 boolean
     ];
-    let footer = Footer {
-        header_length: Some(3),
-        content_length: Some(0),
-        types,
-        number_of_rows: Some(rows),
-    };
+    let footer =
+        Footer { header_length: Some(3), content_length: Some(0), types, number_of_rows: Some(rows) };
     let raw = prost::Message::encode_to_vec(&footer);
     let footer_bytes = match compression {
         0 => raw,
         1 => {
-            let mut e =
-                flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
             e.write_all(&raw).unwrap();
             let deflated = e.finish().unwrap();
             orc_chunk(&deflated, false)
         }
-        2 => orc_chunk(
-            &snap::raw::Encoder::new().compress_vec(&raw).unwrap(),
-            false,
-        ),
+        2 => orc_chunk(&snap::raw::Encoder::new().compress_vec(&raw).unwrap(), false),
         5 => orc_chunk(&zstd::encode_all(&raw[..], 3).unwrap(), false),
         // "Original" (stored) chunk in a compressed file.
         _ => orc_chunk(&raw, true),
@@ -1074,18 +774,12 @@ fn orc_footers() {
     }
     // Footer larger than the probe: one more suffix read.
     let object = write_orc(0, 1);
-    let limits = InferenceLimits {
-        footer_probe_bytes: 16,
-        ..InferenceLimits::default()
-    };
+    let limits = InferenceLimits { footer_probe_bytes: 16, ..InferenceLimits::default() };
     let (file, rounds) = run_with("x.orc", &object, &limits);
     assert_eq!(rounds, 2);
     assert_eq!(render(&file.unwrap().schema), expected);
     // Cut tail and unsupported codec.
-    assert_eq!(
-        code(run("x.orc", &object[..object.len() - 1])),
-        "FILE_TRUNCATED"
-    );
+    assert_eq!(code(run("x.orc", &object[..object.len() - 1])), "FILE_TRUNCATED");
     let mut lz4 = write_orc(0, 1);
     let ps_len = *lz4.last().unwrap() as usize;
     let n = lz4.len();
@@ -1118,10 +812,7 @@ fn any_detected() -> impl Strategy<Value = DetectedFormat> {
         Compression::Zstd,
         Compression::Bzip2,
     ]);
-    (formats, compressions).prop_map(|(format, compression)| DetectedFormat {
-        format,
-        compression,
-    })
+    (formats, compressions).prop_map(|(format, compression)| DetectedFormat { format, compression })
 }
 
 /// Byte strings that start like real files more often than uniform noise would.
@@ -1138,19 +829,14 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
         b"[{\"a\":",
         b"{\"a\":1}\n",
     ]);
-    (
-        prefix,
-        prop::collection::vec(any::<u8>(), 0..600),
-        any::<bool>(),
-    )
-        .prop_map(|(p, rest, par1_tail)| {
-            let mut v = p.to_vec();
-            v.extend(rest);
-            if par1_tail {
-                v.extend_from_slice(b"PAR1");
-            }
-            v
-        })
+    (prefix, prop::collection::vec(any::<u8>(), 0..600), any::<bool>()).prop_map(|(p, rest, par1_tail)| {
+        let mut v = p.to_vec();
+        v.extend(rest);
+        if par1_tail {
+            v.extend_from_slice(b"PAR1");
+        }
+        v
+    })
 }
 
 proptest! {
@@ -1190,18 +876,11 @@ fn merged_file_schemas() {
     let a = run("a.csv", b"id,amount\n1,2.50\n").unwrap();
     let b = run("b.jsonl", b"{\"id\":1,\"amount\":3,\"note\":\"x\"}\n").unwrap();
     let merged = merge_schemas(&[("a.csv".into(), a.schema), ("b.jsonl".into(), b.schema)]);
-    assert_eq!(
-        render(&merged.schema),
-        "id:int64, amount:decimal(21,2), note:string?"
-    );
+    assert_eq!(render(&merged.schema), "id:int64, amount:decimal(21,2), note:string?");
     assert_eq!(merged.drift.len(), 2);
     assert_eq!(merged.drift[0].types, vec!["decimal(3,2)", "int64"]);
     assert_eq!(merged.drift[1].missing_from, vec!["a.csv"]);
-    let _ = Field {
-        name: String::new(),
-        data_type: DataType::Null,
-        nullable: true,
-    };
+    let _ = Field { name: String::new(), data_type: DataType::Null, nullable: true };
 }
 
 // ---------------------------------------------------------------- hostile inputs
@@ -1235,22 +914,13 @@ fn hostile_type_graphs_are_bounded() {
             ..Default::default()
         })
         .collect();
-    types.push(orc::OrcType {
-        kind: Some(11),
-        subtypes: vec![0, 0],
-        ..Default::default()
-    });
-    let footer = orc::Footer {
-        types,
-        number_of_rows: Some(1),
-        ..Default::default()
-    };
+    types.push(orc::OrcType { kind: Some(11), subtypes: vec![0, 0], ..Default::default() });
+    let footer = orc::Footer { types, number_of_rows: Some(1), ..Default::default() };
     let file = run("dag.orc", &orc_file(&footer)).unwrap();
     assert!(render(&file.schema).contains("shared_type"));
 
     // Avro: named records each referencing the previous one twice.
-    let mut schema =
-        String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
+    let mut schema = String::from(r#"{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}"#);
     for i in 1..40 {
         schema = format!(
             r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"T{}"}}]}}"#,
@@ -1258,9 +928,7 @@ fn hostile_type_graphs_are_bounded() {
         );
     }
     let parsed = apache_avro::Schema::parse_str(&schema).unwrap();
-    let avro = apache_avro::Writer::new(&parsed, Vec::new())
-        .into_inner()
-        .unwrap();
+    let avro = apache_avro::Writer::new(&parsed, Vec::new()).into_inner().unwrap();
     let file = run("deep.avro", &avro).unwrap();
     assert!(render(&file.schema).contains("too_complex"));
 
@@ -1268,27 +936,16 @@ fn hostile_type_graphs_are_bounded() {
     let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect();
     let line = format!("{{{}}}\n", keys.join(","));
     let content = format!("{line}{line}");
-    let limits = InferenceLimits {
-        max_line_bytes: 8 << 20,
-        max_read_bytes: 8 << 20,
-        ..InferenceLimits::default()
-    };
+    let limits =
+        InferenceLimits { max_line_bytes: 8 << 20, max_read_bytes: 8 << 20, ..InferenceLimits::default() };
     let started = std::time::Instant::now();
-    let file = run_with("wide.jsonl", content.as_bytes(), &limits)
-        .0
-        .unwrap();
+    let file = run_with("wide.jsonl", content.as_bytes(), &limits).0.unwrap();
     assert_eq!(file.schema.fields.len(), 100_000);
     assert!(started.elapsed().as_secs() < 20);
 
     // A single JSON object larger than the read: no record, so truncated.
-    let limits = InferenceLimits {
-        max_read_bytes: 1000,
-        ..InferenceLimits::default()
-    };
-    assert_eq!(
-        code(run_with("wide.json", line.as_bytes(), &limits).0),
-        "FILE_TRUNCATED"
-    );
+    let limits = InferenceLimits { max_read_bytes: 1000, ..InferenceLimits::default() };
+    assert_eq!(code(run_with("wide.json", line.as_bytes(), &limits).0), "FILE_TRUNCATED");
 }
 
 #[test]
@@ -1302,28 +959,16 @@ fn every_codec_cut_mid_stream() {
     for (key, object) in table {
         // Capped read: a bounded sample, not an error. (A zstd block decodes only whole,
         // so the read must hold at least one compressed block of up to 128 KiB.)
-        let limits = InferenceLimits {
-            max_read_bytes: 256 * 1024,
-            ..InferenceLimits::default()
-        };
+        let limits = InferenceLimits { max_read_bytes: 256 * 1024, ..InferenceLimits::default() };
         assert!(object.len() > 256 * 1024, "{key}: {}", object.len());
-        let file = run_with(key, &object, &limits)
-            .0
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let file = run_with(key, &object, &limits).0.unwrap_or_else(|e| panic!("{key}: {e}"));
         assert!(file.sample_truncated, "{key}");
         assert!(file.records_sampled > 10, "{key}");
-        assert_eq!(
-            render(&file.schema),
-            "id:int64, name:string, amount:decimal(5,2), day:date",
-            "{key}"
-        );
+        assert_eq!(render(&file.schema), "id:int64, name:string, amount:decimal(5,2), day:date", "{key}");
         // The whole (cut) object was read: an error.
         let cut = &object[..object.len() / 2];
         let got = code(run(key, cut));
-        assert!(
-            matches!(got, "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"),
-            "{key}: {got}"
-        );
+        assert!(matches!(got, "FILE_TRUNCATED" | "DECOMPRESSION_FAILED"), "{key}: {got}");
     }
 }
 
@@ -1400,10 +1045,7 @@ fn real_orc_files() {
         assert_eq!(render(&file.schema), expected, "{codec}");
         assert_eq!(file.row_count, Some(3), "{codec}");
         // Small probes: one more suffix read with the exact footer size.
-        let limits = InferenceLimits {
-            footer_probe_bytes: 300,
-            ..InferenceLimits::default()
-        };
+        let limits = InferenceLimits { footer_probe_bytes: 300, ..InferenceLimits::default() };
         let (file, rounds) = run_with("x.orc", object, &limits);
         assert_eq!(render(&file.unwrap().schema), expected, "{codec}");
         assert!(rounds <= 2, "{codec}");
@@ -1427,10 +1069,7 @@ fn real_orc_files() {
 fn avro_with_codec_we_do_not_decode() {
     let object = include_bytes!("testdata/avro_bzip2.avro");
     let file = run("r.avro", object).unwrap();
-    assert_eq!(
-        render(&file.schema),
-        "id:int64, name:string?, at:timestamp_tz, tags:list<string>"
-    );
+    assert_eq!(render(&file.schema), "id:int64, name:string?, at:timestamp_tz, tags:list<string>");
     assert_eq!(file.records_sampled, 5);
 }
 
