@@ -139,10 +139,10 @@ pub struct AwsContext {
 impl AwsContext {
     /// Builds the SDK configuration from the settings, through STS when a role is named.
     pub async fn load(settings: &ConnectionSettings) -> Result<AwsContext, ConfigError> {
-        if let Some(seconds) = settings.session_duration.map(|d| d.as_secs()) {
-            if !(900..=43_200).contains(&seconds) {
-                return Err(ConfigError::SessionDuration { seconds });
-            }
+        if let Some(seconds) = settings.session_duration.map(|d| d.as_secs())
+            && !(900..=43_200).contains(&seconds)
+        {
+            return Err(ConfigError::SessionDuration { seconds });
         }
         if let Some(arn) = &settings.role_arn {
             validate_role_arn(arn)?;

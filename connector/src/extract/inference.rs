@@ -120,27 +120,27 @@ impl DatasetWork<'_> {
     ) -> (Option<ObservedEncryption>, Problem) {
         let mut observed = None;
         let mut known_key = None;
-        if err.kind == AwsErrorKind::AccessDenied {
-            if let Ok(head) = self.ctx.services.store.head(self.bucket, &object.key).await {
-                let mut obs = observed_from_response(&head.encryption);
-                if let Some(id) = obs.kms_key_id.take() {
-                    obs.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
-                }
-                if matches!(obs.kind, EncryptionType::SseKms | EncryptionType::DsseKms) {
-                    err.kind = AwsErrorKind::KmsAccessDenied;
-                    known_key = obs.kms_key_id.clone();
-                }
-                observed = Some(obs);
+        if err.kind == AwsErrorKind::AccessDenied
+            && let Ok(head) = self.ctx.services.store.head(self.bucket, &object.key).await
+        {
+            let mut obs = observed_from_response(&head.encryption);
+            if let Some(id) = obs.kms_key_id.take() {
+                obs.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
             }
+            if matches!(obs.kind, EncryptionType::SseKms | EncryptionType::DsseKms) {
+                err.kind = AwsErrorKind::KmsAccessDenied;
+                known_key = obs.kms_key_id.clone();
+            }
+            observed = Some(obs);
         }
-        if let Some(arn) = err.kms_key_arn_in_message() {
-            if observed.is_none() {
-                observed = Some(ObservedEncryption {
-                    kind: EncryptionType::SseKms,
-                    kms_key_id: Some(arn),
-                    ..ObservedEncryption::none()
-                });
-            }
+        if let Some(arn) = err.kms_key_arn_in_message()
+            && observed.is_none()
+        {
+            observed = Some(ObservedEncryption {
+                kind: EncryptionType::SseKms,
+                kms_key_id: Some(arn),
+                ..ObservedEncryption::none()
+            });
         }
         if err.kind == AwsErrorKind::SseCKeyRequired && observed.is_none() {
             observed = Some(ObservedEncryption { kind: EncryptionType::SseC, ..ObservedEncryption::none() });
@@ -158,7 +158,7 @@ impl DatasetWork<'_> {
 
     /// Reads one file's schema: one ranged GET, a second for large footers.
     async fn read_file(&self, object: &ObjectMeta) -> FileRead {
-        let limits = self.ctx.limits.inference.clone();
+        let limits = self.ctx.limits.inference;
         let detected = detect_from_key(&object.key);
         let first = match schema::plan_first_read(detected, object.size, &limits) {
             FirstRead::Head { len } => ByteRange::Head(len),
@@ -202,7 +202,7 @@ impl DatasetWork<'_> {
         }
 
         let mut bytes_read = read.bytes.len() as u64;
-        let mut step = parse_off_runtime(detected, read.clone(), limits.clone()).await;
+        let mut step = parse_off_runtime(detected, read.clone(), limits).await;
         if let Ok(InferenceStep::NeedSuffix { len }) = &step {
             let len = *len;
             if len > MAX_FOOTER_BYTES {
@@ -223,7 +223,7 @@ impl DatasetWork<'_> {
             match self.fetch(object, ByteRange::Suffix(len)).await {
                 Ok(second) => {
                     bytes_read += second.bytes.len() as u64;
-                    step = parse_off_runtime(detected, second, limits.clone()).await;
+                    step = parse_off_runtime(detected, second, limits).await;
                 }
                 Err(e) => {
                     let (_, problem) = self.explain_get_failure(object, e).await;

@@ -103,7 +103,9 @@ pub enum ExtractError {
     #[error("{0}")]
     Template(String),
     /// No usable credentials.
-    #[error("no usable AWS credentials (standard chain: environment, profile, web identity, container, instance metadata): {0}")]
+    #[error(
+        "no usable AWS credentials (standard chain: environment, profile, web identity, container, instance metadata): {0}"
+    )]
     Credentials(AwsError),
     /// The endpoint cannot be reached.
     #[error("cannot reach AWS: {0}")]
@@ -376,15 +378,15 @@ async fn list_root(
 
 impl RunContext {
     fn in_scope(&self, key: &str) -> bool {
-        if let Some(include) = &self.include {
-            if !include.is_match(key) {
-                return false;
-            }
+        if let Some(include) = &self.include
+            && !include.is_match(key)
+        {
+            return false;
         }
-        if let Some(exclude) = &self.exclude {
-            if exclude.is_match(key) {
-                return false;
-            }
+        if let Some(exclude) = &self.exclude
+            && exclude.is_match(key)
+        {
+            return false;
         }
         true
     }
