@@ -17,8 +17,11 @@ echo "==> emulators: install (first run only) and start"
 "$emulators" setup all
 "$emulators" start moto
 "$emulators" start localstack
+"$emulators" start moto-iam
 # shellcheck disable=SC1091
 source "$run_dir/moto.env"
+# shellcheck disable=SC1091
+source "$run_dir/moto-iam.env"
 # shellcheck disable=SC1091
 source "$run_dir/localstack.env"
 
@@ -29,13 +32,18 @@ seed_python="$repo/.cache/venvs/moto/bin/python"
 echo "==> seeding the sample estate"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$MOTO_ENDPOINT" --flavor moto --expected "$run_dir/moto-expected.json"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$LOCALSTACK_ENDPOINT" --flavor localstack --expected "$run_dir/localstack-expected.json"
+"$seed_python" "$repo/deploy/local/seed_iam.py" --endpoint "$MOTO_IAM_ENDPOINT" --out "$run_dir/moto-iam-user.json"
 
 export S3C_MOTO_ENDPOINT="$MOTO_ENDPOINT" S3C_MOTO_EXPECTED="$run_dir/moto-expected.json"
 export S3C_LOCALSTACK_ENDPOINT="$LOCALSTACK_ENDPOINT" S3C_LOCALSTACK_EXPECTED="$run_dir/localstack-expected.json"
+export S3C_MOTO_IAM_ENDPOINT="$MOTO_IAM_ENDPOINT" S3C_MOTO_IAM_USER="$run_dir/moto-iam-user.json"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
+# Some end-to-end tests run the real binary as a separate process (own credentials).
+cargo build --locked --bin s3-connector
+export S3C_BIN="$repo/target/debug/s3-connector"
 cargo test --workspace --locked

@@ -3,7 +3,8 @@
 #
 #   emulators.sh setup  [moto|localstack|all]   create/refresh the pinned venvs (idempotent)
 #   emulators.sh start  moto|localstack          start one emulator on a free loopback port
-#   emulators.sh stop   [moto|localstack|all]    stop (tolerant if not running)
+#   emulators.sh stop   [moto|localstack|moto-iam|all]  stop (tolerant if not running)
+#   emulators.sh start  moto-iam                 moto with IAM enforcement (see seed_iam.py)
 #   emulators.sh status                          show what is running
 #   emulators.sh seed   moto|localstack [seed_estate.py args...]
 #                                                seed the sample estate into a running emulator
@@ -75,12 +76,15 @@ setup_one() {
 kinds_of() {
     case "${1:-all}" in
         all) echo "moto localstack" ;;
-        moto | localstack) echo "$1" ;;
-        *) die "unknown emulator '$1' (expected moto, localstack or all)" ;;
+        moto | localstack | moto-iam) echo "$1" ;;
+        *) die "unknown emulator '$1' (expected moto, moto-iam, localstack or all)" ;;
     esac
 }
 
-upper() { echo "$1" | tr '[:lower:]' '[:upper:]'; }
+upper() { echo "$1" | tr '[:lower:]-' '[:upper:]_'; }
+
+# moto-iam is moto with IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT): same venv as moto.
+venv_of() { case "$1" in moto-iam) echo moto ;; *) echo "$1" ;; esac; }
 
 env_file() { echo "$RUN_DIR/$1.env"; }
 
@@ -105,7 +109,7 @@ alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
 
 # True when PID is alive *and* still runs from this kind's venv (guards against pid reuse).
 ours() {
-    alive "$2" && ps -o args= -p "$2" 2>/dev/null | grep -qF "$VENV_DIR/$1/"
+    alive "$2" && ps -o args= -p "$2" 2>/dev/null | grep -qF "$VENV_DIR/$(venv_of "$1")/"
 }
 
 stop_one() {
@@ -145,7 +149,7 @@ probe() {
 import json, sys, urllib.request, urllib.error
 kind, url = sys.argv[1], sys.argv[2]
 try:
-    if kind == "moto":
+    if kind in ("moto", "moto-iam"):
         try:
             urllib.request.urlopen(url + "/", timeout=2).read()
         except urllib.error.HTTPError:
@@ -162,10 +166,10 @@ PY
 
 start_one() {
     local kind="$1" port endpoint pid name logf deadline venv
-    setup_one "$kind"
+    setup_one "$(venv_of "$kind")"
     stop_one "$kind" 2>/dev/null || true
     mkdir -p "$RUN_DIR"
-    venv="$VENV_DIR/$kind"
+    venv="$VENV_DIR/$(venv_of "$kind")"
     port="$(free_port)"
     endpoint="http://127.0.0.1:$port"
     name="$(upper "$kind")"
@@ -177,6 +181,11 @@ start_one() {
     set -m
     if [[ "$kind" == moto ]]; then
         nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >>"$logf" 2>&1 </dev/null &
+        pid=$!
+    elif [[ "$kind" == moto-iam ]]; then
+        # The first requests are free for set-up (seed_iam.py uses them, then burns the rest).
+        INITIAL_NO_AUTH_ACTION_COUNT="${MOTO_IAM_FREE_ACTIONS:-200}" \
+            nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >>"$logf" 2>&1 </dev/null &
         pid=$!
     else
         local lsdir="$RUN_DIR/localstack"
@@ -234,7 +243,7 @@ runpy.run_module("localstack.runtime.main", run_name="__main__", alter_sys=True)
 
 status_all() {
     local kind pid ep
-    for kind in moto localstack; do
+    for kind in moto localstack moto-iam; do
         pid="$(recorded_pid "$kind")"
         ep="$(recorded_endpoint "$kind")"
         if ours "$kind" "$pid"; then
@@ -272,12 +281,15 @@ usage() {
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
-    setup) for k in $(kinds_of "${1:-all}"); do setup_one "$k"; done ;;
+    setup) for k in $(kinds_of "${1:-all}"); do setup_one "$(venv_of "$k")"; done ;;
     start)
-        [[ $# -ge 1 && ("$1" == moto || "$1" == localstack) ]] || die "usage: $0 start moto|localstack"
+        [[ $# -ge 1 && ("$1" == moto || "$1" == localstack || "$1" == moto-iam) ]] || die "usage: $0 start moto|moto-iam|localstack"
         start_one "$1"
         ;;
-    stop) for k in $(kinds_of "${1:-all}"); do stop_one "$k"; done ;;
+    stop)
+        if [[ "${1:-all}" == all ]]; then kinds="moto localstack moto-iam"; else kinds="$(kinds_of "$1")"; fi
+        for k in $kinds; do stop_one "$k"; done
+        ;;
     status) status_all ;;
     seed)
         [[ $# -ge 1 && ("$1" == moto || "$1" == localstack) ]] || die "usage: $0 seed moto|localstack [args]"

@@ -236,3 +236,72 @@ pub fn strings(v: &Value) -> Vec<String> {
 pub fn type_family(t: &str) -> &str {
     t.split(['(', '<']).next().unwrap_or(t)
 }
+
+/// The IAM-enforcing moto and the credentials of a user that lacks `s3:ListBucket`
+/// (`deploy/local/seed_iam.py`).
+pub struct LockedEstate {
+    /// Endpoint of the IAM-enforcing moto.
+    pub endpoint: String,
+    /// Bucket the user may not list.
+    pub bucket: String,
+    /// The user's access key id.
+    pub access_key_id: String,
+    /// The user's secret (a throwaway key of a local emulator).
+    pub secret_access_key: String,
+    /// The user's ARN.
+    pub user_arn: String,
+}
+
+impl LockedEstate {
+    /// Reads what the test script set up; panics with instructions when it did not.
+    pub fn get() -> LockedEstate {
+        let endpoint = std::env::var("S3C_MOTO_IAM_ENDPOINT")
+            .unwrap_or_else(|_| panic!("S3C_MOTO_IAM_ENDPOINT is not set: run the suite with scripts/test.sh"));
+        let path = std::env::var("S3C_MOTO_IAM_USER")
+            .unwrap_or_else(|_| panic!("S3C_MOTO_IAM_USER is not set: run the suite with scripts/test.sh"));
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("user file")).expect("user JSON");
+        let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} missing in {path}")).to_string();
+        LockedEstate {
+            endpoint,
+            bucket: s("bucket"),
+            access_key_id: s("access_key_id"),
+            secret_access_key: s("secret_access_key"),
+            user_arn: s("user_arn"),
+        }
+    }
+}
+
+/// Path of the `s3-connector` binary (built by the test script; `S3C_BIN` overrides).
+pub fn connector_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("S3C_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/s3-connector
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("s3-connector")
+}
+
+/// Runs the real binary as a separate process with the given credentials.
+pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> RunResult {
+    let binary = connector_binary();
+    assert!(binary.exists(), "{} is missing: build it with `cargo build --bin s3-connector`", binary.display());
+    let out = std::process::Command::new(&binary)
+        .arg("extract")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--no-progress", "--quiet"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let records = stdout.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    RunResult {
+        exit_code: out.status.code().unwrap_or(-1),
+        error: (!out.status.success()).then_some(stderr),
+        records,
+    }
+}

@@ -145,3 +145,25 @@ async fn malformed_role_settings_are_refused_before_any_request() {
     assert_eq!(run.exit_code, 1);
     assert!(run.error.as_deref().unwrap_or("").contains("invalid ExternalId"), "{:?}", run.error);
 }
+
+#[test]
+fn a_bucket_the_caller_may_not_list_names_the_principal_and_the_missing_permission() {
+    // moto with IAM enforcement; the user's policy lacks s3:ListBucket.
+    let locked = s3_connector_e2e::LockedEstate::get();
+    let run =
+        s3_connector_e2e::extract_as(&locked.endpoint, &locked.access_key_id, &locked.secret_access_key, &[&locked.bucket]);
+    assert_eq!(run.exit_code, 2, "completed, but a bucket could not be listed: {:?}", run.error);
+    let problems = run.of_kind("problem");
+    let denied = problems.iter().find(|p| p["code"] == "BUCKET_ACCESS_DENIED").expect("BUCKET_ACCESS_DENIED");
+    assert_eq!(denied["principal"], locked.user_arn.as_str());
+    assert_eq!(denied["operation"], "s3:ListBucket");
+    let statement = &denied["remediation"]["policyStatement"];
+    assert_eq!(statement["Action"][0], "s3:ListBucket");
+    assert_eq!(statement["Resource"], format!("arn:aws:s3:::{}", locked.bucket));
+    assert_eq!(run.bucket(&locked.bucket).expect("bucket record")["listed"].as_bool(), None, "listed: false");
+    assert!(run.of_kind("dataset").is_empty());
+    // The secret never appears in the output.
+    for r in &run.records {
+        assert!(!r.to_string().contains(&locked.secret_access_key));
+    }
+}

@@ -15,17 +15,21 @@ pub enum JunkReason {
     Hidden,
     /// An empty object.
     ZeroByte,
+    /// An S3 Encryption Client instruction file (`<key>.instruction`): the wrapped key of a
+    /// client-side encrypted object. Not data, and never safe to delete.
+    EncryptionInstructions,
 }
 
 impl JunkReason {
     /// Every reason, in declaration order.
-    pub const ALL: [JunkReason; 6] = [
+    pub const ALL: [JunkReason; 7] = [
         JunkReason::SuccessMarker,
         JunkReason::FolderMarker,
         JunkReason::Checksum,
         JunkReason::Temporary,
         JunkReason::Hidden,
         JunkReason::ZeroByte,
+        JunkReason::EncryptionInstructions,
     ];
 
     /// Stable lowercase name used in records and logs.
@@ -37,6 +41,7 @@ impl JunkReason {
             JunkReason::Temporary => "temporary",
             JunkReason::Hidden => "hidden",
             JunkReason::ZeroByte => "zero_byte",
+            JunkReason::EncryptionInstructions => "encryption_instructions",
         }
     }
 }
@@ -59,6 +64,9 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
     if file.to_ascii_lowercase().ends_with(".crc") {
         return Some(JunkReason::Checksum);
     }
+    if file.ends_with(".instruction") {
+        return Some(JunkReason::EncryptionInstructions);
+    }
     let mut dir_segments = dirs.split('/').filter(|s| !s.is_empty());
     if dir_segments
         .clone()
@@ -73,4 +81,16 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
         return Some(JunkReason::ZeroByte);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_files_are_encryption_companions_not_data() {
+        assert_eq!(junk_reason("cse/part-0.csv.instruction", 412), Some(JunkReason::EncryptionInstructions));
+        assert_eq!(junk_reason("cse/part-0.csv", 412), None);
+        assert_eq!(JunkReason::EncryptionInstructions.as_str(), "encryption_instructions");
+    }
 }
