@@ -36,10 +36,11 @@ def main():
     ap.add_argument("--expected", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("extra", nargs="*", help="extra extract options (after --)")
     a = ap.parse_args()
     expected = json.load(open(a.expected))
     records_path = os.path.join(a.out, "bench-records.jsonl")
-    extract_cmd = [a.connector, "extract", a.bucket, "--endpoint-url", a.endpoint, "--no-progress", "-q", "-o", records_path]
+    extract_cmd = [a.connector, "extract", a.bucket, "--endpoint-url", a.endpoint, "--no-progress", "-q", "-o", records_path, *a.extra]
     bare_cmd = [a.bare_list, "--endpoint-url", a.endpoint, a.bucket]
 
     extract_runs, bare_runs = [], []
@@ -66,6 +67,7 @@ def main():
     extract_s = statistics.median(r["seconds"] for r in extract_runs)
     bare_s = statistics.median(r["seconds"] for r in bare_runs)
     result = {
+        "extract_options": a.extra,
         "objects_listed": int(summary.get("objectCount", 0)),
         "objects_bare_list": bare_objects,
         "datasets": datasets,

@@ -118,7 +118,7 @@ pub struct ExtractArgs {
     #[arg(long, default_value_t = 4)]
     pub schema_candidates: usize,
     /// HEAD requests per dataset to survey encryption.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub encryption_probes: usize,
     /// Bytes read per file for text formats and Avro.
     #[arg(long, default_value_t = 1024 * 1024)]

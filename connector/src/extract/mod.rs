@@ -82,7 +82,7 @@ impl Default for ExtractLimits {
             inference_concurrency: 16,
             schema_files: 2,
             schema_candidates: 4,
-            encryption_probes: 8,
+            encryption_probes: 4,
             inference: InferenceLimits::default(),
         }
     }
