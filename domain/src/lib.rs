@@ -9,4 +9,5 @@ pub mod dataset;
 pub mod encryption;
 pub mod format;
 pub mod model;
+pub mod policy;
 pub mod schema;
