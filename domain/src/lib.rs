@@ -8,5 +8,6 @@
 pub mod dataset;
 pub mod encryption;
 pub mod format;
+pub mod inventory;
 pub mod model;
 pub mod schema;
