@@ -105,11 +105,8 @@ pub fn read_csv_gz<R: Read>(
 ) -> Result<CsvRecords<R>, RowError> {
     let file = file.into();
     check_schema(&file, columns)?;
-    let decoder = Limited {
-        inner: MultiGzDecoder::new(Source(reader)),
-        limit: max_decompressed_bytes,
-        produced: 0,
-    };
+    let decoder =
+        Limited { inner: MultiGzDecoder::new(Source(reader)), limit: max_decompressed_bytes, produced: 0 };
     let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(decoder);
     Ok(CsvRecords {
         file,
@@ -177,7 +174,8 @@ impl<R: Read> CsvRecords<R> {
                 detail,
             };
             let value = if *column == InventoryColumn::Key {
-                decode_key(raw).map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?
+                decode_key(raw)
+                    .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?
             } else {
                 std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?.to_string()
             };
@@ -308,7 +306,8 @@ mod tests {
     #[test]
     fn malformed_rows_are_typed_and_reading_goes_on() {
         let schema = "Bucket, Key, Size, IsLatest";
-        let text = "src,a,1,true\nsrc,b,x,true\nsrc,c,1\nsrc,%FF,1,true\nsrc,d,1,maybe\n,e,1,true\nsrc,f,2,false\n";
+        let text =
+            "src,a,1,true\nsrc,b,x,true\nsrc,c,1\nsrc,%FF,1,true\nsrc,d,1,maybe\n,e,1,true\nsrc,f,2,false\n";
         let results = read_all(text, schema);
         let summary: Vec<Result<&str, (&str, String)>> = results
             .iter()
@@ -371,8 +370,10 @@ mod tests {
         let (ok, err) = run(text.as_bytes(), LIMIT);
         assert_eq!(ok, 0);
         assert_eq!(err.unwrap().code(), "INVENTORY_DECOMPRESSION_FAILED");
-        // Empty file: no rows, no error.
-        assert_eq!(run(b"", LIMIT), (0, None));
+        // A gzipped empty text has no rows; a zero-byte file is not gzip (a cut upload).
+        assert_eq!(run(&gzip(b""), LIMIT), (0, None));
+        let (ok, err) = run(b"", LIMIT);
+        assert_eq!((ok, err.unwrap().code()), (0, "INVENTORY_DECOMPRESSION_FAILED"));
         // Multi-member gzip (concatenated members) is read whole.
         let mut two = gzip(b"src,a,1\n");
         two.extend(gzip(b"src,b,2\n"));
@@ -438,7 +439,9 @@ mod tests {
         let mut out = String::new();
         for b in key.bytes() {
             match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => out.push(char::from(b)),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => {
+                    out.push(char::from(b))
+                }
                 b' ' => out.push('+'),
                 _ => out.push_str(&format!("%{b:02X}")),
             }

@@ -286,7 +286,14 @@ mod tests {
                 at(2024, 1, 31, 0, 0),
                 ReportFile::Checksum,
             ),
-            ("src/cfg/2024-12-31T23-59Z/manifest.json", "", "src", "cfg", at(2024, 12, 31, 23, 59), ReportFile::Manifest),
+            (
+                "src/cfg/2024-12-31T23-59Z/manifest.json",
+                "",
+                "src",
+                "cfg",
+                at(2024, 12, 31, 23, 59),
+                ReportFile::Manifest,
+            ),
         ];
         for (key, prefix, bucket, config, ts, file) in cases {
             let (loc, f) = ReportLocation::parse(key).unwrap();

@@ -158,8 +158,8 @@ pub struct Manifest {
 impl Manifest {
     /// Parses `manifest.json`.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::InvalidJson { detail: e.to_string() })?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ManifestError::InvalidJson { detail: e.to_string() })?;
         let Value::Object(root) = value else {
             return Err(ManifestError::InvalidJson { detail: "top level is not an object".into() });
         };
@@ -247,9 +247,10 @@ fn string_field<'a>(root: &'a Map<String, Value>, field: &'static str) -> Result
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
         Some(Value::String(_)) => Err(ManifestError::InvalidField { field, detail: "empty".into() }),
         None | Some(Value::Null) => Err(ManifestError::MissingField { field }),
-        Some(other) => {
-            Err(ManifestError::InvalidField { field, detail: format!("expected a string, found {}", kind_of(other)) })
-        }
+        Some(other) => Err(ManifestError::InvalidField {
+            field,
+            detail: format!("expected a string, found {}", kind_of(other)),
+        }),
     }
 }
 
@@ -271,7 +272,8 @@ fn integer_field(root: &Map<String, Value>, field: &'static str) -> Result<i64, 
 
 /// `arn:aws:s3:::name` (any partition) → `name`; a bare name is accepted as is.
 fn bucket_from_arn(arn: &str) -> Result<String, ManifestError> {
-    let invalid = |detail: &str| ManifestError::InvalidField { field: "destinationBucket", detail: detail.into() };
+    let invalid =
+        |detail: &str| ManifestError::InvalidField { field: "destinationBucket", detail: detail.into() };
     if !arn.starts_with("arn:") {
         return if arn.contains(':') || arn.contains('/') {
             Err(invalid("neither an S3 bucket ARN nor a bucket name"))
@@ -282,7 +284,9 @@ fn bucket_from_arn(arn: &str) -> Result<String, ManifestError> {
     // arn:partition:service:region:account:resource
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     match parts.as_slice() {
-        ["arn", _, "s3", _, _, bucket] if !bucket.is_empty() && !bucket.contains('/') => Ok(bucket.to_string()),
+        ["arn", _, "s3", _, _, bucket] if !bucket.is_empty() && !bucket.contains('/') => {
+            Ok(bucket.to_string())
+        }
         _ => Err(invalid("not an S3 bucket ARN (arn:aws:s3:::name)")),
     }
 }
@@ -301,7 +305,9 @@ fn parse_file(index: usize, entry: &Value) -> Result<ManifestFile, ManifestError
         Some(Value::String(k)) if !k.is_empty() => k.as_str(),
         Some(Value::String(_)) => return Err(invalid("", "key", "empty".into())),
         None | Some(Value::Null) => return Err(invalid("", "key", "missing".into())),
-        Some(other) => return Err(invalid("", "key", format!("expected a string, found {}", kind_of(other)))),
+        Some(other) => {
+            return Err(invalid("", "key", format!("expected a string, found {}", kind_of(other))));
+        }
     };
     let size = match map.get("size") {
         None | Some(Value::Null) => return Err(invalid(key, "size", "missing".into())),
@@ -328,7 +334,8 @@ pub fn parse_schema(format: InventoryFormat, schema: &str) -> Result<Vec<Invento
         InventoryFormat::Csv => schema.split(',').map(|n| n.trim().to_string()).collect(),
         InventoryFormat::Orc => orc_struct_names(schema).map_err(invalid)?,
         InventoryFormat::Parquet => {
-            let message = ::parquet::schema::parser::parse_message_type(schema).map_err(|e| invalid(e.to_string()))?;
+            let message =
+                ::parquet::schema::parser::parse_message_type(schema).map_err(|e| invalid(e.to_string()))?;
             message.get_fields().iter().map(|f| f.name().to_string()).collect()
         }
     };
@@ -377,7 +384,8 @@ fn orc_struct_names(schema: &str) -> Result<Vec<String>, String> {
     }
     fields.push(body.get(start..).unwrap_or(""));
     for (i, field) in fields.iter().enumerate() {
-        let (name, ty) = field.split_once(':').ok_or_else(|| format!("field {} has no type: {field:?}", i + 1))?;
+        let (name, ty) =
+            field.split_once(':').ok_or_else(|| format!("field {} has no type: {field:?}", i + 1))?;
         if ty.trim().is_empty() {
             return Err(format!("field {} has no type: {field:?}", i + 1));
         }
@@ -470,8 +478,16 @@ mod tests {
         let cases: &[(InventoryFormat, &str, Vec<InventoryColumn>)] = &[
             (InventoryFormat::Orc, orc, all_18()),
             (InventoryFormat::Parquet, parquet, all_18()),
-            (InventoryFormat::Csv, "Bucket,Key ,Size, NewThing", vec![C::Bucket, C::Key, C::Size, C::Other("NewThing".into())]),
-            (InventoryFormat::Orc, "struct<bucket:string,key:string,acl:struct<a:int,b:string>>", vec![C::Bucket, C::Key, C::Other("acl".into())]),
+            (
+                InventoryFormat::Csv,
+                "Bucket,Key ,Size, NewThing",
+                vec![C::Bucket, C::Key, C::Size, C::Other("NewThing".into())],
+            ),
+            (
+                InventoryFormat::Orc,
+                "struct<bucket:string,key:string,acl:struct<a:int,b:string>>",
+                vec![C::Bucket, C::Key, C::Other("acl".into())],
+            ),
         ];
         for (format, schema, want) in cases {
             assert_eq!(&parse_schema(*format, schema).unwrap(), want, "{format}");
@@ -500,11 +516,33 @@ mod tests {
             (manifest("1", r#""Parquet""#, r#""message {""#, FILES), "MANIFEST_INVALID_SCHEMA"),
             (manifest("1", r#""CSV""#, ok_schema, r#"{}"#), "MANIFEST_INVALID_FIELD"),
             (manifest("1", r#""CSV""#, ok_schema, r#"[1]"#), "MANIFEST_INVALID_FILE_ENTRY"),
-            (manifest("1", r#""CSV""#, ok_schema, r#"[{"key":"k","size":-1,"MD5checksum":"f11166069f1990abeb9c97ace9cdfabc"}]"#), "MANIFEST_INVALID_FILE_ENTRY"),
-            (manifest("1", r#""CSV""#, ok_schema, r#"[{"key":"k","size":1,"MD5checksum":"xyz"}]"#), "MANIFEST_INVALID_FILE_ENTRY"),
-            (manifest("1", r#""CSV""#, ok_schema, r#"[{"size":1,"MD5checksum":"f11166069f1990abeb9c97ace9cdfabc"}]"#), "MANIFEST_INVALID_FILE_ENTRY"),
+            (
+                manifest(
+                    "1",
+                    r#""CSV""#,
+                    ok_schema,
+                    r#"[{"key":"k","size":-1,"MD5checksum":"f11166069f1990abeb9c97ace9cdfabc"}]"#,
+                ),
+                "MANIFEST_INVALID_FILE_ENTRY",
+            ),
+            (
+                manifest("1", r#""CSV""#, ok_schema, r#"[{"key":"k","size":1,"MD5checksum":"xyz"}]"#),
+                "MANIFEST_INVALID_FILE_ENTRY",
+            ),
+            (
+                manifest(
+                    "1",
+                    r#""CSV""#,
+                    ok_schema,
+                    r#"[{"size":1,"MD5checksum":"f11166069f1990abeb9c97ace9cdfabc"}]"#,
+                ),
+                "MANIFEST_INVALID_FILE_ENTRY",
+            ),
             (r#"{"sourceBucket":"s"}"#.into(), "MANIFEST_MISSING_FIELD"),
-            (REFERENCE_EXAMPLE.replace("arn:aws:s3:::example", "arn:aws:sqs:::example"), "MANIFEST_INVALID_FIELD"),
+            (
+                REFERENCE_EXAMPLE.replace("arn:aws:s3:::example", "arn:aws:sqs:::example"),
+                "MANIFEST_INVALID_FIELD",
+            ),
         ];
         for (json, code) in &cases {
             let err = Manifest::parse(json.as_bytes()).unwrap_err();
@@ -514,7 +552,8 @@ mod tests {
         let err = Manifest::parse(manifest("1", r#""JSON""#, ok_schema, FILES).as_bytes()).unwrap_err();
         assert_eq!(err.to_string(), "manifest.json: unknown fileFormat \"JSON\"");
         let err = Manifest::parse(
-            manifest("1", r#""CSV""#, ok_schema, r#"[{"key":"data/a.csv.gz","size":1,"MD5checksum":"xyz"}]"#).as_bytes(),
+            manifest("1", r#""CSV""#, ok_schema, r#"[{"key":"data/a.csv.gz","size":1,"MD5checksum":"xyz"}]"#)
+                .as_bytes(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("files[0] (data/a.csv.gz): invalid MD5checksum"), "{err}");

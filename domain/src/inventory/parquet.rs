@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
-use parquet::record::{Field, Row};
 use parquet::record::reader::RowIter;
+use parquet::record::{Field, Row};
 
 use super::columns::InventoryColumn;
 use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
@@ -28,7 +28,10 @@ pub struct ParquetRecords {
 
 impl std::fmt::Debug for ParquetRecords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParquetRecords").field("file", &self.file).field("row", &self.row).finish_non_exhaustive()
+        f.debug_struct("ParquetRecords")
+            .field("file", &self.file)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +60,10 @@ impl ParquetRecords {
     }
 
     fn unreadable(&self, detail: String) -> RowError {
-        RowError::UnreadableFile { file: self.file.clone(), detail: format!("row group {}: {detail}", self.next_group) }
+        RowError::UnreadableFile {
+            file: self.file.clone(),
+            detail: format!("row group {}: {detail}", self.next_group),
+        }
     }
 
     /// Decodes the next row group into `pending`; false when there is none left.
@@ -228,8 +234,10 @@ mod tests {
                         col.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
                     }
                     "is_latest" | "is_delete_marker" => {
-                        let vals: Vec<Option<bool>> =
-                            group.iter().map(|r| if name == "is_latest" { r.latest } else { r.delete_marker }).collect();
+                        let vals: Vec<Option<bool>> = group
+                            .iter()
+                            .map(|r| if name == "is_latest" { r.latest } else { r.delete_marker })
+                            .collect();
                         let defs: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
                         let v: Vec<bool> = vals.into_iter().flatten().collect();
                         col.typed::<BoolType>().write_batch(&v, Some(&defs), None).unwrap();
@@ -324,7 +332,12 @@ mod tests {
                 bucket_key: Some("ENABLED"),
                 ..row("dir/my file+1%.csv")
             },
-            Row { latest: Some(false), delete_marker: Some(true), encryption: Some("DSSE-KMS"), ..row("caf\u{e9}/\"q\"") },
+            Row {
+                latest: Some(false),
+                delete_marker: Some(true),
+                encryption: Some("DSSE-KMS"),
+                ..row("caf\u{e9}/\"q\"")
+            },
             row("plain"),
         ];
         let bytes = write(&rows, 2);
@@ -352,13 +365,21 @@ mod tests {
 
     #[test]
     fn bad_values_are_row_errors() {
-        let rows = [Row { size: Some(-5), ..row("neg") }, Row { bucket_key: Some("MAYBE"), ..row("bk") }, row("ok")];
+        let rows =
+            [Row { size: Some(-5), ..row("neg") }, Row { bucket_key: Some("MAYBE"), ..row("bk") }, row("ok")];
         let results: Vec<_> = read_parquet("f.parquet", write(&rows, 10)).unwrap().collect();
         assert_eq!(results.len(), 3);
-        let codes: Vec<&str> = results.iter().map(|r| r.as_ref().map(|_| "OK").unwrap_or_else(|e| e.code())).collect();
+        let codes: Vec<&str> =
+            results.iter().map(|r| r.as_ref().map(|_| "OK").unwrap_or_else(|e| e.code())).collect();
         assert_eq!(codes, ["INVENTORY_INVALID_VALUE", "INVENTORY_INVALID_VALUE", "OK"]);
         assert!(results[0].as_ref().unwrap_err().to_string().starts_with("f.parquet: row 1, column Size:"));
-        assert!(results[1].as_ref().unwrap_err().to_string().starts_with("f.parquet: row 2, column BucketKeyStatus:"));
+        assert!(
+            results[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .starts_with("f.parquet: row 2, column BucketKeyStatus:")
+        );
     }
 
     #[test]
@@ -373,9 +394,14 @@ mod tests {
             assert_eq!(err.code(), *code);
         }
         // A Parquet file without a key column.
-        let schema = Arc::new(parquet::schema::parser::parse_message_type("message m { required binary bucket (UTF8); }").unwrap());
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type("message m { required binary bucket (UTF8); }")
+                .unwrap(),
+        );
         let mut buf = Vec::new();
-        let writer = SerializedFileWriter::new(&mut buf, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+        let writer =
+            SerializedFileWriter::new(&mut buf, schema, Arc::new(WriterProperties::builder().build()))
+                .unwrap();
         writer.close().unwrap();
         let err = read_parquet("f", Bytes::from(buf)).unwrap_err();
         assert_eq!(err.code(), "INVENTORY_MISSING_COLUMN");

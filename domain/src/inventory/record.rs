@@ -234,7 +234,12 @@ pub(crate) fn check_schema<'a>(
 
 impl Ctx<'_> {
     fn invalid(&self, column: &InventoryColumn, detail: String) -> RowError {
-        RowError::InvalidValue { file: self.file.to_string(), row: self.row, column: column.to_string(), detail }
+        RowError::InvalidValue {
+            file: self.file.to_string(),
+            row: self.row,
+            column: column.to_string(),
+            detail,
+        }
     }
 
     /// A boolean-like column: `yes`/`no` spellings compared case-insensitively.
@@ -250,7 +255,10 @@ impl Ctx<'_> {
     }
 
     fn unsigned(&self, column: &InventoryColumn, value: &str) -> Result<u64, RowError> {
-        value.trim().parse().map_err(|_| self.invalid(column, format!("{value:?} is not a non-negative integer")))
+        value
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(column, format!("{value:?} is not a non-negative integer")))
     }
 
     /// ISO-8601 timestamps (`2023-01-31T12:00:00.000Z`), or epoch milliseconds.
@@ -306,14 +314,22 @@ impl<'a> RecordBuilder<'a> {
             C::LastModifiedDate => r.last_modified_ms = Some(ctx.timestamp(column, value)?),
             C::ETag => r.etag = Some(value.trim_matches('"').to_string()),
             C::StorageClass => r.storage_class = text(),
-            C::IsMultipartUploaded => r.is_multipart_uploaded = Some(ctx.flag(column, value, "true", "false")?),
+            C::IsMultipartUploaded => {
+                r.is_multipart_uploaded = Some(ctx.flag(column, value, "true", "false")?)
+            }
             C::ReplicationStatus => r.replication_status = text(),
             C::EncryptionStatus => r.encryption_status = Some(EncryptionStatus::parse(value)),
-            C::ObjectLockRetainUntilDate => r.object_lock_retain_until_ms = Some(ctx.timestamp(column, value)?),
+            C::ObjectLockRetainUntilDate => {
+                r.object_lock_retain_until_ms = Some(ctx.timestamp(column, value)?)
+            }
             C::ObjectLockMode => r.object_lock_mode = text(),
-            C::ObjectLockLegalHoldStatus => r.object_lock_legal_hold = Some(ctx.flag(column, value, "on", "off")?),
+            C::ObjectLockLegalHoldStatus => {
+                r.object_lock_legal_hold = Some(ctx.flag(column, value, "on", "off")?)
+            }
             C::IntelligentTieringAccessTier => r.intelligent_tiering_access_tier = text(),
-            C::BucketKeyStatus => r.bucket_key_enabled = Some(ctx.flag(column, value, "enabled", "disabled")?),
+            C::BucketKeyStatus => {
+                r.bucket_key_enabled = Some(ctx.flag(column, value, "enabled", "disabled")?)
+            }
             C::ChecksumAlgorithm => r.checksum_algorithm = text(),
             C::ObjectAccessControlList => r.object_access_control_list = text(),
             C::ObjectOwner => r.object_owner = text(),
@@ -348,8 +364,9 @@ impl<'a> RecordBuilder<'a> {
         let r = &mut self.record;
         match column {
             C::Size => {
-                r.size =
-                    Some(u64::try_from(value).map_err(|_| ctx.invalid(column, format!("{value} is negative")))?)
+                r.size = Some(
+                    u64::try_from(value).map_err(|_| ctx.invalid(column, format!("{value} is negative")))?,
+                )
             }
             C::LastModifiedDate => r.last_modified_ms = Some(value),
             C::ObjectLockRetainUntilDate => r.object_lock_retain_until_ms = Some(value),
@@ -361,7 +378,9 @@ impl<'a> RecordBuilder<'a> {
 
     /// Finishes the row: bucket and key are required.
     pub(crate) fn finish(self) -> Result<InventoryRecord, RowError> {
-        for (column, value) in [(InventoryColumn::Bucket, &self.record.bucket), (InventoryColumn::Key, &self.record.key)] {
+        for (column, value) in
+            [(InventoryColumn::Bucket, &self.record.bucket), (InventoryColumn::Key, &self.record.key)]
+        {
             if value.is_empty() {
                 return Err(self.ctx().invalid(&column, "empty".into()));
             }

@@ -37,7 +37,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn rec(key: &str, version: &str, latest: Option<bool>, marker: Option<bool>, modified: i64) -> InventoryRecord {
+    fn rec(
+        key: &str,
+        version: &str,
+        latest: Option<bool>,
+        marker: Option<bool>,
+        modified: i64,
+    ) -> InventoryRecord {
         InventoryRecord {
             bucket: "src".into(),
             key: key.into(),
