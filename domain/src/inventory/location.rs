@@ -267,9 +267,12 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().unwrap()
     }
 
+    /// key, prefix, source bucket, config id, timestamp, file.
+    type Case = (&'static str, &'static str, &'static str, &'static str, DateTime<Utc>, ReportFile);
+
     #[test]
     fn parses_report_keys() {
-        let cases: &[(&str, &str, &str, &str, DateTime<Utc>, ReportFile)] = &[
+        let cases: &[Case] = &[
             (
                 "inv/src-bucket/cfg1/2016-11-06T21-32Z/manifest.json",
                 "inv",

@@ -203,7 +203,7 @@ mod tests {
         bucket_key: Option<&'a str>,
     }
 
-    fn strings<'a>(values: Vec<Option<&'a str>>) -> (Vec<ByteArray>, Vec<i16>) {
+    fn strings(values: Vec<Option<&str>>) -> (Vec<ByteArray>, Vec<i16>) {
         let defs = values.iter().map(|v| i16::from(v.is_some())).collect();
         (values.into_iter().flatten().map(ByteArray::from).collect(), defs)
     }
