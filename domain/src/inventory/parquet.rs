@@ -2,6 +2,7 @@
 //! (`last_modified_date`, `e_tag`); keys are not URL-encoded.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use parquet::file::reader::{FileReader, RowGroupReader};
@@ -39,8 +40,11 @@ impl std::fmt::Debug for ParquetRecords {
 /// has no `bucket` or `key` column.
 pub fn read_parquet(file: impl Into<String>, bytes: Bytes) -> Result<ParquetRecords, RowError> {
     let file = file.into();
-    let reader = SerializedFileReader::new(bytes)
-        .map_err(|e| RowError::UnreadableFile { file: file.clone(), detail: e.to_string() })?;
+    let unreadable = |detail: String| RowError::UnreadableFile { file: file.clone(), detail };
+    // Guards the footer decoder, as for row groups.
+    let reader = catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(bytes)))
+        .map_err(|_| unreadable("decoder failed unexpectedly".into()))?
+        .map_err(|e| unreadable(e.to_string()))?;
     let columns: Vec<InventoryColumn> = reader
         .metadata()
         .file_metadata()
@@ -71,40 +75,16 @@ impl ParquetRecords {
         if self.next_group >= self.reader.num_row_groups() {
             return false;
         }
-        let group = match self.reader.get_row_group(self.next_group) {
-            Ok(group) => group,
-            Err(e) => {
-                let error = self.unreadable(e.to_string());
-                self.pending.push_back(Err(error));
-                self.done = true;
-                return true;
-            }
+        let (file, reader, group, first_row) = (&self.file, &self.reader, self.next_group, self.row);
+        // Our own code is written not to panic; this guards the Parquet decoder on corrupt pages.
+        let decoded = catch_unwind(AssertUnwindSafe(|| decode_group(file, reader, group, first_row)));
+        let (records, rows, failure) = match decoded {
+            Ok(decoded) => decoded,
+            Err(_) => (Vec::new(), 0, Some("decoder failed unexpectedly".to_string())),
         };
-        let rows = match RowIter::from_row_group(None, group.as_ref() as &dyn RowGroupReader) {
-            Ok(rows) => rows,
-            Err(e) => {
-                let error = self.unreadable(e.to_string());
-                self.pending.push_back(Err(error));
-                self.done = true;
-                return true;
-            }
-        };
-        let mut out = Vec::new();
-        let mut failed = None;
-        for row in rows {
-            match row {
-                Ok(row) => {
-                    self.row += 1;
-                    out.push(to_record(&self.file, self.row, &row));
-                }
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        self.pending.extend(out);
-        if let Some(detail) = failed {
+        self.row += rows;
+        self.pending.extend(records);
+        if let Some(detail) = failure {
             let error = self.unreadable(detail);
             self.pending.push_back(Err(error));
             self.done = true;
@@ -112,6 +92,32 @@ impl ParquetRecords {
         self.next_group += 1;
         true
     }
+}
+
+/// One row group's records, the number of rows decoded, and why decoding stopped early.
+type Decoded = (Vec<Result<InventoryRecord, RowError>>, u64, Option<String>);
+
+fn decode_group(file: &str, reader: &SerializedFileReader<Bytes>, group: usize, first_row: u64) -> Decoded {
+    let group = match reader.get_row_group(group) {
+        Ok(group) => group,
+        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    };
+    let rows = match RowIter::from_row_group(None, group.as_ref() as &dyn RowGroupReader) {
+        Ok(rows) => rows,
+        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    };
+    let mut out = Vec::new();
+    let mut count = 0u64;
+    for row in rows {
+        match row {
+            Ok(row) => {
+                count += 1;
+                out.push(to_record(file, first_row + count, &row));
+            }
+            Err(e) => return (out, count, Some(e.to_string())),
+        }
+    }
+    (out, count, None)
 }
 
 fn to_record(file: &str, row_number: u64, row: &Row) -> Result<InventoryRecord, RowError> {
@@ -409,6 +415,29 @@ mod tests {
         let bytes = write(&[row("a")], 1);
         let err = read_parquet("f", bytes.slice(..bytes.len() - 10)).unwrap_err();
         assert_eq!(err.code(), "INVENTORY_UNREADABLE_FILE");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn corrupt_files_never_panic(flips in proptest::collection::vec((0usize..4096, 0u8..=255), 1..8), cut in 0usize..4096) {
+            let rows: Vec<Row<'_>> = (0..20).map(|_| Row { size: Some(7), latest: Some(true), ..row("k") }).collect();
+            let good = write(&rows, 7).to_vec();
+            let mut bad = good.clone();
+            for (at, byte) in flips {
+                let len = bad.len();
+                if let Some(b) = bad.get_mut(at % len) {
+                    *b ^= byte;
+                }
+            }
+            for bytes in [bad, good.get(..cut % good.len()).unwrap_or_default().to_vec()] {
+                if let Ok(records) = read_parquet("f", Bytes::from(bytes)) {
+                    for r in records {
+                        let _ = r;
+                    }
+                }
+            }
+        }
     }
 
     #[test]
