@@ -87,7 +87,9 @@ impl ReportFile {
 /// of reports puts the newest last.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReportLocation {
-    /// Destination prefix without leading or trailing `/`; empty when the configuration has none.
+    /// Everything before the source bucket, verbatim and with its trailing `/` (`"inventory/"`);
+    /// empty when the destination has no prefix. Kept verbatim so that keys round-trip exactly
+    /// (a prefix configured as `inv/` may yield `inv//…`).
     pub prefix: String,
     /// The bucket the inventory describes.
     pub source_bucket: String,
@@ -117,7 +119,7 @@ impl ReportLocation {
     /// Parses a `manifest.json` or `manifest.checksum` key into its report and which file it is.
     pub fn parse(key: &str) -> Result<(ReportLocation, ReportFile), LocationError> {
         // Split from the right: the prefix may itself contain `/`, the other parts may not.
-        let mut parts = key.rsplitn(5, '/');
+        let mut parts = key.rsplitn(4, '/');
         let file = match parts.next() {
             Some(MANIFEST_NAME) => ReportFile::Manifest,
             Some(CHECKSUM_NAME) => ReportFile::Checksum,
@@ -126,8 +128,12 @@ impl ReportLocation {
         let too_few = || LocationError::TooFewSegments { key: key.to_string() };
         let stamp = parts.next().ok_or_else(too_few)?;
         let config_id = parts.next().ok_or_else(too_few)?;
-        let source_bucket = parts.next().ok_or_else(too_few)?;
-        let prefix = parts.next().unwrap_or("").trim_matches('/');
+        let rest = parts.next().ok_or_else(too_few)?;
+        // `rest` is `<prefix><source-bucket>`; the prefix keeps its trailing slash.
+        let (prefix, source_bucket) = match rest.rfind('/') {
+            Some(slash) => rest.split_at(slash + 1),
+            None => ("", rest),
+        };
         let timestamp = parse_timestamp(stamp).ok_or_else(|| LocationError::BadTimestamp {
             key: key.to_string(),
             segment: stamp.to_string(),
@@ -149,11 +155,7 @@ impl ReportLocation {
     /// The report folder, with a trailing `/`.
     pub fn folder(&self) -> String {
         let stamp = self.timestamp.format(TIMESTAMP_FORMAT);
-        if self.prefix.is_empty() {
-            format!("{}/{}/{stamp}/", self.source_bucket, self.config_id)
-        } else {
-            format!("{}/{}/{}/{stamp}/", self.prefix, self.source_bucket, self.config_id)
-        }
+        format!("{}{}/{}/{stamp}/", self.prefix, self.source_bucket, self.config_id)
     }
 
     /// The key of one of the report's files.
@@ -275,7 +277,7 @@ mod tests {
         let cases: &[Case] = &[
             (
                 "inv/src-bucket/cfg1/2016-11-06T21-32Z/manifest.json",
-                "inv",
+                "inv/",
                 "src-bucket",
                 "cfg1",
                 at(2016, 11, 6, 21, 32),
@@ -283,7 +285,7 @@ mod tests {
             ),
             (
                 "a/b/c/src/cfg/2024-01-31T00-00Z/manifest.checksum",
-                "a/b/c",
+                "a/b/c/",
                 "src",
                 "cfg",
                 at(2024, 1, 31, 0, 0),
@@ -380,7 +382,7 @@ mod tests {
             checksum in any::<bool>(),
         ) {
             let timestamp = DateTime::<Utc>::from_timestamp(minutes * 60, 0).unwrap();
-            let location = ReportLocation { prefix: prefix.join("/"), source_bucket: bucket, config_id: config, timestamp };
+            let location = ReportLocation { prefix: prefix.iter().map(|p| format!("{p}/")).collect(), source_bucket: bucket, config_id: config, timestamp };
             let file = if checksum { ReportFile::Checksum } else { ReportFile::Manifest };
             let key = location.key(file);
             prop_assert_eq!(ReportLocation::parse(&key).unwrap(), (location, file));
@@ -388,8 +390,19 @@ mod tests {
 
         #[test]
         fn parse_never_panics(key in ".{0,80}") {
-            let _ = ReportLocation::parse(&key);
+            if let Ok((location, file)) = ReportLocation::parse(&key) {
+                prop_assert_eq!(location.key(file), key.clone());
+            }
             let _ = InventoryKey::classify(&key);
+        }
+
+        #[test]
+        fn keys_round_trip_exactly(prefix in ".{0,12}", bucket in "[a-z0-9.-]{1,12}", config in "[^/]{1,12}", minutes in 0i64..100_000_000) {
+            let stamp = DateTime::<Utc>::from_timestamp(minutes * 60, 0).unwrap().format(TIMESTAMP_FORMAT);
+            let key = format!("{prefix}{bucket}/{config}/{stamp}/manifest.json");
+            let (location, file) = ReportLocation::parse(&key).unwrap();
+            prop_assert_eq!(location.key(file), key);
+            prop_assert_eq!(location.config_id, config);
         }
     }
 }
