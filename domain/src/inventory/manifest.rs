@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::columns::InventoryColumn;
 use super::location::{CHECKSUM_NAME, MANIFEST_NAME};
-use super::md5_reader::md5_hex;
+use super::md5_reader::{ChecksumMismatch, md5_hex};
 
 /// Why a manifest (or its checksum) was rejected. [`ManifestError::code`] is stable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +134,18 @@ pub struct ManifestFile {
     pub size: u64,
     /// MD5 of the file's bytes, lowercase hex.
     pub md5: String,
+}
+
+impl ManifestFile {
+    /// Checks a fully downloaded data file (e.g. a Parquet file held in memory) against `md5`.
+    pub fn verify(&self, bytes: &[u8]) -> Result<(), ChecksumMismatch> {
+        let actual = md5_hex(bytes);
+        if actual == self.md5 {
+            Ok(())
+        } else {
+            Err(ChecksumMismatch { file: self.key.clone(), expected: self.md5.clone(), actual })
+        }
+    }
 }
 
 /// A parsed `manifest.json`.
@@ -576,6 +588,14 @@ mod tests {
             let got = verify_checksum(body, &checksum).map_err(|e| e.code());
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&checksum));
         }
+    }
+
+    #[test]
+    fn data_file_verification() {
+        let file = ManifestFile { key: "data/a.parquet".into(), size: 3, md5: md5_hex(b"abc") };
+        assert_eq!(file.verify(b"abc"), Ok(()));
+        let err = file.verify(b"abd").unwrap_err();
+        assert_eq!((err.file.as_str(), err.actual), ("data/a.parquet", md5_hex(b"abd")));
     }
 
     #[test]
