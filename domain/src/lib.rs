@@ -8,6 +8,7 @@
 pub mod dataset;
 pub mod encryption;
 pub mod format;
+pub mod inventory;
 pub mod model;
 pub mod policy;
 pub mod schema;

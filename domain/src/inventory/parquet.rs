@@ -1,0 +1,447 @@
+//! Inventory Parquet data files held in memory (reference §1.5). Column names are snake_case
+//! (`last_modified_date`, `e_tag`); keys are not URL-encoded.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::record::reader::RowIter;
+use parquet::record::{Field, Row};
+
+use super::columns::InventoryColumn;
+use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
+
+/// Iterator over the rows of one Parquet inventory file, one row group decoded at a time.
+///
+/// Row-level errors are followed by the next rows; a row group that cannot be read ends the
+/// iteration with a fatal [`RowError::UnreadableFile`].
+pub struct ParquetRecords {
+    file: String,
+    reader: SerializedFileReader<Bytes>,
+    columns: Vec<InventoryColumn>,
+    next_group: usize,
+    row: u64,
+    pending: VecDeque<Result<InventoryRecord, RowError>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for ParquetRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetRecords")
+            .field("file", &self.file)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a Parquet inventory file. Fails when the footer cannot be read or the file's schema
+/// has no `bucket` or `key` column.
+pub fn read_parquet(file: impl Into<String>, bytes: Bytes) -> Result<ParquetRecords, RowError> {
+    let file = file.into();
+    let unreadable = |detail: String| RowError::UnreadableFile { file: file.clone(), detail };
+    // Guards the footer decoder, as for row groups.
+    let reader = catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(bytes)))
+        .map_err(|_| unreadable("decoder failed unexpectedly".into()))?
+        .map_err(|e| unreadable(e.to_string()))?;
+    let columns: Vec<InventoryColumn> = reader
+        .metadata()
+        .file_metadata()
+        .schema()
+        .get_fields()
+        .iter()
+        .map(|f| InventoryColumn::from_name(f.name()))
+        .collect();
+    check_schema(&file, &columns)?;
+    Ok(ParquetRecords { file, reader, columns, next_group: 0, row: 0, pending: VecDeque::new(), done: false })
+}
+
+impl ParquetRecords {
+    /// The file's columns, in file order.
+    pub fn columns(&self) -> &[InventoryColumn] {
+        &self.columns
+    }
+
+    fn unreadable(&self, detail: String) -> RowError {
+        RowError::UnreadableFile {
+            file: self.file.clone(),
+            detail: format!("row group {}: {detail}", self.next_group),
+        }
+    }
+
+    /// Decodes the next row group into `pending`; false when there is none left.
+    fn load_group(&mut self) -> bool {
+        if self.next_group >= self.reader.num_row_groups() {
+            return false;
+        }
+        let (file, reader, group, first_row) = (&self.file, &self.reader, self.next_group, self.row);
+        // Our own code is written not to panic; this guards the Parquet decoder on corrupt pages.
+        let decoded = catch_unwind(AssertUnwindSafe(|| decode_group(file, reader, group, first_row)));
+        let (records, rows, failure) = match decoded {
+            Ok(decoded) => decoded,
+            Err(_) => (Vec::new(), 0, Some("decoder failed unexpectedly".to_string())),
+        };
+        self.row += rows;
+        self.pending.extend(records);
+        if let Some(detail) = failure {
+            let error = self.unreadable(detail);
+            self.pending.push_back(Err(error));
+            self.done = true;
+        }
+        self.next_group += 1;
+        true
+    }
+}
+
+/// One row group's records, the number of rows decoded, and why decoding stopped early.
+type Decoded = (Vec<Result<InventoryRecord, RowError>>, u64, Option<String>);
+
+fn decode_group(file: &str, reader: &SerializedFileReader<Bytes>, group: usize, first_row: u64) -> Decoded {
+    let group = match reader.get_row_group(group) {
+        Ok(group) => group,
+        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    };
+    let rows = match RowIter::from_row_group(None, group.as_ref() as &dyn RowGroupReader) {
+        Ok(rows) => rows,
+        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    };
+    let mut out = Vec::new();
+    let mut count = 0u64;
+    for row in rows {
+        match row {
+            Ok(row) => {
+                count += 1;
+                out.push(to_record(file, first_row + count, &row));
+            }
+            Err(e) => return (out, count, Some(e.to_string())),
+        }
+    }
+    (out, count, None)
+}
+
+fn to_record(file: &str, row_number: u64, row: &Row) -> Result<InventoryRecord, RowError> {
+    let mut builder = RecordBuilder::new(file, row_number);
+    for (name, field) in row.get_column_iter() {
+        let column = InventoryColumn::from_name(name);
+        match field {
+            Field::Null => {}
+            Field::Str(s) => builder.set_text(&column, s)?,
+            Field::Bytes(b) => match std::str::from_utf8(b.data()) {
+                Ok(s) => builder.set_text(&column, s)?,
+                Err(e) => {
+                    return Err(RowError::InvalidValue {
+                        file: file.to_string(),
+                        row: row_number,
+                        column: column.to_string(),
+                        detail: format!("not UTF-8: {e}"),
+                    });
+                }
+            },
+            Field::Bool(b) => builder.set_bool(&column, *b)?,
+            Field::Long(v) | Field::TimestampMillis(v) => builder.set_int(&column, *v)?,
+            Field::Int(v) => builder.set_int(&column, i64::from(*v))?,
+            Field::TimestampMicros(us) => builder.set_int(&column, us.div_euclid(1000))?,
+            // Anything else (nested ACL structures, unexpected types): its text form.
+            other => builder.set_text(&column, &other.to_string())?,
+        }
+    }
+    builder.finish()
+}
+
+impl Iterator for ParquetRecords {
+    type Item = Result<InventoryRecord, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.done || !self.load_group() {
+                self.done = true;
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::record::EncryptionStatus;
+    use parquet::basic::Compression;
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    /// The Parquet schema AWS documents for inventory files (all columns optional but bucket/key).
+    const AWS_SCHEMA: &str = "message s3.inventory {
+        required binary bucket (UTF8);
+        required binary key (UTF8);
+        optional binary version_id (UTF8);
+        optional boolean is_latest;
+        optional boolean is_delete_marker;
+        optional int64 size;
+        optional int64 last_modified_date (TIMESTAMP_MILLIS);
+        optional binary e_tag (UTF8);
+        optional binary storage_class (UTF8);
+        optional boolean is_multipart_uploaded;
+        optional binary replication_status (UTF8);
+        optional binary encryption_status (UTF8);
+        optional int64 object_lock_retain_until_date (TIMESTAMP_MILLIS);
+        optional binary object_lock_mode (UTF8);
+        optional binary object_lock_legal_hold_status (UTF8);
+        optional binary intelligent_tiering_access_tier (UTF8);
+        optional binary bucket_key_status (UTF8);
+        optional binary checksum_algorithm (UTF8);
+    }";
+
+    /// One fixture row: `None` is a null.
+    struct Row<'a> {
+        key: &'a str,
+        version: Option<&'a str>,
+        latest: Option<bool>,
+        delete_marker: Option<bool>,
+        size: Option<i64>,
+        modified: Option<i64>,
+        encryption: Option<&'a str>,
+        bucket_key: Option<&'a str>,
+    }
+
+    fn strings(values: Vec<Option<&str>>) -> (Vec<ByteArray>, Vec<i16>) {
+        let defs = values.iter().map(|v| i16::from(v.is_some())).collect();
+        (values.into_iter().flatten().map(ByteArray::from).collect(), defs)
+    }
+
+    /// Writes `rows` with the AWS schema, Snappy as AWS does, `group_size` rows per row group.
+    fn write(rows: &[Row], group_size: usize) -> Bytes {
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(AWS_SCHEMA).unwrap());
+        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let mut buf = Vec::new();
+        let mut writer = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
+        for group in rows.chunks(group_size) {
+            let mut rg = writer.next_row_group().unwrap();
+            let mut index = 0;
+            while let Some(mut col) = rg.next_column().unwrap() {
+                let name = col_name(index);
+                index += 1;
+                let pick_str = |f: fn(&Row<'_>, &str) -> Option<String>| {
+                    let owned: Vec<Option<String>> = group.iter().map(|r| f(r, name)).collect();
+                    strings(owned.iter().map(|o| o.as_deref()).collect())
+                };
+                match name {
+                    "bucket" => {
+                        let (v, _) = pick_str(|_, _| Some("src".into()));
+                        col.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
+                    }
+                    "key" => {
+                        let (v, _) = pick_str(|r, _| Some(r.key.into()));
+                        col.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
+                    }
+                    "is_latest" | "is_delete_marker" => {
+                        let vals: Vec<Option<bool>> = group
+                            .iter()
+                            .map(|r| if name == "is_latest" { r.latest } else { r.delete_marker })
+                            .collect();
+                        let defs: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
+                        let v: Vec<bool> = vals.into_iter().flatten().collect();
+                        col.typed::<BoolType>().write_batch(&v, Some(&defs), None).unwrap();
+                    }
+                    "size" | "last_modified_date" | "object_lock_retain_until_date" => {
+                        let vals: Vec<Option<i64>> = group
+                            .iter()
+                            .map(|r| match name {
+                                "size" => r.size,
+                                "last_modified_date" => r.modified,
+                                _ => None,
+                            })
+                            .collect();
+                        let defs: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
+                        let v: Vec<i64> = vals.into_iter().flatten().collect();
+                        col.typed::<Int64Type>().write_batch(&v, Some(&defs), None).unwrap();
+                    }
+                    "is_multipart_uploaded" => {
+                        let defs = vec![0i16; group.len()];
+                        col.typed::<BoolType>().write_batch(&[], Some(&defs), None).unwrap();
+                    }
+                    other => {
+                        let _ = other;
+                        let (v, defs) = pick_str(|r, name| {
+                            match name {
+                                "version_id" => r.version,
+                                "encryption_status" => r.encryption,
+                                "bucket_key_status" => r.bucket_key,
+                                "storage_class" => Some("STANDARD"),
+                                _ => None,
+                            }
+                            .map(str::to_string)
+                        });
+                        col.typed::<ByteArrayType>().write_batch(&v, Some(&defs), None).unwrap();
+                    }
+                }
+                col.close().unwrap();
+            }
+            rg.close().unwrap();
+        }
+        writer.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    fn col_name(index: usize) -> &'static str {
+        const NAMES: &[&str] = &[
+            "bucket",
+            "key",
+            "version_id",
+            "is_latest",
+            "is_delete_marker",
+            "size",
+            "last_modified_date",
+            "e_tag",
+            "storage_class",
+            "is_multipart_uploaded",
+            "replication_status",
+            "encryption_status",
+            "object_lock_retain_until_date",
+            "object_lock_mode",
+            "object_lock_legal_hold_status",
+            "intelligent_tiering_access_tier",
+            "bucket_key_status",
+            "checksum_algorithm",
+        ];
+        NAMES[index]
+    }
+
+    fn row(key: &str) -> Row<'_> {
+        Row {
+            key,
+            version: None,
+            latest: None,
+            delete_marker: None,
+            size: None,
+            modified: None,
+            encryption: None,
+            bucket_key: None,
+        }
+    }
+
+    #[test]
+    fn reads_aws_schema_file() {
+        let rows = [
+            Row {
+                version: Some("v1"),
+                latest: Some(true),
+                delete_marker: Some(false),
+                size: Some(1024),
+                modified: Some(1_675_166_400_000),
+                encryption: Some("SSE-KMS"),
+                bucket_key: Some("ENABLED"),
+                ..row("dir/my file+1%.csv")
+            },
+            Row {
+                latest: Some(false),
+                delete_marker: Some(true),
+                encryption: Some("DSSE-KMS"),
+                ..row("caf\u{e9}/\"q\"")
+            },
+            row("plain"),
+        ];
+        let bytes = write(&rows, 2);
+        let reader = read_parquet("data/f.parquet", bytes).unwrap();
+        assert_eq!(reader.columns().len(), 18);
+        assert_eq!(reader.columns()[7], InventoryColumn::ETag);
+        let records: Vec<InventoryRecord> = reader.map(Result::unwrap).collect();
+        assert_eq!(records.len(), 3);
+        let r = &records[0];
+        assert_eq!((r.bucket.as_str(), r.key.as_str()), ("src", "dir/my file+1%.csv"));
+        assert_eq!(r.version_id.as_deref(), Some("v1"));
+        assert_eq!((r.is_latest, r.is_delete_marker, r.size), (Some(true), Some(false), Some(1024)));
+        assert_eq!(r.last_modified_ms, Some(1_675_166_400_000));
+        assert_eq!(r.encryption_status, Some(EncryptionStatus::SseKms));
+        assert_eq!(r.bucket_key_enabled, Some(true));
+        assert_eq!(r.storage_class.as_deref(), Some("STANDARD"));
+        assert_eq!(r.is_multipart_uploaded, None);
+        let r = &records[1];
+        assert_eq!(r.key, "caf\u{e9}/\"q\"");
+        assert_eq!((r.is_latest, r.is_delete_marker), (Some(false), Some(true)));
+        assert_eq!(r.encryption_status, Some(EncryptionStatus::DsseKms));
+        let r = &records[2];
+        assert_eq!((r.key.as_str(), r.size, r.version_id.clone()), ("plain", None, None));
+    }
+
+    #[test]
+    fn bad_values_are_row_errors() {
+        let rows =
+            [Row { size: Some(-5), ..row("neg") }, Row { bucket_key: Some("MAYBE"), ..row("bk") }, row("ok")];
+        let results: Vec<_> = read_parquet("f.parquet", write(&rows, 10)).unwrap().collect();
+        assert_eq!(results.len(), 3);
+        let codes: Vec<&str> =
+            results.iter().map(|r| r.as_ref().map(|_| "OK").unwrap_or_else(|e| e.code())).collect();
+        assert_eq!(codes, ["INVENTORY_INVALID_VALUE", "INVENTORY_INVALID_VALUE", "OK"]);
+        assert!(results[0].as_ref().unwrap_err().to_string().starts_with("f.parquet: row 1, column Size:"));
+        assert!(
+            results[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .starts_with("f.parquet: row 2, column BucketKeyStatus:")
+        );
+    }
+
+    #[test]
+    fn unreadable_and_schema_errors() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "INVENTORY_UNREADABLE_FILE"),
+            (b"PAR1 not really parquet PAR1", "INVENTORY_UNREADABLE_FILE"),
+            (b"a,b,c\n", "INVENTORY_UNREADABLE_FILE"),
+        ];
+        for (bytes, code) in cases {
+            let err = read_parquet("f", Bytes::copy_from_slice(bytes)).unwrap_err();
+            assert_eq!(err.code(), *code);
+        }
+        // A Parquet file without a key column.
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type("message m { required binary bucket (UTF8); }")
+                .unwrap(),
+        );
+        let mut buf = Vec::new();
+        let writer =
+            SerializedFileWriter::new(&mut buf, schema, Arc::new(WriterProperties::builder().build()))
+                .unwrap();
+        writer.close().unwrap();
+        let err = read_parquet("f", Bytes::from(buf)).unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_MISSING_COLUMN");
+        // Truncated file: the footer is gone.
+        let bytes = write(&[row("a")], 1);
+        let err = read_parquet("f", bytes.slice(..bytes.len() - 10)).unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_UNREADABLE_FILE");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn corrupt_files_never_panic(flips in proptest::collection::vec((0usize..4096, 0u8..=255), 1..8), cut in 0usize..4096) {
+            let rows: Vec<Row<'_>> = (0..20).map(|_| Row { size: Some(7), latest: Some(true), ..row("k") }).collect();
+            let good = write(&rows, 7).to_vec();
+            let mut bad = good.clone();
+            for (at, byte) in flips {
+                let len = bad.len();
+                if let Some(b) = bad.get_mut(at % len) {
+                    *b ^= byte;
+                }
+            }
+            for bytes in [bad, good.get(..cut % good.len()).unwrap_or_default().to_vec()] {
+                if let Ok(records) = read_parquet("f", Bytes::from(bytes)) {
+                    for r in records {
+                        let _ = r;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_has_no_rows() {
+        assert_eq!(read_parquet("f", write(&[], 1)).unwrap().count(), 0);
+    }
+}
