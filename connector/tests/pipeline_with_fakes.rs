@@ -90,6 +90,9 @@ impl ObjectStore for FakeStore {
             if !key.starts_with(&request.prefix) {
                 break;
             }
+            if request.start_after.as_ref().is_some_and(|after| key <= after) {
+                continue;
+            }
             let rest = &key[request.prefix.len()..];
             match (&request.delimiter, rest.find('/')) {
                 (Some(_), Some(i)) => {
@@ -421,4 +424,64 @@ async fn closing_the_output_stops_the_run() {
     drop(rx);
     let err = extractor.run(&scope, tx).await.expect_err("a closed output ends the run");
     assert!(matches!(err, s3_connector::extract::ExtractError::OutputClosed), "{err}");
+}
+
+#[tokio::test]
+async fn runs_of_prefixes_list_every_object_exactly_once() {
+    // 12 dataset folders plus root-level files sorting between them, listed as runs of 4
+    // folders (3 shards) with 2-entry pages: every page boundary and run boundary is crossed.
+    let mut objects = BTreeMap::new();
+    let ok =
+        |rows| FakeObject { body: csv(rows), encryption: kms_encryption(KEY_ARN), behaviour: Behaviour::Ok };
+    for t in 0..12 {
+        for f in 0..(t % 3 + 1) {
+            objects.insert(format!("table{t:02}/part-{f}.csv"), ok(3));
+        }
+        objects.insert(format!("table{t:02}.csv"), ok(2));
+    }
+    objects.insert("table05.zzz/part-0.csv".into(), ok(2));
+    let mut buckets = BTreeMap::new();
+    buckets.insert("wide-lake".to_string(), objects);
+    let store = FakeStore { buckets, deny_listing: vec![], gets: Mutex::new(0) };
+    let services = Services {
+        store: Arc::new(store),
+        keys: Arc::new(FakeKeys),
+        identity: Arc::new(FakeIdentity),
+        stats: Arc::new(RequestStats::default()),
+        region: "us-east-1".into(),
+    };
+    let limits = ExtractLimits { listing_concurrency: 3, ..ExtractLimits::default() };
+    let extractor = Extractor::new(services.clone(), limits);
+    let scope = ExtractScope {
+        targets: vec![BucketTarget { bucket: "wide-lake".into(), prefixes: vec![] }],
+        ..Default::default()
+    };
+    let (tx, mut rx) = mpsc::channel(4);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let outcome = extractor.run(&scope, tx).await.expect("run completes");
+    let events = collector.await.unwrap();
+    let mut files: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &events {
+        if let ExtractEvent::Dataset(d) = e {
+            files.insert(d.aggregate.key().prefix.clone(), d.aggregate.file_count());
+        }
+    }
+    for t in 0..12 {
+        assert_eq!(
+            files.get(&format!("table{t:02}/")),
+            Some(&((t % 3 + 1) as u64)),
+            "table{t:02}: {files:?}"
+        );
+    }
+    assert_eq!(files.get(""), Some(&12), "root-level files counted once");
+    assert_eq!(files.get("table05.zzz/"), Some(&1));
+    let expected_objects: u64 = (0..12).map(|t| t % 3 + 1).sum::<u64>() + 12 + 1;
+    assert_eq!(outcome.objects, expected_objects, "no object listed twice or missed");
+    assert!(outcome.unlisted_buckets.is_empty());
 }

@@ -255,11 +255,13 @@ pub struct LockedEstate {
 impl LockedEstate {
     /// Reads what the test script set up; panics with instructions when it did not.
     pub fn get() -> LockedEstate {
-        let endpoint = std::env::var("S3C_MOTO_IAM_ENDPOINT")
-            .unwrap_or_else(|_| panic!("S3C_MOTO_IAM_ENDPOINT is not set: run the suite with scripts/test.sh"));
+        let endpoint = std::env::var("S3C_MOTO_IAM_ENDPOINT").unwrap_or_else(|_| {
+            panic!("S3C_MOTO_IAM_ENDPOINT is not set: run the suite with scripts/test.sh")
+        });
         let path = std::env::var("S3C_MOTO_IAM_USER")
             .unwrap_or_else(|_| panic!("S3C_MOTO_IAM_USER is not set: run the suite with scripts/test.sh"));
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("user file")).expect("user JSON");
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("user file")).expect("user JSON");
         let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} missing in {path}")).to_string();
         LockedEstate {
             endpoint,
@@ -284,7 +286,11 @@ pub fn connector_binary() -> PathBuf {
 /// Runs the real binary as a separate process with the given credentials.
 pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> RunResult {
     let binary = connector_binary();
-    assert!(binary.exists(), "{} is missing: build it with `cargo build --bin s3-connector`", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin s3-connector`",
+        binary.display()
+    );
     let out = std::process::Command::new(&binary)
         .arg("extract")
         .args(args)

@@ -150,8 +150,12 @@ async fn malformed_role_settings_are_refused_before_any_request() {
 fn a_bucket_the_caller_may_not_list_names_the_principal_and_the_missing_permission() {
     // moto with IAM enforcement; the user's policy lacks s3:ListBucket.
     let locked = s3_connector_e2e::LockedEstate::get();
-    let run =
-        s3_connector_e2e::extract_as(&locked.endpoint, &locked.access_key_id, &locked.secret_access_key, &[&locked.bucket]);
+    let run = s3_connector_e2e::extract_as(
+        &locked.endpoint,
+        &locked.access_key_id,
+        &locked.secret_access_key,
+        &[&locked.bucket],
+    );
     assert_eq!(run.exit_code, 2, "completed, but a bucket could not be listed: {:?}", run.error);
     let problems = run.of_kind("problem");
     let denied = problems.iter().find(|p| p["code"] == "BUCKET_ACCESS_DENIED").expect("BUCKET_ACCESS_DENIED");

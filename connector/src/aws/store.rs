@@ -24,6 +24,8 @@ pub struct ListRequest {
     pub delimiter: Option<String>,
     /// Continuation token from the previous page.
     pub continuation: Option<String>,
+    /// List only keys after this one (first page only).
+    pub start_after: Option<String>,
 }
 
 /// One page of a listing.
@@ -247,6 +249,8 @@ impl ObjectStore for SdkObjectStore {
         }
         if let Some(token) = &request.continuation {
             call = call.continuation_token(token);
+        } else if let Some(after) = &request.start_after {
+            call = call.start_after(after);
         }
         let out = call.send().await.map_err(|e| {
             let prefix = (!request.prefix.is_empty()).then_some(request.prefix.as_str());

@@ -118,6 +118,37 @@ pub enum ExtractError {
     NoBuckets,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("p{i:03}/")).collect()
+    }
+
+    #[test]
+    fn shards_are_contiguous_balanced_runs() {
+        let shards = plan_shards(names(10), 4);
+        let sizes: Vec<usize> = shards.iter().map(|s| s.prefixes.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 2, 2]);
+        assert_eq!(shards[0].stop_at.as_deref(), Some("p003/"));
+        assert_eq!(shards[3].stop_at, None);
+        let all: Vec<String> = shards.into_iter().flat_map(|s| s.prefixes).collect();
+        assert_eq!(all, names(10));
+        assert_eq!(plan_shards(names(3), 8).len(), 3, "never more shards than prefixes");
+        assert!(plan_shards(Vec::new(), 8).is_empty());
+    }
+
+    #[test]
+    fn start_after_sorts_between_the_previous_keys_and_the_prefix() {
+        let after = start_after_for("sales/").unwrap();
+        assert!(after.as_str() < "sales/");
+        assert!(after.as_str() > "sales.zzzz/part-0.csv");
+        assert!(after.as_str() > "sale/x");
+        assert_eq!(start_after_for("no-delimiter"), None);
+    }
+}
+
 /// Live counters for progress display.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -323,28 +354,114 @@ enum ListingMessage {
     ShardFailed(String, AwsError),
 }
 
-/// Lists one shard (recursively, no delimiter), page by page.
-async fn list_shard(ctx: Arc<RunContext>, bucket: String, prefix: String, tx: mpsc::Sender<ListingMessage>) {
-    let mut request = ListRequest { bucket, prefix: prefix.clone(), delimiter: None, continuation: None };
-    loop {
-        match ctx.services.store.list_page(&request).await {
-            Ok(page) => {
-                ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
-                if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
-                    return;
-                }
-                match page.next {
-                    Some(token) => request.continuation = Some(token),
-                    None => break,
-                }
-            }
+/// A listing shard: a contiguous run of the root's common prefixes, listed flat and in key
+/// order. One LIST sequence per run instead of one per prefix keeps the request count close to
+/// a bare listing when a bucket has many small prefixes, while runs still list in parallel.
+struct Shard {
+    /// The common prefixes this shard covers, sorted.
+    prefixes: Vec<String>,
+    /// The first prefix of the next shard: listing stops at it.
+    stop_at: Option<String>,
+}
+
+/// Splits the root's sorted common prefixes into at most `max_shards` contiguous runs.
+fn plan_shards(prefixes: Vec<String>, max_shards: usize) -> Vec<Shard> {
+    let count = prefixes.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let shards = count.min(max_shards.max(1));
+    let mut runs: Vec<Vec<String>> = Vec::with_capacity(shards);
+    let mut iter = prefixes.into_iter();
+    for i in 0..shards {
+        // Spread the remainder over the first runs.
+        let size = count / shards + usize::from(i < count % shards);
+        runs.push(iter.by_ref().take(size).collect());
+    }
+    let firsts: Vec<Option<String>> = runs.iter().skip(1).map(|r| r.first().cloned()).chain([None]).collect();
+    runs.into_iter().zip(firsts).map(|(prefixes, stop_at)| Shard { prefixes, stop_at }).collect()
+}
+
+/// The greatest practical key below every key that starts with `prefix` (which ends with the
+/// delimiter "/"): `StartAfter` is exclusive, and no real key sorts between the two.
+fn start_after_for(prefix: &str) -> Option<String> {
+    let stem = prefix.strip_suffix('/')?;
+    Some(format!("{stem}.{}", '\u{10FFFF}'.to_string().repeat(4)))
+}
+
+/// Lists one shard flat and in order; a prefix is reported done as soon as the listing has
+/// moved past it, so its datasets can be inferred while the rest is still being listed.
+async fn list_shard(
+    ctx: Arc<RunContext>,
+    bucket: String,
+    root_prefix: String,
+    shard: Shard,
+    tx: mpsc::Sender<ListingMessage>,
+) {
+    let single = shard.prefixes.len() == 1;
+    let first = shard.prefixes.first().cloned().unwrap_or_default();
+    // A shard of one prefix lists exactly that prefix; a run lists the root prefix from just
+    // before its first member.
+    let mut request = ListRequest {
+        bucket,
+        prefix: if single { first.clone() } else { root_prefix },
+        delimiter: None,
+        continuation: None,
+        start_after: if single { None } else { start_after_for(&first) },
+    };
+    let mut next_open = 0usize; // index of the first prefix not yet reported done
+    'pages: loop {
+        let page = match ctx.services.store.list_page(&request).await {
+            Ok(page) => page,
             Err(e) => {
-                let _ = tx.send(ListingMessage::ShardFailed(prefix, e)).await;
+                let failed = shard.prefixes.get(next_open).cloned().unwrap_or(first);
+                let _ = tx.send(ListingMessage::ShardFailed(failed, e)).await;
+                return;
+            }
+        };
+        let mut objects = Vec::with_capacity(page.objects.len());
+        let mut finished = Vec::new();
+        let mut reached_stop = false;
+        for object in page.objects {
+            if shard.stop_at.as_deref().is_some_and(|stop| object.key.as_str() >= stop) {
+                reached_stop = true;
+                break;
+            }
+            // Close every prefix the ordered listing has moved past.
+            while let Some(open) = shard.prefixes.get(next_open) {
+                if object.key.starts_with(open.as_str()) || object.key.as_str() < open.as_str() {
+                    break;
+                }
+                finished.push(open.clone());
+                next_open += 1;
+            }
+            // Objects between prefixes sit at the root level: the root listing has them.
+            if shard.prefixes.get(next_open).is_some_and(|open| object.key.starts_with(open.as_str())) {
+                objects.push(object);
+            }
+        }
+        ctx.progress.objects_listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
+        if !objects.is_empty() && tx.send(ListingMessage::Objects(objects)).await.is_err() {
+            return;
+        }
+        for prefix in finished {
+            if tx.send(ListingMessage::ShardDone(prefix)).await.is_err() {
                 return;
             }
         }
+        if reached_stop {
+            break 'pages;
+        }
+        match page.next {
+            Some(token) => request.continuation = Some(token),
+            None => break,
+        }
     }
-    let _ = tx.send(ListingMessage::ShardDone(prefix)).await;
+    for prefix in shard.prefixes.into_iter().skip(next_open) {
+        if tx.send(ListingMessage::ShardDone(prefix)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The root listing: one level with a delimiter, yielding root objects and shard prefixes.
@@ -360,6 +477,7 @@ async fn list_root(
         prefix: prefix.to_string(),
         delimiter: Some("/".into()),
         continuation: None,
+        start_after: None,
     };
     loop {
         let page = ctx.services.store.list_page(&request).await?;
@@ -450,10 +568,16 @@ async fn extract_bucket(
         let ctx = ctx.clone();
         let bucket = bucket.clone();
         async move {
+            // Shards: contiguous runs of each root prefix's common prefixes, at most as many
+            // per root as may be listed at once.
             let mut shards = Vec::new();
             for prefix in &prefixes {
                 match list_root(&ctx, &bucket, prefix, &tx).await {
-                    Ok(found) => shards.extend(found),
+                    Ok(found) => shards.extend(
+                        plan_shards(found, ctx.limits.listing_concurrency)
+                            .into_iter()
+                            .map(|shard| (prefix.clone(), shard)),
+                    ),
                     Err(e) => {
                         let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
                         return 0u64;
@@ -462,7 +586,7 @@ async fn extract_bucket(
             }
             let shard_count = shards.len() as u64;
             futures::stream::iter(shards)
-                .map(|shard| list_shard(ctx.clone(), bucket.clone(), shard, tx.clone()))
+                .map(|(root, shard)| list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()))
                 .buffer_unordered(ctx.limits.listing_concurrency.max(1))
                 .collect::<Vec<()>>()
                 .await;

@@ -123,7 +123,18 @@ fn junk_rules() {
         assert_eq!(got, *expected, "{key}");
     }
     let names: Vec<&str> = JunkReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(names, ["success_marker", "folder_marker", "checksum", "temporary", "hidden", "zero_byte", "encryption_instructions"]);
+    assert_eq!(
+        names,
+        [
+            "success_marker",
+            "folder_marker",
+            "checksum",
+            "temporary",
+            "hidden",
+            "zero_byte",
+            "encryption_instructions"
+        ]
+    );
 }
 
 #[test]
