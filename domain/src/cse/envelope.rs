@@ -645,7 +645,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn v2_kms() -> Vec<(&'static str, &'static str)> {
+    type Pairs = Vec<(&'static str, &'static str)>;
+
+    fn v2_kms() -> Pairs {
         vec![
             ("x-amz-meta-x-amz-key-v2", "PsuclPnlo2O0MQoov6kL1TBlaZG6oyNwWuAqmAgq7g8b9ZeeORi3VTMg624FU9jx"),
             ("x-amz-meta-x-amz-iv", "dqqlq2dRVSQ5hFRb"),
@@ -657,19 +659,16 @@ mod tests {
 
     const D28: &str = "EYanygxVdrOeX2JYkhZ6/abrRIl1DF0Ve08GzQ==";
 
-    fn v3_object() -> Vec<(&'static str, &'static str)> {
+    fn v3_object() -> Pairs {
         vec![("x-amz-c", "115"), ("x-amz-d", D28), ("x-amz-i", D28)]
     }
 
-    fn with(
-        mut base: Vec<(&'static str, &'static str)>,
-        extra: &[(&'static str, &'static str)],
-    ) -> Vec<(&'static str, &'static str)> {
+    fn with(mut base: Pairs, extra: &[(&'static str, &'static str)]) -> Pairs {
         base.extend_from_slice(extra);
         base
     }
 
-    fn without(base: Vec<(&'static str, &'static str)>, key: &str) -> Vec<(&'static str, &'static str)> {
+    fn without(base: Pairs, key: &str) -> Pairs {
         base.into_iter().filter(|(k, _)| !k.ends_with(key)).collect()
     }
 
@@ -696,7 +695,7 @@ mod tests {
             v3_object(),
             &[("x-amz-3", "AAAA"), ("x-amz-w", "12"), ("x-amz-t", r#"{"aws:x-amz-cek-alg":"115"}"#)],
         );
-        let cases: Vec<(&str, Vec<(&'static str, &'static str)>, &str)> = vec![
+        let cases: Vec<(&str, Pairs, &str)> = vec![
             ("empty", vec![], "cse_not_encrypted"),
             ("only marker", vec![("x-amz-crypto-instr-file", "")], "cse_instruction_file_required"),
             ("v3 without edk", v3_object(), "cse_instruction_file_required"),
@@ -785,7 +784,7 @@ mod tests {
 
     #[test]
     fn locate_table() {
-        let cases: Vec<(&str, Vec<(&'static str, &'static str)>, EnvelopeLocation)> = vec![
+        let cases: Vec<(&str, Pairs, EnvelopeLocation)> = vec![
             ("plain", vec![("owner", "x")], EnvelopeLocation::NotClientSide),
             ("v2", v2_kms(), EnvelopeLocation::Metadata),
             ("v3 split", v3_object(), EnvelopeLocation::InstructionFile),

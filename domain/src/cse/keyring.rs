@@ -298,7 +298,7 @@ fn unwrap_rsa_oaep_sha1(envelope: &Envelope, key: &RsaPrivateKey) -> Result<Data
 /// Legacy V1 symmetric wrapping: AES/ECB/PKCS5Padding of the data key.
 fn unwrap_aes_ecb(edk: &[u8], key: &[u8], wrapping: &'static str) -> Result<DataKey, KeyringError> {
     let failed = || KeyringError::UnwrapFailed { wrapping };
-    if edk.is_empty() || edk.len() % 16 != 0 {
+    if edk.is_empty() || !edk.len().is_multiple_of(16) {
         return Err(failed());
     }
     let mut blocks: Vec<aes::Block> =

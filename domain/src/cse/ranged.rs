@@ -161,6 +161,57 @@ pub fn decrypt_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cse::envelope::{ContentCipher, Envelope, FormatVersion, KeyWrapping};
+
+    fn env(content: ContentCipher) -> Envelope {
+        Envelope {
+            format: FormatVersion::V2,
+            wrapping: KeyWrapping::AesGcm,
+            content,
+            encrypted_data_key: vec![],
+            material_description: Default::default(),
+            unencrypted_length: None,
+        }
+    }
+
+    #[test]
+    fn decrypt_error_table() {
+        let key = DataKey::from_bytes(&[3; 32]).expect("key");
+        let gcm = env(ContentCipher::AesGcm { iv: [0; 12] });
+        let cbc = env(ContentCipher::AesCbc { iv: [0; 16] });
+        let plan = plan_range(116, 17, 40).expect("plan");
+        let far = RangePlan {
+            fetch_start: 1 << 36,
+            fetch_end: 1 << 36,
+            plaintext_start: 1 << 36,
+            plaintext_end: 1 << 36,
+        };
+        let edge = (u64::from(u32::MAX) - 2) * 16;
+        let last_blocks = RangePlan {
+            fetch_start: edge,
+            fetch_end: edge + 31,
+            plaintext_start: edge,
+            plaintext_end: edge + 31,
+        };
+        let cases: Vec<(&str, &Envelope, RangePlan, usize, &str)> = vec![
+            ("cbc", &cbc, plan, 25, "cse_range_not_gcm"),
+            ("short fetch", &gcm, plan, 24, "cse_range_wrong_length"),
+            ("long fetch", &gcm, plan, 26, "cse_range_wrong_length"),
+            ("counter past 2^32", &gcm, far, 1, "cse_range_counter_overflow"),
+            ("window crosses 2^32", &gcm, last_blocks, 32, "cse_range_counter_overflow"),
+        ];
+        for (name, e, p, n, code) in cases {
+            assert_eq!(decrypt_range(e, &key, &p, &vec![0; n]).map_err(|e| e.code()), Err(code), "{name}");
+        }
+        // The last block GCM allows (counter 2^32-1) still decrypts.
+        let ok = RangePlan {
+            fetch_start: edge,
+            fetch_end: edge + 15,
+            plaintext_start: edge + 3,
+            plaintext_end: edge + 15,
+        };
+        assert_eq!(decrypt_range(&gcm, &key, &ok, &[0; 16]).map(|v| v.len()), Ok(13));
+    }
 
     #[test]
     fn plan_table() {
