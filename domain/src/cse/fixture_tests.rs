@@ -23,6 +23,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("v3_aes_gcm_wrap_instruction", include_str!("testdata/v3_aes_gcm_wrap_instruction.json")),
     ("v2_rsa_oaep", include_str!("testdata/v2_rsa_oaep.json")),
     ("v1_cbc_aes_legacy", include_str!("testdata/v1_cbc_aes_legacy.json")),
+    ("v2_aeswrap_legacy", include_str!("testdata/v2_aeswrap_legacy.json")),
 ];
 
 struct Fixture {
@@ -109,6 +110,10 @@ fn data_key(f: &Fixture, env: &Envelope) -> DataKey {
         MasterKey::aes(&b64_field(&f.doc, "wrap_key_b64")).expect("aes")
     };
     let key = unwrap_data_key(env, &master, true).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+    if matches!(env.wrapping, KeyWrapping::LegacyV1 | KeyWrapping::AesWrap) {
+        let strict = unwrap_data_key(env, &master, false).map_err(|e| e.code());
+        assert_eq!(strict, Err("cse_legacy_not_allowed"), "{}", f.name);
+    }
     assert_eq!(key, f.data_key, "{}", f.name);
     key
 }
@@ -145,6 +150,7 @@ fn fixture_formats_are_detected() {
         ("v3_aes_gcm_wrap_instruction", FormatVersion::V3, "AES/GCM"),
         ("v2_rsa_oaep", FormatVersion::V2, "RSA-OAEP-SHA1"),
         ("v1_cbc_aes_legacy", FormatVersion::V1, "v1-legacy"),
+        ("v2_aeswrap_legacy", FormatVersion::V2, "AESWrap"),
     ];
     let all = fixtures();
     for (name, format, wrapping) in want {

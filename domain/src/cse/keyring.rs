@@ -244,8 +244,14 @@ pub fn unwrap_data_key(
                 _ => Err(wrong()),
             }
         }
-        (KeyWrapping::AesWrap | KeyWrapping::RsaOaepSha256, _) => Err(KeyringError::Unsupported { wrapping }),
-        (KeyWrapping::AesGcm | KeyWrapping::RsaOaepSha1, _) => Err(wrong()),
+        (KeyWrapping::AesWrap, MasterKeyInner::Aes(key)) => {
+            if !allow_legacy {
+                return Err(KeyringError::LegacyNotAllowed { wrapping });
+            }
+            unwrap_aes_kw(&envelope.encrypted_data_key, key, wrapping)
+        }
+        (KeyWrapping::RsaOaepSha256, _) => Err(KeyringError::Unsupported { wrapping }),
+        (KeyWrapping::AesGcm | KeyWrapping::RsaOaepSha1 | KeyWrapping::AesWrap, _) => Err(wrong()),
     }
 }
 
@@ -293,6 +299,21 @@ fn unwrap_rsa_oaep_sha1(envelope: &Envelope, key: &RsaPrivateKey) -> Result<Data
         });
     }
     DataKey::from_bytes(data_key)
+}
+
+/// Legacy `AESWrap`: RFC 3394 key wrap of the raw data key (40-byte EDK).
+fn unwrap_aes_kw(edk: &[u8], key: &[u8], wrapping: &'static str) -> Result<DataKey, KeyringError> {
+    use aes_kw::{KeyInit as _, KwAes128, KwAes192, KwAes256};
+    let failed = || KeyringError::UnwrapFailed { wrapping };
+    let mut buf = Zeroizing::new([0u8; DATA_KEY_LEN]);
+    let plain = match key.len() {
+        16 => KwAes128::new_from_slice(key).map_err(|_| failed())?.unwrap_key(edk, buf.as_mut_slice()),
+        24 => KwAes192::new_from_slice(key).map_err(|_| failed())?.unwrap_key(edk, buf.as_mut_slice()),
+        32 => KwAes256::new_from_slice(key).map_err(|_| failed())?.unwrap_key(edk, buf.as_mut_slice()),
+        _ => return Err(failed()),
+    }
+    .map_err(|_| failed())?;
+    DataKey::from_bytes(plain)
 }
 
 /// Legacy V1 symmetric wrapping: AES/ECB/PKCS5Padding of the data key.
@@ -368,7 +389,15 @@ mod tests {
             ("short edk", v2("AES/GCM", "AAECAw=="), &aes, true, "cse_unwrap_failed"),
             ("garbage edk", v2("AES/GCM", &"A".repeat(80)), &aes, true, "cse_unwrap_failed"),
             ("rsa with aes key", v2("RSA-OAEP-SHA1", "AAECAw=="), &aes, true, "cse_wrong_master_key"),
-            ("aeswrap", v2("AESWrap", "AAECAw=="), &aes, true, "cse_unsupported_wrapping"),
+            ("aeswrap garbage", v2("AESWrap", "AAECAw=="), &aes, true, "cse_unwrap_failed"),
+            ("aeswrap not allowed", v2("AESWrap", "AAECAw=="), &aes, false, "cse_legacy_not_allowed"),
+            (
+                "rsa-oaep-sha256",
+                v2("RSA/ECB/OAEPWithSHA-256AndMGF1Padding", "AAECAw=="),
+                &aes,
+                true,
+                "cse_unsupported_wrapping",
+            ),
         ];
         for (name, env, key, legacy, code) in cases {
             assert_eq!(unwrap_data_key(&env, key, legacy).map_err(|e| e.code()), Err(code), "{name}");

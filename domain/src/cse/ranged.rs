@@ -32,9 +32,18 @@ impl RangePlan {
         format!("bytes={}-{}", self.fetch_start, self.fetch_end)
     }
 
-    /// Number of ciphertext bytes the fetch must return.
+    /// Number of ciphertext bytes the fetch must return (0 for an inconsistent plan).
     pub fn fetch_len(&self) -> u64 {
-        self.fetch_end - self.fetch_start + 1
+        self.fetch_end.checked_sub(self.fetch_start).map_or(0, |d| d.saturating_add(1))
+    }
+
+    /// True when the plan is one [`plan_range`] could have produced.
+    fn is_consistent(&self) -> bool {
+        self.fetch_start.is_multiple_of(BLOCK)
+            && self.fetch_start <= self.plaintext_start
+            && self.plaintext_start - self.fetch_start < BLOCK
+            && self.plaintext_start <= self.plaintext_end
+            && self.plaintext_end == self.fetch_end
     }
 }
 
@@ -71,6 +80,9 @@ pub enum RangedError {
         /// Bytes supplied.
         actual: u64,
     },
+    /// A hand-made plan that [`plan_range`] would not produce.
+    #[error("inconsistent range plan")]
+    InvalidPlan,
     /// The range is beyond GCM's 2^32-2 block limit.
     #[error("range is beyond the GCM counter limit")]
     CounterOverflow,
@@ -88,6 +100,7 @@ impl RangedError {
             RangedError::NotGcm { .. } => "cse_range_not_gcm",
             RangedError::WrongFetchLength { .. } => "cse_range_wrong_length",
             RangedError::CounterOverflow => "cse_range_counter_overflow",
+            RangedError::InvalidPlan => "cse_range_invalid_plan",
             RangedError::Content(e) => e.code(),
         }
     }
@@ -135,6 +148,9 @@ pub fn decrypt_range(
     let Some(params) = gcm_params(&envelope.content, key)? else {
         return Err(RangedError::NotGcm { cipher: envelope.content.cipher_name() });
     };
+    if !plan.is_consistent() {
+        return Err(RangedError::InvalidPlan);
+    }
     let expected = plan.fetch_len();
     if fetched.len() as u64 != expected {
         return Err(RangedError::WrongFetchLength { expected, actual: fetched.len() as u64 });
@@ -199,6 +215,15 @@ mod tests {
             ("long fetch", &gcm, plan, 26, "cse_range_wrong_length"),
             ("counter past 2^32", &gcm, far, 1, "cse_range_counter_overflow"),
             ("window crosses 2^32", &gcm, last_blocks, 32, "cse_range_counter_overflow"),
+            ("unaligned", &gcm, RangePlan { fetch_start: 1, ..plan }, 40, "cse_range_invalid_plan"),
+            (
+                "end before start",
+                &gcm,
+                RangePlan { fetch_end: 3, plaintext_end: 3, ..plan },
+                0,
+                "cse_range_invalid_plan",
+            ),
+            ("skip a block", &gcm, RangePlan { plaintext_start: 33, ..plan }, 25, "cse_range_invalid_plan"),
         ];
         for (name, e, p, n, code) in cases {
             assert_eq!(decrypt_range(e, &key, &p, &vec![0; n]).map_err(|e| e.code()), Err(code), "{name}");
@@ -211,6 +236,25 @@ mod tests {
             plaintext_end: edge + 15,
         };
         assert_eq!(decrypt_range(&gcm, &key, &ok, &[0; 16]).map(|v| v.len()), Ok(13));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_plans_never_panic(fs in 0u64..1 << 40, fe in 0u64..1 << 40, ps in 0u64..1 << 40, pe in 0u64..1 << 40, n in 0usize..64) {
+            let key = DataKey::from_bytes(&[3; 32]).expect("key");
+            let plan = RangePlan { fetch_start: fs, fetch_end: fe, plaintext_start: ps, plaintext_end: pe };
+            let _ = plan.fetch_len();
+            let _ = decrypt_range(&env(ContentCipher::AesGcm { iv: [0; 12] }), &key, &plan, &vec![0; n]);
+        }
+
+        #[test]
+        fn plans_stay_out_of_the_tag(size in 0u64..1 << 40, a in 0u64..1 << 40, len in 0u64..1 << 20) {
+            if let Ok(p) = plan_range(size, a, a.saturating_add(len)) {
+                proptest::prop_assert!(p.fetch_end + 16 < size);
+                proptest::prop_assert!(p.is_consistent());
+                proptest::prop_assert_eq!(p.plaintext_start, a);
+            }
+        }
     }
 
     #[test]
