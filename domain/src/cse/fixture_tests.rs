@@ -24,6 +24,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("v2_rsa_oaep", include_str!("testdata/v2_rsa_oaep.json")),
     ("v1_cbc_aes_legacy", include_str!("testdata/v1_cbc_aes_legacy.json")),
     ("v2_aeswrap_legacy", include_str!("testdata/v2_aeswrap_legacy.json")),
+    ("v1_cbc_rsa_legacy", include_str!("testdata/v1_cbc_rsa_legacy.json")),
 ];
 
 struct Fixture {
