@@ -169,7 +169,7 @@ pub fn decrypt_range(
     let mut out = fetched.to_vec();
     cipher.try_apply_keystream(&mut out).map_err(|_| RangedError::CounterOverflow)?;
     let skip =
-        usize::try_from(plan.plaintext_start - plan.fetch_start).map_err(|_| RangedError::CounterOverflow)?;
+        usize::try_from(plan.plaintext_start - plan.fetch_start).map_err(|_| RangedError::InvalidPlan)?;
     out.drain(..skip.min(out.len()));
     Ok(out)
 }
