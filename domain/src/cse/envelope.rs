@@ -802,6 +802,12 @@ mod tests {
         assert_eq!(env.format, FormatVersion::V3);
         assert_eq!(env.wrapping, KeyWrapping::AesGcm);
         assert_eq!(env.material_description.get("purpose").map(String::as_str), Some("test"));
+        // KMS-wrapped V3: the context travels in the instruction file too.
+        let kms =
+            br#"{"x-amz-3":"AAAA","x-amz-w":"12","x-amz-t":"{\"aws:x-amz-cek-alg\":\"115\",\"t\":\"x\"}"}"#;
+        let env = parse_envelope(v3_object(), Some(kms)).expect("kms instr");
+        let KeyWrapping::KmsContext { context } = env.wrapping else { panic!("kms") };
+        assert_eq!(context.len(), 2);
         // An instruction file that contradicts the object metadata is rejected.
         let clash = br#"{"x-amz-3":"AAAA","x-amz-w":"02","x-amz-c":"114"}"#;
         assert_eq!(
