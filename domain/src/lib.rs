@@ -5,6 +5,7 @@
 //! tested with tables and property tests, and reused by the Lambda and the inventory engine.
 #![forbid(unsafe_code)]
 
+pub mod cse;
 pub mod dataset;
 pub mod encryption;
 pub mod format;
