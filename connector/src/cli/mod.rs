@@ -1,6 +1,7 @@
 //! The command line. `anyhow` lives here and in `main` only.
 
 pub mod extract;
+pub mod policy;
 
 use clap::{Parser, Subcommand};
 
@@ -23,11 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Full metadata extraction of buckets: datasets, formats, schemas, encryption, problems.
     Extract(Box<extract::ExtractArgs>),
+    /// IAM and KMS policy documents for a described setup (connector role, trust policy with
+    /// ExternalId, inventory key policy, Lambda role, sampling users). Makes no AWS calls.
+    Policy(policy::PolicyArgs),
 }
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Extract(args) => extract::run(*args).await,
+        Command::Policy(args) => policy::run(args),
     }
 }
