@@ -304,15 +304,26 @@ fn store() -> FakeStore {
     FakeStore { buckets, deny_listing: vec!["private-lake".into()], gets: Mutex::new(0) }
 }
 
-async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
-    let services = Services {
+fn services(store: FakeStore) -> Services {
+    Services {
         store: Arc::new(store),
         keys: Arc::new(FakeKeys),
         identity: Arc::new(FakeIdentity),
         stats: Arc::new(RequestStats::default()),
         region: "us-east-1".into(),
-    };
-    let extractor = Extractor::new(services, ExtractLimits::default());
+    }
+}
+
+async fn run(store: FakeStore, targets: &[&str]) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
+    run_with(store, targets, ExtractLimits::default()).await
+}
+
+async fn run_with(
+    store: FakeStore,
+    targets: &[&str],
+    limits: ExtractLimits,
+) -> (Vec<ExtractEvent>, s3_connector::extract::RunOutcome) {
+    let extractor = Extractor::new(services(store), limits);
     let scope = ExtractScope {
         targets: targets.iter().map(|b| BucketTarget { bucket: b.to_string(), prefixes: vec![] }).collect(),
         ..Default::default()
@@ -408,14 +419,7 @@ async fn a_bucket_that_cannot_be_listed_is_reported_and_the_run_goes_on() {
 
 #[tokio::test]
 async fn closing_the_output_stops_the_run() {
-    let services = Services {
-        store: Arc::new(store()),
-        keys: Arc::new(FakeKeys),
-        identity: Arc::new(FakeIdentity),
-        stats: Arc::new(RequestStats::default()),
-        region: "us-east-1".into(),
-    };
-    let extractor = Extractor::new(services, ExtractLimits::default());
+    let extractor = Extractor::new(services(store()), ExtractLimits::default());
     let scope = ExtractScope {
         targets: vec![BucketTarget { bucket: "data-lake".into(), prefixes: vec![] }],
         ..Default::default()
@@ -443,29 +447,8 @@ async fn runs_of_prefixes_list_every_object_exactly_once() {
     let mut buckets = BTreeMap::new();
     buckets.insert("wide-lake".to_string(), objects);
     let store = FakeStore { buckets, deny_listing: vec![], gets: Mutex::new(0) };
-    let services = Services {
-        store: Arc::new(store),
-        keys: Arc::new(FakeKeys),
-        identity: Arc::new(FakeIdentity),
-        stats: Arc::new(RequestStats::default()),
-        region: "us-east-1".into(),
-    };
     let limits = ExtractLimits { listing_concurrency: 3, ..ExtractLimits::default() };
-    let extractor = Extractor::new(services.clone(), limits);
-    let scope = ExtractScope {
-        targets: vec![BucketTarget { bucket: "wide-lake".into(), prefixes: vec![] }],
-        ..Default::default()
-    };
-    let (tx, mut rx) = mpsc::channel(4);
-    let collector = tokio::spawn(async move {
-        let mut events = Vec::new();
-        while let Some(e) = rx.recv().await {
-            events.push(e);
-        }
-        events
-    });
-    let outcome = extractor.run(&scope, tx).await.expect("run completes");
-    let events = collector.await.unwrap();
+    let (events, outcome) = run_with(store, &["wide-lake"], limits).await;
     let mut files: BTreeMap<String, u64> = BTreeMap::new();
     for e in &events {
         if let ExtractEvent::Dataset(d) = e {

@@ -215,6 +215,23 @@ fn crypto_metadata(metadata: Option<&HashMap<String, String>>) -> HashMap<String
         .unwrap_or_default()
 }
 
+/// The encryption headers GET and HEAD responses share.
+fn response_encryption(
+    sse: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    kms_key_id: Option<&str>,
+    bucket_key_enabled: Option<bool>,
+    sse_customer_algorithm: Option<&str>,
+    metadata: Option<&HashMap<String, String>>,
+) -> ResponseEncryption {
+    ResponseEncryption {
+        sse: sse.map(|s| s.as_str().to_string()),
+        kms_key_id: kms_key_id.map(str::to_string),
+        bucket_key_enabled,
+        sse_customer_algorithm: sse_customer_algorithm.map(str::to_string),
+        crypto_metadata: crypto_metadata(metadata),
+    }
+}
+
 /// Parses `Content-Range: bytes first-last/total`.
 pub fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes ")?;
@@ -296,13 +313,13 @@ impl ObjectStore for SdkObjectStore {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e))?;
-        let encryption = ResponseEncryption {
-            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-            kms_key_id: out.ssekms_key_id().map(str::to_string),
-            bucket_key_enabled: out.bucket_key_enabled(),
-            sse_customer_algorithm: out.sse_customer_algorithm().map(str::to_string),
-            crypto_metadata: crypto_metadata(out.metadata()),
-        };
+        let encryption = response_encryption(
+            out.server_side_encryption(),
+            out.ssekms_key_id(),
+            out.bucket_key_enabled(),
+            out.sse_customer_algorithm(),
+            out.metadata(),
+        );
         let content_length = out.content_length().unwrap_or(0).max(0) as u64;
         let (start, object_size) = match out.content_range().and_then(parse_content_range) {
             Some((first, _last, total)) => (first, total),
@@ -347,13 +364,13 @@ impl ObjectStore for SdkObjectStore {
             .map_err(|e| AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e))?;
         Ok(ObjectHead {
             size: out.content_length().unwrap_or(0).max(0) as u64,
-            encryption: ResponseEncryption {
-                sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-                kms_key_id: out.ssekms_key_id().map(str::to_string),
-                bucket_key_enabled: out.bucket_key_enabled(),
-                sse_customer_algorithm: out.sse_customer_algorithm().map(str::to_string),
-                crypto_metadata: crypto_metadata(out.metadata()),
-            },
+            encryption: response_encryption(
+                out.server_side_encryption(),
+                out.ssekms_key_id(),
+                out.bucket_key_enabled(),
+                out.sse_customer_algorithm(),
+                out.metadata(),
+            ),
         })
     }
 

@@ -27,6 +27,38 @@ use crate::model::{Compression, FileFormat, Schema};
 /// Largest Parquet/ORC footer we ask the caller to fetch (64 MiB).
 pub const MAX_FOOTER_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Checks a footer length read from a file's tail, for the footer-based formats.
+///
+/// `needed` is how many tail bytes hold the footer, `header` how many leading bytes must fit in
+/// front of it. `Ok(Some(NeedSuffix))` when the fetched tail is too short, `Ok(None)` when it
+/// holds the footer.
+pub(crate) fn check_footer_length(
+    format: FileFormat,
+    footer_len: u64,
+    needed: u64,
+    header: u64,
+    object_size: u64,
+    fetched: usize,
+) -> Result<Option<InferenceStep>, InferenceError> {
+    if needed.saturating_add(header) > object_size {
+        return Err(InferenceError::truncated(
+            format,
+            object_size,
+            format!("footer length {footer_len} does not fit in a {object_size}-byte file"),
+        ));
+    }
+    if needed > MAX_FOOTER_BYTES {
+        // Real footers stay far below this; a larger length is corruption, and asking the
+        // caller to fetch gigabytes for a schema would be worse than failing.
+        return Err(InferenceError::malformed(
+            format,
+            object_size.saturating_sub(needed),
+            format!("footer of {needed} bytes exceeds the {MAX_FOOTER_BYTES} byte limit"),
+        ));
+    }
+    Ok((needed > fetched as u64).then_some(InferenceStep::NeedSuffix { len: needed }))
+}
+
 /// Byte and record budgets for inferring one file's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InferenceLimits {

@@ -105,24 +105,8 @@ pub(crate) fn infer(
     }
     let footer_len = ps.footer_length.unwrap_or(0);
     let needed = footer_len.saturating_add(ps_len as u64).saturating_add(1);
-    if needed.saturating_add(3) > object_size {
-        return Err(InferenceError::truncated(
-            FORMAT,
-            object_size,
-            format!("footer length {footer_len} does not fit in a {object_size}-byte file"),
-        ));
-    }
-    if needed > super::MAX_FOOTER_BYTES {
-        // Real footers stay far below this; a larger length is corruption, and asking the
-        // caller to fetch gigabytes for a schema would be worse than failing.
-        return Err(InferenceError::malformed(
-            FORMAT,
-            object_size.saturating_sub(needed),
-            format!("footer of {needed} bytes exceeds the {} byte limit", super::MAX_FOOTER_BYTES),
-        ));
-    }
-    if needed > bytes.len() as u64 {
-        return Ok(InferenceStep::NeedSuffix { len: needed });
+    if let Some(step) = super::check_footer_length(FORMAT, footer_len, needed, 3, object_size, bytes.len())? {
+        return Ok(step);
     }
     let footer_start = ps_start - footer_len as usize;
     let footer_offset = start + footer_start as u64;

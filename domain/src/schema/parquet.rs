@@ -32,24 +32,9 @@ pub(crate) fn infer(bytes: &[u8], start: u64, object_size: u64) -> Result<Infere
     let metadata_len = u64::from(u32::from_le_bytes(len4));
     let needed = metadata_len + 8;
     // The leading `PAR1` must fit in front of the footer.
-    if needed + 4 > object_size {
-        return Err(InferenceError::truncated(
-            FORMAT,
-            object_size,
-            format!("footer length {metadata_len} does not fit in a {object_size}-byte file"),
-        ));
-    }
-    if needed > super::MAX_FOOTER_BYTES {
-        // Real footers stay far below this; a larger length is corruption, and asking the
-        // caller to fetch gigabytes for a schema would be worse than failing.
-        return Err(InferenceError::malformed(
-            FORMAT,
-            object_size.saturating_sub(needed),
-            format!("footer of {needed} bytes exceeds the {} byte limit", super::MAX_FOOTER_BYTES),
-        ));
-    }
-    if needed > bytes.len() as u64 {
-        return Ok(InferenceStep::NeedSuffix { len: needed });
+    if let Some(step) = super::check_footer_length(FORMAT, metadata_len, needed, 4, object_size, bytes.len())?
+    {
+        return Ok(step);
     }
     let metadata_start = tail_start - metadata_len as usize;
     let metadata = bytes.get(metadata_start..tail_start).unwrap_or(&[]);
