@@ -116,6 +116,9 @@ pub enum ExtractError {
     /// Nothing to do.
     #[error("no bucket given")]
     NoBuckets,
+    /// A bug: an internal task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 #[cfg(test)]
@@ -631,11 +634,21 @@ async fn extract_bucket(
                 }
                 message = rx.recv(), if listing_open && pending.len() < limit => match message {
                     Some(ListingMessage::Objects(objects)) => {
-                        for object in objects {
-                            if ctx.in_scope(&object.key) {
-                                grouper.add(object);
+                        // Folding a page (up to 1,000 keys: decoding, hashing) is CPU work:
+                        // do it on the blocking pool, handing the grouper over and back.
+                        let mut owned = std::mem::replace(&mut grouper, Grouper::new(&bucket, GroupingConfig::default()));
+                        let scope = ctx.clone();
+                        owned = tokio::task::spawn_blocking(move || {
+                            for object in objects {
+                                if scope.in_scope(&object.key) {
+                                    owned.add(object);
+                                }
                             }
-                        }
+                            owned
+                        })
+                        .await
+                        .map_err(|e| ExtractError::Internal(format!("grouping task failed: {e}")))?;
+                        grouper = owned;
                     }
                     Some(ListingMessage::ShardDone(prefix)) => pending.extend(grouper.take_complete_under(&prefix)),
                     Some(ListingMessage::ShardFailed(prefix, e)) => {
