@@ -43,7 +43,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
-# Some end-to-end tests run the real binary as a separate process (own credentials).
-cargo build --locked --bin s3-connector
-export S3C_BIN="$repo/target/debug/s3-connector"
+# Some end-to-end tests run the real binary as a separate process (own credentials): cargo
+# builds it for the connector's integration tests, with the same features as the tests (a
+# separate `cargo build` would compile the AWS crates a second time).
+export S3C_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/s3-connector"
 cargo test --workspace --locked
