@@ -4,6 +4,7 @@
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
+//! - [`serve`]: the gRPC service (tonic), a thin adapter over the same library code.
 //! - [`cli`]: the command line.
 //!
 //! Domain logic (grouping, inference, encryption summaries) lives in `s3-connector-domain`.
@@ -13,3 +14,4 @@ pub mod aws;
 pub mod cli;
 pub mod extract;
 pub mod output;
+pub mod serve;

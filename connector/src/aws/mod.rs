@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod store;
 
 pub use config::{AwsContext, ConfigError, ConnectionSettings};

@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod policy;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ pub enum Command {
     /// IAM and KMS policy documents for a described setup (connector role, trust policy with
     /// ExternalId, inventory key policy, Lambda role, sampling users). Makes no AWS calls.
     Policy(policy::PolicyArgs),
+    /// The gRPC service for catalog platforms (health, reflection, metrics, TLS, bearer token).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -34,5 +37,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Extract(args) => extract::run(*args).await,
         Command::Policy(args) => policy::run(args),
+        Command::Serve(args) => serve::run(args).await,
     }
 }
