@@ -32,10 +32,13 @@ seed_python="$repo/.cache/venvs/moto/bin/python"
 echo "==> seeding the sample estate"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$MOTO_ENDPOINT" --flavor moto --expected "$run_dir/moto-expected.json"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$LOCALSTACK_ENDPOINT" --flavor localstack --expected "$run_dir/localstack-expected.json"
+# Many small datasets: gRPC cancellation, deadline and concurrency tests need runs that last.
+"$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$MOTO_ENDPOINT" --flavor moto --bench-objects 400 --bench-datasets 300 --bench-bucket grpc-many --expected "$run_dir/moto-many-expected.json"
 "$seed_python" "$repo/deploy/local/seed_iam.py" --endpoint "$MOTO_IAM_ENDPOINT" --out "$run_dir/moto-iam-user.json"
 
 export S3C_MOTO_ENDPOINT="$MOTO_ENDPOINT" S3C_MOTO_EXPECTED="$run_dir/moto-expected.json"
 export S3C_LOCALSTACK_ENDPOINT="$LOCALSTACK_ENDPOINT" S3C_LOCALSTACK_EXPECTED="$run_dir/localstack-expected.json"
+export S3C_MOTO_MANY_BUCKET=grpc-many S3C_MOTO_MANY_DATASETS=300
 export S3C_MOTO_IAM_ENDPOINT="$MOTO_IAM_ENDPOINT" S3C_MOTO_IAM_USER="$run_dir/moto-iam-user.json"
 
 echo "==> cargo fmt --check"

@@ -311,3 +311,5 @@ pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&st
         records,
     }
 }
+
+pub mod grpc;

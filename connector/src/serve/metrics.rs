@@ -73,6 +73,32 @@ pub fn record_call(method: &'static str, code: tonic::Code, started: Instant) {
     metrics::histogram!(GRPC_DURATION, "method" => method).record(started.elapsed().as_secs_f64());
 }
 
+/// Records a streaming call when it ends; a stream dropped before it finished (the client went
+/// away, its task was aborted) counts as CANCELLED.
+pub struct CallRecorder {
+    method: &'static str,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl CallRecorder {
+    /// Starts timing a call.
+    pub fn new(method: &'static str, started: Instant) -> CallRecorder {
+        CallRecorder { method, started, code: None }
+    }
+
+    /// The call ended with this code.
+    pub fn finish(&mut self, code: tonic::Code) {
+        self.code = Some(code);
+    }
+}
+
+impl Drop for CallRecorder {
+    fn drop(&mut self) {
+        record_call(self.method, self.code.unwrap_or(tonic::Code::Cancelled), self.started);
+    }
+}
+
 /// Keeps `active_extractions` up while alive.
 pub struct ActiveExtraction;
 

@@ -329,6 +329,7 @@ impl ConnectorApi {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let _active = ActiveExtraction::start();
+            let mut call = m::CallRecorder::new("ExtractMetadata", started);
             let run_id: Arc<str> = new_run_id().into();
             let extractor = Arc::new(Extractor::new(services, limits));
             // Count records as they leave, without a second buffer.
@@ -364,8 +365,7 @@ impl ConnectorApi {
                 _ = stop_streams.cancelled() => Err(ServiceError::ShuttingDown),
                 _ = deadline_passed => Err(ServiceError::DeadlineExceeded),
             };
-            let code = result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0);
-            m::record_call("ExtractMetadata", code, started);
+            call.finish(result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0));
             if let Err(e) = &result {
                 tracing::info!(run_id = %run_id, error = %e, "extraction stream ended early");
             }
