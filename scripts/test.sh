@@ -51,3 +51,16 @@ echo "==> cargo test"
 # separate `cargo build` would compile the AWS crates a second time).
 export S3C_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/s3-connector"
 cargo test --workspace --locked
+
+echo "==> deployment manifests"
+# The Kubernetes manifests parse, and the ConfigMap's serve.toml is a valid configuration.
+"$seed_python" - "$repo/deploy/k8s" "$run_dir/k8s-serve.toml" <<'PY'
+import glob, sys, yaml
+docs = [d for f in sorted(glob.glob(sys.argv[1] + "/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+kinds = sorted(d["kind"] for d in docs)
+assert {"ConfigMap", "CronJob", "Deployment", "Service"} <= set(kinds), kinds
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+open(sys.argv[2], "w").write(cm["data"]["serve.toml"])
+print("manifests:", ", ".join(kinds))
+PY
+"$S3C_BIN" serve --config "$run_dir/k8s-serve.toml" --print-config > /dev/null

@@ -137,14 +137,23 @@ impl ServerProcess {
             .expect("connect")
     }
 
-    /// `GET /metrics`.
+    /// `GET /metrics` (the body).
     pub fn scrape(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
+    }
+
+    /// A plain HTTP/1.0 GET on the metrics port: status and body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.metrics_addr).expect("metrics endpoint");
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.metrics_addr).expect("request");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.metrics_addr).expect("request");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("response");
-        text
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and stderr.

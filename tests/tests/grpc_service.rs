@@ -128,6 +128,10 @@ async fn health_and_reflection_answer_and_tokens_are_enforced() {
     assert!(caps.implemented_rpcs.contains(&"ExtractMetadata".to_string()));
     assert_eq!(caps.limits.expect("limits").max_concurrent_extractions, 4);
 
+    // HTTP probes for platforms whose gRPC probes cannot speak TLS.
+    assert_eq!(server.http_get("/livez").0, 200);
+    assert_eq!(server.http_get("/readyz").0, 200);
+
     let metrics = server.scrape();
     assert!(metric_sum(&metrics, "s3_connector_unauthenticated_total", &[]) >= 2.0, "{metrics}");
     assert!(

@@ -46,19 +46,45 @@ pub fn recorder() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Serves `GET /metrics` until `shutdown` resolves.
+/// Serves, until `shutdown` resolves: `GET /metrics` (Prometheus text), `GET /livez` (200 while
+/// the process runs) and `GET /readyz` (200 while serving, 503 once shutdown has begun), for
+/// HTTP probes where gRPC probes cannot be used (Kubernetes gRPC probes do not speak TLS).
 pub async fn serve_metrics(
     listener: TcpListener,
-    handle: PrometheusHandle,
+    handle: Option<PrometheusHandle>,
+    draining: tokio_util::sync::CancellationToken,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
-        }),
-    );
+    use axum::http::StatusCode;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move {
+                    match handle {
+                        Some(h) => (StatusCode::OK, h.render()),
+                        None => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable\n".to_string())
+                        }
+                    }
+                }
+            }),
+        )
+        .route("/livez", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let draining = draining.clone();
+                async move {
+                    if draining.is_cancelled() {
+                        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                    } else {
+                        (StatusCode::OK, "ready\n")
+                    }
+                }
+            }),
+        );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -203,12 +203,15 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
             auth,
         ));
 
-    if let (Some(listener), Some(handle)) = (metrics_listener, handle) {
-        let stop = draining.clone();
+    // The HTTP side (metrics, probes) outlives draining so that readiness can report it; it
+    // stops when the gRPC server has stopped.
+    let stopped = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        let stop = stopped.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                metrics::serve_metrics(listener, handle, async move { stop.cancelled().await }).await
-            {
+            let shutdown = async move { stop.cancelled().await };
+            if let Err(e) = metrics::serve_metrics(listener, handle, draining, shutdown).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });
@@ -229,10 +232,12 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
     let join = tokio::spawn(async move {
-        router
+        let result = router
             .serve_with_incoming_shutdown(incoming, shutdown_signal)
             .await
-            .map_err(|e| ServeError::Transport(e.to_string()))
+            .map_err(|e| ServeError::Transport(e.to_string()));
+        stopped.cancel();
+        result
     });
     tracing::info!(%grpc_addr, ?metrics_addr, tls = tls_on, "serving");
     Ok(RunningServer { grpc_addr, metrics_addr, tls: tls_on, draining, join })
