@@ -14,7 +14,11 @@ async fn main() {
     let filter = cli.log.as_deref().map(EnvFilter::new).unwrap_or_else(|| {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Text => logs.init(),
+    }
     match cli::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(err) => {

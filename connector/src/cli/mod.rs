@@ -15,9 +15,22 @@ pub struct Cli {
     #[arg(long, global = true, env = "S3_CONNECTOR_LOG")]
     pub log: Option<String>,
 
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "S3_CONNECTOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON objects, one per line.
+    Json,
 }
 
 /// Commands.

@@ -51,23 +51,11 @@ pub fn read_setup(path: &std::path::Path) -> anyhow::Result<PolicySetup> {
     }
 }
 
-/// The documents as one JSON object.
+/// The documents as one JSON object, keyed by their stable names.
 pub fn documents_json(docs: &policy::PolicyDocuments) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    out.insert("connectorIdentityPolicy".into(), docs.connector_identity_policy.clone());
-    out.insert("connectorTrustPolicy".into(), docs.connector_trust_policy.clone());
-    let optional = [
-        ("inventoryKeyPolicyStatement", &docs.inventory_key_policy_statement),
-        ("inventoryDestinationBucketPolicy", &docs.inventory_destination_bucket_policy),
-        ("lambdaRolePolicy", &docs.lambda_role_policy),
-        ("samplingPolicy", &docs.sampling_policy),
-    ];
-    for (name, doc) in optional {
-        if let Some(doc) = doc {
-            out.insert(name.into(), doc.clone());
-        }
-    }
-    serde_json::Value::Object(out)
+    serde_json::Value::Object(
+        docs.named().into_iter().map(|(name, doc)| (name.to_string(), doc.clone())).collect(),
+    )
 }
 
 /// Renders what `policy` prints.

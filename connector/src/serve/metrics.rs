@@ -95,6 +95,7 @@ pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
 
 /// Records one finished call.
 pub fn record_call(method: &'static str, code: tonic::Code, started: Instant) {
+    tracing::info!(method, code = ?code, duration_ms = started.elapsed().as_millis() as u64, "call finished");
     metrics::counter!(GRPC_REQUESTS, "method" => method, "code" => format!("{code:?}")).increment(1);
     metrics::histogram!(GRPC_DURATION, "method" => method).record(started.elapsed().as_secs_f64());
 }

@@ -20,7 +20,6 @@ use super::convert;
 use super::metrics::{self as m, ActiveExtraction};
 use super::status::{ServiceError, from_config_error, from_extract_error};
 use crate::aws::{AwsContext, ConnectionSettings, RequestStats};
-use crate::cli::policy::documents_json;
 use crate::extract::{Extractor, Services};
 use crate::output::records::json_to_struct;
 use crate::output::stream::{extract_records, new_run_id};
@@ -418,24 +417,13 @@ impl ConnectorApi {
                 other => other.to_string(),
             }
         };
-        let json = documents_json(&docs);
-        let order = [
-            "connectorIdentityPolicy",
-            "connectorTrustPolicy",
-            "inventoryKeyPolicyStatement",
-            "inventoryDestinationBucketPolicy",
-            "lambdaRolePolicy",
-            "samplingPolicy",
-        ];
-        let documents = order
-            .iter()
-            .filter_map(|name| {
-                let doc = json.get(*name)?;
-                Some(pb::PolicyDocument {
-                    name: (*name).to_string(),
-                    attach_to: attach(name),
-                    document: json_to_struct(doc),
-                })
+        let documents = docs
+            .named()
+            .into_iter()
+            .map(|(name, doc)| pb::PolicyDocument {
+                name: name.to_string(),
+                attach_to: attach(name),
+                document: json_to_struct(doc),
             })
             .collect();
         Ok(pb::GeneratePoliciesResponse { documents, text: policy::render_text(&docs) })

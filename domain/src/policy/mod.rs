@@ -166,6 +166,27 @@ pub struct PolicyDocuments {
     pub targets: PolicyTargets,
 }
 
+impl PolicyDocuments {
+    /// The documents present, by stable name (`connectorIdentityPolicy`,
+    /// `connectorTrustPolicy`, `inventoryKeyPolicyStatement`, `inventoryDestinationBucketPolicy`,
+    /// `lambdaRolePolicy`, `samplingPolicy`), always in this order. The CLI's JSON output and the
+    /// gRPC `GeneratePolicies` answer both use these names.
+    pub fn named(&self) -> Vec<(&'static str, &Value)> {
+        let optional = [
+            ("inventoryKeyPolicyStatement", &self.inventory_key_policy_statement),
+            ("inventoryDestinationBucketPolicy", &self.inventory_destination_bucket_policy),
+            ("lambdaRolePolicy", &self.lambda_role_policy),
+            ("samplingPolicy", &self.sampling_policy),
+        ];
+        let mut out = vec![
+            ("connectorIdentityPolicy", &self.connector_identity_policy),
+            ("connectorTrustPolicy", &self.connector_trust_policy),
+        ];
+        out.extend(optional.into_iter().filter_map(|(name, doc)| doc.as_ref().map(|d| (name, d))));
+        out
+    }
+}
+
 /// Names of the things the documents are attached to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyTargets {
