@@ -12,4 +12,5 @@ pub mod format;
 pub mod inventory;
 pub mod model;
 pub mod policy;
+pub mod sample;
 pub mod schema;

@@ -14,7 +14,7 @@ mod json;
 mod merge;
 mod orc;
 mod parquet;
-mod scalar;
+pub(crate) mod scalar;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
