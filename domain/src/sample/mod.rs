@@ -6,6 +6,8 @@
 //! window. A window that stops before the end of the file never yields its trailing partial
 //! line. Sample data is never logged: errors name the row and column, not the values.
 
+pub mod parquet;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Number, Value};
