@@ -14,4 +14,5 @@ pub mod aws;
 pub mod cli;
 pub mod extract;
 pub mod output;
+pub mod sample;
 pub mod serve;

@@ -152,6 +152,7 @@ impl ObjectStore for FakeStore {
         let (start, end) = match range {
             ByteRange::Head(n) => (0, n.min(len)),
             ByteRange::Suffix(n) => (len.saturating_sub(n), len),
+            ByteRange::Span { start, len: n } => (start.min(len), (start + n).min(len)),
         };
         let end = end.min(start + max_bytes);
         Ok(RangeRead {

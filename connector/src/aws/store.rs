@@ -46,14 +46,29 @@ pub enum ByteRange {
     Head(u64),
     /// The last `n` bytes.
     Suffix(u64),
+    /// `len` bytes from offset `start` (a Parquet column chunk, say).
+    Span {
+        /// First byte.
+        start: u64,
+        /// Number of bytes (at least 1).
+        len: u64,
+    },
 }
 
 impl ByteRange {
+    /// Bytes asked for.
+    pub fn byte_count(self) -> u64 {
+        match self {
+            ByteRange::Head(n) | ByteRange::Suffix(n) | ByteRange::Span { len: n, .. } => n,
+        }
+    }
+
     /// The HTTP Range header value.
     pub fn header(self) -> String {
         match self {
             ByteRange::Head(n) => format!("bytes=0-{}", n.saturating_sub(1)),
             ByteRange::Suffix(n) => format!("bytes=-{n}"),
+            ByteRange::Span { start, len } => format!("bytes={start}-{}", start + len.max(1) - 1),
         }
     }
 }

@@ -150,10 +150,7 @@ impl DatasetWork<'_> {
     }
 
     async fn fetch(&self, object: &ObjectMeta, range: ByteRange) -> Result<crate::aws::RangeRead, AwsError> {
-        let cap = match range {
-            ByteRange::Head(n) | ByteRange::Suffix(n) => n,
-        };
-        self.ctx.services.store.get_range(self.bucket, &object.key, range, cap).await
+        self.ctx.services.store.get_range(self.bucket, &object.key, range, range.byte_count()).await
     }
 
     /// Reads one file's schema: one ranged GET, a second for large footers.

@@ -12,9 +12,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Number, Value};
 
-use crate::model::{DataType, Field};
-use crate::schema::CsvDialect;
+use crate::format::DetectedFormat;
+use crate::model::{DataType, Field, FileFormat};
 use crate::schema::scalar::is_null_token;
+use crate::schema::{CsvDialect, Fetched, InferenceError, InferenceLimits, InferenceStep};
 
 /// How rows are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,8 +354,112 @@ pub fn sample_json_lines(
     })
 }
 
+/// Why a file's head could not be sampled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SampleFileError {
+    /// The file cannot be read as its format (truncated, malformed, bad compression, ...).
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// Rows cannot be taken.
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    /// Sampling does not read this format from a head read.
+    #[error("sampling {format} files from their first bytes is not supported")]
+    Unsupported {
+        /// The format.
+        format: &'static str,
+    },
+}
+
+impl SampleFileError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SampleFileError::Inference(e) => e.code(),
+            SampleFileError::Sample(e) => e.code(),
+            SampleFileError::Unsupported { .. } => "SAMPLE_UNSUPPORTED_FORMAT",
+        }
+    }
+}
+
+/// Samples a text-format file (CSV/TSV/PSV, JSON Lines; gzip/zstd/bzip2 or plain) from its
+/// first bytes: the schema and dialect are inferred from the same bytes (as extraction does),
+/// then the rows are taken from the decompressed window.
+pub fn sample_text_head(
+    detected: DetectedFormat,
+    head: &[u8],
+    object_size: u64,
+    columns: &[String],
+    mode: SampleMode,
+    limits: &SampleLimits,
+    inference: &InferenceLimits,
+) -> Result<Sample, SampleFileError> {
+    let fetched = Fetched { bytes: head, start: 0, object_size };
+    let file = match crate::schema::infer(detected, fetched, inference)? {
+        InferenceStep::Done(file) => file,
+        InferenceStep::NeedSuffix { .. } => {
+            return Err(SampleFileError::Unsupported { format: detected.format.as_str() });
+        }
+    };
+    let decoded = DetectedFormat { format: file.format, compression: file.compression };
+    let window = crate::schema::decode::decode_sample(decoded, head, object_size, inference)?;
+    let fields = &file.schema.fields;
+    match (file.format, file.dialect) {
+        (FileFormat::Csv | FileFormat::Tsv | FileFormat::Psv, Some(dialect)) => {
+            Ok(sample_delimited(&window.data, window.truncated, &dialect, fields, columns, mode, limits)?)
+        }
+        (FileFormat::JsonLines, _) => {
+            Ok(sample_json_lines(&window.data, window.truncated, fields, columns, mode, limits)?)
+        }
+        (format, _) => Err(SampleFileError::Unsupported { format: format.as_str() }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gzipped_csv_head_is_inferred_and_sampled() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"id,amount,when\n1,2.50,2024-01-01\n2,3.75,2024-01-02\n").unwrap();
+        let bytes = gz.finish().unwrap();
+        let detected = crate::format::detect_from_key("sales/part-0.csv.gz");
+        let s = sample_text_head(
+            detected,
+            &bytes,
+            bytes.len() as u64,
+            &[],
+            SampleMode::Head,
+            &SampleLimits::default(),
+            &InferenceLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "amount", "when"]);
+        assert_eq!(s.rows.len(), 2);
+        assert_eq!(s.rows[1][0].value, Value::from(2));
+        assert_eq!(s.rows[1][1].value, Value::from("3.75"), "decimals stay exact strings");
+        let parquet = crate::format::detect_from_key("t/part-0.avro");
+        let err = sample_text_head(
+            parquet,
+            b"Obj\x01",
+            4,
+            &[],
+            SampleMode::Head,
+            &SampleLimits::default(),
+            &InferenceLimits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err.code(), "SAMPLE_UNSUPPORTED_FORMAT" | "FILE_TRUNCATED" | "FILE_MALFORMED"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
     use super::*;
 
     fn field(name: &str, data_type: DataType) -> Field {

@@ -7,7 +7,7 @@
 //! panics on untrusted input (third-party decoders are additionally guarded).
 
 mod avro;
-mod decode;
+pub(crate) mod decode;
 mod delimited;
 mod error;
 mod json;

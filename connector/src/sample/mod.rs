@@ -1,0 +1,319 @@
+//! Dynamic sampling of one object: the fewest ranged reads that give the wanted rows, through
+//! an [`ObjectStore`] built for the *requesting user* (the caller decides whose identity; this
+//! module never builds clients).
+//!
+//! ```text
+//! key ─► format (extension, else the first bytes)
+//!   text (CSV/TSV/PSV, JSON Lines; gz/zstd/bz2) ─► GET bytes=0-(max_read) ─► domain::sample_text_head
+//!   Parquet ─► GET tail ─► footer ─► plan (row groups × projected chunks) ─► GET each chunk
+//!           ─► domain::sample::parquet::sample
+//! ```
+//!
+//! AWS failures become [`SampleFailure::Denied`] with the same problem codes as extraction
+//! (`KMS_ACCESS_DENIED` with the key ARN and principal, `KMS_KEY_DISABLED`, `SSE_C_KEY_REQUIRED`,
+//! `ACCESS_DENIED`, `OBJECT_NOT_FOUND`, ...). Sampled values are never logged.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use s3_connector_domain::format::{DetectedFormat, detect_from_content, detect_from_key};
+use s3_connector_domain::model::{Compression, EncryptionType, FileFormat};
+use s3_connector_domain::sample::parquet::{self as pq, ParquetSampleError, SparseFile};
+use s3_connector_domain::sample::{Sample, SampleFileError, SampleLimits, SampleMode, sample_text_head};
+use s3_connector_domain::schema::{Fetched, InferenceLimits, InferenceStep};
+
+use crate::aws::{AwsError, ByteRange, ObjectStore, ResponseEncryption};
+use crate::extract::problems::{ObjectContext, object_problem};
+use crate::extract::report::Problem;
+
+/// How to sample.
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    /// Columns to return (all when empty).
+    pub columns: Vec<String>,
+    /// Head or random.
+    pub mode: SampleMode,
+    /// Rows and value size.
+    pub limits: SampleLimits,
+    /// Bytes read for text formats and decompressed at most.
+    pub inference: InferenceLimits,
+    /// Bytes of column chunks read at most for Parquet.
+    pub max_chunk_bytes: u64,
+    /// Ranged GETs in flight at once (Parquet chunks).
+    pub concurrency: usize,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            columns: Vec::new(),
+            mode: SampleMode::Head,
+            limits: SampleLimits::default(),
+            inference: InferenceLimits::default(),
+            max_chunk_bytes: 64 * 1024 * 1024,
+            concurrency: 4,
+        }
+    }
+}
+
+/// Rows of one object.
+#[derive(Debug, Clone)]
+pub struct ObjectSample {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Format read.
+    pub format: FileFormat,
+    /// Encryption S3 reported on the reads.
+    pub encryption: EncryptionType,
+    /// The rows.
+    pub sample: Sample,
+    /// Bytes fetched.
+    pub bytes_read: u64,
+}
+
+/// Why no rows came back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SampleFailure {
+    /// S3 or KMS refused or failed (problem code, key ARN, principal, fixing statement).
+    #[error("{}", .0.message)]
+    Denied(Box<Problem>),
+    /// The file cannot be read as its format.
+    #[error("s3://{bucket}/{key}: {message} [{code}]")]
+    File {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Stable code (FILE_TRUNCATED, FILE_MALFORMED, INVALID_UTF8, SAMPLE_UNKNOWN_COLUMN, ...).
+        code: &'static str,
+        /// What is wrong (never the content).
+        message: String,
+    },
+    /// Client-side encrypted: the bytes are ciphertext.
+    #[error("s3://{bucket}/{key} is client-side encrypted: sampling it needs the wrapping key")]
+    ClientSideEncrypted {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+}
+
+impl SampleFailure {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SampleFailure::Denied(p) => p.code,
+            SampleFailure::File { code, .. } => code,
+            SampleFailure::ClientSideEncrypted { .. } => "CLIENT_SIDE_ENCRYPTED",
+        }
+    }
+}
+
+struct Target<'a> {
+    store: &'a dyn ObjectStore,
+    bucket: &'a str,
+    key: &'a str,
+    principal: Option<&'a str>,
+    region: &'a str,
+}
+
+impl Target<'_> {
+    fn denied(&self, e: &AwsError) -> SampleFailure {
+        let ctx = ObjectContext {
+            bucket: self.bucket,
+            dataset_prefix: "",
+            key: self.key,
+            principal: self.principal,
+            known_kms_key: None,
+            region: self.region,
+        };
+        SampleFailure::Denied(Box::new(object_problem(e, &ctx)))
+    }
+
+    fn file(&self, code: &'static str, message: String) -> SampleFailure {
+        SampleFailure::File { bucket: self.bucket.into(), key: self.key.into(), code, message }
+    }
+
+    async fn get(&self, range: ByteRange) -> Result<crate::aws::RangeRead, SampleFailure> {
+        self.store
+            .get_range(self.bucket, self.key, range, range.byte_count())
+            .await
+            .map_err(|e| self.denied(&e))
+    }
+}
+
+fn encryption_of(enc: &ResponseEncryption) -> EncryptionType {
+    if !enc.crypto_metadata.is_empty() {
+        return EncryptionType::ClientSide;
+    }
+    if enc.sse_customer_algorithm.is_some() {
+        return EncryptionType::SseC;
+    }
+    match enc.sse.as_deref() {
+        Some("aws:kms") => EncryptionType::SseKms,
+        Some("aws:kms:dsse") => EncryptionType::DsseKms,
+        Some("AES256") => EncryptionType::SseS3,
+        Some(_) => EncryptionType::Unknown,
+        None => EncryptionType::None,
+    }
+}
+
+/// CPU work off the async runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| format!("sampling task failed: {e}"))
+}
+
+/// Samples one object as whoever `store` authenticates as. `principal` (the user's ARN) and
+/// `region` only enrich denial messages.
+pub async fn sample_object(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    principal: Option<&str>,
+    region: &str,
+    options: &SampleOptions,
+) -> Result<ObjectSample, SampleFailure> {
+    let target = Target { store, bucket, key, principal, region };
+    let mut detected = detect_from_key(key);
+    if detected.format == FileFormat::Parquet && detected.compression == Compression::None {
+        return sample_parquet(&target, options).await;
+    }
+    let head = target.get(ByteRange::Head(options.inference.max_read_bytes.max(1024))).await?;
+    let encryption = encryption_of(&head.encryption);
+    if encryption == EncryptionType::ClientSide {
+        return Err(SampleFailure::ClientSideEncrypted { bucket: bucket.into(), key: key.into() });
+    }
+    if detected.format == FileFormat::Unknown
+        && let Some(found) = detect_from_content(&head.bytes)
+    {
+        detected = found;
+    }
+    if detected.format == FileFormat::Parquet {
+        return sample_parquet(&target, options).await;
+    }
+    let bytes_read = head.bytes.len() as u64;
+    let opts = options.clone();
+    let result = blocking(move || {
+        sample_text_head(
+            detected,
+            &head.bytes,
+            head.object_size,
+            &opts.columns,
+            opts.mode,
+            &opts.limits,
+            &opts.inference,
+        )
+    })
+    .await
+    .map_err(|m| target.file("INTERNAL_ERROR", m))?;
+    let sample = result.map_err(|e: SampleFileError| target.file(e.code(), e.to_string()))?;
+    Ok(ObjectSample {
+        bucket: bucket.into(),
+        key: key.into(),
+        format: detected.format,
+        encryption,
+        sample,
+        bytes_read,
+    })
+}
+
+fn parquet_failure(target: &Target<'_>, e: ParquetSampleError) -> SampleFailure {
+    target.file(e.code(), e.to_string())
+}
+
+async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<ObjectSample, SampleFailure> {
+    let probe = options.inference.footer_probe_bytes.max(8);
+    let mut tail = target.get(ByteRange::Suffix(probe)).await?;
+    let encryption = encryption_of(&tail.encryption);
+    if encryption == EncryptionType::ClientSide {
+        return Err(SampleFailure::ClientSideEncrypted {
+            bucket: target.bucket.into(),
+            key: target.key.into(),
+        });
+    }
+    let mut bytes_read = tail.bytes.len() as u64;
+    let metadata = match pq::footer_metadata(&tail.bytes).map_err(|e| parquet_failure(target, e))? {
+        Ok(m) => m,
+        Err(needed) => {
+            if needed > options.max_chunk_bytes || needed > tail.object_size {
+                return Err(target.file(
+                    "FILE_MALFORMED",
+                    format!("the footer claims {needed} bytes of a {}-byte file", tail.object_size),
+                ));
+            }
+            tail = target.get(ByteRange::Suffix(needed)).await?;
+            bytes_read += tail.bytes.len() as u64;
+            pq::footer_metadata(&tail.bytes)
+                .map_err(|e| parquet_failure(target, e))?
+                .map_err(|_| target.file("FILE_TRUNCATED", "the footer is longer than the file".into()))?
+        }
+    };
+    // The schema as extraction reports it (same names and types).
+    let fetched = Fetched { bytes: &tail.bytes, start: tail.start, object_size: tail.object_size };
+    let detected = DetectedFormat { format: FileFormat::Parquet, compression: Compression::None };
+    let fields = match s3_connector_domain::schema::infer(detected, fetched, &options.inference) {
+        Ok(InferenceStep::Done(file)) => file.schema.fields,
+        Ok(InferenceStep::NeedSuffix { .. }) => {
+            return Err(target.file("FILE_MALFORMED", "the footer could not be read".into()));
+        }
+        Err(e) => return Err(target.file(e.code(), e.to_string())),
+    };
+    let plan = pq::plan(
+        &metadata,
+        &fields,
+        &options.columns,
+        options.mode,
+        &options.limits,
+        options.max_chunk_bytes,
+    )
+    .map_err(|e| parquet_failure(target, e))?;
+
+    let mut file = SparseFile::new(tail.object_size);
+    file.insert(tail.start, tail.bytes.clone());
+    let mut queue = plan.ranges.iter().copied().filter(|&(_, len)| len > 0);
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < options.concurrency.max(1) {
+            let Some((start, len)) = queue.next() else { break };
+            running.push(async move { (start, target.get(ByteRange::Span { start, len }).await) });
+        }
+        let Some((start, read)) = running.next().await else { break };
+        let read = read?;
+        bytes_read += read.bytes.len() as u64;
+        // A server that ignored the range sent the object from byte 0.
+        let at = if read.start == start { start } else { read.start };
+        file.insert(at, Bytes::clone(&read.bytes));
+    }
+    let opts = options.clone();
+    let fields_for_rows = fields.clone();
+    let plan_for_rows = plan.clone();
+    let result =
+        blocking(move || pq::sample(file, &plan_for_rows, &fields_for_rows, opts.mode, &opts.limits))
+            .await
+            .map_err(|m| target.file("INTERNAL_ERROR", m))?;
+    let sample = result.map_err(|e| parquet_failure(target, e))?;
+    Ok(ObjectSample {
+        bucket: target.bucket.into(),
+        key: target.key.into(),
+        format: FileFormat::Parquet,
+        encryption,
+        sample,
+        bytes_read,
+    })
+}
+
+/// Convenience for callers holding an `Arc`.
+pub async fn sample_object_arc(
+    store: Arc<dyn ObjectStore>,
+    bucket: &str,
+    key: &str,
+    principal: Option<&str>,
+    region: &str,
+    options: &SampleOptions,
+) -> Result<ObjectSample, SampleFailure> {
+    sample_object(store.as_ref(), bucket, key, principal, region, options).await
+}
