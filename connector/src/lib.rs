@@ -4,12 +4,14 @@
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
+//! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
 //! - [`cli`]: the command line.
 //!
 //! Domain logic (grouping, inference, encryption summaries) lives in `s3-connector-domain`.
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod check;
 pub mod cli;
 pub mod extract;
 pub mod output;

@@ -161,7 +161,7 @@ pub fn validate_bucket_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn targets(list: &[String]) -> anyhow::Result<Vec<BucketTarget>> {
+pub(crate) fn targets(list: &[String]) -> anyhow::Result<Vec<BucketTarget>> {
     let mut out: Vec<BucketTarget> = Vec::new();
     for t in list {
         let (bucket, prefix) = parse_target(t)?;

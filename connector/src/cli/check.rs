@@ -1,0 +1,122 @@
+//! `s3-connector check`: access diagnostics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::extract::{ConnectionArgs, targets};
+use crate::aws::control::{SdkBucketControl, SdkKeyInspector};
+use crate::aws::identity::{SdkSecurityTokenService, UserIdentity, WebIdentityToken, load_base_context};
+use crate::aws::{AwsContext, RequestStats, SdkObjectStore};
+use crate::check::{self, CheckOptions, CheckScope, CheckServices, RoleProbe, SamplingServices, render};
+
+/// Options of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Buckets to check: `bucket` or `s3://bucket/prefix/` (repeat for several).
+    #[arg(required = true, value_name = "BUCKET_OR_URI")]
+    pub targets: Vec<String>,
+    /// Connection options (the same as `extract`).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// AWS requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Objects HEADed per bucket (one per folder of the first listing page) to find the KMS
+    /// keys in use.
+    #[arg(long, default_value_t = 16)]
+    pub objects_per_bucket: usize,
+    /// Role of a sampling user to check (assumed by the connector with --sampling-external-id,
+    /// or with a web-identity token).
+    #[arg(long)]
+    pub sampling_role_arn: Option<String>,
+    /// ExternalId for the sampling user's role.
+    #[arg(long, requires = "sampling_role_arn", conflicts_with = "sampling_web_identity_token_file")]
+    pub sampling_external_id: Option<String>,
+    /// File holding the sampling user's web-identity (OIDC) token, exchanged with
+    /// AssumeRoleWithWebIdentity.
+    #[arg(long, requires = "sampling_role_arn", value_name = "FILE")]
+    pub sampling_web_identity_token_file: Option<PathBuf>,
+    /// Session name of the sampling user's role session.
+    #[arg(long, default_value = "s3-connector-sampling")]
+    pub sampling_session_name: String,
+}
+
+/// Runs `check`; returns the exit code (docs/check.md).
+pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
+    let scope = CheckScope { targets: targets(&args.targets)? };
+    let settings = args.connection.settings();
+    let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
+    let stats = Arc::new(RequestStats::default());
+
+    let (role, base_sts) = match &settings.role_arn {
+        Some(role_arn) => {
+            let base = load_base_context(&settings).await.context("invalid connection settings")?;
+            let role = RoleProbe {
+                role_arn: role_arn.clone(),
+                external_id: settings.external_id.clone(),
+                session_name: args.connection.session_name.clone(),
+            };
+            let sts: Arc<dyn crate::aws::identity::SecurityTokenService> =
+                Arc::new(SdkSecurityTokenService::new(base.sts_client(), stats.clone()));
+            (Some(role), Some(sts))
+        }
+        None => (None, None),
+    };
+
+    let sampling = match &args.sampling_role_arn {
+        None => None,
+        Some(role_arn) => {
+            let identity = match &args.sampling_web_identity_token_file {
+                Some(path) => {
+                    let token = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read the web-identity token file {}", path.display())
+                    })?;
+                    UserIdentity::WebIdentity {
+                        role_arn: role_arn.clone(),
+                        token: WebIdentityToken::new(token),
+                        session_name: args.sampling_session_name.clone(),
+                    }
+                }
+                None => UserIdentity::Role {
+                    role_arn: role_arn.clone(),
+                    external_id: args.sampling_external_id.clone(),
+                    session_name: args.sampling_session_name.clone(),
+                },
+            };
+            let user = identity.load(&aws).await.context("invalid sampling identity")?;
+            Some(SamplingServices {
+                role_arn: role_arn.clone(),
+                sts: Arc::new(SdkSecurityTokenService::new(user.sts_client(), stats.clone())),
+                store: Arc::new(SdkObjectStore::new(user.s3_client(), stats.clone())),
+            })
+        }
+    };
+
+    let services = CheckServices {
+        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
+        buckets: Arc::new(SdkBucketControl::new(aws.s3_client(), stats.clone())),
+        keys: Arc::new(SdkKeyInspector::new(aws.kms_client(), stats.clone())),
+        sts: Arc::new(SdkSecurityTokenService::new(aws.sts_client(), stats.clone())),
+        base_sts,
+        sampling,
+        region: aws.region(),
+    };
+    let options = CheckOptions {
+        role,
+        concurrency: args.concurrency.max(1),
+        objects_per_bucket: args.objects_per_bucket.max(1),
+    };
+    let report = check::run_check(&services, &scope, &options).await.context("check failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+    } else {
+        print!("{}", render::render_text(&report));
+    }
+    Ok(render::exit_code(&report))
+}
