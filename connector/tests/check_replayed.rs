@@ -120,6 +120,9 @@ impl BucketControl for FakeBuckets {
     async fn inventory_configurations(&self, _: &str) -> Result<Vec<InventoryConfig>, AwsError> {
         Ok(self.inventory.clone())
     }
+    async fn inventory_configuration(&self, _: &str, id: &str) -> Result<Option<InventoryConfig>, AwsError> {
+        Ok(self.inventory.iter().find(|c| c.id == id).cloned())
+    }
     async fn bucket_policy(&self, _: &str) -> Result<Option<String>, AwsError> {
         Ok(None)
     }
@@ -217,7 +220,7 @@ fn scope() -> CheckScope {
 }
 
 fn options() -> CheckOptions {
-    CheckOptions { role: None, concurrency: 1, objects_per_bucket: 4 }
+    CheckOptions { role: None, concurrency: 1, objects_per_bucket: 4, inventory_ids: Vec::new() }
 }
 
 fn inventory(key: &str) -> InventoryConfig {

@@ -43,7 +43,7 @@ EXTERNAL_ID = "check-ext-id-42"
 SAMPLING_EXTERNAL_ID = "sampling-ext-id-7"
 
 
-def connector_policy(key_arn, with_list=True):
+def connector_policy(account, with_list=True):
     s3_bucket_actions = ["s3:GetBucketLocation", "s3:GetEncryptionConfiguration", "s3:GetInventoryConfiguration",
                          "s3:GetBucketPolicy"]
     if with_list:
@@ -59,6 +59,8 @@ def connector_policy(key_arn, with_list=True):
             # a statement scoped to the key ARN never matches there; AWS would take `key_arn`.
             {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GetKeyPolicy"], "Resource": "*"},
             {"Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"},
+            # The connector acts for sampling users by assuming their roles.
+            {"Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": f"arn:aws:iam::{account}:role/catalog-sampler"},
         ],
     }
 
@@ -121,7 +123,7 @@ def seed_check(kw, account):
                                               ("catalog-open", False, True)):
         roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust(with_external_id))["Role"]["Arn"]
         iam.put_role_policy(RoleName=name, PolicyName="connector",
-                            PolicyDocument=json.dumps(connector_policy(key_arn, with_list)))
+                            PolicyDocument=json.dumps(connector_policy(account, with_list)))
     # The sampling user's role: trusts the connector's role session (the connector assumes it on the
     # user's behalf, with the platform's ExternalId) and allows reading objects only.
     reader_session = f"arn:aws:sts::{account}:assumed-role/catalog-reader/s3-connector"

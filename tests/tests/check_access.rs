@@ -75,7 +75,9 @@ fn a_wrong_external_id_is_reported_as_a_trust_problem() {
     let assume = run.probe("ROLE_ASSUMPTION");
     assert_eq!(assume["status"], "FAIL", "{:#}", run.report);
     assert_eq!(assume["problem_code"], "ROLE_NOT_TRUSTED");
-    assert_eq!(assume["evidence"]["error_code"], "AccessDenied");
+    // moto's IAM-mode error body (<ErrorResponse><Errors><Error>) is not one the Rust SDK
+    // parses, so only the status is left; classification works from it.
+    assert_eq!(assume["evidence"]["http_status"], 403);
     assert_eq!(assume["details"]["caller"], estate.vendor_arn.as_str());
     let fix = statement(assume);
     assert_eq!(fix["Action"], "sts:AssumeRole");
@@ -120,6 +122,10 @@ fn a_correct_setup_passes_every_probe() {
         estate.role("catalog-sampler"),
         "--sampling-external-id",
         &estate.sampling_external_id,
+        // moto's ListBucketInventoryConfigurations answer has a root element the Rust SDK
+        // refuses; GetBucketInventoryConfiguration by id is read fine.
+        "--inventory-id",
+        "daily",
     ]);
     for (probe, resource, status) in statuses(&run) {
         if probe == "CONFUSED_DEPUTY" {

@@ -67,6 +67,9 @@ pub trait BucketControl: Send + Sync {
     async fn bucket_region(&self, bucket: &str) -> Result<String, AwsError>;
     /// Every inventory configuration (ListBucketInventoryConfigurations, all pages).
     async fn inventory_configurations(&self, bucket: &str) -> Result<Vec<InventoryConfig>, AwsError>;
+    /// One inventory configuration by id (GetBucketInventoryConfiguration); `Ok(None)` when
+    /// the bucket has no configuration of that id.
+    async fn inventory_configuration(&self, bucket: &str, id: &str) -> Result<Option<InventoryConfig>, AwsError>;
     /// GetBucketPolicy; `Ok(None)` when the bucket has none.
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, AwsError>;
 }
@@ -78,6 +81,48 @@ pub trait KeyInspector: Send + Sync {
     async fn key_details(&self, key_id: &str) -> Result<KeyDetails, AwsError>;
     /// GetKeyPolicy (the `default` policy) as JSON text.
     async fn key_policy(&self, key_id: &str) -> Result<String, AwsError>;
+}
+
+fn inventory_config(c: &aws_sdk_s3::types::InventoryConfiguration) -> InventoryConfig {
+    let destination = c.destination().and_then(|d| d.s3_bucket_destination());
+    let (kind, key) = match destination.and_then(|d| d.encryption()) {
+        Some(e) if e.ssekms().is_some() => ("SSE_KMS", e.ssekms().map(|k| k.key_id().to_string())),
+        Some(e) if e.sses3().is_some() => ("SSE_S3", None),
+        _ => ("NONE", None),
+    };
+    InventoryConfig {
+        id: c.id().to_string(),
+        enabled: c.is_enabled(),
+        destination_bucket: destination.map(|d| bucket_from_arn(d.bucket())).unwrap_or_default(),
+        destination_account: destination.and_then(|d| d.account_id()).map(str::to_string),
+        destination_prefix: destination.and_then(|d| d.prefix()).map(str::to_string),
+        format: destination.map(|d| d.format().as_str().to_string()).unwrap_or_default(),
+        frequency: c.schedule().map(|s| s.frequency().as_str().to_string()).unwrap_or_default(),
+        included_versions: c.included_object_versions().as_str().to_string(),
+        encryption: kind.to_string(),
+        encryption_key_id: key,
+        optional_fields: c.optional_fields().iter().map(|f| f.as_str().to_string()).collect(),
+    }
+}
+
+/// A response the SDK could not read (a 200 with a body of the wrong shape, as some
+/// S3-compatible stores send) carries no code or message: say so, with the SDK's reason.
+fn with_response_detail<E, R>(mut err: AwsError, sdk: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AwsError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let aws_smithy_runtime_api::client::result::SdkError::ResponseError(_) = sdk {
+        let mut text = String::from("the response could not be parsed");
+        let mut source = std::error::Error::source(sdk);
+        while let Some(inner) = source {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        err.message = Some(text);
+    }
+    err
 }
 
 /// [`BucketControl`] over the AWS SDK.
@@ -131,37 +176,30 @@ impl BucketControl for SdkBucketControl {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| AwsError::from_sdk("s3:GetInventoryConfiguration", Some(bucket), None, &e))?;
-            for c in page.inventory_configuration_list() {
-                let destination = c.destination().and_then(|d| d.s3_bucket_destination());
-                let encryption = destination.and_then(|d| d.encryption());
-                let (kind, key) = match encryption {
-                    Some(e) if e.ssekms().is_some() => {
-                        ("SSE_KMS", e.ssekms().map(|k| k.key_id().to_string()))
-                    }
-                    Some(e) if e.sses3().is_some() => ("SSE_S3", None),
-                    _ => ("NONE", None),
-                };
-                out.push(InventoryConfig {
-                    id: c.id().to_string(),
-                    enabled: c.is_enabled(),
-                    destination_bucket: destination.map(|d| bucket_from_arn(d.bucket())).unwrap_or_default(),
-                    destination_account: destination.and_then(|d| d.account_id()).map(str::to_string),
-                    destination_prefix: destination.and_then(|d| d.prefix()).map(str::to_string),
-                    format: destination.map(|d| d.format().as_str().to_string()).unwrap_or_default(),
-                    frequency: c.schedule().map(|s| s.frequency().as_str().to_string()).unwrap_or_default(),
-                    included_versions: c.included_object_versions().as_str().to_string(),
-                    encryption: kind.to_string(),
-                    encryption_key_id: key,
-                    optional_fields: c.optional_fields().iter().map(|f| f.as_str().to_string()).collect(),
-                });
-            }
+                .map_err(|e| {
+                    with_response_detail(AwsError::from_sdk("s3:GetInventoryConfiguration", Some(bucket), None, &e), &e)
+                })?;
+            out.extend(page.inventory_configuration_list().iter().map(inventory_config));
             match (page.is_truncated(), page.next_continuation_token()) {
                 (Some(true), Some(next)) => token = Some(next.to_string()),
                 _ => return Ok(out),
             }
         }
         Ok(out)
+    }
+
+    async fn inventory_configuration(&self, bucket: &str, id: &str) -> Result<Option<InventoryConfig>, AwsError> {
+        self.stats.count("GetBucketInventoryConfiguration");
+        match self.client.get_bucket_inventory_configuration().bucket(bucket).id(id).send().await {
+            Ok(out) => Ok(out.inventory_configuration().map(inventory_config)),
+            Err(e) => {
+                let err = with_response_detail(
+                    AwsError::from_sdk("s3:GetInventoryConfiguration", Some(bucket), Some(id), &e),
+                    &e,
+                );
+                if err.code.as_deref() == Some("NoSuchConfiguration") { Ok(None) } else { Err(err) }
+            }
+        }
     }
 
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, AwsError> {
