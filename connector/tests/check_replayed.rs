@@ -483,8 +483,17 @@ async fn a_role_assumable_without_the_external_id_is_a_security_finding() {
 
 // ---- user identity: no fallback --------------------------------------------------------
 
-fn service_context(http: StaticReplayClient) -> AwsContext {
-    AwsContext { sdk: sdk_config(http), force_path_style: true }
+/// The service identity as `AwsContext::load` builds it (time source, sleep, retry), with
+/// static test credentials and the replay client.
+async fn service_context(http: StaticReplayClient) -> AwsContext {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::for_tests())
+        .endpoint_url("http://127.0.0.1:1")
+        .http_client(http)
+        .load()
+        .await;
+    AwsContext { sdk, force_path_style: true }
 }
 
 #[tokio::test]
@@ -502,7 +511,7 @@ async fn a_user_role_that_cannot_be_assumed_never_falls_back_to_the_service_iden
         external_id: Some("platform-ext".into()),
         session_name: "alice".into(),
     }
-    .load(&service_context(http.clone()))
+    .load(&service_context(http.clone()).await)
     .await
     .unwrap();
     let store = SdkObjectStore::new(user.s3_client(), Arc::new(RequestStats::default()));
@@ -535,7 +544,7 @@ async fn a_rejected_web_identity_token_is_classified_and_nothing_is_signed_by_th
         token: WebIdentityToken::new("header.payload.signature"),
         session_name: "alice".into(),
     }
-    .load(&service_context(http.clone()))
+    .load(&service_context(http.clone()).await)
     .await
     .unwrap();
     let sts = SdkSecurityTokenService::new(user.sts_client(), Arc::new(RequestStats::default()));

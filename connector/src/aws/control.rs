@@ -69,7 +69,11 @@ pub trait BucketControl: Send + Sync {
     async fn inventory_configurations(&self, bucket: &str) -> Result<Vec<InventoryConfig>, AwsError>;
     /// One inventory configuration by id (GetBucketInventoryConfiguration); `Ok(None)` when
     /// the bucket has no configuration of that id.
-    async fn inventory_configuration(&self, bucket: &str, id: &str) -> Result<Option<InventoryConfig>, AwsError>;
+    async fn inventory_configuration(
+        &self,
+        bucket: &str,
+        id: &str,
+    ) -> Result<Option<InventoryConfig>, AwsError>;
     /// GetBucketPolicy; `Ok(None)` when the bucket has none.
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, AwsError>;
 }
@@ -107,7 +111,10 @@ fn inventory_config(c: &aws_sdk_s3::types::InventoryConfiguration) -> InventoryC
 
 /// A response the SDK could not read (a 200 with a body of the wrong shape, as some
 /// S3-compatible stores send) carries no code or message: say so, with the SDK's reason.
-fn with_response_detail<E, R>(mut err: AwsError, sdk: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AwsError
+fn with_response_detail<E, R>(
+    mut err: AwsError,
+    sdk: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> AwsError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -177,7 +184,10 @@ impl BucketControl for SdkBucketControl {
                 .send()
                 .await
                 .map_err(|e| {
-                    with_response_detail(AwsError::from_sdk("s3:GetInventoryConfiguration", Some(bucket), None, &e), &e)
+                    with_response_detail(
+                        AwsError::from_sdk("s3:GetInventoryConfiguration", Some(bucket), None, &e),
+                        &e,
+                    )
                 })?;
             out.extend(page.inventory_configuration_list().iter().map(inventory_config));
             match (page.is_truncated(), page.next_continuation_token()) {
@@ -188,7 +198,11 @@ impl BucketControl for SdkBucketControl {
         Ok(out)
     }
 
-    async fn inventory_configuration(&self, bucket: &str, id: &str) -> Result<Option<InventoryConfig>, AwsError> {
+    async fn inventory_configuration(
+        &self,
+        bucket: &str,
+        id: &str,
+    ) -> Result<Option<InventoryConfig>, AwsError> {
         self.stats.count("GetBucketInventoryConfiguration");
         match self.client.get_bucket_inventory_configuration().bucket(bucket).id(id).send().await {
             Ok(out) => Ok(out.inventory_configuration().map(inventory_config)),

@@ -304,6 +304,12 @@ pub enum IdentityError {
         /// The role.
         role_arn: String,
     },
+    /// The service configuration lacks something the STS providers need.
+    #[error("the service SDK configuration has no {missing}")]
+    IncompleteServiceConfig {
+        /// What is missing.
+        missing: &'static str,
+    },
     /// STS refused the user's role.
     #[error("cannot act as the user: {0}")]
     Sts(#[from] StsError),
@@ -340,6 +346,10 @@ impl UserIdentity {
     /// user's role session. No STS call is made here; the first request makes it.
     pub async fn load(&self, service: &AwsContext) -> Result<UserContext, IdentityError> {
         self.validate()?;
+        // aws-config's AssumeRoleProvider panics without one; `AwsContext::load` always sets it.
+        if service.sdk.time_source().is_none() {
+            return Err(IdentityError::IncompleteServiceConfig { missing: "time source" });
+        }
         let provider = match self {
             UserIdentity::Role { role_arn, external_id, session_name } => {
                 let mut builder = AssumeRoleProvider::builder(role_arn.clone())

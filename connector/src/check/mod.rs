@@ -111,11 +111,14 @@ pub struct CheckOptions {
     pub concurrency: usize,
     /// Objects HEADed per bucket to find the keys in use (one per folder of the first page).
     pub objects_per_bucket: usize,
+    /// Inventory configuration ids the connector consumes: read with
+    /// GetBucketInventoryConfiguration (and reported missing) instead of listing them all.
+    pub inventory_ids: Vec<String>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { role: None, concurrency: 8, objects_per_bucket: 16 }
+        CheckOptions { role: None, concurrency: 8, objects_per_bucket: 16, inventory_ids: Vec::new() }
     }
 }
 
@@ -461,7 +464,7 @@ async fn check_bucket(
     }
 
     // Inventory configurations and their destinations.
-    check_inventory(services, bucket, principal, &mut out).await;
+    check_inventory(services, &options.inventory_ids, bucket, principal, &mut out).await;
 
     // Bucket policy: a fact about uploads.
     let probe = match services.buckets.bucket_policy(bucket).await {
@@ -594,13 +597,46 @@ fn object_ctx<'a>(
     ObjectContext { bucket, dataset_prefix: parent_of(key), key, principal, known_kms_key, region }
 }
 
+async fn inventory_by_id(
+    services: &CheckServices,
+    ids: &[String],
+    bucket: &str,
+    out: &mut BucketOutcome,
+) -> Result<Vec<InventoryConfig>, AwsError> {
+    let mut configs = Vec::new();
+    for id in ids {
+        match services.buckets.inventory_configuration(bucket, id).await? {
+            Some(config) => configs.push(config),
+            None => out.probes.push(
+                ProbeResult::new(
+                    ProbeKind::InventoryConfiguration,
+                    bucket,
+                    ProbeStatus::Fail,
+                    format!("{bucket} has no inventory configuration '{id}'"),
+                )
+                .bucket(bucket)
+                .detail("id", id.clone())
+                .problem("INVENTORY_NOT_FOUND")
+                .remedy("Create the inventory configuration, or pass the id the bucket uses.", None),
+            ),
+        }
+    }
+    Ok(configs)
+}
+
 async fn check_inventory(
     services: &CheckServices,
+    ids: &[String],
     bucket: &str,
     principal: Option<&str>,
     out: &mut BucketOutcome,
 ) {
-    let configs = match services.buckets.inventory_configurations(bucket).await {
+    let listed = if ids.is_empty() {
+        services.buckets.inventory_configurations(bucket).await
+    } else {
+        inventory_by_id(services, ids, bucket, out).await
+    };
+    let configs = match listed {
         Ok(configs) => configs,
         Err(err) => {
             let mut probe = ProbeResult::new(
@@ -628,7 +664,7 @@ async fn check_inventory(
             return;
         }
     };
-    if configs.is_empty() {
+    if configs.is_empty() && ids.is_empty() {
         out.probes.push(
             ProbeResult::new(
                 ProbeKind::InventoryConfiguration,
@@ -796,10 +832,9 @@ impl Run<'_> {
                 let (summary, remedy): (String, String) = match err.kind {
                     StsErrorKind::NotTrusted => (
                         format!(
-                            "{} may not assume {arn}{}: the trust policy does not allow this caller{}",
+                            "{} may not assume {arn} {}: wrong or missing ExternalId, caller not in the trust policy, or no sts:AssumeRole in the caller's identity policy",
                             base_identity.as_ref().map(|i| i.arn.as_str()).unwrap_or("the caller"),
-                            if role.external_id.is_some() { " with this ExternalId" } else { " without an ExternalId" },
-                            if role.external_id.is_some() { " with this ExternalId (wrong ExternalId, or caller not trusted)" } else { "" }
+                            if role.external_id.is_some() { "with the configured ExternalId" } else { "without an ExternalId" },
                         ),
                         "Make the role's trust policy allow the caller with the ExternalId (statement below), and allow sts:AssumeRole on the role in the caller's identity policy.".into(),
                     ),
@@ -1018,7 +1053,9 @@ impl Run<'_> {
                     "Bring the key back to the Enabled state.",
                 )),
             };
-            let wrong_kind = d.key_spec != "SYMMETRIC_DEFAULT" || d.key_usage != "ENCRYPT_DECRYPT";
+            // Empty: not reported (some S3-compatible KMS omit them); not a finding.
+            let wrong_kind = (!d.key_spec.is_empty() && d.key_spec != "SYMMETRIC_DEFAULT")
+                || (!d.key_usage.is_empty() && d.key_usage != "ENCRYPT_DECRYPT");
             if let Some((code, severity, what, fix)) = state_problem {
                 let message =
                     format!("KMS key {} ({}) {what}; used by {}", d.arn, d.state, buckets.join(", "));

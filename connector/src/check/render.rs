@@ -120,3 +120,60 @@ pub fn render_text(report: &CheckReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::report::{Finding, ProbeKind, ProbeResult, Readiness, ReadinessItem};
+
+    fn item(checked: bool, ready: bool) -> ReadinessItem {
+        ReadinessItem { checked, ready, reasons: if ready { Vec::new() } else { vec!["why".into()] } }
+    }
+
+    fn report(extraction: bool, incremental: bool, sampling: ReadinessItem, security: bool) -> CheckReport {
+        CheckReport {
+            identity: None,
+            probes: vec![ProbeResult::new(ProbeKind::ListBucket, "b", ProbeStatus::Fail, "denied")],
+            findings: if security {
+                vec![Finding {
+                    code: "CONFUSED_DEPUTY".into(),
+                    severity: FindingSeverity::Security,
+                    resource: "r".into(),
+                    buckets: Vec::new(),
+                    message: "m".into(),
+                    remediation: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            readiness: Readiness {
+                extraction: item(true, extraction),
+                incremental: item(true, incremental),
+                sampling,
+            },
+        }
+    }
+
+    #[test]
+    fn exit_codes_carry_one_bit_per_capability() {
+        assert_eq!(
+            exit_code(&report(true, true, item(false, false), false)),
+            0,
+            "unchecked sampling does not count"
+        );
+        assert_eq!(exit_code(&report(true, true, item(true, true), false)), 0);
+        assert_eq!(exit_code(&report(false, false, item(false, false), false)), 13);
+        assert_eq!(exit_code(&report(true, false, item(true, false), false)), 16);
+        assert_eq!(exit_code(&report(true, true, item(true, true), true)), 18);
+        assert_eq!(exit_code(&report(false, false, item(true, false), true)), 25);
+    }
+
+    #[test]
+    fn the_table_names_every_probe_and_readiness() {
+        let text = render_text(&report(false, false, item(false, false), true));
+        assert!(text.contains("FAIL     LIST_BUCKET"), "{text}");
+        assert!(text.contains("CONFUSED_DEPUTY"), "{text}");
+        assert!(text.contains("extraction   NOT READY"), "{text}");
+        assert!(text.contains("sampling     not checked"), "{text}");
+    }
+}

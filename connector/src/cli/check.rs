@@ -31,6 +31,10 @@ pub struct CheckArgs {
     /// keys in use.
     #[arg(long, default_value_t = 16)]
     pub objects_per_bucket: usize,
+    /// Inventory configuration id the connector consumes (repeatable): read with
+    /// GetBucketInventoryConfiguration on every bucket instead of listing all configurations.
+    #[arg(long = "inventory-id", value_name = "ID")]
+    pub inventory_ids: Vec<String>,
     /// Role of a sampling user to check (assumed by the connector with --sampling-external-id,
     /// or with a web-identity token).
     #[arg(long)]
@@ -111,6 +115,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
         role,
         concurrency: args.concurrency.max(1),
         objects_per_bucket: args.objects_per_bucket.max(1),
+        inventory_ids: args.inventory_ids.clone(),
     };
     let report = check::run_check(&services, &scope, &options).await.context("check failed")?;
     if args.json {
