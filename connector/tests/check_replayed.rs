@@ -239,10 +239,10 @@ fn inventory(key: &str) -> InventoryConfig {
     }
 }
 
-fn probe<'a>(
-    report: &'a s3_connector::check::CheckReport,
+fn probe(
+    report: &s3_connector::check::CheckReport,
     kind: ProbeKind,
-) -> Vec<&'a s3_connector::check::ProbeResult> {
+) -> Vec<&s3_connector::check::ProbeResult> {
     report.probes.iter().filter(|p| p.probe == kind).collect()
 }
 

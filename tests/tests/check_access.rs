@@ -207,25 +207,23 @@ fn a_sampling_role_that_cannot_be_assumed_never_runs_as_the_connector() {
     assert_eq!(mask(&run) & 4, 4, "sampling bit of exit code {}", run.exit_code);
 }
 
-fn localstack_services(endpoint: &str) -> impl std::future::Future<Output = CheckServices> + '_ {
-    async move {
-        let settings = ConnectionSettings {
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(endpoint.to_string()),
-            max_attempts: 1,
-            ..Default::default()
-        };
-        let aws = AwsContext::load(&settings).await.expect("settings");
-        let stats = Arc::new(RequestStats::default());
-        CheckServices {
-            store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
-            buckets: Arc::new(SdkBucketControl::new(aws.s3_client(), stats.clone())),
-            keys: Arc::new(SdkKeyInspector::new(aws.kms_client(), stats.clone())),
-            sts: Arc::new(SdkSecurityTokenService::new(aws.sts_client(), stats)),
-            base_sts: None,
-            sampling: None,
-            region: aws.region(),
-        }
+async fn localstack_services(endpoint: &str) -> CheckServices {
+    let settings = ConnectionSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.to_string()),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let aws = AwsContext::load(&settings).await.expect("settings");
+    let stats = Arc::new(RequestStats::default());
+    CheckServices {
+        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
+        buckets: Arc::new(SdkBucketControl::new(aws.s3_client(), stats.clone())),
+        keys: Arc::new(SdkKeyInspector::new(aws.kms_client(), stats.clone())),
+        sts: Arc::new(SdkSecurityTokenService::new(aws.sts_client(), stats)),
+        base_sts: None,
+        sampling: None,
+        region: aws.region(),
     }
 }
 

@@ -310,9 +310,6 @@ pub enum IdentityError {
         /// What is missing.
         missing: &'static str,
     },
-    /// STS refused the user's role.
-    #[error("cannot act as the user: {0}")]
-    Sts(#[from] StsError),
 }
 
 impl UserIdentity {
