@@ -12,9 +12,7 @@
 
 use std::sync::Arc;
 
-use s3_connector::aws::control::{SdkBucketControl, SdkKeyInspector};
-use s3_connector::aws::identity::SdkSecurityTokenService;
-use s3_connector::aws::{AwsContext, ConnectionSettings, RequestStats, SdkObjectStore};
+use s3_connector::aws::{AwsContext, ConnectionSettings, RequestStats};
 use s3_connector::check::{CheckOptions, CheckScope, CheckServices, ProbeKind, ProbeStatus, run_check};
 use s3_connector::extract::BucketTarget;
 use s3_connector_e2e::{CheckEstate, Estate, Flavor};
@@ -215,16 +213,7 @@ async fn localstack_services(endpoint: &str) -> CheckServices {
         ..Default::default()
     };
     let aws = AwsContext::load(&settings).await.expect("settings");
-    let stats = Arc::new(RequestStats::default());
-    CheckServices {
-        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
-        buckets: Arc::new(SdkBucketControl::new(aws.s3_client(), stats.clone())),
-        keys: Arc::new(SdkKeyInspector::new(aws.kms_client(), stats.clone())),
-        sts: Arc::new(SdkSecurityTokenService::new(aws.sts_client(), stats)),
-        base_sts: None,
-        sampling: None,
-        region: aws.region(),
-    }
+    CheckServices::from_sdk(&aws, None, None, Arc::new(RequestStats::default()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

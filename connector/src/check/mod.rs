@@ -95,6 +95,38 @@ pub struct CheckServices {
     pub region: String,
 }
 
+impl CheckServices {
+    /// The SDK-backed seams: `service` for everything, `base` (the identity before the role,
+    /// see [`crate::aws::identity::load_base_context`]) for the trust probes, `sampling` for the
+    /// user probes. Requests are counted in `stats`.
+    pub fn from_sdk(
+        service: &crate::aws::AwsContext,
+        base: Option<&crate::aws::AwsContext>,
+        sampling: Option<&crate::aws::identity::UserContext>,
+        stats: Arc<crate::aws::RequestStats>,
+    ) -> CheckServices {
+        use crate::aws::SdkObjectStore;
+        use crate::aws::control::{SdkBucketControl, SdkKeyInspector};
+        use crate::aws::identity::SdkSecurityTokenService;
+        let sts = |client| -> Arc<dyn SecurityTokenService> {
+            Arc::new(SdkSecurityTokenService::new(client, stats.clone()))
+        };
+        CheckServices {
+            store: Arc::new(SdkObjectStore::new(service.s3_client(), stats.clone())),
+            buckets: Arc::new(SdkBucketControl::new(service.s3_client(), stats.clone())),
+            keys: Arc::new(SdkKeyInspector::new(service.kms_client(), stats.clone())),
+            sts: sts(service.sts_client()),
+            base_sts: base.map(|b| sts(b.sts_client())),
+            sampling: sampling.map(|user| SamplingServices {
+                role_arn: user.role_arn().to_string(),
+                sts: sts(user.sts_client()),
+                store: Arc::new(SdkObjectStore::new(user.s3_client(), stats.clone())),
+            }),
+            region: service.region(),
+        }
+    }
+}
+
 /// What to check.
 #[derive(Debug, Clone, Default)]
 pub struct CheckScope {

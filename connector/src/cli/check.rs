@@ -7,10 +7,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::extract::{ConnectionArgs, targets};
-use crate::aws::control::{SdkBucketControl, SdkKeyInspector};
-use crate::aws::identity::{SdkSecurityTokenService, UserIdentity, WebIdentityToken, load_base_context};
-use crate::aws::{AwsContext, RequestStats, SdkObjectStore};
-use crate::check::{self, CheckOptions, CheckScope, CheckServices, RoleProbe, SamplingServices, render};
+use crate::aws::identity::{UserIdentity, WebIdentityToken, load_base_context};
+use crate::aws::{AwsContext, RequestStats};
+use crate::check::{self, CheckOptions, CheckScope, CheckServices, RoleProbe, render};
 
 /// Options of `check`.
 #[derive(Debug, Args)]
@@ -58,7 +57,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
     let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
 
-    let (role, base_sts) = match &settings.role_arn {
+    let (role, base) = match &settings.role_arn {
         Some(role_arn) => {
             let base = load_base_context(&settings).await.context("invalid connection settings")?;
             let role = RoleProbe {
@@ -66,14 +65,12 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
                 external_id: settings.external_id.clone(),
                 session_name: args.connection.session_name.clone(),
             };
-            let sts: Arc<dyn crate::aws::identity::SecurityTokenService> =
-                Arc::new(SdkSecurityTokenService::new(base.sts_client(), stats.clone()));
-            (Some(role), Some(sts))
+            (Some(role), Some(base))
         }
         None => (None, None),
     };
 
-    let sampling = match &args.sampling_role_arn {
+    let user = match &args.sampling_role_arn {
         None => None,
         Some(role_arn) => {
             let identity = match &args.sampling_web_identity_token_file {
@@ -93,31 +90,28 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
                     session_name: args.sampling_session_name.clone(),
                 },
             };
-            let user = identity.load(&aws).await.context("invalid sampling identity")?;
-            Some(SamplingServices {
-                role_arn: role_arn.clone(),
-                sts: Arc::new(SdkSecurityTokenService::new(user.sts_client(), stats.clone())),
-                store: Arc::new(SdkObjectStore::new(user.s3_client(), stats.clone())),
-            })
+            Some(identity.load(&aws).await.context("invalid sampling identity")?)
         }
     };
 
-    let services = CheckServices {
-        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
-        buckets: Arc::new(SdkBucketControl::new(aws.s3_client(), stats.clone())),
-        keys: Arc::new(SdkKeyInspector::new(aws.kms_client(), stats.clone())),
-        sts: Arc::new(SdkSecurityTokenService::new(aws.sts_client(), stats.clone())),
-        base_sts,
-        sampling,
-        region: aws.region(),
-    };
+    let services = CheckServices::from_sdk(&aws, base.as_ref(), user.as_ref(), stats.clone());
     let options = CheckOptions {
         role,
         concurrency: args.concurrency.max(1),
         objects_per_bucket: args.objects_per_bucket.max(1),
         inventory_ids: args.inventory_ids.clone(),
     };
+    let started = std::time::Instant::now();
     let report = check::run_check(&services, &scope, &options).await.context("check failed")?;
+    let requests = stats.snapshot();
+    // On stderr, so that stdout stays the table or the JSON document.
+    eprintln!(
+        "check: {} probes, {} AWS requests ({}) in {:.2} s",
+        report.probes.len(),
+        requests.values().sum::<u64>(),
+        requests.iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", "),
+        started.elapsed().as_secs_f64()
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
     } else {
