@@ -110,12 +110,13 @@ impl ObjectStore for FakeStore {
 
 struct FakeBuckets {
     inventory: Vec<InventoryConfig>,
+    region: &'static str,
 }
 
 #[async_trait]
 impl BucketControl for FakeBuckets {
     async fn bucket_region(&self, _: &str) -> Result<String, AwsError> {
-        Ok("us-east-1".into())
+        Ok(self.region.into())
     }
     async fn inventory_configurations(&self, _: &str) -> Result<Vec<InventoryConfig>, AwsError> {
         Ok(self.inventory.clone())
@@ -206,7 +207,7 @@ fn services(
 ) -> CheckServices {
     CheckServices {
         store,
-        buckets: Arc::new(FakeBuckets { inventory }),
+        buckets: Arc::new(FakeBuckets { inventory, region: "us-east-1" }),
         keys,
         sts: fake_sts(Ok(()), Ok(())),
         base_sts: None,
@@ -561,4 +562,70 @@ async fn a_rejected_web_identity_token_is_classified_and_nothing_is_signed_by_th
             "AssumeRoleWithWebIdentity is unsigned: no service credentials used"
         );
     }
+}
+
+/// DescribeKey denied as moto and AWS deny it: a 403 whose body the SDK may not parse.
+struct DeniedKeys;
+
+#[async_trait]
+impl KeyInspector for DeniedKeys {
+    async fn key_details(&self, key_id: &str) -> Result<KeyDetails, AwsError> {
+        Err(AwsError {
+            operation: "kms:DescribeKey",
+            bucket: None,
+            resource: Some(key_id.into()),
+            kind: AwsErrorKind::AccessDenied,
+            code: None,
+            message: None,
+            status: Some(403),
+        })
+    }
+    async fn key_policy(&self, key_id: &str) -> Result<String, AwsError> {
+        self.key_details(key_id).await.map(|_| String::new())
+    }
+}
+
+#[tokio::test]
+async fn a_key_in_another_region_than_its_bucket_is_a_finding() {
+    let mut services = services(
+        Arc::new(FakeStore { objects: Vec::new(), get_error: None }),
+        Arc::new(FakeKeys),
+        Vec::new(),
+    );
+    services.buckets = Arc::new(FakeBuckets { inventory: Vec::new(), region: "eu-west-1" });
+    let report = run_check(&services, &scope(), &options()).await.unwrap();
+    let finding =
+        report.findings.iter().find(|f| f.code == "KMS_KEY_REGION_MISMATCH").expect("region finding");
+    assert_eq!(finding.buckets, vec![BUCKET.to_string()]);
+    assert_eq!(finding.resource, KEY);
+    assert!(
+        finding.message.contains("eu-west-1") && finding.message.contains("us-east-1"),
+        "{}",
+        finding.message
+    );
+}
+
+#[tokio::test]
+async fn denied_describe_key_and_key_policy_give_a_statement_and_leave_delivery_unverified() {
+    let services = services(
+        Arc::new(FakeStore { objects: Vec::new(), get_error: None }),
+        Arc::new(DeniedKeys),
+        vec![inventory(KEY)],
+    );
+    let report = run_check(&services, &scope(), &options()).await.unwrap();
+    let describe = probe(&report, ProbeKind::DescribeKey);
+    assert_eq!(describe.len(), 1);
+    assert_eq!(describe[0].status, ProbeStatus::Fail);
+    assert_eq!(describe[0].problem_code.as_deref(), Some("KMS_DESCRIBE_KEY_DENIED"));
+    let statement: serde_json::Value =
+        serde_json::from_str(describe[0].remediation.as_deref().unwrap()).unwrap();
+    assert_eq!(statement["Action"][0], "kms:DescribeKey");
+    assert_eq!(statement["Resource"], KEY);
+    let kp = probe(&report, ProbeKind::InventoryKeyPolicy);
+    assert_eq!(kp[0].status, ProbeStatus::Skipped, "not permitted to read: unverified, not failed");
+    assert!(
+        kp[0].remediation.as_deref().unwrap_or("").contains("s3.amazonaws.com"),
+        "the statement S3 needs is still given"
+    );
+    assert!(report.readiness.incremental.ready, "{:?}", report.readiness.incremental);
 }
