@@ -208,7 +208,7 @@ pub async fn run_check(
         }
         let probes = std::mem::take(&mut run.probes);
         let findings = std::mem::take(&mut run.findings);
-        let readiness = readiness::assess(&probes, &findings, scope, services.sampling.is_some());
+        let readiness = readiness::assess(&probes, scope, services.sampling.is_some());
         return Ok(CheckReport { identity, probes, findings, readiness });
     }
 
@@ -240,7 +240,7 @@ pub async fn run_check(
 
     let probes = std::mem::take(&mut run.probes);
     let findings = std::mem::take(&mut run.findings);
-    let readiness = readiness::assess(&probes, &findings, scope, services.sampling.is_some());
+    let readiness = readiness::assess(&probes, scope, services.sampling.is_some());
     Ok(CheckReport { identity, probes, findings, readiness })
 }
 

@@ -1,7 +1,7 @@
 //! From probe results to "can extraction / incremental extraction / sampling work?".
 
 use super::CheckScope;
-use super::report::{Finding, ProbeKind, ProbeResult, ProbeStatus, Readiness, ReadinessItem};
+use super::report::{ProbeKind, ProbeResult, ProbeStatus, Readiness, ReadinessItem};
 
 fn reason(p: &ProbeResult) -> String {
     format!("{} {}: {}", p.probe.as_str(), p.resource, p.summary)
@@ -42,12 +42,7 @@ fn blocks(p: &ProbeResult, source_buckets: &[&str]) -> (bool, bool, bool) {
     }
 }
 
-pub(super) fn assess(
-    probes: &[ProbeResult],
-    _findings: &[Finding],
-    scope: &CheckScope,
-    sampling: bool,
-) -> Readiness {
+pub(super) fn assess(probes: &[ProbeResult], scope: &CheckScope, sampling: bool) -> Readiness {
     let sources: Vec<&str> = scope.targets.iter().map(|t| t.bucket.as_str()).collect();
     let mut extraction = Vec::new();
     let mut incremental = Vec::new();
