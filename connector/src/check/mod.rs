@@ -141,7 +141,8 @@ pub struct CheckOptions {
     pub role: Option<RoleProbe>,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// Objects HEADed per bucket to find the keys in use (one per folder of the first page).
+    /// Objects HEADed per bucket to find the keys in use (round-robin over the folders of the
+    /// first listing page).
     pub objects_per_bucket: usize,
     /// Inventory configuration ids the connector consumes: read with
     /// GetBucketInventoryConfiguration (and reported missing) instead of listing them all.
@@ -490,7 +491,7 @@ async fn check_bucket(
         }
     }
 
-    // HEAD a few objects, one per folder, to see the keys really in use.
+    // HEAD a few objects, spread over folders, to see the keys really in use.
     if listed {
         sample_objects(services, options, bucket, &objects, principal, &mut out).await;
     }
@@ -550,14 +551,7 @@ async fn sample_objects(
     principal: Option<&str>,
     out: &mut BucketOutcome,
 ) {
-    let mut folders = BTreeSet::new();
-    let candidates: Vec<&str> = objects
-        .iter()
-        .filter(|o| o.size > 0 && !o.key.ends_with('/'))
-        .filter(|o| folders.insert(parent_of(&o.key).to_string()))
-        .take(options.objects_per_bucket)
-        .map(|o| o.key.as_str())
-        .collect();
+    let candidates = sample_keys(objects, options.objects_per_bucket);
     let heads: Vec<(&str, Result<crate::aws::ObjectHead, AwsError>)> = stream::iter(candidates)
         .map(|key| async move { (key, services.store.head(bucket, key).await) })
         .buffered(options.concurrency.max(1))
@@ -617,6 +611,38 @@ async fn sample_objects(
                 .detail("object", key.to_string());
         out.probes.push(with_problem(probe, &problem, &err));
     }
+}
+
+/// Up to `limit` keys, round-robin over folders: first one per folder, then a second per
+/// folder, ... so that a folder mixing keys (some objects under A, some under C) shows both when
+/// there is room.
+fn sample_keys(objects: &[s3_connector_domain::model::ObjectMeta], limit: usize) -> Vec<&str> {
+    let mut folders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for o in objects.iter().filter(|o| o.size > 0 && !o.key.ends_with('/')) {
+        let folder = parent_of(&o.key);
+        let entry = folders.entry(folder).or_default();
+        if entry.is_empty() {
+            order.push(folder);
+        }
+        entry.push(&o.key);
+    }
+    let mut out = Vec::new();
+    for round in 0.. {
+        let before = out.len();
+        for folder in &order {
+            if out.len() >= limit {
+                return out;
+            }
+            if let Some(key) = folders.get(folder).and_then(|keys| keys.get(round)) {
+                out.push(*key);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
 }
 
 fn object_ctx<'a>(
@@ -1361,5 +1387,27 @@ async fn decrypt_probe(
                 &err,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3_connector_domain::model::ObjectMeta;
+
+    fn meta(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta { key: key.into(), size, last_modified_ms: None, etag: None, storage_class: None }
+    }
+
+    #[test]
+    fn samples_go_round_robin_over_folders() {
+        let objects: Vec<ObjectMeta> = ["a/1", "a/2", "a/3", "b/1", "c/", "c/1", "d/empty"]
+            .iter()
+            .map(|k| meta(k, if k.ends_with("empty") { 0 } else { 5 }))
+            .collect();
+        assert_eq!(sample_keys(&objects, 3), vec!["a/1", "b/1", "c/1"]);
+        assert_eq!(sample_keys(&objects, 10), vec!["a/1", "b/1", "c/1", "a/2", "a/3"]);
+        assert!(sample_keys(&objects, 0).is_empty());
+        assert_eq!(parent_of("x.csv"), "");
     }
 }

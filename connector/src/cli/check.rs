@@ -26,8 +26,8 @@ pub struct CheckArgs {
     /// AWS requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Objects HEADed per bucket (one per folder of the first listing page) to find the KMS
-    /// keys in use.
+    /// Objects HEADed per bucket (round-robin over the folders of the first listing page) to
+    /// find the KMS keys in use.
     #[arg(long, default_value_t = 16)]
     pub objects_per_bucket: usize,
     /// Inventory configuration id the connector consumes (repeatable): read with
