@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/catalog/s3/v1/records.proto"];
+    let protos = ["proto/catalog/s3/v1/records.proto", "proto/catalog/s3/v1/service.proto"];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

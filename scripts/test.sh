@@ -32,10 +32,13 @@ seed_python="$repo/.cache/venvs/moto/bin/python"
 echo "==> seeding the sample estate"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$MOTO_ENDPOINT" --flavor moto --expected "$run_dir/moto-expected.json"
 "$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$LOCALSTACK_ENDPOINT" --flavor localstack --expected "$run_dir/localstack-expected.json"
+# Many small datasets: gRPC cancellation, deadline and concurrency tests need runs that last.
+"$seed_python" "$repo/deploy/local/seed_estate.py" --endpoint "$MOTO_ENDPOINT" --flavor moto --bench-objects 400 --bench-datasets 300 --bench-bucket grpc-many --expected "$run_dir/moto-many-expected.json"
 "$seed_python" "$repo/deploy/local/seed_iam.py" --endpoint "$MOTO_IAM_ENDPOINT" --out "$run_dir/moto-iam-user.json"
 
 export S3C_MOTO_ENDPOINT="$MOTO_ENDPOINT" S3C_MOTO_EXPECTED="$run_dir/moto-expected.json"
 export S3C_LOCALSTACK_ENDPOINT="$LOCALSTACK_ENDPOINT" S3C_LOCALSTACK_EXPECTED="$run_dir/localstack-expected.json"
+export S3C_MOTO_MANY_BUCKET=grpc-many S3C_MOTO_MANY_DATASETS=300
 export S3C_MOTO_IAM_ENDPOINT="$MOTO_IAM_ENDPOINT" S3C_MOTO_IAM_USER="$run_dir/moto-iam-user.json"
 
 echo "==> cargo fmt --check"
@@ -48,3 +51,16 @@ echo "==> cargo test"
 # separate `cargo build` would compile the AWS crates a second time).
 export S3C_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/s3-connector"
 cargo test --workspace --locked
+
+echo "==> deployment manifests"
+# The Kubernetes manifests parse, and the ConfigMap's serve.toml is a valid configuration.
+"$seed_python" - "$repo/deploy/k8s" "$run_dir/k8s-serve.toml" <<'PY'
+import glob, sys, yaml
+docs = [d for f in sorted(glob.glob(sys.argv[1] + "/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+kinds = sorted(d["kind"] for d in docs)
+assert {"ConfigMap", "CronJob", "Deployment", "Service"} <= set(kinds), kinds
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+open(sys.argv[2], "w").write(cm["data"]["serve.toml"])
+print("manifests:", ", ".join(kinds))
+PY
+"$S3C_BIN" serve --config "$run_dir/k8s-serve.toml" --print-config > /dev/null

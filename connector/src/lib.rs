@@ -5,6 +5,7 @@
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
 //! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
+//! - [`serve`]: the gRPC service (tonic), a thin adapter over the same library code.
 //! - [`cli`]: the command line.
 //!
 //! Domain logic (grouping, inference, encryption summaries) lives in `s3-connector-domain`.
@@ -15,3 +16,4 @@ pub mod check;
 pub mod cli;
 pub mod extract;
 pub mod output;
+pub mod serve;

@@ -429,3 +429,4 @@ pub fn check_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]
         stderr: String::from_utf8_lossy(&out.stderr).to_string(),
     }
 }
+pub mod grpc;

@@ -14,6 +14,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 
+use super::metrics::RequestMetrics;
+
 /// How to reach AWS (or an S3-compatible endpoint) and as whom.
 #[derive(Clone, Default)]
 pub struct ConnectionSettings {
@@ -223,18 +225,23 @@ impl AwsContext {
             .force_path_style(self.force_path_style)
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .interceptor(RequestMetrics)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// A KMS client.
     pub fn kms_client(&self) -> aws_sdk_kms::Client {
-        aws_sdk_kms::Client::new(&self.sdk)
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.sdk).interceptor(RequestMetrics).build(),
+        )
     }
 
     /// An STS client.
     pub fn sts_client(&self) -> aws_sdk_sts::Client {
-        aws_sdk_sts::Client::new(&self.sdk)
+        aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&self.sdk).interceptor(RequestMetrics).build(),
+        )
     }
 }
 

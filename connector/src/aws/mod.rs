@@ -4,6 +4,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod store;
 
 pub use config::{AwsContext, ConfigError, ConnectionSettings};

@@ -168,6 +168,7 @@ impl RequestStats {
     /// Adds fetched bytes.
     pub fn add_bytes(&self, n: u64) {
         self.bytes_fetched.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!(super::metrics::BYTES_READ).increment(n);
     }
 
     /// A copy of the counts.

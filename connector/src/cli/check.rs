@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use super::extract::{ConnectionArgs, targets};
+use super::extract::ConnectionArgs;
 use crate::aws::identity::{UserIdentity, WebIdentityToken, load_base_context};
 use crate::aws::{AwsContext, RequestStats};
 use crate::check::{self, CheckOptions, CheckScope, CheckServices, RoleProbe, render};
@@ -52,7 +52,7 @@ pub struct CheckArgs {
 
 /// Runs `check`; returns the exit code (docs/check.md).
 pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
-    let scope = CheckScope { targets: targets(&args.targets)? };
+    let scope = CheckScope { targets: crate::extract::targets::parse_targets(&args.targets)? };
     let settings = args.connection.settings();
     let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());

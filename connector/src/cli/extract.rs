@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use s3_connector_domain::schema::InferenceLimits;
 use tokio::sync::mpsc;
 
-use crate::aws::{
-    AwsContext, ConnectionSettings, RequestStats, SdkIdentity, SdkKeyDirectory, SdkObjectStore,
-};
-use crate::extract::{BucketTarget, ExtractLimits, ExtractScope, Extractor, Services};
+use crate::aws::{AwsContext, ConnectionSettings, RequestStats};
+use crate::extract::targets::parse_targets;
+use crate::extract::{ExtractLimits, ExtractScope, Extractor, Services};
 use crate::output::jsonl::{Destination, JsonLinesWriter};
-use crate::output::{records, summary};
+use crate::output::stream::{extract_records, new_run_id};
+use crate::output::summary;
 
 /// Exit code: the run completed (problems are data).
 pub const EXIT_OK: i32 = 0;
@@ -137,62 +137,10 @@ pub struct ExtractArgs {
     pub quiet: bool,
 }
 
-/// Parses `bucket` or `s3://bucket/prefix`.
-pub fn parse_target(text: &str) -> anyhow::Result<(String, Option<String>)> {
-    let rest = text.strip_prefix("s3://").unwrap_or(text);
-    let (bucket, prefix) = match rest.split_once('/') {
-        Some((b, p)) => (b, (!p.is_empty()).then(|| p.to_string())),
-        None => (rest, None),
-    };
-    validate_bucket_name(bucket).with_context(|| format!("invalid target '{text}'"))?;
-    Ok((bucket.to_string(), prefix))
-}
-
-/// Checks the S3 bucket naming rules (3-63 characters, lowercase letters, digits, dots,
-/// hyphens, starting and ending with a letter or digit).
-pub fn validate_bucket_name(name: &str) -> anyhow::Result<()> {
-    let ok_chars =
-        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    if !(3..=63).contains(&name.len()) || !ok_chars || !ok_ends || name.contains("..") {
-        bail!("'{name}' is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)");
-    }
-    Ok(())
-}
-
-pub(crate) fn targets(list: &[String]) -> anyhow::Result<Vec<BucketTarget>> {
-    let mut out: Vec<BucketTarget> = Vec::new();
-    for t in list {
-        let (bucket, prefix) = parse_target(t)?;
-        match out.iter_mut().find(|b| b.bucket == bucket) {
-            Some(existing) => {
-                if let Some(p) = prefix {
-                    if !existing.prefixes.is_empty() {
-                        existing.prefixes.push(p);
-                    }
-                } else {
-                    existing.prefixes.clear();
-                }
-            }
-            None => out.push(BucketTarget { bucket, prefixes: prefix.into_iter().collect() }),
-        }
-    }
-    Ok(out)
-}
-
-fn run_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Runs `extract`; returns the exit code.
 pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     let scope = ExtractScope {
-        targets: targets(&args.targets)?,
+        targets: parse_targets(&args.targets)?,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         templates: args.templates.clone(),
@@ -212,32 +160,24 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     };
     let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
-    let services = Services {
-        store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
-        keys: Arc::new(SdkKeyDirectory::new(aws.kms_client(), stats.clone())),
-        identity: Arc::new(SdkIdentity::new(aws.sts_client(), stats.clone())),
-        stats: stats.clone(),
-        region: aws.region(),
-    };
+    let services = Services::from_aws(&aws, stats.clone());
     let destination = match &args.output {
         Some(path) => Destination::File(path.clone()),
         None => Destination::Stdout,
     };
     let mut writer = JsonLinesWriter::open(&destination).context("cannot open the output")?;
 
-    let extractor = Extractor::new(services, limits);
+    let extractor = Arc::new(Extractor::new(services, limits));
     let progress = extractor.progress();
-    let run_id = run_id();
+    let run_id = new_run_id();
     let started = Instant::now();
-    let started_ms = now_ms();
 
-    // Records are converted and written on a blocking thread; the bounded channel makes a
-    // slow disk or pipe slow the extraction down instead of buffering without limit.
+    // Records are written on a blocking thread; the bounded channel makes a slow disk or pipe
+    // slow the extraction down instead of buffering without limit.
     let (tx, mut rx) = mpsc::channel(256);
-    let writer_run_id = run_id.clone();
     let writer_task = tokio::task::spawn_blocking(move || -> std::io::Result<JsonLinesWriter> {
-        while let Some(event) = rx.blocking_recv() {
-            writer.write(&records::event_record(&writer_run_id, &event))?;
+        while let Some(record) = rx.blocking_recv() {
+            writer.write(&record)?;
         }
         Ok(writer)
     });
@@ -264,14 +204,14 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
         })
     });
 
-    let result = extractor.run(&scope, tx).await;
+    let result = extract_records(extractor, Arc::new(scope), run_id.into(), stats.clone(), None, tx).await;
     if let Some(t) = ticker {
         t.abort();
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let mut writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
+    let writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -279,48 +219,9 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
             return Err(anyhow::Error::new(e).context("extraction failed"));
         }
     };
-    let requests = stats.snapshot();
-    writer
-        .write(&records::summary_record(
-            &run_id,
-            &outcome,
-            &requests,
-            stats.bytes_fetched(),
-            started_ms,
-            now_ms(),
-        ))
-        .context("writing records failed")?;
     writer.finish().context("writing records failed")?;
     if !args.quiet {
-        eprint!("{}", summary::render(&outcome, &requests, stats.bytes_fetched(), started.elapsed()));
+        eprint!("{}", summary::render(&outcome, &stats.snapshot(), stats.bytes_fetched(), started.elapsed()));
     }
     Ok(if outcome.unlisted_buckets.is_empty() { EXIT_OK } else { EXIT_BUCKETS_UNLISTED })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse_buckets_and_uris() {
-        assert_eq!(parse_target("my-bucket").unwrap(), ("my-bucket".into(), None));
-        assert_eq!(parse_target("s3://my-bucket/").unwrap(), ("my-bucket".into(), None));
-        assert_eq!(
-            parse_target("s3://my-bucket/sales/2024/").unwrap(),
-            ("my-bucket".into(), Some("sales/2024/".into()))
-        );
-        for bad in ["s3://", "UPPER", "ab", "-start", "a..b", "under_score"] {
-            assert!(parse_target(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_whole_bucket_target_absorbs_prefix_targets() {
-        let list = |targets: &[&str]| targets.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let t = targets(&list(&["s3://b-1/a/", "s3://b-1/b/", "b-2"])).unwrap();
-        assert_eq!(t[0].prefixes, vec!["a/".to_string(), "b/".to_string()]);
-        assert!(t[1].prefixes.is_empty());
-        let t = targets(&list(&["s3://b-1/a/", "b-1"])).unwrap();
-        assert!(t[0].prefixes.is_empty());
-    }
 }

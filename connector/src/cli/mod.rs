@@ -3,6 +3,7 @@
 pub mod check;
 pub mod extract;
 pub mod policy;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ pub enum Command {
     /// Access diagnostics: each permission, key and inventory setting extraction, incremental
     /// extraction and sampling need, probed separately with evidence and the fixing statement.
     Check(Box<check::CheckArgs>),
+    /// The gRPC service for catalog platforms (health, reflection, metrics, TLS, bearer token).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -39,5 +42,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract(args) => extract::run(*args).await,
         Command::Policy(args) => policy::run(args),
         Command::Check(args) => check::run(*args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -17,6 +17,7 @@
 mod inference;
 pub mod problems;
 pub mod report;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,8 @@ use s3_connector_domain::schema::InferenceLimits;
 use tokio::sync::mpsc;
 
 use crate::aws::{
-    AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore, RequestStats,
+    AwsContext, AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore,
+    RequestStats, SdkIdentity, SdkKeyDirectory, SdkObjectStore,
 };
 pub use inference::KeyResolver;
 use report::{BucketDefault, BucketReport, DefaultEncryptionStatus, ExtractEvent, Problem};
@@ -195,6 +197,19 @@ pub struct Services {
     pub region: String,
 }
 
+impl Services {
+    /// The SDK-backed services of a connection; requests are counted in `stats`.
+    pub fn from_aws(aws: &AwsContext, stats: Arc<RequestStats>) -> Services {
+        Services {
+            store: Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())),
+            keys: Arc::new(SdkKeyDirectory::new(aws.kms_client(), stats.clone())),
+            identity: Arc::new(SdkIdentity::new(aws.sts_client(), stats.clone())),
+            stats,
+            region: aws.region(),
+        }
+    }
+}
+
 /// Runs extractions.
 pub struct Extractor {
     services: Services,
@@ -240,7 +255,18 @@ impl Extractor {
     /// Runs the extraction, sending events to `sink` as they are ready. Returns when every
     /// bucket is done, or early with [`ExtractError::OutputClosed`] when the sink goes away
     /// (which also drops, and so cancels, all in-flight S3 work).
-    pub async fn run(
+    ///
+    /// The future is boxed here, where its lifetimes are named: spawning it (the gRPC service
+    /// does) otherwise trips rustc's "Send is not general enough" (rust-lang/rust#110338).
+    pub fn run<'a>(
+        &'a self,
+        scope: &'a ExtractScope,
+        sink: mpsc::Sender<ExtractEvent>,
+    ) -> futures::future::BoxFuture<'a, Result<RunOutcome, ExtractError>> {
+        Box::pin(self.run_unboxed(scope, sink))
+    }
+
+    async fn run_unboxed(
         &self,
         scope: &ExtractScope,
         sink: mpsc::Sender<ExtractEvent>,
@@ -588,11 +614,20 @@ async fn extract_bucket(
                 }
             }
             let shard_count = shards.len() as u64;
-            futures::stream::iter(shards)
-                .map(|(root, shard)| list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()))
-                .buffer_unordered(ctx.limits.listing_concurrency.max(1))
-                .collect::<Vec<()>>()
-                .await;
+            // Bounded concurrency without a closure-built stream: futures built inside closures
+            // make the whole run future fail rustc's `Send` check when it is spawned.
+            let limit = ctx.limits.listing_concurrency.max(1);
+            let mut queue = shards.into_iter();
+            let mut running = FuturesUnordered::new();
+            loop {
+                while running.len() < limit {
+                    let Some((root, shard)) = queue.next() else { break };
+                    running.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
+                }
+                if running.next().await.is_none() {
+                    break;
+                }
+            }
             shard_count
         }
     };

@@ -2,4 +2,5 @@
 
 pub mod jsonl;
 pub mod records;
+pub mod stream;
 pub mod summary;

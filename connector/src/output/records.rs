@@ -172,7 +172,8 @@ fn client_side_format_name(f: s3_connector_domain::model::ClientSideFormat) -> &
     }
 }
 
-fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
+/// A JSON object as a protobuf Struct (`None` for non-objects).
+pub fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
     fn convert(v: &serde_json::Value) -> pbjson_types::Value {
         use pbjson_types::value::Kind;
         let kind = match v {

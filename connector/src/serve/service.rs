@@ -1,0 +1,553 @@
+//! The `ConnectorService` RPCs: thin adapters over the library code the CLI uses.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use s3_connector_domain::model::{Compression, EncryptionType, FileFormat};
+use s3_connector_domain::policy;
+use s3_connector_proto::v1 as pb;
+use s3_connector_proto::v1::connector_service_server::ConnectorService;
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::config::ServeConfig;
+use super::convert;
+use super::metrics::{self as m, ActiveExtraction};
+use super::status::{ServiceError, from_config_error, from_extract_error};
+use crate::aws::{AwsContext, ConnectionSettings, RequestStats};
+use crate::cli::policy::documents_json;
+use crate::extract::{Extractor, Services};
+use crate::output::records::json_to_struct;
+use crate::output::stream::{extract_records, new_run_id};
+
+/// Shared state of the service.
+pub struct ConnectorApi {
+    config: Arc<ServeConfig>,
+    extractions: Arc<Semaphore>,
+    contexts: ContextCache,
+    /// Set when shutdown begins: new calls are refused.
+    draining: CancellationToken,
+    /// Set when the shutdown grace period is over: running streams end with UNAVAILABLE.
+    stop_streams: CancellationToken,
+}
+
+impl ConnectorApi {
+    /// The service over a configuration.
+    pub fn new(
+        config: Arc<ServeConfig>,
+        draining: CancellationToken,
+        stop_streams: CancellationToken,
+    ) -> Self {
+        let permits = config.limits.max_concurrent_extractions as usize;
+        ConnectorApi {
+            config,
+            extractions: Arc::new(Semaphore::new(permits)),
+            contexts: ContextCache::default(),
+            draining,
+            stop_streams,
+        }
+    }
+
+    fn refuse_when_draining(&self) -> Result<(), ServiceError> {
+        if self.draining.is_cancelled() { Err(ServiceError::ShuttingDown) } else { Ok(()) }
+    }
+}
+
+/// SDK configurations by connection, so that role credentials (and their refresh) are shared
+/// by the requests of one connection instead of assuming the role on every call.
+#[derive(Default)]
+struct ContextCache {
+    contexts: Mutex<HashMap<String, AwsContext>>,
+}
+
+/// Connections kept at most; beyond, the cache starts over (roles are re-assumed lazily).
+const MAX_CACHED_CONTEXTS: usize = 64;
+
+impl ContextCache {
+    async fn get(&self, settings: &ConnectionSettings) -> Result<AwsContext, ServiceError> {
+        // The key holds the ExternalId: it stays in memory, never in logs.
+        let key = format!(
+            "{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
+            settings.region,
+            settings.endpoint_url,
+            settings.force_path_style,
+            settings.role_arn,
+            settings.external_id,
+            settings.session_name,
+            settings.session_duration,
+            settings.max_attempts
+        );
+        let mut contexts = self.contexts.lock().await;
+        if let Some(ctx) = contexts.get(&key) {
+            return Ok(ctx.clone());
+        }
+        let ctx = AwsContext::load(settings).await.map_err(from_config_error)?;
+        if contexts.len() >= MAX_CACHED_CONTEXTS {
+            contexts.clear();
+        }
+        contexts.insert(key, ctx.clone());
+        Ok(ctx)
+    }
+}
+
+/// Parses a `grpc-timeout` header (`<digits><unit>`, units H M S m u n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The records of a running extraction, then its final status. Dropping the stream (the
+/// client went away) aborts the extraction task, and with it every S3 request in flight.
+pub struct RecordStream<T> {
+    records: mpsc::Receiver<T>,
+    outcome: Option<oneshot::Receiver<Result<(), Status>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T> Drop for RecordStream<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<T> Stream for RecordStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Poll::Ready(Some(record)) = this.records.poll_recv(cx) {
+            return Poll::Ready(Some(Ok(record)));
+        }
+        // `records` is closed (or empty): only when the producer has finished does the
+        // outcome resolve, after every record it sent.
+        match this.outcome.as_mut() {
+            None => Poll::Ready(None),
+            Some(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    this.outcome = None;
+                    // Records sent just before the outcome are still queued.
+                    if let Poll::Ready(Some(record)) = this.records.poll_recv(cx) {
+                        this.outcome = Some(oneshot_ready(result));
+                        return Poll::Ready(Some(Ok(record)));
+                    }
+                    match result {
+                        Ok(Ok(())) => Poll::Ready(None),
+                        Ok(Err(status)) => Poll::Ready(Some(Err(status))),
+                        Err(_) => {
+                            Poll::Ready(Some(Err(Status::internal("the extraction task ended unexpectedly"))))
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A receiver that is already resolved with `result` (to re-queue an outcome).
+fn oneshot_ready(
+    result: Result<Result<(), Status>, oneshot::error::RecvError>,
+) -> oneshot::Receiver<Result<(), Status>> {
+    let (tx, rx) = oneshot::channel();
+    let _ =
+        tx.send(result.unwrap_or_else(|_| Err(Status::internal("the extraction task ended unexpectedly"))));
+    rx
+}
+
+use std::future::Future;
+
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// RPCs with an engine in this build.
+const IMPLEMENTED_RPCS: &[&str] = &["ExtractMetadata", "GeneratePolicies", "GetCapabilities"];
+
+#[tonic::async_trait]
+impl ConnectorService for ConnectorApi {
+    type ExtractMetadataStream = RecordStream<pb::ExtractRecord>;
+    type ExtractIncrementalStream = RecordStream<pb::ChangeRecord>;
+
+    async fn extract_metadata(
+        &self,
+        request: Request<pb::ExtractMetadataRequest>,
+    ) -> Result<Response<Self::ExtractMetadataStream>, Status> {
+        const METHOD: &str = "ExtractMetadata";
+        let started = Instant::now();
+        let result = self.start_extraction(request, started).await;
+        if let Err(status) = &result {
+            m::record_call(METHOD, status.code(), started);
+        }
+        result.map(Response::new)
+    }
+
+    async fn extract_incremental(
+        &self,
+        request: Request<pb::ExtractIncrementalRequest>,
+    ) -> Result<Response<Self::ExtractIncrementalStream>, Status> {
+        let started = Instant::now();
+        let result = self.unimplemented_after_validation("ExtractIncremental", || {
+            let req = request.get_ref();
+            convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+            let inv = req.inventory.as_ref().ok_or_else(|| ServiceError::invalid("inventory", "required"))?;
+            for (field, bucket) in [
+                ("inventory.destination_bucket", &inv.destination_bucket),
+                ("inventory.source_bucket", &inv.source_bucket),
+            ] {
+                if !crate::extract::targets::is_valid_bucket_name(bucket) {
+                    return Err(ServiceError::invalid(
+                        field,
+                        format!("'{bucket}' is not a valid bucket name"),
+                    ));
+                }
+            }
+            Ok(())
+        });
+        m::record_call(
+            "ExtractIncremental",
+            result.as_ref().err().map_or(tonic::Code::Ok, Status::code),
+            started,
+        );
+        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+    }
+
+    async fn sample_rows(
+        &self,
+        request: Request<pb::SampleRowsRequest>,
+    ) -> Result<Response<pb::SampleRowsResponse>, Status> {
+        let started = Instant::now();
+        let result = self.unimplemented_after_validation("SampleRows", || {
+            let req = request.get_ref();
+            if req.user.as_ref().and_then(|u| u.identity.as_ref()).is_none()
+                && !self.config.sampling.allow_service_identity
+            {
+                return Err(ServiceError::invalid(
+                    "user",
+                    "a user identity (role or web identity) is required: samples never run as the service",
+                ));
+            }
+            let (bucket, _) = crate::extract::targets::split_target(&req.uri);
+            if !req.uri.starts_with("s3://") || !crate::extract::targets::is_valid_bucket_name(bucket) {
+                return Err(ServiceError::invalid("uri", "expected s3://bucket/key or s3://bucket/prefix/"));
+            }
+            Ok(())
+        });
+        m::record_call("SampleRows", result.as_ref().err().map_or(tonic::Code::Ok, Status::code), started);
+        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+    }
+
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        let started = Instant::now();
+        let result = self.unimplemented_after_validation("CheckAccess", || {
+            let req = request.get_ref();
+            convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+            crate::extract::targets::parse_targets(&req.targets)
+                .map_err(|e| ServiceError::invalid(format!("targets[{}]", e.index), e.to_string()))?;
+            Ok(())
+        });
+        m::record_call("CheckAccess", result.as_ref().err().map_or(tonic::Code::Ok, Status::code), started);
+        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+    }
+
+    async fn generate_policies(
+        &self,
+        request: Request<pb::GeneratePoliciesRequest>,
+    ) -> Result<Response<pb::GeneratePoliciesResponse>, Status> {
+        let started = Instant::now();
+        let result = self.generate(request.get_ref());
+        m::record_call(
+            "GeneratePolicies",
+            result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0),
+            started,
+        );
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    async fn get_capabilities(
+        &self,
+        _request: Request<pb::GetCapabilitiesRequest>,
+    ) -> Result<Response<pb::GetCapabilitiesResponse>, Status> {
+        let started = Instant::now();
+        let response = self.capabilities();
+        m::record_call("GetCapabilities", tonic::Code::Ok, started);
+        Ok(Response::new(response))
+    }
+}
+
+impl ConnectorApi {
+    async fn start_extraction(
+        &self,
+        request: Request<pb::ExtractMetadataRequest>,
+        started: Instant,
+    ) -> Result<RecordStream<pb::ExtractRecord>, Status> {
+        self.refuse_when_draining()?;
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|d| tokio::time::Instant::from_std(started) + d);
+        let req = request.into_inner();
+        let settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+        let scope = convert::extract_scope(req.scope.as_ref())?;
+        let limits = convert::extract_limits(req.limits.as_ref(), &self.config.limits);
+        let progress_every = (req.progress_interval_ms > 0)
+            .then(|| Duration::from_millis(u64::from(req.progress_interval_ms.max(100))));
+        let permit = self
+            .extractions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Busy { running: self.config.limits.max_concurrent_extractions })?;
+        let aws = self.contexts.get(&settings).await?;
+
+        let stats = Arc::new(RequestStats::default());
+        let services = Services::from_aws(&aws, stats.clone());
+        let buffer = self.config.limits.stream_buffer as usize;
+        let (tx, records) = mpsc::channel(buffer);
+        let (outcome_tx, outcome) = oneshot::channel();
+        let stop_streams = self.stop_streams.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let _active = ActiveExtraction::start();
+            let mut call = m::CallRecorder::new("ExtractMetadata", started);
+            let run_id: Arc<str> = new_run_id().into();
+            let extractor = Arc::new(Extractor::new(services, limits));
+            // Count records as they leave, without a second buffer.
+            let (counted_tx, mut counted_rx) = mpsc::channel(1);
+            let forward = async move {
+                while let Some(record) = counted_rx.recv().await {
+                    if tx.send(record).await.is_err() {
+                        return;
+                    }
+                    metrics::counter!(m::RECORDS_STREAMED, "method" => "ExtractMetadata").increment(1);
+                }
+            };
+            let run = extract_records(
+                extractor,
+                Arc::new(scope),
+                run_id.clone(),
+                stats,
+                progress_every,
+                counted_tx,
+            );
+            let work = async move {
+                let (result, ()) = tokio::join!(run, forward);
+                result
+            };
+            let deadline_passed = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result: Result<(), ServiceError> = tokio::select! {
+                r = work => r.map(|_| ()).map_err(from_extract_error),
+                _ = stop_streams.cancelled() => Err(ServiceError::ShuttingDown),
+                _ = deadline_passed => Err(ServiceError::DeadlineExceeded),
+            };
+            call.finish(result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0));
+            if let Err(e) = &result {
+                tracing::info!(run_id = %run_id, error = %e, "extraction stream ended early");
+            }
+            let _ = outcome_tx.send(result.map_err(Status::from));
+        });
+        Ok(RecordStream { records, outcome: Some(outcome), task })
+    }
+
+    /// Validates a request of an RPC whose engine is not in this build, then answers
+    /// UNIMPLEMENTED: a client learns about bad arguments first, as it will once it exists.
+    fn unimplemented_after_validation(
+        &self,
+        rpc: &'static str,
+        validate: impl FnOnce() -> Result<(), ServiceError>,
+    ) -> Result<(), Status> {
+        self.refuse_when_draining()?;
+        validate()?;
+        Err(ServiceError::Unimplemented { rpc }.into_status())
+    }
+
+    fn generate(
+        &self,
+        req: &pb::GeneratePoliciesRequest,
+    ) -> Result<pb::GeneratePoliciesResponse, ServiceError> {
+        self.refuse_when_draining()?;
+        let setup = convert::policy_setup(req.setup.as_ref())?;
+        let docs = policy::generate(&setup).map_err(convert::from_policy_error)?;
+        let t = &docs.targets;
+        let attach = |name: &str| -> String {
+            match name {
+                "connectorIdentityPolicy" => format!("identity policy of role {}", t.connector_role_name),
+                "connectorTrustPolicy" => format!("trust policy of role {}", t.connector_role_name),
+                "inventoryKeyPolicyStatement" => {
+                    format!(
+                        "statement of the key policy of {}",
+                        t.inventory_key_arn.as_deref().unwrap_or("the report key")
+                    )
+                }
+                "inventoryDestinationBucketPolicy" => format!(
+                    "bucket policy of {}",
+                    t.inventory_destination_bucket.as_deref().unwrap_or("the inventory destination")
+                ),
+                "lambdaRolePolicy" => {
+                    format!(
+                        "identity policy of role {}",
+                        t.lambda_role_name.as_deref().unwrap_or("the Lambda role")
+                    )
+                }
+                "samplingPolicy" => format!("identity policy of {}", t.sampling_principals.join(", ")),
+                other => other.to_string(),
+            }
+        };
+        let json = documents_json(&docs);
+        let order = [
+            "connectorIdentityPolicy",
+            "connectorTrustPolicy",
+            "inventoryKeyPolicyStatement",
+            "inventoryDestinationBucketPolicy",
+            "lambdaRolePolicy",
+            "samplingPolicy",
+        ];
+        let documents = order
+            .iter()
+            .filter_map(|name| {
+                let doc = json.get(*name)?;
+                Some(pb::PolicyDocument {
+                    name: (*name).to_string(),
+                    attach_to: attach(name),
+                    document: json_to_struct(doc),
+                })
+            })
+            .collect();
+        Ok(pb::GeneratePoliciesResponse { documents, text: policy::render_text(&docs) })
+    }
+
+    fn capabilities(&self) -> pb::GetCapabilitiesResponse {
+        let formats = [
+            FileFormat::Csv,
+            FileFormat::Tsv,
+            FileFormat::Psv,
+            FileFormat::JsonLines,
+            FileFormat::Json,
+            FileFormat::Parquet,
+            FileFormat::Avro,
+            FileFormat::Orc,
+        ];
+        let compressions = [Compression::Gzip, Compression::Zstd, Compression::Bzip2];
+        let encryption = [
+            EncryptionType::None,
+            EncryptionType::SseS3,
+            EncryptionType::SseKms,
+            EncryptionType::DsseKms,
+            EncryptionType::SseC,
+            EncryptionType::ClientSide,
+        ];
+        let l = &self.config.limits;
+        let defaults = convert::extract_limits(None, l);
+        let max = pb::ExtractLimits {
+            listing_concurrency: l.max_listing_concurrency,
+            inference_concurrency: l.max_inference_concurrency,
+            schema_files: l.max_schema_files,
+            schema_candidates: l.max_schema_files,
+            encryption_probes: Some(l.max_encryption_probes),
+            max_read_bytes: l.max_read_bytes_limit,
+            max_decompressed_bytes: l.max_decompressed_bytes_limit,
+            max_records: l.max_records_limit,
+        };
+        pb::GetCapabilitiesResponse {
+            version: version().to_string(),
+            schema_version: crate::output::records::SCHEMA_VERSION.to_string(),
+            file_formats: formats.iter().map(|f| f.as_str().to_string()).collect(),
+            compressions: compressions.iter().map(|c| c.as_str().to_string()).collect(),
+            encryption_modes: encryption.iter().map(|e| e.as_str().to_string()).collect(),
+            // Sampling is not in this build yet; nothing is decrypted for clients.
+            sample_decryption: Vec::new(),
+            implemented_rpcs: IMPLEMENTED_RPCS.iter().map(|s| s.to_string()).collect(),
+            limits: Some(pb::ServerLimits {
+                max_concurrent_extractions: l.max_concurrent_extractions,
+                default_extract_limits: Some(convert::limits_message(&defaults)),
+                max_extract_limits: Some(max),
+                max_sample_rows: self.config.sampling.max_rows,
+                stream_buffer: l.stream_buffer,
+                service_identity_sampling: self.config.sampling.allow_service_identity,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        for bad in ["", "S", "5", "5x", "123456789S", "-1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stream_yields_every_record_then_the_outcome() {
+        let (tx, records) = mpsc::channel(4);
+        let (outcome_tx, outcome) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            for i in 0..3u32 {
+                tx.send(i).await.unwrap();
+            }
+            drop(tx);
+            outcome_tx.send(Err(Status::unavailable("shutting down"))).unwrap();
+        });
+        let stream = RecordStream { records, outcome: Some(outcome), task };
+        let items: Vec<Result<u32, Status>> = futures::StreamExt::collect(stream).await;
+        assert_eq!(items.len(), 4);
+        assert_eq!(items.iter().filter_map(|r| r.as_ref().ok()).copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(items[3].as_ref().unwrap_err().code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_aborts_the_producer() {
+        let (tx, records) = mpsc::channel::<u32>(1);
+        let (_outcome_tx, outcome) = oneshot::channel();
+        let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+        struct Guard(Option<oneshot::Sender<()>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        // Captured, not created inside: the task may be aborted before it first runs.
+        let guard = Guard(Some(dropped_tx));
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        let stream = RecordStream { records, outcome: Some(outcome), task };
+        drop(stream);
+        dropped_rx.await.expect("the producer's state was dropped");
+    }
+}

@@ -1,0 +1,188 @@
+//! Errors of the gRPC service and the one table that maps them to gRPC status codes.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` (reason = stable code, domain
+//! `s3-connector`, metadata `field` / `resource` / `kms_key_arn` when known); invalid arguments
+//! also carry a `google.rpc.BadRequest` naming the field.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::aws::ConfigError;
+use crate::extract::ExtractError;
+
+/// ErrorInfo domain of every status.
+pub const ERROR_DOMAIN: &str = "s3-connector";
+
+/// Why a call failed (problems met during a stream are records, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request field is missing or malformed.
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument {
+        /// Field path in the request, e.g. `connection.role_arn`, `scope.targets[1]`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request names an endpoint the server does not allow.
+    #[error("endpoint '{endpoint}' is not allowed by this server (connection.allowed_endpoints)")]
+    EndpointNotAllowed {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// Too many extractions at once.
+    #[error("{running} extractions are running, the configured maximum; retry later")]
+    Busy {
+        /// The limit.
+        running: u32,
+    },
+    /// The server has no usable AWS credentials (its identity, or the role it must assume).
+    #[error("{0}")]
+    NoCredentials(String),
+    /// AWS (or the configured endpoint) cannot be reached.
+    #[error("{0}")]
+    AwsUnreachable(String),
+    /// The client went away.
+    #[error("the client cancelled the call")]
+    Cancelled,
+    /// The client's deadline passed.
+    #[error("the deadline passed before the extraction finished")]
+    DeadlineExceeded,
+    /// The server is shutting down.
+    #[error("the server is shutting down; retry on another instance")]
+    ShuttingDown,
+    /// The RPC is defined in the contract but its engine is not in this build.
+    #[error("{rpc} is not implemented by this server version")]
+    Unimplemented {
+        /// RPC name.
+        rpc: &'static str,
+    },
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// An invalid-argument error.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ServiceError {
+        ServiceError::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// The table: gRPC code and stable reason of every error.
+    pub fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            ServiceError::InvalidArgument { .. } => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+            ServiceError::EndpointNotAllowed { .. } => (Code::PermissionDenied, "ENDPOINT_NOT_ALLOWED"),
+            ServiceError::Busy { .. } => (Code::ResourceExhausted, "TOO_MANY_EXTRACTIONS"),
+            ServiceError::NoCredentials(_) => (Code::FailedPrecondition, "NO_CREDENTIALS"),
+            ServiceError::AwsUnreachable(_) => (Code::Unavailable, "AWS_UNREACHABLE"),
+            ServiceError::Cancelled => (Code::Cancelled, "CANCELLED"),
+            ServiceError::DeadlineExceeded => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+            ServiceError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+            ServiceError::Unimplemented { .. } => (Code::Unimplemented, "UNIMPLEMENTED"),
+            ServiceError::Internal(_) => (Code::Internal, "INTERNAL"),
+        }
+    }
+
+    /// The status with its details.
+    pub fn into_status(self) -> Status {
+        let (code, reason) = self.code_and_reason();
+        let mut metadata = HashMap::new();
+        let mut details = ErrorDetails::new();
+        match &self {
+            ServiceError::InvalidArgument { field, reason } => {
+                metadata.insert("field".to_string(), field.clone());
+                details.add_bad_request_violation(field.clone(), reason.clone());
+            }
+            ServiceError::EndpointNotAllowed { .. } => {
+                metadata.insert("field".to_string(), "connection.endpoint_url".to_string());
+            }
+            _ => {}
+        }
+        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, self.to_string(), details)
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        e.into_status()
+    }
+}
+
+/// Connection settings errors name the request field at fault.
+pub fn from_config_error(e: ConfigError) -> ServiceError {
+    let field = match &e {
+        ConfigError::SessionDuration { .. } => "connection.session_duration_seconds",
+        ConfigError::RoleArn { .. } => "connection.role_arn",
+        ConfigError::ExternalId => "connection.external_id",
+        ConfigError::SessionName { .. } => "connection.session_name",
+        ConfigError::EndpointUrl { .. } => "connection.endpoint_url",
+    };
+    ServiceError::invalid(field, e.to_string())
+}
+
+/// Errors that stop an extraction.
+pub fn from_extract_error(e: ExtractError) -> ServiceError {
+    match e {
+        ExtractError::Glob { glob, reason } => {
+            ServiceError::invalid("scope.include/scope.exclude", format!("invalid glob '{glob}': {reason}"))
+        }
+        ExtractError::Template(reason) => ServiceError::invalid("scope.templates", reason),
+        ExtractError::NoBuckets => ServiceError::invalid("scope.targets", "at least one bucket is required"),
+        e @ ExtractError::Credentials(_) => ServiceError::NoCredentials(e.to_string()),
+        e @ ExtractError::Network(_) => ServiceError::AwsUnreachable(e.to_string()),
+        ExtractError::OutputClosed => ServiceError::Cancelled,
+        ExtractError::Internal(reason) => ServiceError::Internal(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_arguments_name_the_field_in_message_and_details() {
+        let status = ServiceError::invalid("connection.role_arn", "not a role ARN").into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("connection.role_arn"));
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "INVALID_ARGUMENT");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata.get("field").map(String::as_str), Some("connection.role_arn"));
+        let bad = details.bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "connection.role_arn");
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_reason() {
+        let all = [
+            ServiceError::invalid("f", "r"),
+            ServiceError::EndpointNotAllowed { endpoint: "http://x".into() },
+            ServiceError::Busy { running: 1 },
+            ServiceError::NoCredentials("x".into()),
+            ServiceError::AwsUnreachable("x".into()),
+            ServiceError::Cancelled,
+            ServiceError::DeadlineExceeded,
+            ServiceError::ShuttingDown,
+            ServiceError::Unimplemented { rpc: "X" },
+            ServiceError::Internal("x".into()),
+        ];
+        let mut reasons: Vec<&str> = all.iter().map(|e| e.code_and_reason().1).collect();
+        reasons.sort();
+        reasons.dedup();
+        assert_eq!(reasons.len(), all.len());
+        assert_eq!(ServiceError::Busy { running: 1 }.into_status().code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn config_errors_map_to_request_fields() {
+        let e = from_config_error(ConfigError::ExternalId);
+        assert!(
+            matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "connection.external_id")
+        );
+    }
+}
