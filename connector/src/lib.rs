@@ -4,6 +4,7 @@
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
+//! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
 //! - [`serve`]: the gRPC service (tonic), a thin adapter over the same library code.
 //! - [`cli`]: the command line.
 //!
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod check;
 pub mod cli;
 pub mod extract;
 pub mod output;

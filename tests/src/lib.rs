@@ -312,4 +312,121 @@ pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&st
     }
 }
 
+/// The `check` scenario seeded on the IAM-enforcing moto (`seed_iam.py`, key `check`): a
+/// bucket with an SSE-KMS default, an object, an inventory configuration and a bucket policy;
+/// a vendor user that may only assume roles; roles `catalog-reader` (complete, ExternalId
+/// required), `catalog-no-list-role` (no s3:ListBucket), `catalog-open` (no ExternalId
+/// condition) and `catalog-sampler` (a sampling user's role).
+#[derive(Debug, Deserialize)]
+pub struct CheckEstate {
+    /// Source bucket.
+    pub bucket: String,
+    /// Inventory destination bucket.
+    pub inventory_bucket: String,
+    /// The KMS key of the bucket and its reports.
+    pub key_arn: String,
+    /// ExternalId the connector roles' trust policies require.
+    pub external_id: String,
+    /// ExternalId the sampling role requires.
+    pub sampling_external_id: String,
+    /// The vendor user's access key id.
+    pub vendor_access_key_id: String,
+    /// Its secret (a throwaway key of a local emulator).
+    pub vendor_secret_access_key: String,
+    /// The vendor user's ARN.
+    pub vendor_arn: String,
+    /// Role ARNs by name.
+    pub roles: BTreeMap<String, String>,
+    /// Endpoint of the IAM-enforcing moto (filled in by [`CheckEstate::get`]).
+    #[serde(skip)]
+    pub endpoint: String,
+}
+
+impl CheckEstate {
+    /// Reads what the test script set up; panics with instructions when it did not.
+    pub fn get() -> CheckEstate {
+        let locked = LockedEstate::get();
+        let path = std::env::var("S3C_MOTO_IAM_USER").expect("checked by LockedEstate::get");
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("user file")).expect("user JSON");
+        let mut estate: CheckEstate = serde_json::from_value(v["check"].clone())
+            .unwrap_or_else(|e| panic!("no `check` scenario in {path} (re-seed with seed_iam.py): {e}"));
+        estate.endpoint = locked.endpoint;
+        estate
+    }
+
+    /// A role's ARN by name.
+    pub fn role(&self, name: &str) -> &str {
+        self.roles.get(name).unwrap_or_else(|| panic!("role {name} was not seeded"))
+    }
+
+    /// Runs `s3-connector check --json <args>` as the vendor user.
+    pub fn check(&self, args: &[&str]) -> CheckRun {
+        check_as(&self.endpoint, &self.vendor_access_key_id, &self.vendor_secret_access_key, args)
+    }
+}
+
+/// What `check --json` gave.
+#[derive(Debug)]
+pub struct CheckRun {
+    /// Exit code.
+    pub exit_code: i32,
+    /// The report (`Null` when the command failed before printing one).
+    pub report: Value,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CheckRun {
+    /// Probe results of one kind.
+    pub fn probes(&self, kind: &str) -> Vec<&Value> {
+        self.report["probes"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["probe"] == kind).collect())
+            .unwrap_or_default()
+    }
+
+    /// The only probe of a kind; panics if there is not exactly one.
+    pub fn probe(&self, kind: &str) -> &Value {
+        let found = self.probes(kind);
+        assert_eq!(found.len(), 1, "expected one {kind} probe in {:#}", self.report);
+        found[0]
+    }
+
+    /// Finding codes.
+    pub fn finding_codes(&self) -> Vec<String> {
+        self.report["findings"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f["code"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `s3-connector check --json` as a separate process with the given credentials.
+pub fn check_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> CheckRun {
+    let binary = connector_binary();
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin s3-connector`",
+        binary.display()
+    );
+    let out = std::process::Command::new(&binary)
+        .arg("check")
+        .arg("--json")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--max-attempts", "1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    CheckRun {
+        exit_code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
 pub mod grpc;

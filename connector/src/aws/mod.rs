@@ -1,7 +1,9 @@
 //! AWS access: client construction, the narrow seams extraction uses, and error classification.
 
 pub mod config;
+pub mod control;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 pub mod store;
 

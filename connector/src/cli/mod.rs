@@ -1,5 +1,6 @@
 //! The command line. `anyhow` lives here and in `main` only.
 
+pub mod check;
 pub mod extract;
 pub mod policy;
 pub mod serve;
@@ -41,6 +42,9 @@ pub enum Command {
     /// IAM and KMS policy documents for a described setup (connector role, trust policy with
     /// ExternalId, inventory key policy, Lambda role, sampling users). Makes no AWS calls.
     Policy(policy::PolicyArgs),
+    /// Access diagnostics: each permission, key and inventory setting extraction, incremental
+    /// extraction and sampling need, probed separately with evidence and the fixing statement.
+    Check(Box<check::CheckArgs>),
     /// The gRPC service for catalog platforms (health, reflection, metrics, TLS, bearer token).
     Serve(serve::ServeArgs),
 }
@@ -50,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Extract(args) => extract::run(*args).await,
         Command::Policy(args) => policy::run(args),
+        Command::Check(args) => check::run(*args).await,
         Command::Serve(args) => serve::run(args).await,
     }
 }
