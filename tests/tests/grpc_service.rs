@@ -126,6 +126,7 @@ async fn health_and_reflection_answer_and_tokens_are_enforced() {
     assert_eq!(caps.schema_version, "catalog.s3.v1");
     assert!(caps.file_formats.contains(&"parquet".to_string()), "{:?}", caps.file_formats);
     assert!(caps.implemented_rpcs.contains(&"ExtractMetadata".to_string()));
+    assert!(caps.implemented_rpcs.contains(&"CheckAccess".to_string()));
     assert_eq!(caps.limits.expect("limits").max_concurrent_extractions, 4);
 
     // HTTP probes for platforms whose gRPC probes cannot speak TLS.
@@ -546,4 +547,60 @@ mod tls {
             "a certificate from another CA: refused"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_access_reports_disabled_and_pending_deletion_keys() {
+    let estate = Estate::get(Flavor::LocalStack);
+    let server = ServerProcess::start(&config_for(&estate.endpoint, ""));
+    let mut client = server.client().await;
+    let report = client
+        .check_access(pb::CheckAccessRequest {
+            targets: vec!["estate-kms-broken".into(), "estate-kms-a".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("check runs")
+        .into_inner();
+    for (letter, code) in [("D", "KMS_KEY_DISABLED"), ("E", "KMS_KEY_PENDING_DELETION")] {
+        let key = &estate.expected.keys[letter];
+        let decrypt = report
+            .probes
+            .iter()
+            .find(|p| p.probe == "DECRYPT" && &p.resource == key)
+            .unwrap_or_else(|| panic!("no DECRYPT probe of {key}: {:#?}", report.probes));
+        assert_eq!(decrypt.status, "FAIL");
+        assert_eq!(decrypt.problem_code, code);
+        assert_eq!(decrypt.bucket, "estate-kms-broken");
+        assert!(
+            report.findings.iter().any(|f| f.code == code && &f.resource == key),
+            "{:#?}",
+            report.findings
+        );
+    }
+    let key_a = &estate.expected.keys["A"];
+    assert!(report.probes.iter().any(|p| p.probe == "DECRYPT" && &p.resource == key_a && p.status == "PASS"));
+    let readiness = report.readiness.expect("readiness");
+    assert!(!readiness.extraction.expect("extraction").ready, "a bucket with unusable keys is not ready");
+
+    // Bad arguments are named before any AWS call.
+    let err = client
+        .check_access(pb::CheckAccessRequest { targets: vec!["Bad_Bucket".into()], ..Default::default() })
+        .await
+        .expect_err("invalid bucket");
+    assert_eq!(field_violation(&err), "targets[0]");
+    let err = client
+        .check_access(pb::CheckAccessRequest {
+            targets: vec!["estate-kms-a".into()],
+            sampling_user: Some(pb::UserIdentity {
+                identity: Some(pb::user_identity::Identity::Role(pb::AssumeRoleIdentity {
+                    role_arn: "not-an-arn".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("invalid sampling role");
+    assert_eq!(field_violation(&err), "sampling_user.role.role_arn");
 }

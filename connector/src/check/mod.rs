@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use serde_json::{Value, json};
 
 use crate::aws::control::{BucketControl, InventoryConfig, KeyDetails, KeyInspector};
@@ -177,7 +177,19 @@ const PROBE_SESSION: Duration = Duration::from_secs(900);
 /// # Errors
 ///
 /// Only for unusable input ([`CheckError`]); AWS failures are probe results.
-pub async fn run_check(
+///
+/// The future is boxed here, where its lifetimes are named, so that callers that must be
+/// `Send` (the gRPC service) do not trip rustc's "not general enough" limitation
+/// (rust-lang/rust#110338) on the closures inside.
+pub fn run_check<'a>(
+    services: &'a CheckServices,
+    scope: &'a CheckScope,
+    options: &'a CheckOptions,
+) -> futures::future::BoxFuture<'a, Result<CheckReport, CheckError>> {
+    Box::pin(run_check_unboxed(services, scope, options))
+}
+
+async fn run_check_unboxed(
     services: &CheckServices,
     scope: &CheckScope,
     options: &CheckOptions,
@@ -214,11 +226,11 @@ pub async fn run_check(
     }
 
     // 3. Buckets.
-    let bucket_outcomes: Vec<BucketOutcome> = stream::iter(scope.targets.iter())
-        .map(|target| check_bucket(services, options, target, principal.as_deref()))
-        .buffered(concurrency)
-        .collect()
-        .await;
+    let mut bucket_checks = Vec::with_capacity(scope.targets.len());
+    for target in &scope.targets {
+        bucket_checks.push(check_bucket(services, options, target, principal.as_deref()));
+    }
+    let bucket_outcomes: Vec<BucketOutcome> = in_order(bucket_checks, concurrency).await;
 
     // 4. Keys.
     let mut sightings: Vec<KeySighting> = Vec::new();
@@ -552,11 +564,12 @@ async fn sample_objects(
     out: &mut BucketOutcome,
 ) {
     let candidates = sample_keys(objects, options.objects_per_bucket);
-    let heads: Vec<(&str, Result<crate::aws::ObjectHead, AwsError>)> = stream::iter(candidates)
-        .map(|key| async move { (key, services.store.head(bucket, key).await) })
-        .buffered(options.concurrency.max(1))
-        .collect()
-        .await;
+    let mut head_calls = Vec::with_capacity(candidates.len());
+    for key in candidates {
+        head_calls.push(head_of(services, bucket, key));
+    }
+    let heads: Vec<(&str, Result<crate::aws::ObjectHead, AwsError>)> =
+        in_order(head_calls, options.concurrency.max(1)).await;
     let mut plain_sample: Option<&str> = None;
     let mut head_error: Option<(&str, AwsError)> = None;
     for (key, head) in heads {
@@ -1016,14 +1029,12 @@ impl Run<'_> {
         let concurrency = self.options.concurrency.max(1);
         let services = self.services;
         let ids: BTreeSet<String> = sightings.iter().map(|s| s.key_id.clone()).collect();
-        let described: BTreeMap<String, Result<KeyDetails, AwsError>> = stream::iter(ids)
-            .map(|id| async move {
-                let result = services.keys.key_details(&id).await;
-                (id, result)
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+        let mut describe_calls = Vec::with_capacity(ids.len());
+        for id in ids {
+            describe_calls.push(describe(services, id));
+        }
+        let described: BTreeMap<String, Result<KeyDetails, AwsError>> =
+            in_order(describe_calls, concurrency).await.into_iter().collect();
         let mut keys: BTreeMap<String, SeenKey> = BTreeMap::new();
         let mut errors: BTreeMap<String, AwsError> = BTreeMap::new();
         for s in &sightings {
@@ -1172,20 +1183,18 @@ impl Run<'_> {
         }
 
         // The real thing: S3 decrypting for us.
-        let decrypts: Vec<ProbeResult> = stream::iter(keys.values())
-            .map(|key| {
-                decrypt_probe(
-                    services.store.as_ref(),
-                    ProbeKind::Decrypt,
-                    key,
-                    principal,
-                    regions,
-                    &services.region,
-                )
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+        let mut decrypt_calls = Vec::with_capacity(keys.len());
+        for key in keys.values() {
+            decrypt_calls.push(decrypt_probe(
+                services.store.as_ref(),
+                ProbeKind::Decrypt,
+                key,
+                principal,
+                regions,
+                &services.region,
+            ));
+        }
+        let decrypts: Vec<ProbeResult> = in_order(decrypt_calls, concurrency).await;
         self.probes.extend(decrypts);
         keys
     }
@@ -1322,36 +1331,69 @@ impl Run<'_> {
         };
         let regions = BTreeMap::new();
         let region = self.services.region.clone();
-        let results: Vec<ProbeResult> = stream::iter(keys.values().filter(|k| k.used_for() == "source"))
-            .map(|key| {
-                let user = user.clone();
-                let regions = &regions;
-                let region = region.as_str();
-                async move {
-                    if user.is_none() {
-                        return skipped(
-                            ProbeKind::SamplingDecrypt,
-                            &key.arn,
-                            "the sampling identity is not usable",
-                        )
-                        .key(key.arn.clone());
-                    }
-                    decrypt_probe(
-                        sampling.store.as_ref(),
-                        ProbeKind::SamplingDecrypt,
-                        key,
-                        user.as_deref(),
-                        regions,
-                        region,
-                    )
-                    .await
-                }
-            })
-            .buffered(self.options.concurrency.max(1))
-            .collect()
-            .await;
+        let mut sampling_calls = Vec::new();
+        for key in keys.values() {
+            if key.used_for() == "source" {
+                sampling_calls.push(sampling_decrypt(
+                    sampling,
+                    key,
+                    user.as_deref(),
+                    &regions,
+                    region.as_str(),
+                ));
+            }
+        }
+        let results: Vec<ProbeResult> = in_order(sampling_calls, self.options.concurrency.max(1)).await;
         self.probes.extend(results);
     }
+}
+
+/// Runs `futures` with at most `limit` in flight; results in input order.
+///
+/// The futures are built in plain loops rather than `stream::iter(..).map(closure).buffered(n)`:
+/// futures made by closures over borrowed items make the whole check future fail rustc's
+/// `Send` check when the gRPC service awaits it (rust-lang/rust#110338).
+async fn in_order<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    let mut pending = futures.into_iter();
+    let mut running = futures::stream::FuturesOrdered::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < limit.max(1) {
+            let Some(next) = pending.next() else { break };
+            running.push_back(next);
+        }
+        match running.next().await {
+            Some(result) => out.push(result),
+            None => return out,
+        }
+    }
+}
+
+async fn head_of<'a>(
+    services: &CheckServices,
+    bucket: &str,
+    key: &'a str,
+) -> (&'a str, Result<crate::aws::ObjectHead, AwsError>) {
+    (key, services.store.head(bucket, key).await)
+}
+
+async fn describe(services: &CheckServices, id: String) -> (String, Result<KeyDetails, AwsError>) {
+    let result = services.keys.key_details(&id).await;
+    (id, result)
+}
+
+async fn sampling_decrypt(
+    sampling: &SamplingServices,
+    key: &SeenKey,
+    user: Option<&str>,
+    regions: &BTreeMap<String, String>,
+    region: &str,
+) -> ProbeResult {
+    if user.is_none() {
+        return skipped(ProbeKind::SamplingDecrypt, &key.arn, "the sampling identity is not usable")
+            .key(key.arn.clone());
+    }
+    decrypt_probe(sampling.store.as_ref(), ProbeKind::SamplingDecrypt, key, user, regions, region).await
 }
 
 async fn decrypt_probe(

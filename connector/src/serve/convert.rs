@@ -268,6 +268,111 @@ pub fn from_policy_error(e: policy::PolicyError) -> ServiceError {
     ServiceError::invalid(format!("setup.{field}"), format!("{e} [{}]", e.code()))
 }
 
+/// A user identity from the request (`None` when absent), validated.
+pub fn user_identity(
+    request: Option<&pb::UserIdentity>,
+    field: &str,
+) -> Result<Option<crate::aws::identity::UserIdentity>, ServiceError> {
+    use crate::aws::identity::{UserIdentity, WebIdentityToken};
+    use pb::user_identity::Identity;
+    let Some(identity) = request.and_then(|u| u.identity.as_ref()) else {
+        return Ok(None);
+    };
+    let session = |s: &str| non_empty(s).unwrap_or_else(|| "s3-connector-sample".to_string());
+    let identity = match identity {
+        Identity::Role(r) => {
+            validate_role_arn(&r.role_arn)
+                .map_err(|e| ServiceError::invalid(format!("{field}.role.role_arn"), e.to_string()))?;
+            if let Some(id) = non_empty(&r.external_id) {
+                validate_external_id(&id)
+                    .map_err(|e| ServiceError::invalid(format!("{field}.role.external_id"), e.to_string()))?;
+            }
+            UserIdentity::Role {
+                role_arn: r.role_arn.clone(),
+                external_id: non_empty(&r.external_id),
+                session_name: session(&r.session_name),
+            }
+        }
+        Identity::WebIdentity(w) => {
+            validate_role_arn(&w.role_arn).map_err(|e| {
+                ServiceError::invalid(format!("{field}.web_identity.role_arn"), e.to_string())
+            })?;
+            if w.token.trim().is_empty() {
+                return Err(ServiceError::invalid(format!("{field}.web_identity.token"), "empty token"));
+            }
+            UserIdentity::WebIdentity {
+                role_arn: w.role_arn.clone(),
+                token: WebIdentityToken::new(w.token.clone()),
+                session_name: session(&w.session_name),
+            }
+        }
+    };
+    Ok(Some(identity))
+}
+
+fn remediation_struct(text: &Option<String>) -> Option<pbjson_types::Struct> {
+    text.as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| crate::output::records::json_to_struct(&v))
+}
+
+fn readiness_item(item: &crate::check::ReadinessItem) -> pb::ReadinessItem {
+    pb::ReadinessItem { checked: item.checked, ready: item.ready, reasons: item.reasons.clone() }
+}
+
+/// The check report as the contract's response.
+pub fn check_report(report: &crate::check::CheckReport) -> pb::CheckAccessResponse {
+    pb::CheckAccessResponse {
+        identity: report.identity.as_ref().map(|i| pb::CallerIdentity {
+            account: i.account.clone(),
+            arn: i.arn.clone(),
+            user_id: i.user_id.clone(),
+        }),
+        probes: report
+            .probes
+            .iter()
+            .map(|p| pb::ProbeResult {
+                probe: p.probe.as_str().to_string(),
+                resource: p.resource.clone(),
+                status: p.status.as_str().to_string(),
+                error_code: p.evidence.as_ref().and_then(|e| e.error_code.clone()).unwrap_or_default(),
+                message: p.evidence.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                kms_key_arn: p.key_arn.clone().unwrap_or_default(),
+                details: p.details.clone().into_iter().collect(),
+                problem_code: p.problem_code.clone().unwrap_or_default(),
+                remediation: remediation_struct(&p.remediation),
+                summary: p.summary.clone(),
+                bucket: p.bucket.clone().unwrap_or_default(),
+                http_status: p.evidence.as_ref().and_then(|e| e.http_status).map(u32::from).unwrap_or(0),
+                remediation_summary: p.remediation_summary.clone().unwrap_or_default(),
+            })
+            .collect(),
+        findings: report
+            .findings
+            .iter()
+            .map(|f| pb::Finding {
+                code: f.code.clone(),
+                severity: match f.severity {
+                    crate::check::FindingSeverity::Security => "SECURITY",
+                    crate::check::FindingSeverity::Error => "ERROR",
+                    crate::check::FindingSeverity::Warning => "WARNING",
+                    crate::check::FindingSeverity::Info => "INFO",
+                }
+                .to_string(),
+                resource: f.resource.clone(),
+                message: f.message.clone(),
+                remediation: remediation_struct(&f.remediation),
+                buckets: f.buckets.clone(),
+            })
+            .collect(),
+        readiness: Some(pb::Readiness {
+            extraction: Some(readiness_item(&report.readiness.extraction)),
+            incremental: Some(readiness_item(&report.readiness.incremental)),
+            sampling: Some(readiness_item(&report.readiness.sampling)),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,7 +177,7 @@ fn version() -> &'static str {
 }
 
 /// RPCs with an engine in this build.
-const IMPLEMENTED_RPCS: &[&str] = &["ExtractMetadata", "GeneratePolicies", "GetCapabilities"];
+const IMPLEMENTED_RPCS: &[&str] = &["ExtractMetadata", "CheckAccess", "GeneratePolicies", "GetCapabilities"];
 
 #[tonic::async_trait]
 impl ConnectorService for ConnectorApi {
@@ -257,15 +257,13 @@ impl ConnectorService for ConnectorApi {
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let started = Instant::now();
-        let result = self.unimplemented_after_validation("CheckAccess", || {
-            let req = request.get_ref();
-            convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
-            crate::extract::targets::parse_targets(&req.targets)
-                .map_err(|e| ServiceError::invalid(format!("targets[{}]", e.index), e.to_string()))?;
-            Ok(())
-        });
-        m::record_call("CheckAccess", result.as_ref().err().map_or(tonic::Code::Ok, Status::code), started);
-        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+        let result = self.check(request.into_inner()).await;
+        m::record_call(
+            "CheckAccess",
+            result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0),
+            started,
+        );
+        result.map(Response::new).map_err(Status::from)
     }
 
     async fn generate_policies(
@@ -371,6 +369,49 @@ impl ConnectorApi {
             let _ = outcome_tx.send(result.map_err(Status::from));
         });
         Ok(RecordStream { records, outcome: Some(outcome), task })
+    }
+
+    async fn check(&self, req: pb::CheckAccessRequest) -> Result<pb::CheckAccessResponse, ServiceError> {
+        use crate::aws::identity::load_base_context;
+        use crate::check::{CheckOptions, CheckScope, CheckServices, RoleProbe, run_check};
+        self.refuse_when_draining()?;
+        let settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+        if req.targets.is_empty() {
+            return Err(ServiceError::invalid("targets", "at least one bucket or s3:// URI is required"));
+        }
+        let targets = crate::extract::targets::parse_targets(&req.targets)
+            .map_err(|e| ServiceError::invalid(format!("targets[{}]", e.index), e.to_string()))?;
+        let sampling = convert::user_identity(req.sampling_user.as_ref(), "sampling_user")?;
+        let aws = self.contexts.get(&settings).await?;
+        let (role, base) = match &settings.role_arn {
+            Some(role_arn) => {
+                let base = load_base_context(&settings).await.map_err(from_config_error)?;
+                let role = RoleProbe {
+                    role_arn: role_arn.clone(),
+                    external_id: settings.external_id.clone(),
+                    session_name: settings.session_name.clone().unwrap_or_else(|| "s3-connector".into()),
+                };
+                (Some(role), Some(base))
+            }
+            None => (None, None),
+        };
+        let user = match sampling {
+            Some(identity) => Some(
+                identity
+                    .load(&aws)
+                    .await
+                    .map_err(|e| ServiceError::invalid("sampling_user", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let stats = Arc::new(RequestStats::default());
+        let services = CheckServices::from_sdk(&aws, base.as_ref(), user.as_ref(), stats);
+        let options =
+            CheckOptions { role, inventory_ids: req.inventory_ids.clone(), ..CheckOptions::default() };
+        let report = run_check(&services, &CheckScope { targets }, &options)
+            .await
+            .map_err(|e| ServiceError::invalid("targets", e.to_string()))?;
+        Ok(convert::check_report(&report))
     }
 
     /// Validates a request of an RPC whose engine is not in this build, then answers
