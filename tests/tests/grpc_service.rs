@@ -604,3 +604,109 @@ async fn check_access_reports_disabled_and_pending_deletion_keys() {
         .expect_err("invalid sampling role");
     assert_eq!(field_violation(&err), "sampling_user.role.role_arn");
 }
+
+fn sample_request(uri: &str, rows: u32) -> pb::SampleRowsRequest {
+    pb::SampleRowsRequest { uri: uri.into(), max_rows: rows, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_rows_needs_a_user_identity_unless_the_operator_allows_the_service() {
+    let estate = Estate::get(Flavor::Moto);
+    let server = ServerProcess::start(&config_for(&estate.endpoint, ""));
+    let err =
+        server.client().await.sample_rows(sample_request("s3://estate-sse-s3/raw/", 5)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(field_violation(&err), "user");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_rows_reads_typed_rows_of_csv_json_lines_and_parquet_datasets() {
+    let estate = Estate::get(Flavor::Moto);
+    let config = format!("{}\n[sampling]\nallow_service_identity = true\n", config_for(&estate.endpoint, ""));
+    let server = ServerProcess::start(&config);
+    let mut client = server.client().await;
+    for (prefix, format) in [("raw/", "csv"), ("events/", "jsonl"), ("sales/", "parquet")] {
+        let expected = estate
+            .expected
+            .datasets
+            .iter()
+            .find(|d| d.bucket == "estate-sse-s3" && d.prefix == prefix && d.format == format)
+            .unwrap_or_else(|| panic!("expected dataset {prefix}"));
+        let response = client
+            .sample_rows(sample_request(&format!("s3://estate-sse-s3/{prefix}"), 3))
+            .await
+            .unwrap_or_else(|e| panic!("sample of {prefix}: {e:?}"))
+            .into_inner();
+        let names: Vec<&str> = response.schema.iter().map(|f| f.name.as_str()).collect();
+        let expected_names: Vec<&str> = expected.columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, expected_names, "{prefix}");
+        assert_eq!(response.rows.len(), 3, "{prefix}");
+        assert!(response.rows.iter().all(|r| r.values.len() == names.len()), "{prefix}");
+        assert_eq!(response.encryption, "SSE_S3", "{prefix}");
+        // The first column is an id in every dataset: a number, present.
+        let first = response.rows[0].values[0].value.as_ref().and_then(|v| v.kind.as_ref());
+        assert!(
+            matches!(
+                first,
+                Some(pbjson_types::value::Kind::NumberValue(_))
+                    | Some(pbjson_types::value::Kind::StringValue(_))
+            ),
+            "{prefix}: {first:?}"
+        );
+    }
+    // Projection and truncation.
+    let response = client
+        .sample_rows(pb::SampleRowsRequest {
+            uri: "s3://estate-sse-s3/raw/".into(),
+            max_rows: 2,
+            columns: vec!["name".into()],
+            max_value_bytes: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("projected sample")
+        .into_inner();
+    assert_eq!(response.schema.len(), 1);
+    assert!(
+        response.rows.iter().all(|r| r.values[0].truncated),
+        "names longer than one byte are cut and marked"
+    );
+    let err = client
+        .sample_rows(pb::SampleRowsRequest {
+            uri: "s3://estate-sse-s3/raw/".into(),
+            columns: vec!["no_such_column".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.get_error_details().error_info().expect("info").reason, "SAMPLE_UNKNOWN_COLUMN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_rows_explains_denials_with_the_problem_code_and_key() {
+    let estate = Estate::get(Flavor::LocalStack);
+    let config = format!("{}\n[sampling]\nallow_service_identity = true\n", config_for(&estate.endpoint, ""));
+    let server = ServerProcess::start(&config);
+    let mut client = server.client().await;
+    for (uri, code, grpc) in [
+        ("s3://estate-kms-broken/disabled/", "KMS_KEY_DISABLED", Code::FailedPrecondition),
+        ("s3://estate-kms-broken/pending/", "KMS_KEY_PENDING_DELETION", Code::FailedPrecondition),
+        ("s3://estate-secure/ssec/", "SSE_C_KEY_REQUIRED", Code::FailedPrecondition),
+        ("s3://estate-secure/cse-v2/", "CLIENT_SIDE_ENCRYPTED", Code::FailedPrecondition),
+        ("s3://estate-sse-s3/no-such-prefix/", "NO_DATA_FILES", Code::NotFound),
+    ] {
+        let err = client.sample_rows(sample_request(uri, 5)).await.expect_err(uri);
+        assert_eq!(err.code(), grpc, "{uri}: {err:?}");
+        let details = err.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, code, "{uri}");
+        assert!(info.metadata.get("resource").is_some_and(|r| r.starts_with(uri)), "{uri}: {info:?}");
+        if code.starts_with("KMS_") {
+            assert!(
+                info.metadata.get("kms_key_arn").is_some_and(|a| a.starts_with("arn:aws:kms:")),
+                "{uri}: {info:?}"
+            );
+        }
+    }
+}

@@ -26,7 +26,8 @@ fn uri(bucket: &str, prefix: &str) -> String {
     format!("s3://{bucket}/{prefix}")
 }
 
-fn field(f: &Field) -> pb::Field {
+/// A schema field as a record field.
+pub fn field(f: &Field) -> pb::Field {
     let children = match &f.data_type {
         DataType::Struct(fields) => fields.iter().map(field).collect(),
         DataType::List(element) => vec![field(element)],
@@ -170,6 +171,24 @@ fn client_side_format_name(f: s3_connector_domain::model::ClientSideFormat) -> &
         V3 => "V3",
         InstructionFile => "INSTRUCTION_FILE",
     }
+}
+
+/// A JSON value as a protobuf Value.
+pub fn json_to_value(v: &serde_json::Value) -> pbjson_types::Value {
+    use pbjson_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(pbjson_types::ListValue { values: items.iter().map(json_to_value).collect() })
+        }
+        serde_json::Value::Object(map) => Kind::StructValue(pbjson_types::Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+        }),
+    };
+    pbjson_types::Value { kind: Some(kind) }
 }
 
 /// A JSON object as a protobuf Struct (`None` for non-objects).

@@ -306,6 +306,92 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
     })
 }
 
+/// Files of a dataset tried at most.
+const DATASET_FILES: usize = 3;
+
+/// Samples `s3://bucket/<key_or_prefix>`: one object, or — for a prefix ending in `/` — a
+/// dataset, reading files chosen across its listing (first, middle, last of the first page,
+/// skipping junk) until enough rows are found. Rows of files whose columns differ from the
+/// first file's are not mixed in.
+pub async fn sample_uri(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key_or_prefix: &str,
+    principal: Option<&str>,
+    region: &str,
+    options: &SampleOptions,
+) -> Result<ObjectSample, SampleFailure> {
+    if !(key_or_prefix.is_empty() || key_or_prefix.ends_with('/')) {
+        return sample_object(store, bucket, key_or_prefix, principal, region, options).await;
+    }
+    let target = Target { store, bucket, key: key_or_prefix, principal, region };
+    let request = crate::aws::ListRequest {
+        bucket: bucket.to_string(),
+        prefix: key_or_prefix.to_string(),
+        delimiter: None,
+        continuation: None,
+        start_after: None,
+    };
+    let page = store.list_page(&request).await.map_err(|e| target.denied(&e))?;
+    let grouping = s3_connector_domain::dataset::GroupingConfig::default();
+    let files: Vec<&s3_connector_domain::model::ObjectMeta> = page
+        .objects
+        .iter()
+        .filter(|o| {
+            matches!(
+                s3_connector_domain::dataset::classify(bucket, o, &grouping),
+                s3_connector_domain::dataset::Classification::Data(_)
+            )
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(
+            target.file("NO_DATA_FILES", format!("no data files under s3://{bucket}/{key_or_prefix}"))
+        );
+    }
+    let mut picks: Vec<usize> = vec![0, files.len() / 2, files.len() - 1];
+    picks.dedup();
+    let mut result: Option<ObjectSample> = None;
+    let mut last_failure = None;
+    for &i in picks.iter().take(DATASET_FILES) {
+        let file = files[i];
+        match sample_object(store, bucket, &file.key, principal, region, options).await {
+            Ok(found) => match result.as_mut() {
+                None => result = Some(found),
+                Some(acc) => {
+                    let same = acc.sample.columns.iter().map(|c| &c.name).eq(found
+                        .sample
+                        .columns
+                        .iter()
+                        .map(|c| &c.name));
+                    if same {
+                        let room = options.limits.max_rows.saturating_sub(acc.sample.rows.len());
+                        acc.sample.more_rows |= found.sample.rows.len() > room || found.sample.more_rows;
+                        acc.sample.rows.extend(found.sample.rows.into_iter().take(room));
+                        acc.bytes_read += found.bytes_read;
+                    }
+                }
+            },
+            // A denial on one file is the answer for the user: do not hide it behind others.
+            Err(e @ SampleFailure::Denied(_)) | Err(e @ SampleFailure::ClientSideEncrypted { .. }) => {
+                return Err(e);
+            }
+            Err(e) => last_failure = Some(e),
+        }
+        if result.as_ref().is_some_and(|r| r.sample.rows.len() >= options.limits.max_rows) {
+            break;
+        }
+    }
+    match (result, last_failure) {
+        (Some(r), _) => Ok(r),
+        (None, Some(e)) => Err(e),
+        (None, None) => {
+            Err(target
+                .file("NO_DATA_FILES", format!("no readable files under s3://{bucket}/{key_or_prefix}")))
+        }
+    }
+}
+
 /// Convenience for callers holding an `Arc`.
 pub async fn sample_object_arc(
     store: Arc<dyn ObjectStore>,

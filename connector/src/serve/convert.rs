@@ -310,6 +310,102 @@ pub fn user_identity(
     Ok(Some(identity))
 }
 
+/// `s3://bucket/key` or `s3://bucket/prefix/` of a sample request.
+pub fn sample_uri(uri: &str) -> Result<(String, String), ServiceError> {
+    let Some(rest) = uri.strip_prefix("s3://") else {
+        return Err(ServiceError::invalid("uri", "expected s3://bucket/key or s3://bucket/prefix/"));
+    };
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if !crate::extract::targets::is_valid_bucket_name(bucket) {
+        return Err(ServiceError::invalid("uri", format!("'{bucket}' is not a valid bucket name")));
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+/// Sampling options of a request, within the server's row maximum.
+pub fn sample_options(
+    req: &pb::SampleRowsRequest,
+    max_rows: u32,
+) -> Result<crate::sample::SampleOptions, ServiceError> {
+    use s3_connector_domain::sample::{SampleLimits, SampleMode};
+    let mode = match req.mode.trim().to_ascii_uppercase().as_str() {
+        "" | "HEAD" => SampleMode::Head,
+        "RANDOM" => SampleMode::Random { seed: rand::random() },
+        other => return Err(ServiceError::invalid("mode", format!("'{other}' is not HEAD or RANDOM"))),
+    };
+    if req.max_rows > max_rows {
+        return Err(ServiceError::invalid(
+            "max_rows",
+            format!("at most {max_rows} rows (sampling.max_rows)"),
+        ));
+    }
+    let rows = if req.max_rows == 0 { 100.min(max_rows) } else { req.max_rows };
+    Ok(crate::sample::SampleOptions {
+        columns: req.columns.clone(),
+        mode,
+        limits: SampleLimits {
+            max_rows: rows as usize,
+            max_value_bytes: if req.max_value_bytes == 0 { 1024 } else { req.max_value_bytes as usize },
+        },
+        ..crate::sample::SampleOptions::default()
+    })
+}
+
+/// A sampling failure as the service's error (problem code, key ARN, principal).
+pub fn from_sample_failure(
+    failure: crate::sample::SampleFailure,
+    bucket: &str,
+    key: &str,
+    principal: Option<&str>,
+) -> ServiceError {
+    use crate::sample::SampleFailure;
+    let resource = format!("s3://{bucket}/{key}");
+    match failure {
+        SampleFailure::Denied(problem) => {
+            let mut message = problem.message.clone();
+            if let Some(fix) = problem.remediation.as_ref().and_then(|r| r.policy_statement.as_ref()) {
+                message.push_str(&format!(" Statement the user needs: {fix}"));
+            }
+            ServiceError::Sample {
+                code: problem.code,
+                message,
+                resource: problem.key.clone().map(|k| format!("s3://{bucket}/{k}")).unwrap_or(resource),
+                kms_key_arn: problem.kms_key_arn.clone(),
+                principal: problem.principal.clone().or(principal.map(str::to_string)),
+            }
+        }
+        other => ServiceError::Sample {
+            code: other.code(),
+            message: other.to_string(),
+            resource,
+            kms_key_arn: None,
+            principal: principal.map(str::to_string),
+        },
+    }
+}
+
+/// Rows as the contract's response.
+pub fn sample_response(s: &crate::sample::ObjectSample) -> pb::SampleRowsResponse {
+    use crate::output::records::{field, json_to_value};
+    pb::SampleRowsResponse {
+        schema: s.sample.columns.iter().map(field).collect(),
+        rows: s
+            .sample
+            .rows
+            .iter()
+            .map(|row| pb::SampleRow {
+                values: row
+                    .iter()
+                    .map(|v| pb::SampleValue { value: Some(json_to_value(&v.value)), truncated: v.truncated })
+                    .collect(),
+            })
+            .collect(),
+        source_keys: vec![s.key.clone()],
+        more_rows: s.sample.more_rows,
+        encryption: s.encryption.as_str().to_string(),
+    }
+}
+
 fn remediation_struct(text: &Option<String>) -> Option<pbjson_types::Struct> {
     text.as_deref()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())

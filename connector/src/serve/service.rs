@@ -177,7 +177,8 @@ fn version() -> &'static str {
 }
 
 /// RPCs with an engine in this build.
-const IMPLEMENTED_RPCS: &[&str] = &["ExtractMetadata", "CheckAccess", "GeneratePolicies", "GetCapabilities"];
+const IMPLEMENTED_RPCS: &[&str] =
+    &["ExtractMetadata", "SampleRows", "CheckAccess", "GeneratePolicies", "GetCapabilities"];
 
 #[tonic::async_trait]
 impl ConnectorService for ConnectorApi {
@@ -232,24 +233,13 @@ impl ConnectorService for ConnectorApi {
         request: Request<pb::SampleRowsRequest>,
     ) -> Result<Response<pb::SampleRowsResponse>, Status> {
         let started = Instant::now();
-        let result = self.unimplemented_after_validation("SampleRows", || {
-            let req = request.get_ref();
-            if req.user.as_ref().and_then(|u| u.identity.as_ref()).is_none()
-                && !self.config.sampling.allow_service_identity
-            {
-                return Err(ServiceError::invalid(
-                    "user",
-                    "a user identity (role or web identity) is required: samples never run as the service",
-                ));
-            }
-            let (bucket, _) = crate::extract::targets::split_target(&req.uri);
-            if !req.uri.starts_with("s3://") || !crate::extract::targets::is_valid_bucket_name(bucket) {
-                return Err(ServiceError::invalid("uri", "expected s3://bucket/key or s3://bucket/prefix/"));
-            }
-            Ok(())
-        });
-        m::record_call("SampleRows", result.as_ref().err().map_or(tonic::Code::Ok, Status::code), started);
-        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+        let result = self.sample(request.into_inner()).await;
+        m::record_call(
+            "SampleRows",
+            result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0),
+            started,
+        );
+        result.map(Response::new).map_err(Status::from)
     }
 
     async fn check_access(
@@ -414,6 +404,54 @@ impl ConnectorApi {
         Ok(convert::check_report(&report))
     }
 
+    async fn sample(&self, req: pb::SampleRowsRequest) -> Result<pb::SampleRowsResponse, ServiceError> {
+        use crate::aws::identity::{SdkSecurityTokenService, SecurityTokenService};
+        use crate::aws::{ObjectStore, SdkObjectStore};
+        self.refuse_when_draining()?;
+        let mut settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+        // The user is the identity: the connection's role fields play no part.
+        settings.role_arn = None;
+        settings.external_id = None;
+        settings.session_name = None;
+        settings.session_duration = None;
+        let (bucket, key) = convert::sample_uri(&req.uri)?;
+        let user = convert::user_identity(req.user.as_ref(), "user")?;
+        let options = convert::sample_options(&req, self.config.sampling.max_rows)?;
+        let aws = self.contexts.get(&settings).await?;
+        let stats = Arc::new(RequestStats::default());
+        let (store, principal): (Arc<dyn ObjectStore>, Option<String>) = match user {
+            Some(identity) => {
+                let ctx =
+                    identity.load(&aws).await.map_err(|e| ServiceError::invalid("user", e.to_string()))?;
+                // Resolve the user's credentials first, so a role the user cannot assume is a
+                // precise identity error rather than a failed read.
+                let sts = SdkSecurityTokenService::new(ctx.sts_client(), stats.clone());
+                let caller = sts.caller_identity().await.map_err(|e| ServiceError::UserIdentity {
+                    code: e.kind.code(),
+                    message: format!("cannot act as {}: {e}", ctx.role_arn()),
+                })?;
+                (Arc::new(SdkObjectStore::new(ctx.s3_client(), stats.clone())), Some(caller.arn))
+            }
+            None if self.config.sampling.allow_service_identity => {
+                (Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())), None)
+            }
+            None => {
+                return Err(ServiceError::invalid(
+                    "user",
+                    "a user identity (role or web identity) is required: samples never run as the service",
+                ));
+            }
+        };
+        let region = aws.region();
+        let sample =
+            crate::sample::sample_uri(store.as_ref(), &bucket, &key, principal.as_deref(), &region, &options)
+                .await
+                .map_err(|failure| {
+                    convert::from_sample_failure(failure, &bucket, &key, principal.as_deref())
+                })?;
+        Ok(convert::sample_response(&sample))
+    }
+
     /// Validates a request of an RPC whose engine is not in this build, then answers
     /// UNIMPLEMENTED: a client learns about bad arguments first, as it will once it exists.
     fn unimplemented_after_validation(
@@ -508,8 +546,12 @@ impl ConnectorApi {
             file_formats: formats.iter().map(|f| f.as_str().to_string()).collect(),
             compressions: compressions.iter().map(|c| c.as_str().to_string()).collect(),
             encryption_modes: encryption.iter().map(|e| e.as_str().to_string()).collect(),
-            // Sampling is not in this build yet; nothing is decrypted for clients.
-            sample_decryption: Vec::new(),
+            // Server-side encryption S3 undoes for the user; SSE-C and client-side decryption
+            // are not wired into sampling yet.
+            sample_decryption: ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             implemented_rpcs: IMPLEMENTED_RPCS.iter().map(|s| s.to_string()).collect(),
             limits: Some(pb::ServerLimits {
                 max_concurrent_extractions: l.max_concurrent_extractions,

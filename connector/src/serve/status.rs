@@ -59,9 +59,47 @@ pub enum ServiceError {
         /// RPC name.
         rpc: &'static str,
     },
+    /// The sample could not be read (a denial, a key state, an unreadable file): the problem
+    /// code says which; the gRPC code follows [`sample_grpc_code`].
+    #[error("{message}")]
+    Sample {
+        /// Problem code (docs/problems.md), e.g. KMS_ACCESS_DENIED.
+        code: &'static str,
+        /// Explanation (never sample data).
+        message: String,
+        /// The object or prefix.
+        resource: String,
+        /// The KMS key concerned, when known.
+        kms_key_arn: Option<String>,
+        /// The user principal the read ran as, when known.
+        principal: Option<String>,
+    },
+    /// The user identity of a sample cannot be used (role not assumable, token rejected).
+    #[error("{message}")]
+    UserIdentity {
+        /// Stable code of the STS failure, e.g. ROLE_NOT_TRUSTED.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// gRPC code of a sample failure, by problem code: denials are PERMISSION_DENIED, unusable keys
+/// and encryption the caller cannot undo are FAILED_PRECONDITION, missing things NOT_FOUND.
+pub fn sample_grpc_code(problem_code: &str) -> Code {
+    match problem_code {
+        "KMS_ACCESS_DENIED" | "ACCESS_DENIED" | "BUCKET_ACCESS_DENIED" => Code::PermissionDenied,
+        "OBJECT_NOT_FOUND" | "BUCKET_NOT_FOUND" | "NO_DATA_FILES" | "KMS_KEY_NOT_FOUND" => Code::NotFound,
+        "THROTTLED" | "S3_ERROR" | "NETWORK_ERROR" => Code::Unavailable,
+        "SAMPLE_UNKNOWN_COLUMN" => Code::InvalidArgument,
+        "INTERNAL_ERROR" => Code::Internal,
+        // KMS_KEY_DISABLED, KMS_KEY_PENDING_DELETION, SSE_C_KEY_REQUIRED, CLIENT_SIDE_ENCRYPTED,
+        // and files that cannot be read as their format.
+        _ => Code::FailedPrecondition,
+    }
 }
 
 impl ServiceError {
@@ -82,6 +120,8 @@ impl ServiceError {
             ServiceError::DeadlineExceeded => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
             ServiceError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
             ServiceError::Unimplemented { .. } => (Code::Unimplemented, "UNIMPLEMENTED"),
+            ServiceError::Sample { code, .. } => (sample_grpc_code(code), code),
+            ServiceError::UserIdentity { code, .. } => (Code::PermissionDenied, code),
             ServiceError::Internal(_) => (Code::Internal, "INTERNAL"),
         }
     }
@@ -98,6 +138,15 @@ impl ServiceError {
             }
             ServiceError::EndpointNotAllowed { .. } => {
                 metadata.insert("field".to_string(), "connection.endpoint_url".to_string());
+            }
+            ServiceError::Sample { resource, kms_key_arn, principal, .. } => {
+                metadata.insert("resource".to_string(), resource.clone());
+                if let Some(arn) = kms_key_arn {
+                    metadata.insert("kms_key_arn".to_string(), arn.clone());
+                }
+                if let Some(p) = principal {
+                    metadata.insert("principal".to_string(), p.clone());
+                }
             }
             _ => {}
         }
@@ -171,6 +220,9 @@ mod tests {
             ServiceError::Unimplemented { rpc: "X" },
             ServiceError::Internal("x".into()),
         ];
+        assert_eq!(sample_grpc_code("KMS_ACCESS_DENIED"), Code::PermissionDenied);
+        assert_eq!(sample_grpc_code("KMS_KEY_DISABLED"), Code::FailedPrecondition);
+        assert_eq!(sample_grpc_code("OBJECT_NOT_FOUND"), Code::NotFound);
         let mut reasons: Vec<&str> = all.iter().map(|e| e.code_and_reason().1).collect();
         reasons.sort();
         reasons.dedup();
