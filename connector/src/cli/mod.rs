@@ -3,6 +3,7 @@
 pub mod check;
 pub mod extract;
 pub mod policy;
+pub mod sample;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ pub enum Command {
     /// Access diagnostics: each permission, key and inventory setting extraction, incremental
     /// extraction and sampling need, probed separately with evidence and the fixing statement.
     Check(Box<check::CheckArgs>),
+    /// A few rows of an object or dataset, read as the end user (never the service, unless
+    /// --as-service): CSV/TSV/PSV, JSON Lines, Parquet; denials name the key and permission.
+    Sample(Box<sample::SampleArgs>),
     /// The gRPC service for catalog platforms (health, reflection, metrics, TLS, bearer token).
     Serve(serve::ServeArgs),
 }
@@ -56,5 +60,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Policy(args) => policy::run(args),
         Command::Check(args) => check::run(*args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Sample(args) => sample::run(*args).await,
     }
 }

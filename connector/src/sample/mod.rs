@@ -392,6 +392,64 @@ pub async fn sample_uri(
     }
 }
 
+/// Who reads: an S3 seam acting as the user (or, only when explicitly allowed, the service).
+pub struct Reader {
+    /// S3 as the reader.
+    pub store: Arc<dyn ObjectStore>,
+    /// The reader's ARN (STS GetCallerIdentity), `None` for the service identity.
+    pub principal: Option<String>,
+}
+
+/// Why no reader could be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReaderError {
+    /// No user identity, and service-identity sampling is not allowed.
+    #[error("a user identity is required: samples never run as the service unless the operator allows it")]
+    NoUser,
+    /// The identity is malformed.
+    #[error("invalid user identity: {0}")]
+    Invalid(String),
+    /// STS refused the identity (not trusted, bad token, ...).
+    #[error("{message}")]
+    Identity {
+        /// Stable STS failure code, e.g. ROLE_NOT_TRUSTED.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// Builds the reader for a sample. A user identity gets its own credentials (never the
+/// service's: see `aws::identity`), resolved up front so that a role the user cannot assume is
+/// an identity error, not a failed read.
+pub async fn reader_for(
+    service: &crate::aws::AwsContext,
+    user: Option<crate::aws::identity::UserIdentity>,
+    allow_service_identity: bool,
+    stats: Arc<crate::aws::RequestStats>,
+) -> Result<Reader, ReaderError> {
+    use crate::aws::SdkObjectStore;
+    use crate::aws::identity::{SdkSecurityTokenService, SecurityTokenService};
+    match user {
+        Some(identity) => {
+            let ctx = identity.load(service).await.map_err(|e| ReaderError::Invalid(e.to_string()))?;
+            let sts = SdkSecurityTokenService::new(ctx.sts_client(), stats.clone());
+            let caller = sts.caller_identity().await.map_err(|e| ReaderError::Identity {
+                code: e.kind.code(),
+                message: format!("cannot act as {}: {e}", ctx.role_arn()),
+            })?;
+            Ok(Reader {
+                store: Arc::new(SdkObjectStore::new(ctx.s3_client(), stats)),
+                principal: Some(caller.arn),
+            })
+        }
+        None if allow_service_identity => {
+            Ok(Reader { store: Arc::new(SdkObjectStore::new(service.s3_client(), stats)), principal: None })
+        }
+        None => Err(ReaderError::NoUser),
+    }
+}
+
 /// Convenience for callers holding an `Arc`.
 pub async fn sample_object_arc(
     store: Arc<dyn ObjectStore>,

@@ -384,28 +384,6 @@ pub fn from_sample_failure(
     }
 }
 
-/// Rows as the contract's response.
-pub fn sample_response(s: &crate::sample::ObjectSample) -> pb::SampleRowsResponse {
-    use crate::output::records::{field, json_to_value};
-    pb::SampleRowsResponse {
-        schema: s.sample.columns.iter().map(field).collect(),
-        rows: s
-            .sample
-            .rows
-            .iter()
-            .map(|row| pb::SampleRow {
-                values: row
-                    .iter()
-                    .map(|v| pb::SampleValue { value: Some(json_to_value(&v.value)), truncated: v.truncated })
-                    .collect(),
-            })
-            .collect(),
-        source_keys: vec![s.key.clone()],
-        more_rows: s.sample.more_rows,
-        encryption: s.encryption.as_str().to_string(),
-    }
-}
-
 fn remediation_struct(text: &Option<String>) -> Option<pbjson_types::Struct> {
     text.as_deref()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())

@@ -405,8 +405,6 @@ impl ConnectorApi {
     }
 
     async fn sample(&self, req: pb::SampleRowsRequest) -> Result<pb::SampleRowsResponse, ServiceError> {
-        use crate::aws::identity::{SdkSecurityTokenService, SecurityTokenService};
-        use crate::aws::{ObjectStore, SdkObjectStore};
         self.refuse_when_draining()?;
         let mut settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
         // The user is the identity: the connection's role fields play no part.
@@ -419,29 +417,20 @@ impl ConnectorApi {
         let options = convert::sample_options(&req, self.config.sampling.max_rows)?;
         let aws = self.contexts.get(&settings).await?;
         let stats = Arc::new(RequestStats::default());
-        let (store, principal): (Arc<dyn ObjectStore>, Option<String>) = match user {
-            Some(identity) => {
-                let ctx =
-                    identity.load(&aws).await.map_err(|e| ServiceError::invalid("user", e.to_string()))?;
-                // Resolve the user's credentials first, so a role the user cannot assume is a
-                // precise identity error rather than a failed read.
-                let sts = SdkSecurityTokenService::new(ctx.sts_client(), stats.clone());
-                let caller = sts.caller_identity().await.map_err(|e| ServiceError::UserIdentity {
-                    code: e.kind.code(),
-                    message: format!("cannot act as {}: {e}", ctx.role_arn()),
-                })?;
-                (Arc::new(SdkObjectStore::new(ctx.s3_client(), stats.clone())), Some(caller.arn))
-            }
-            None if self.config.sampling.allow_service_identity => {
-                (Arc::new(SdkObjectStore::new(aws.s3_client(), stats.clone())), None)
-            }
-            None => {
-                return Err(ServiceError::invalid(
+        let reader =
+            crate::sample::reader_for(&aws, user, self.config.sampling.allow_service_identity, stats)
+                .await
+                .map_err(|e| match e {
+                crate::sample::ReaderError::NoUser => ServiceError::invalid(
                     "user",
                     "a user identity (role or web identity) is required: samples never run as the service",
-                ));
-            }
-        };
+                ),
+                crate::sample::ReaderError::Invalid(reason) => ServiceError::invalid("user", reason),
+                crate::sample::ReaderError::Identity { code, message } => {
+                    ServiceError::UserIdentity { code, message }
+                }
+            })?;
+        let (store, principal) = (reader.store, reader.principal);
         let region = aws.region();
         let sample =
             crate::sample::sample_uri(store.as_ref(), &bucket, &key, principal.as_deref(), &region, &options)
@@ -449,7 +438,7 @@ impl ConnectorApi {
                 .map_err(|failure| {
                     convert::from_sample_failure(failure, &bucket, &key, principal.as_deref())
                 })?;
-        Ok(convert::sample_response(&sample))
+        Ok(crate::output::records::sample_response(&sample))
     }
 
     /// Validates a request of an RPC whose engine is not in this build, then answers

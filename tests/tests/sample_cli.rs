@@ -1,0 +1,48 @@
+//! `s3-connector sample` as users run it: the real binary against the seeded emulators.
+
+use s3_connector_e2e::{Estate, Flavor, connector_binary};
+use serde_json::Value;
+
+fn sample(endpoint: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = std::process::Command::new(connector_binary())
+        .arg("sample")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json =
+        if stdout.trim().is_empty() { Value::Null } else { serde_json::from_str(&stdout).expect("JSON") };
+    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn rows_come_back_as_the_contract_json_and_denials_exit_3_with_the_code() {
+    let moto = Estate::get(Flavor::Moto);
+    let (code, json, stderr) = sample(
+        &moto.endpoint,
+        &["s3://estate-sse-s3/raw/", "--rows", "4", "--columns", "id,name", "--as-service"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["schema"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["encryption"], "SSE_S3");
+
+    // Without a user identity (and without --as-service) nothing is read.
+    let (code, _, stderr) = sample(&moto.endpoint, &["s3://estate-sse-s3/raw/"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--user-role-arn"), "{stderr}");
+
+    let localstack = Estate::get(Flavor::LocalStack);
+    let key = &localstack.expected.keys["D"];
+    let (code, json, stderr) =
+        sample(&localstack.endpoint, &["s3://estate-kms-broken/disabled/", "--as-service"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(json, Value::Null, "no rows on stdout");
+    assert!(stderr.contains("KMS_KEY_DISABLED") && stderr.contains(key.as_str()), "{stderr}");
+}
