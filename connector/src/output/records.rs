@@ -316,6 +316,27 @@ pub fn summary_record(
     )
 }
 
+/// Rows as the contract's response.
+pub fn sample_response(s: &crate::sample::ObjectSample) -> pb::SampleRowsResponse {
+    pb::SampleRowsResponse {
+        schema: s.sample.columns.iter().map(field).collect(),
+        rows: s
+            .sample
+            .rows
+            .iter()
+            .map(|row| pb::SampleRow {
+                values: row
+                    .iter()
+                    .map(|v| pb::SampleValue { value: Some(json_to_value(&v.value)), truncated: v.truncated })
+                    .collect(),
+            })
+            .collect(),
+        source_keys: vec![s.key.clone()],
+        more_rows: s.sample.more_rows,
+        encryption: s.encryption.as_str().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,26 +363,5 @@ mod tests {
         assert_eq!(t.nanos, 123_000_000);
         let before_epoch = timestamp(Some(-1)).unwrap();
         assert_eq!((before_epoch.seconds, before_epoch.nanos), (-1, 999_000_000));
-    }
-}
-
-/// Rows as the contract's response.
-pub fn sample_response(s: &crate::sample::ObjectSample) -> pb::SampleRowsResponse {
-    pb::SampleRowsResponse {
-        schema: s.sample.columns.iter().map(field).collect(),
-        rows: s
-            .sample
-            .rows
-            .iter()
-            .map(|row| pb::SampleRow {
-                values: row
-                    .iter()
-                    .map(|v| pb::SampleValue { value: Some(json_to_value(&v.value)), truncated: v.truncated })
-                    .collect(),
-            })
-            .collect(),
-        source_keys: vec![s.key.clone()],
-        more_rows: s.sample.more_rows,
-        encryption: s.encryption.as_str().to_string(),
     }
 }
