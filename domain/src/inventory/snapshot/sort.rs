@@ -376,6 +376,56 @@ mod tests {
     }
 
     #[test]
+    fn versions_reduce_like_reduce_module() {
+        let row = |key: &str, latest: Option<bool>, marker: Option<bool>, modified: i64, size: u64| {
+            InventoryRecord {
+                bucket: "src".into(),
+                key: key.into(),
+                is_latest: latest,
+                is_delete_marker: marker,
+                last_modified_ms: Some(modified),
+                size: Some(size),
+                ..Default::default()
+            }
+        };
+        let records = vec![
+            // Same time: the delete marker wins, so the key is gone.
+            row("a", Some(true), Some(false), 5, 1),
+            row("a", Some(true), Some(true), 5, 0),
+            // A newer non-current version is ignored.
+            row("b", Some(false), Some(false), 9, 2),
+            row("b", Some(true), Some(false), 3, 3),
+            // Only non-current versions: gone.
+            row("c", Some(false), Some(false), 1, 4),
+            // Current-only report rows.
+            row("d", None, None, 1, 5),
+            // Two latest rows: the newer wins, whatever the order.
+            row("e", Some(true), None, 8, 6),
+            row("e", Some(true), None, 2, 7),
+        ];
+        for run_len in [1, 2, 100] {
+            let (_dir, objs) = build(&records, run_len);
+            let expected: Vec<SnapshotObject> =
+                current_objects(records.clone()).iter().map(SnapshotObject::from).collect();
+            assert_eq!(objs, expected);
+            let sizes: Vec<_> = objs.iter().map(|o| (o.key.as_str(), o.size)).collect();
+            assert_eq!(sizes, [("b", Some(3)), ("d", Some(5)), ("e", Some(6))]);
+        }
+    }
+
+    #[test]
+    fn reader_errors_pass_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<Result<InventoryRecord, &str>> = vec![
+            Ok(InventoryRecord { bucket: "src".into(), key: "k".into(), ..Default::default() }),
+            Err("bad row"),
+        ];
+        let outcome = build_snapshot(header(), rows, dir.path(), 4, &dir.path().join("s.snap"));
+        assert_eq!(outcome.err(), Some("bad row"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn many_runs_merge_in_passes() {
         // 3 rows per run over 1000 rows: 334 runs, more than MAX_FAN_IN.
         let records: Vec<_> = (0..1000u64)
