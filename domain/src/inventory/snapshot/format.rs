@@ -96,11 +96,8 @@ impl SnapshotInfo {
     /// A stable id for this snapshot: equal content gives an equal id, so a rerun of the same
     /// report emits changes under the same id.
     pub fn snapshot_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.header.report_timestamp_ms,
-            &self.checksum_hex[..self.checksum_hex.len().min(16)]
-        )
+        let short = self.checksum_hex.get(..16).unwrap_or(&self.checksum_hex);
+        format!("{}-{short}", self.header.report_timestamp_ms)
     }
 }
 
