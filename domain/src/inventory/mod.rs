@@ -18,6 +18,7 @@ pub mod md5_reader;
 pub mod parquet;
 pub mod record;
 pub mod reduce;
+pub mod snapshot;
 
 pub use columns::InventoryColumn;
 pub use location::{InventoryKey, LocationError, ReportFile, ReportLocation};

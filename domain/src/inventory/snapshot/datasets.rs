@@ -1,0 +1,329 @@
+//! Object changes rolled up to datasets, with the same grouping as extraction
+//! ([`crate::dataset::classify`]), so an incremental run names the datasets a full run would.
+//!
+//! Memory is one small accumulator per dataset seen (either side), never per object.
+
+use std::collections::BTreeMap;
+
+use super::diff::{DiffEntry, ObjectChange};
+use super::format::SnapshotObject;
+use crate::dataset::{Classification, DatasetKey, GroupingConfig, classify};
+use crate::model::ObjectMeta;
+
+/// Whether a dataset appeared, disappeared or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DatasetChangeKind {
+    /// No data objects in the old snapshot.
+    Added,
+    /// No data objects in the new snapshot.
+    Removed,
+    /// Objects on both sides, some added, removed or changed.
+    Changed,
+}
+
+impl DatasetChangeKind {
+    /// Stable name used in change records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetChangeKind::Added => "ADDED",
+            DatasetChangeKind::Removed => "REMOVED",
+            DatasetChangeKind::Changed => "CHANGED",
+        }
+    }
+}
+
+/// One side's totals of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatasetSide {
+    /// Data objects.
+    pub objects: u64,
+    /// Their bytes (saturating).
+    pub bytes: u64,
+    /// Objects per encryption status (`UNKNOWN` when the report has no such column).
+    pub encryption: BTreeMap<String, u64>,
+}
+
+impl DatasetSide {
+    fn add(&mut self, obj: &SnapshotObject) {
+        self.objects += 1;
+        self.bytes = self.bytes.saturating_add(obj.size.unwrap_or(0));
+        let status = obj.encryption_status.as_ref().map_or("UNKNOWN", |s| s.as_str());
+        // Look up first: the common case does not allocate.
+        match self.encryption.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                self.encryption.insert(status.to_string(), 1);
+            }
+        }
+    }
+}
+
+/// How one dataset changed between two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetChange {
+    /// The dataset (root prefix and format).
+    pub dataset: DatasetKey,
+    /// Display name, as in extraction records.
+    pub name: String,
+    /// Added, removed or changed.
+    pub kind: DatasetChangeKind,
+    /// Objects only in the new snapshot.
+    pub objects_added: u64,
+    /// Objects only in the old snapshot.
+    pub objects_removed: u64,
+    /// Objects in both with different fields.
+    pub objects_changed: u64,
+    /// Totals in the old snapshot.
+    pub before: DatasetSide,
+    /// Totals in the new snapshot.
+    pub after: DatasetSide,
+}
+
+impl DatasetChange {
+    /// Bytes after minus bytes before.
+    pub fn bytes_delta(&self) -> i128 {
+        i128::from(self.after.bytes) - i128::from(self.before.bytes)
+    }
+
+    /// Whether the set of encryption statuses present differs (a dataset gaining its first
+    /// unencrypted or SSE-KMS object, say).
+    pub fn encryption_mix_changed(&self) -> bool {
+        !self.before.encryption.keys().eq(self.after.encryption.keys())
+    }
+
+    /// Whether schemas need inferring again: new or changed files.
+    pub fn needs_schema_inference(&self) -> bool {
+        self.objects_added > 0 || self.objects_changed > 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Accumulator {
+    added: u64,
+    removed: u64,
+    changed: u64,
+    before: DatasetSide,
+    after: DatasetSide,
+}
+
+/// Aggregates a [`super::merge_join`] stream (unchanged objects included) into datasets.
+#[derive(Debug)]
+pub struct DatasetDiffAggregator {
+    bucket: String,
+    cfg: GroupingConfig,
+    datasets: BTreeMap<DatasetKey, Accumulator>,
+}
+
+fn meta(obj: &SnapshotObject) -> ObjectMeta {
+    ObjectMeta {
+        key: obj.key.clone(),
+        size: obj.size.unwrap_or(0),
+        last_modified_ms: obj.last_modified_ms,
+        etag: None,
+        storage_class: None,
+    }
+}
+
+impl DatasetDiffAggregator {
+    /// An aggregator for `bucket` with extraction's grouping configuration.
+    pub fn new(bucket: &str, cfg: GroupingConfig) -> Self {
+        DatasetDiffAggregator { bucket: bucket.to_string(), cfg, datasets: BTreeMap::new() }
+    }
+
+    /// The dataset of `obj`, or `None` for junk.
+    fn place(&self, obj: &SnapshotObject) -> Option<DatasetKey> {
+        match classify(&self.bucket, &meta(obj), &self.cfg) {
+            Classification::Data(placement) => Some(placement.dataset),
+            Classification::Junk(_) => None,
+        }
+    }
+
+    fn slot(&mut self, key: DatasetKey) -> &mut Accumulator {
+        self.datasets.entry(key).or_default()
+    }
+
+    /// Accounts for one merge-join step.
+    pub fn add(&mut self, entry: &DiffEntry) {
+        match entry {
+            DiffEntry::Unchanged(obj) => {
+                // Same key and size on both sides, hence the same placement: classify once.
+                if let Some(ds) = self.place(obj) {
+                    let acc = self.slot(ds);
+                    acc.before.add(obj);
+                    acc.after.add(obj);
+                }
+            }
+            DiffEntry::Change(ObjectChange::Added(obj)) => {
+                if let Some(ds) = self.place(obj) {
+                    let acc = self.slot(ds);
+                    acc.added += 1;
+                    acc.after.add(obj);
+                }
+            }
+            DiffEntry::Change(ObjectChange::Removed(obj)) => {
+                if let Some(ds) = self.place(obj) {
+                    let acc = self.slot(ds);
+                    acc.removed += 1;
+                    acc.before.add(obj);
+                }
+            }
+            DiffEntry::Change(ObjectChange::Changed { old, new, .. }) => {
+                // A size change can turn an empty (junk) object into data or back, so each
+                // side is placed on its own.
+                let (before, after) = (self.place(old), self.place(new));
+                if before == after {
+                    if let Some(ds) = before {
+                        let acc = self.slot(ds);
+                        acc.changed += 1;
+                        acc.before.add(old);
+                        acc.after.add(new);
+                    }
+                    return;
+                }
+                if let Some(ds) = before {
+                    let acc = self.slot(ds);
+                    acc.removed += 1;
+                    acc.before.add(old);
+                }
+                if let Some(ds) = after {
+                    let acc = self.slot(ds);
+                    acc.added += 1;
+                    acc.after.add(new);
+                }
+            }
+        }
+    }
+
+    /// Number of datasets seen so far (either side).
+    pub fn datasets_seen(&self) -> usize {
+        self.datasets.len()
+    }
+
+    /// The datasets with at least one added, removed or changed object, ordered by key.
+    pub fn finish(self) -> Vec<DatasetChange> {
+        let bucket = self.bucket;
+        self.datasets
+            .into_iter()
+            .filter(|(_, acc)| acc.added + acc.removed + acc.changed > 0)
+            .map(|(dataset, acc)| {
+                let kind = if acc.before.objects == 0 {
+                    DatasetChangeKind::Added
+                } else if acc.after.objects == 0 {
+                    DatasetChangeKind::Removed
+                } else {
+                    DatasetChangeKind::Changed
+                };
+                DatasetChange {
+                    name: dataset.display_name(&bucket),
+                    dataset,
+                    kind,
+                    objects_added: acc.added,
+                    objects_removed: acc.removed,
+                    objects_changed: acc.changed,
+                    before: acc.before,
+                    after: acc.after,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Grouper;
+    use crate::inventory::record::EncryptionStatus;
+    use crate::inventory::snapshot::merge_join;
+    use crate::inventory::snapshot::test_support::arb_objects;
+
+    fn o(key: &str, size: u64, enc: EncryptionStatus) -> SnapshotObject {
+        SnapshotObject {
+            key: key.into(),
+            size: Some(size),
+            encryption_status: Some(enc),
+            ..Default::default()
+        }
+    }
+
+    fn run(old: &[SnapshotObject], new: &[SnapshotObject]) -> Vec<DatasetChange> {
+        let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
+        for entry in merge_join(old.iter().cloned().map(Ok), new.iter().cloned().map(Ok)) {
+            agg.add(&entry.unwrap());
+        }
+        agg.finish()
+    }
+
+    #[test]
+    fn kinds_counts_and_encryption_mix() {
+        use EncryptionStatus::*;
+        let old = vec![
+            o("gone/a.csv", 5, SseS3),
+            o("sales/dt=2024-01-01/p.parquet", 100, SseS3),
+            o("sales/dt=2024-01-02/p.parquet", 100, SseS3),
+            o("stable/x.json", 1, SseS3),
+        ];
+        let new = vec![
+            o("fresh/b c.csv", 7, SseKms),
+            o("sales/_SUCCESS", 0, SseS3),
+            o("sales/dt=2024-01-01/p.parquet", 100, SseKms),
+            o("sales/dt=2024-01-02/p.parquet", 100, SseS3),
+            o("sales/dt=2024-01-03/p.parquet", 50, SseS3),
+            o("stable/x.json", 1, SseS3),
+        ];
+        let changes = run(&old, &new);
+        let summary: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.dataset.prefix.as_str(),
+                    c.kind.as_str(),
+                    c.objects_added,
+                    c.objects_removed,
+                    c.objects_changed,
+                    c.bytes_delta(),
+                    c.encryption_mix_changed(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("fresh/", "ADDED", 1, 0, 0, 7, true),
+                ("gone/", "REMOVED", 0, 1, 0, -5, true),
+                ("sales/", "CHANGED", 1, 0, 1, 50, true),
+            ]
+        );
+        let reinfer: Vec<_> = changes.iter().map(DatasetChange::needs_schema_inference).collect();
+        assert_eq!(reinfer, [true, false, true]);
+        assert_eq!(changes[2].after.encryption.get("SSE-KMS"), Some(&1));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The "after" side of every dataset matches what extraction's Grouper builds from the
+        /// new snapshot alone: same grouping, same counts.
+        #[test]
+        fn after_side_matches_grouper(old in arb_objects(30), new in arb_objects(30)) {
+            let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
+            for entry in merge_join(old.iter().cloned().map(Ok), new.iter().cloned().map(Ok)) {
+                agg.add(&entry.unwrap());
+            }
+            let sides: BTreeMap<DatasetKey, (u64, u64)> = agg
+                .datasets
+                .iter()
+                .filter(|(_, a)| a.after.objects > 0)
+                .map(|(k, a)| (k.clone(), (a.after.objects, a.after.bytes)))
+                .collect();
+            let mut grouper = Grouper::new("src", GroupingConfig::default());
+            for obj in &new {
+                grouper.add(meta(obj));
+            }
+            let expected: BTreeMap<DatasetKey, (u64, u64)> = grouper
+                .take_all()
+                .iter()
+                .map(|d| (d.key().clone(), (d.file_count(), d.total_bytes())))
+                .collect();
+            proptest::prop_assert_eq!(sides, expected);
+        }
+    }
+}

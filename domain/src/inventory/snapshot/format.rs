@@ -1,0 +1,757 @@
+//! The snapshot file: one processed report's current objects, sorted by key.
+//!
+//! Layout (integers little-endian):
+//!
+//! ```text
+//! magic "S3INVSNP" | u32 format version | u64 object count | [32] SHA-256 | u32 header length
+//! | header JSON (source bucket, configuration id, report timestamp) | zstd body
+//! ```
+//!
+//! The SHA-256 covers the count, the header length, the header JSON and the compressed body
+//! (as `SHA-256(count ‖ SHA-256(header length ‖ header ‖ body))`, since the count is known last), so [`SnapshotReader::open`] can
+//! reject a truncated or altered file before a single object is read: a caller never acts on a
+//! partial snapshot. Body entries are length-prefixed and key-prefix-compressed against the
+//! previous key (sorted keys share long prefixes).
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::super::record::{EncryptionStatus, InventoryRecord};
+
+/// Current snapshot format version.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"S3INVSNP";
+// magic + version + count + checksum + header length
+const PREAMBLE_LEN: u64 = 8 + 4 + 8 + 32 + 4;
+const COUNT_OFFSET: u64 = 12;
+// Cap on the header JSON so a corrupt length cannot make us allocate gigabytes.
+const MAX_HEADER_LEN: u32 = 64 * 1024;
+// Cap on one field inside an entry, for the same reason (S3 keys are at most 1024 bytes).
+const MAX_FIELD_LEN: u64 = 1 << 20;
+const ZSTD_LEVEL: i32 = 3;
+
+/// One current object as kept in a snapshot: the fields a change is judged on, nothing else
+/// (no ACLs, owners or data).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SnapshotObject {
+    /// Object key, decoded.
+    pub key: String,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// ETag (quotes stripped).
+    pub etag: Option<String>,
+    /// Last-modified time, milliseconds since the Unix epoch.
+    pub last_modified_ms: Option<i64>,
+    /// Storage class.
+    pub storage_class: Option<String>,
+    /// Server-side encryption status.
+    pub encryption_status: Option<EncryptionStatus>,
+    /// S3 Bucket Key status.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+impl From<&InventoryRecord> for SnapshotObject {
+    fn from(r: &InventoryRecord) -> Self {
+        SnapshotObject {
+            key: r.key.clone(),
+            size: r.size,
+            etag: r.etag.clone(),
+            last_modified_ms: r.last_modified_ms,
+            storage_class: r.storage_class.clone(),
+            encryption_status: r.encryption_status.clone(),
+            bucket_key_enabled: r.bucket_key_enabled,
+        }
+    }
+}
+
+/// What a snapshot describes; stored as JSON in the file header.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotHeader {
+    /// The inventoried (source) bucket.
+    pub source_bucket: String,
+    /// The inventory configuration id.
+    pub configuration_id: String,
+    /// The report's creation timestamp, milliseconds since the Unix epoch.
+    pub report_timestamp_ms: i64,
+}
+
+/// A finished snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Where it is.
+    pub path: PathBuf,
+    /// What it describes.
+    pub header: SnapshotHeader,
+    /// Number of objects.
+    pub object_count: u64,
+    /// SHA-256 of header and body, hex; it identifies the snapshot's content.
+    pub checksum_hex: String,
+}
+
+impl SnapshotInfo {
+    /// A stable id for this snapshot: equal content gives an equal id, so a rerun of the same
+    /// report emits changes under the same id.
+    pub fn snapshot_id(&self) -> String {
+        let short = self.checksum_hex.get(..16).unwrap_or(&self.checksum_hex);
+        format!("{}-{short}", self.header.report_timestamp_ms)
+    }
+}
+
+/// Why a snapshot file cannot be written or read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An I/O error.
+    #[error("snapshot {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Not a snapshot file (wrong magic), or its preamble is cut short.
+    #[error("snapshot {path}: not a snapshot file ({detail})")]
+    NotASnapshot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Written by another format version.
+    #[error("snapshot {path}: format version {found}, expected {expected}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// The checksum does not match the content: truncated or altered.
+    #[error("snapshot {path}: checksum mismatch (truncated or corrupt)")]
+    ChecksumMismatch {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The content is inconsistent although the checksum matched (or while writing).
+    #[error("snapshot {path}: corrupt content: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Objects were written out of key order or twice.
+    #[error("snapshot {path}: key {key:?} is not after the previous key")]
+    Unsorted {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+    },
+}
+
+impl SnapshotError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        SnapshotError::Io { path: path.to_path_buf(), source }
+    }
+
+    fn corrupt(path: &Path, detail: impl Into<String>) -> Self {
+        SnapshotError::Corrupt { path: path.to_path_buf(), detail: detail.into() }
+    }
+
+    /// Stable code for records and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SnapshotError::Io { .. } => "SNAPSHOT_IO",
+            SnapshotError::NotASnapshot { .. } => "SNAPSHOT_NOT_A_SNAPSHOT",
+            SnapshotError::UnsupportedVersion { .. } => "SNAPSHOT_UNSUPPORTED_VERSION",
+            SnapshotError::ChecksumMismatch { .. } => "SNAPSHOT_CHECKSUM_MISMATCH",
+            SnapshotError::Corrupt { .. } => "SNAPSHOT_CORRUPT",
+            SnapshotError::Unsorted { .. } => "SNAPSHOT_UNSORTED",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry encoding, shared with the sort's spill runs.
+
+const F_SIZE: u8 = 1;
+const F_ETAG: u8 = 1 << 1;
+const F_MODIFIED: u8 = 1 << 2;
+const F_CLASS: u8 = 1 << 3;
+const F_ENCRYPTION: u8 = 1 << 4;
+const F_BUCKET_KEY: u8 = 1 << 5;
+const F_BUCKET_KEY_ON: u8 = 1 << 6;
+/// Spill runs only: the row is a delete marker.
+pub(crate) const F_DELETE_MARKER: u8 = 1 << 7;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn encryption_code(status: &EncryptionStatus) -> u8 {
+    match status {
+        EncryptionStatus::SseS3 => 0,
+        EncryptionStatus::SseC => 1,
+        EncryptionStatus::SseKms => 2,
+        EncryptionStatus::DsseKms => 3,
+        EncryptionStatus::NotSse => 4,
+        EncryptionStatus::Other(_) => 5,
+    }
+}
+
+/// Appends one entry; `prev_key` is the previous entry's key in the same stream.
+pub(crate) fn encode_entry(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObject, extra_flags: u8) {
+    let shared = common_prefix(prev_key.as_bytes(), obj.key.as_bytes());
+    let mut flags = extra_flags;
+    let set = |flags: &mut u8, bit: u8, on: bool| {
+        if on {
+            *flags |= bit
+        }
+    };
+    set(&mut flags, F_SIZE, obj.size.is_some());
+    set(&mut flags, F_ETAG, obj.etag.is_some());
+    set(&mut flags, F_MODIFIED, obj.last_modified_ms.is_some());
+    set(&mut flags, F_CLASS, obj.storage_class.is_some());
+    set(&mut flags, F_ENCRYPTION, obj.encryption_status.is_some());
+    set(&mut flags, F_BUCKET_KEY, obj.bucket_key_enabled.is_some());
+    set(&mut flags, F_BUCKET_KEY_ON, obj.bucket_key_enabled == Some(true));
+    out.push(flags);
+    put_varint(out, shared as u64);
+    put_bytes(out, &obj.key.as_bytes()[shared..]);
+    if let Some(size) = obj.size {
+        put_varint(out, size);
+    }
+    if let Some(etag) = &obj.etag {
+        put_bytes(out, etag.as_bytes());
+    }
+    if let Some(ms) = obj.last_modified_ms {
+        // zigzag: pre-1970 times stay short and valid
+        put_varint(out, ((ms << 1) ^ (ms >> 63)) as u64);
+    }
+    if let Some(class) = &obj.storage_class {
+        put_bytes(out, class.as_bytes());
+    }
+    if let Some(status) = &obj.encryption_status {
+        out.push(encryption_code(status));
+        if let EncryptionStatus::Other(s) = status {
+            put_bytes(out, s.as_bytes());
+        }
+    }
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Decodes entries from a byte stream. Errors are plain strings; the caller adds the file.
+pub(crate) struct EntryDecoder<R> {
+    inner: R,
+    prev_key: Vec<u8>,
+}
+
+impl<R: Read> EntryDecoder<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        EntryDecoder { inner, prev_key: Vec::new() }
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b).map_err(|e| format!("entry cut short: {e}"))?;
+        Ok(b[0])
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let len = self.varint()?;
+        if len > MAX_FIELD_LEN {
+            return Err(format!("field length {len} exceeds {MAX_FIELD_LEN}"));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.inner.read_exact(&mut buf).map_err(|e| format!("entry cut short: {e}"))?;
+        Ok(buf)
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, String> {
+        String::from_utf8(self.bytes()?).map_err(|_| format!("{what} is not UTF-8"))
+    }
+
+    /// The next entry and its flags, or `None` at a clean end of stream.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(SnapshotObject, u8)>, String> {
+        let mut first = [0u8; 1];
+        loop {
+            match self.inner.read(&mut first) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+        let flags = first[0];
+        let shared = self.varint()?;
+        if shared > self.prev_key.len() as u64 {
+            return Err(format!("shared prefix {shared} longer than the previous key"));
+        }
+        let suffix = self.bytes()?;
+        self.prev_key.truncate(shared as usize);
+        self.prev_key.extend_from_slice(&suffix);
+        let key = String::from_utf8(self.prev_key.clone()).map_err(|_| "key is not UTF-8".to_string())?;
+        let mut obj = SnapshotObject { key, ..SnapshotObject::default() };
+        if flags & F_SIZE != 0 {
+            obj.size = Some(self.varint()?);
+        }
+        if flags & F_ETAG != 0 {
+            obj.etag = Some(self.string("etag")?);
+        }
+        if flags & F_MODIFIED != 0 {
+            let z = self.varint()?;
+            obj.last_modified_ms = Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+        if flags & F_CLASS != 0 {
+            obj.storage_class = Some(self.string("storage class")?);
+        }
+        if flags & F_ENCRYPTION != 0 {
+            obj.encryption_status = Some(match self.byte()? {
+                0 => EncryptionStatus::SseS3,
+                1 => EncryptionStatus::SseC,
+                2 => EncryptionStatus::SseKms,
+                3 => EncryptionStatus::DsseKms,
+                4 => EncryptionStatus::NotSse,
+                5 => EncryptionStatus::Other(self.string("encryption status")?),
+                other => return Err(format!("unknown encryption code {other}")),
+            });
+        }
+        if flags & F_BUCKET_KEY != 0 {
+            obj.bucket_key_enabled = Some(flags & F_BUCKET_KEY_ON != 0);
+        }
+        Ok(Some((obj, flags)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+/// Writes `Write` through to a file while hashing, so the checksum costs no second pass.
+struct HashingWriter {
+    inner: BufWriter<File>,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a snapshot atomically: objects go to a temporary file in the target's directory,
+/// which [`finish`](Self::finish) fsyncs and renames into place. Dropping the writer without
+/// finishing leaves no file at the target path.
+pub struct SnapshotWriter {
+    path: PathBuf,
+    tmp_path: PathBuf,
+    header: SnapshotHeader,
+    encoder: Option<zstd::Encoder<'static, HashingWriter>>,
+    prev_key: Option<String>,
+    buf: Vec<u8>,
+    count: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts a snapshot that will appear at `path` when finished.
+    pub fn create(path: &Path, header: SnapshotHeader) -> Result<Self, SnapshotError> {
+        let tmp_path = temp_sibling(path);
+        let header_json =
+            serde_json::to_vec(&header).map_err(|e| SnapshotError::corrupt(path, format!("header: {e}")))?;
+        let header_len = u32::try_from(header_json.len())
+            .ok()
+            .filter(|len| *len <= MAX_HEADER_LEN)
+            .ok_or_else(|| SnapshotError::corrupt(path, "header too long"))?;
+        let file = File::create(&tmp_path).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let mut inner = BufWriter::new(file);
+        let mut preamble = Vec::with_capacity(PREAMBLE_LEN as usize);
+        preamble.extend_from_slice(MAGIC);
+        preamble.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        preamble.extend_from_slice(&[0u8; 8 + 32]); // count and checksum, patched in finish
+        preamble.extend_from_slice(&header_len.to_le_bytes());
+        inner.write_all(&preamble).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let mut hasher = Sha256::new();
+        hasher.update(header_len.to_le_bytes());
+        let mut hashing = HashingWriter { inner, hasher };
+        hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        Ok(SnapshotWriter {
+            path: path.to_path_buf(),
+            tmp_path,
+            header,
+            encoder: Some(encoder),
+            prev_key: None,
+            buf: Vec::with_capacity(256),
+            count: 0,
+        })
+    }
+
+    /// Appends one object; keys must be strictly increasing.
+    pub fn push(&mut self, obj: &SnapshotObject) -> Result<(), SnapshotError> {
+        if let Some(prev) = &self.prev_key
+            && obj.key.as_str() <= prev.as_str()
+        {
+            return Err(SnapshotError::Unsorted { path: self.path.clone(), key: obj.key.clone() });
+        }
+        self.buf.clear();
+        encode_entry(&mut self.buf, self.prev_key.as_deref().unwrap_or(""), obj, 0);
+        let encoder =
+            self.encoder.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        encoder.write_all(&self.buf).map_err(|e| SnapshotError::io(&self.tmp_path, e))?;
+        match &mut self.prev_key {
+            Some(prev) => {
+                prev.clear();
+                prev.push_str(&obj.key);
+            }
+            None => self.prev_key = Some(obj.key.clone()),
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Completes the file: patches count and checksum, fsyncs, renames into place and fsyncs
+    /// the directory.
+    pub fn finish(mut self) -> Result<SnapshotInfo, SnapshotError> {
+        let tmp = self.tmp_path.clone();
+        let io = |e| SnapshotError::io(&tmp, e);
+        let encoder =
+            self.encoder.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        let hashing = encoder.finish().map_err(io)?;
+        let checksum = seal(self.count, hashing.hasher);
+        let mut file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(SeekFrom::Start(COUNT_OFFSET)).map_err(io)?;
+        file.write_all(&self.count.to_le_bytes()).map_err(io)?;
+        file.write_all(&checksum).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&self.tmp_path, &self.path).map_err(io)?;
+        sync_parent_dir(&self.path)?;
+        Ok(SnapshotInfo {
+            path: self.path.clone(),
+            header: self.header.clone(),
+            object_count: self.count,
+            checksum_hex: hex(&checksum),
+        })
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // Unfinished: remove the partial temporary file (best effort; a crash leaves it for
+        // the state store's cleanup).
+        if self.encoder.is_some() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+/// A temporary name next to `path`, unique within this process.
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{n}-{name}", std::process::id()))
+}
+
+/// Fsyncs the directory holding `path`, so a rename in it survives a crash.
+pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), SnapshotError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SnapshotError::io(dir, e))
+}
+
+/// The final checksum: the count is only known at the end, so it wraps the streamed digest.
+fn seal(count: u64, streamed: Sha256) -> [u8; 32] {
+    let mut outer = Sha256::new();
+    outer.update(count.to_le_bytes());
+    outer.update(streamed.finalize());
+    outer.finalize().into()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+/// Reads a snapshot in key order. [`open`](Self::open) verifies the checksum over the whole
+/// file first, so iteration never yields objects of a truncated or altered file; iteration
+/// still checks order and count and reports any inconsistency as an error item.
+pub struct SnapshotReader {
+    info: SnapshotInfo,
+    decoder: EntryDecoder<zstd::Decoder<'static, BufReader<File>>>,
+    prev_key: Option<String>,
+    read: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader").field("info", &self.info).field("read", &self.read).finish()
+    }
+}
+
+impl SnapshotReader {
+    /// Opens and verifies a snapshot file.
+    pub fn open(path: &Path) -> Result<Self, SnapshotError> {
+        let io = |e| SnapshotError::io(path, e);
+        let mut file = File::open(path).map_err(io)?;
+        let mut preamble = [0u8; PREAMBLE_LEN as usize];
+        if let Err(e) = file.read_exact(&mut preamble) {
+            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: e.to_string() });
+        }
+        if &preamble[..8] != MAGIC {
+            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: "bad magic".into() });
+        }
+        let le_u32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let version = le_u32(&preamble[8..12]);
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                expected: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        let mut count_bytes = [0u8; 8];
+        count_bytes.copy_from_slice(&preamble[12..20]);
+        let object_count = u64::from_le_bytes(count_bytes);
+        let expected_sum = &preamble[20..52];
+        let header_len = le_u32(&preamble[52..56]);
+        if header_len > MAX_HEADER_LEN {
+            return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
+        }
+
+        // Pass 1: checksum over everything after the preamble (compressed, so cheap).
+        let mut hasher = Sha256::new();
+        hasher.update(header_len.to_le_bytes());
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        if seal(object_count, hasher).as_slice() != expected_sum {
+            return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
+        }
+
+        // Pass 2: header, then the body as a stream.
+        file.seek(SeekFrom::Start(PREAMBLE_LEN)).map_err(io)?;
+        let mut header_json = vec![0u8; header_len as usize];
+        file.read_exact(&mut header_json).map_err(io)?;
+        let header: SnapshotHeader = serde_json::from_slice(&header_json)
+            .map_err(|e| SnapshotError::corrupt(path, format!("header: {e}")))?;
+        let decoder = zstd::Decoder::new(file).map_err(io)?;
+        Ok(SnapshotReader {
+            info: SnapshotInfo {
+                path: path.to_path_buf(),
+                header,
+                object_count,
+                checksum_hex: hex(expected_sum),
+            },
+            decoder: EntryDecoder::new(decoder),
+            prev_key: None,
+            read: 0,
+            done: false,
+        })
+    }
+
+    /// The file, its header, object count and checksum.
+    pub fn info(&self) -> &SnapshotInfo {
+        &self.info
+    }
+
+    fn next_checked(&mut self) -> Result<Option<SnapshotObject>, SnapshotError> {
+        let path = &self.info.path;
+        match self.decoder.next_entry().map_err(|d| SnapshotError::corrupt(path, d))? {
+            None => {
+                if self.read != self.info.object_count {
+                    return Err(SnapshotError::corrupt(
+                        path,
+                        format!("{} objects, header says {}", self.read, self.info.object_count),
+                    ));
+                }
+                Ok(None)
+            }
+            Some((obj, flags)) => {
+                if flags & F_DELETE_MARKER != 0 {
+                    return Err(SnapshotError::corrupt(path, "delete-marker flag in a snapshot"));
+                }
+                if let Some(prev) = &self.prev_key
+                    && obj.key.as_str() <= prev.as_str()
+                {
+                    return Err(SnapshotError::Unsorted { path: path.clone(), key: obj.key });
+                }
+                self.read += 1;
+                self.prev_key = Some(obj.key.clone());
+                Ok(Some(obj))
+            }
+        }
+    }
+}
+
+impl Iterator for SnapshotReader {
+    type Item = Result<SnapshotObject, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_checked() {
+            Ok(Some(obj)) => Some(Ok(obj)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> SnapshotHeader {
+        SnapshotHeader {
+            source_bucket: "src".into(),
+            configuration_id: "daily".into(),
+            report_timestamp_ms: 1_704_067_200_000,
+        }
+    }
+
+    fn obj(key: &str, size: u64) -> SnapshotObject {
+        SnapshotObject {
+            key: key.into(),
+            size: Some(size),
+            etag: Some(format!("e{size}")),
+            last_modified_ms: Some(-5),
+            storage_class: Some("STANDARD".into()),
+            encryption_status: Some(EncryptionStatus::Other("SSE-NEW".into())),
+            bucket_key_enabled: Some(true),
+        }
+    }
+
+    fn write(dir: &Path, objs: &[SnapshotObject]) -> SnapshotInfo {
+        let mut w = SnapshotWriter::create(&dir.join("s.snap"), header()).unwrap();
+        for o in objs {
+            w.push(o).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = SnapshotObject { key: "z".into(), ..SnapshotObject::default() };
+        let objs = vec![obj("a b", 1), obj("a%2F", 2), obj("a+b", 3), bare, obj("\u{e9}t\u{e9}", 4)];
+        let info = write(dir.path(), &objs);
+        assert_eq!(info.object_count, 5);
+        let reader = SnapshotReader::open(&info.path).unwrap();
+        assert_eq!(reader.info(), &info);
+        let back: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(back, objs);
+        // Only the finished file remains.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unsorted_push_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SnapshotWriter::create(&dir.path().join("s.snap"), header()).unwrap();
+        w.push(&obj("b", 1)).unwrap();
+        let err = w.push(&obj("a", 1)).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_UNSORTED");
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn truncation_is_a_typed_error_at_every_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let objs: Vec<_> = (0..200).map(|i| obj(&format!("k/{i:05}"), i)).collect();
+        let info = write(dir.path(), &objs);
+        let bytes = std::fs::read(&info.path).unwrap();
+        let cut = dir.path().join("cut.snap");
+        for len in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+            std::fs::write(&cut, &bytes[..len]).unwrap();
+            let err = SnapshotReader::open(&cut).unwrap_err();
+            assert!(
+                matches!(err.code(), "SNAPSHOT_NOT_A_SNAPSHOT" | "SNAPSHOT_CHECKSUM_MISMATCH"),
+                "len {len}: {err}"
+            );
+            assert!(err.to_string().contains("cut.snap"), "{err}");
+        }
+    }
+
+    #[test]
+    fn wrong_version_is_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(dir.path(), &[obj("a", 1)]);
+        let mut bytes = std::fs::read(&info.path).unwrap();
+        bytes[8] = 9;
+        std::fs::write(&info.path, &bytes).unwrap();
+        assert_eq!(SnapshotReader::open(&info.path).unwrap_err().code(), "SNAPSHOT_UNSUPPORTED_VERSION");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any single bit flip anywhere in the file is refused at open, before any object is
+        /// read.
+        #[test]
+        fn bit_flip_is_detected(n in 1usize..40, pos_seed in any::<u64>(), bit in 0u8..8) {
+            let dir = tempfile::tempdir().unwrap();
+            let objs: Vec<_> = (0..n).map(|i| obj(&format!("p/{i:03} x+%\u{e9}"), i as u64)).collect();
+            let info = write(dir.path(), &objs);
+            let mut bytes = std::fs::read(&info.path).unwrap();
+            let pos = (pos_seed % bytes.len() as u64) as usize;
+            bytes[pos] ^= 1 << bit;
+            std::fs::write(&info.path, &bytes).unwrap();
+            let err = SnapshotReader::open(&info.path).err();
+            prop_assert!(err.is_some(), "flip at {} bit {} went unnoticed", pos, bit);
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Building a snapshot from an unsorted stream of inventory rows with bounded memory.
+//!
+//! Rows are buffered up to `run_len`, sorted, reduced and spilled as a zstd run file in the
+//! spill directory; [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when
+//! there are more than [`MAX_FAN_IN`]) straight into the snapshot writer. Peak memory is
+//! `run_len` rows plus one decoded row and one buffer per open run.
+//!
+//! All-versions rows reduce like [`crate::inventory::reduce::current_objects`]: non-latest
+//! rows are dropped; among competing latest rows for a key the newest wins, then the delete
+//! marker, then the greatest kept fields (so the result does not depend on row order); a key
+//! whose winner is a delete marker is absent.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    EntryDecoder, F_DELETE_MARKER, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    SnapshotWriter, encode_entry, temp_sibling,
+};
+use crate::inventory::record::InventoryRecord;
+
+/// Default rows per in-memory run (about 100–200 MB of rows for typical keys).
+pub const DEFAULT_RUN_LEN: usize = 1_000_000;
+/// Most runs merged at once; more runs are merged in passes, bounding open files.
+pub const MAX_FAN_IN: usize = 64;
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A row of another bucket than the snapshot's source bucket.
+    #[error("row for s3://{found}/{key} in a snapshot of bucket {expected}")]
+    BucketMismatch {
+        /// The snapshot's source bucket.
+        expected: String,
+        /// The row's bucket.
+        found: String,
+        /// The row's key.
+        key: String,
+    },
+    /// A spill run file could not be written or read back.
+    #[error("spill run {path}: {detail}")]
+    Spill {
+        /// The run file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Writing the snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+impl BuildError {
+    /// Stable code for records and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::BucketMismatch { .. } => "SNAPSHOT_BUCKET_MISMATCH",
+            BuildError::Spill { .. } => "SNAPSHOT_SPILL",
+            BuildError::Snapshot(e) => e.code(),
+        }
+    }
+}
+
+/// A row as sorted: the kept fields plus the delete-marker bit needed to reduce versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SortRow {
+    obj: SnapshotObject,
+    delete_marker: bool,
+}
+
+impl SortRow {
+    /// Key ascending, then the winning row first (newest, delete marker, greatest fields).
+    fn order(&self, other: &Self) -> Ordering {
+        self.obj.key.cmp(&other.obj.key).then_with(|| {
+            (other.obj.last_modified_ms, other.delete_marker, &other.obj).cmp(&(
+                self.obj.last_modified_ms,
+                self.delete_marker,
+                &self.obj,
+            ))
+        })
+    }
+}
+
+/// A spill run on disk, removed when dropped.
+struct RunFile {
+    path: PathBuf,
+}
+
+impl Drop for RunFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn spill_err(path: &Path, e: impl std::fmt::Display) -> BuildError {
+    BuildError::Spill { path: path.to_path_buf(), detail: e.to_string() }
+}
+
+/// Writes sorted, per-key-reduced rows into a new run file.
+struct RunWriter {
+    file: RunFile,
+    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    prev_key: String,
+    buf: Vec<u8>,
+}
+
+impl RunWriter {
+    fn create(spill_dir: &Path, seq: usize) -> Result<Self, BuildError> {
+        let path = temp_sibling(&spill_dir.join(format!("run-{seq}.spill")));
+        let file = File::create(&path).map_err(|e| spill_err(&path, e))?;
+        // Level 1: runs are short-lived, speed matters more than size.
+        let encoder = zstd::Encoder::new(BufWriter::new(file), 1).map_err(|e| spill_err(&path, e))?;
+        Ok(RunWriter { file: RunFile { path }, encoder, prev_key: String::new(), buf: Vec::new() })
+    }
+
+    fn push(&mut self, row: &SortRow) -> Result<(), BuildError> {
+        self.buf.clear();
+        let flags = if row.delete_marker { F_DELETE_MARKER } else { 0 };
+        encode_entry(&mut self.buf, &self.prev_key, &row.obj, flags);
+        self.encoder.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
+        self.prev_key.clear();
+        self.prev_key.push_str(&row.obj.key);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<RunFile, BuildError> {
+        let path = self.file.path.clone();
+        let mut inner = self.encoder.finish().map_err(|e| spill_err(&path, e))?;
+        inner.flush().map_err(|e| spill_err(&path, e))?;
+        Ok(self.file)
+    }
+}
+
+/// Reads a run back in order.
+struct RunReader {
+    path: PathBuf,
+    decoder: EntryDecoder<zstd::Decoder<'static, BufReader<File>>>,
+}
+
+impl RunReader {
+    fn open(run: &RunFile) -> Result<Self, BuildError> {
+        let file = File::open(&run.path).map_err(|e| spill_err(&run.path, e))?;
+        let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&run.path, e))?;
+        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(decoder) })
+    }
+
+    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
+        Ok(self
+            .decoder
+            .next_entry()
+            .map_err(|d| spill_err(&self.path, d))?
+            .map(|(obj, flags)| SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 }))
+    }
+}
+
+/// Heap slot: the head row of one run.
+struct Head {
+    row: SortRow,
+    run: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.row.order(&other.row).then(self.run.cmp(&other.run))
+    }
+}
+
+/// Merges runs, calling `emit` with the winning row of each key, in key order.
+fn merge_runs(
+    runs: &[RunFile],
+    mut emit: impl FnMut(&SortRow) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let mut readers = runs.iter().map(RunReader::open).collect::<Result<Vec<_>, _>>()?;
+    let mut heap = BinaryHeap::with_capacity(readers.len());
+    for (run, reader) in readers.iter_mut().enumerate() {
+        if let Some(row) = reader.next_row()? {
+            heap.push(Reverse(Head { row, run }));
+        }
+    }
+    let mut last_key: Option<String> = None;
+    while let Some(Reverse(Head { row, run })) = heap.pop() {
+        // Heads of one key arrive winner first; later rows of the same key lose.
+        if last_key.as_deref() != Some(row.obj.key.as_str()) {
+            emit(&row)?;
+            match &mut last_key {
+                Some(k) => {
+                    k.clear();
+                    k.push_str(&row.obj.key);
+                }
+                None => last_key = Some(row.obj.key.clone()),
+            }
+        }
+        if let Some(reader) = readers.get_mut(run)
+            && let Some(next) = reader.next_row()?
+        {
+            heap.push(Reverse(Head { row: next, run }));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a snapshot from inventory rows in any order.
+pub struct SnapshotBuilder {
+    header: SnapshotHeader,
+    spill_dir: PathBuf,
+    run_len: usize,
+    buffer: Vec<SortRow>,
+    runs: Vec<RunFile>,
+    run_seq: usize,
+    rows_seen: u64,
+}
+
+impl std::fmt::Debug for SnapshotBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotBuilder")
+            .field("header", &self.header)
+            .field("spill_dir", &self.spill_dir)
+            .field("run_len", &self.run_len)
+            .field("runs", &self.runs.len())
+            .field("rows_seen", &self.rows_seen)
+            .finish()
+    }
+}
+
+impl SnapshotBuilder {
+    /// A builder for the snapshot described by `header`, spilling runs of `run_len` rows (at
+    /// least 1) into `spill_dir`, which must exist. Run files are removed when the builder
+    /// finishes or is dropped.
+    pub fn new(header: SnapshotHeader, spill_dir: &Path, run_len: usize) -> Self {
+        SnapshotBuilder {
+            header,
+            spill_dir: spill_dir.to_path_buf(),
+            run_len: run_len.max(1),
+            buffer: Vec::new(),
+            runs: Vec::new(),
+            run_seq: 0,
+            rows_seen: 0,
+        }
+    }
+
+    /// Adds one row. Non-latest versions are dropped at once; rows of another bucket are an
+    /// error.
+    pub fn push(&mut self, record: &InventoryRecord) -> Result<(), BuildError> {
+        if record.bucket != self.header.source_bucket {
+            return Err(BuildError::BucketMismatch {
+                expected: self.header.source_bucket.clone(),
+                found: record.bucket.clone(),
+                key: record.key.clone(),
+            });
+        }
+        self.rows_seen += 1;
+        if record.is_latest == Some(false) {
+            return Ok(());
+        }
+        self.buffer.push(SortRow {
+            obj: SnapshotObject::from(record),
+            delete_marker: record.is_delete_marker == Some(true),
+        });
+        if self.buffer.len() >= self.run_len {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub fn rows_seen(&self) -> u64 {
+        self.rows_seen
+    }
+
+    fn spill(&mut self) -> Result<(), BuildError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.buffer.sort_unstable_by(SortRow::order);
+        let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
+        self.run_seq += 1;
+        let mut prev: Option<&SortRow> = None;
+        for row in &self.buffer {
+            if prev.is_none_or(|p| p.obj.key != row.obj.key) {
+                writer.push(row)?;
+            }
+            prev = Some(row);
+        }
+        self.runs.push(writer.finish()?);
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Merges everything into a snapshot at `path` (written atomically).
+    pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
+        self.spill()?;
+        // Reduce the run count to MAX_FAN_IN by merging groups into new runs.
+        while self.runs.len() > MAX_FAN_IN {
+            let mut next = Vec::new();
+            for group in std::mem::take(&mut self.runs).chunks(MAX_FAN_IN) {
+                let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
+                self.run_seq += 1;
+                merge_runs(group, |row| writer.push(row))?;
+                next.push(writer.finish()?);
+            }
+            self.runs = next;
+        }
+        let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
+        merge_runs(&self.runs, |row| {
+            if !row.delete_marker {
+                snapshot.push(&row.obj)?;
+            }
+            Ok(())
+        })?;
+        self.runs.clear();
+        Ok(snapshot.finish()?)
+    }
+}
+
+/// Convenience: a snapshot at `path` from `records`, spilling into `spill_dir`.
+pub fn build_snapshot<E>(
+    header: SnapshotHeader,
+    records: impl IntoIterator<Item = Result<InventoryRecord, E>>,
+    spill_dir: &Path,
+    run_len: usize,
+    path: &Path,
+) -> Result<Result<SnapshotInfo, BuildError>, E> {
+    let mut builder = SnapshotBuilder::new(header, spill_dir, run_len);
+    for record in records {
+        if let Err(e) = builder.push(&record?) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(builder.finish(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::reduce::current_objects;
+    use crate::inventory::snapshot::format::SnapshotReader;
+    use crate::inventory::snapshot::test_support::{arb_records, header};
+
+    fn build(records: &[InventoryRecord], run_len: usize) -> (tempfile::TempDir, Vec<SnapshotObject>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+        for r in records {
+            b.push(r).unwrap();
+        }
+        let info = b.finish(&dir.path().join("s.snap")).unwrap();
+        let objs: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(info.object_count, objs.len() as u64);
+        // Only the snapshot remains: runs and temporaries are gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s.snap")]);
+        (dir, objs)
+    }
+
+    #[test]
+    fn other_bucket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
+        let r = InventoryRecord { bucket: "other".into(), key: "k".into(), ..Default::default() };
+        let err = b.push(&r).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_BUCKET_MISMATCH");
+        assert!(err.to_string().contains("s3://other/k"), "{err}");
+    }
+
+    #[test]
+    fn versions_reduce_like_reduce_module() {
+        let row = |key: &str, latest: Option<bool>, marker: Option<bool>, modified: i64, size: u64| {
+            InventoryRecord {
+                bucket: "src".into(),
+                key: key.into(),
+                is_latest: latest,
+                is_delete_marker: marker,
+                last_modified_ms: Some(modified),
+                size: Some(size),
+                ..Default::default()
+            }
+        };
+        let records = vec![
+            // Same time: the delete marker wins, so the key is gone.
+            row("a", Some(true), Some(false), 5, 1),
+            row("a", Some(true), Some(true), 5, 0),
+            // A newer non-current version is ignored.
+            row("b", Some(false), Some(false), 9, 2),
+            row("b", Some(true), Some(false), 3, 3),
+            // Only non-current versions: gone.
+            row("c", Some(false), Some(false), 1, 4),
+            // Current-only report rows.
+            row("d", None, None, 1, 5),
+            // Two latest rows: the newer wins, whatever the order.
+            row("e", Some(true), None, 8, 6),
+            row("e", Some(true), None, 2, 7),
+        ];
+        for run_len in [1, 2, 100] {
+            let (_dir, objs) = build(&records, run_len);
+            let expected: Vec<SnapshotObject> =
+                current_objects(records.clone()).iter().map(SnapshotObject::from).collect();
+            assert_eq!(objs, expected);
+            let sizes: Vec<_> = objs.iter().map(|o| (o.key.as_str(), o.size)).collect();
+            assert_eq!(sizes, [("b", Some(3)), ("d", Some(5)), ("e", Some(6))]);
+        }
+    }
+
+    #[test]
+    fn reader_errors_pass_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<Result<InventoryRecord, &str>> = vec![
+            Ok(InventoryRecord { bucket: "src".into(), key: "k".into(), ..Default::default() }),
+            Err("bad row"),
+        ];
+        let outcome = build_snapshot(header(), rows, dir.path(), 4, &dir.path().join("s.snap"));
+        assert_eq!(outcome.err(), Some("bad row"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn many_runs_merge_in_passes() {
+        // 3 rows per run over 1000 rows: 334 runs, more than MAX_FAN_IN.
+        let records: Vec<_> = (0..1000u64)
+            .map(|i| InventoryRecord {
+                bucket: "src".into(),
+                key: format!("k{:04}", (i * 7919) % 1000),
+                size: Some(i),
+                ..Default::default()
+            })
+            .collect();
+        let (_dir, objs) = build(&records, 3);
+        let keys: Vec<_> = objs.iter().map(|o| o.key.clone()).collect();
+        let expected: Vec<_> = (0..1000).map(|i| format!("k{i:04}")).collect();
+        assert_eq!(keys, expected);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// External sort with tiny runs equals the in-memory reduction.
+        #[test]
+        fn tiny_runs_equal_in_memory(records in arb_records(60), run_len in 1usize..8) {
+            let (_dir, objs) = build(&records, run_len);
+            let expected: Vec<SnapshotObject> =
+                current_objects(records.clone()).iter().map(SnapshotObject::from).collect();
+            proptest::prop_assert_eq!(objs, expected);
+        }
+    }
+}
