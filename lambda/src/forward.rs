@@ -26,6 +26,20 @@ const MAX_POINTER_ATTEMPTS: u32 = 5;
 /// Format version of the pointer document.
 const POINTER_VERSION: u32 = 1;
 
+/// Sets the destination's encryption on a CopyObject or PutObject request (the two builders
+/// share the setters but no trait).
+macro_rules! with_destination_encryption {
+    ($request:expr, $encryption:expr) => {
+        match $encryption {
+            DestinationEncryption::Kms { key_arn, bucket_key_enabled } => $request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_arn)
+                .bucket_key_enabled(*bucket_key_enabled),
+            DestinationEncryption::S3Managed => $request.server_side_encryption(ServerSideEncryption::Aes256),
+        }
+    };
+}
+
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -305,13 +319,7 @@ impl Forwarder {
         if let Some(etag) = source_etag {
             request = request.copy_source_if_match(etag);
         }
-        request = match &self.config.encryption {
-            DestinationEncryption::Kms { key_arn, bucket_key_enabled } => request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(key_arn)
-                .bucket_key_enabled(*bucket_key_enabled),
-            DestinationEncryption::S3Managed => request.server_side_encryption(ServerSideEncryption::Aes256),
-        };
+        request = with_destination_encryption!(request, &self.config.encryption);
         request.send().await.map(|_| ()).map_err(|err| {
             let mut failure = AwsFailure::from_sdk(
                 Operation::CopyReport,
@@ -417,13 +425,7 @@ impl Forwarder {
             Some(etag) => request.if_match(etag),
             None => request.if_none_match("*"),
         };
-        request = match &self.config.encryption {
-            DestinationEncryption::Kms { key_arn, bucket_key_enabled } => request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(key_arn)
-                .bucket_key_enabled(*bucket_key_enabled),
-            DestinationEncryption::S3Managed => request.server_side_encryption(ServerSideEncryption::Aes256),
-        };
+        request = with_destination_encryption!(request, &self.config.encryption);
         request.send().await.map(|_| ()).map_err(|err| {
             AwsFailure::from_sdk(Operation::PutPointer, bucket, key, self.config.kms_key_arn(), &err)
                 .into_error()
