@@ -43,6 +43,8 @@ export S3C_MOTO_IAM_ENDPOINT="$MOTO_IAM_ENDPOINT" S3C_MOTO_IAM_USER="$run_dir/mo
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> deployment artefacts (cfn-lint, terraform validate)"
+"$repo/scripts/check-deploy.sh"
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
