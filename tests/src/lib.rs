@@ -39,6 +39,9 @@ pub struct Expected {
     pub account_id: String,
     /// KMS keys by letter.
     pub keys: BTreeMap<String, String>,
+    /// Base64 of the SSE-C key the `ssec/` objects were written with (a throwaway test key).
+    #[serde(default)]
+    pub ssec_key_b64: Option<String>,
     /// Buckets.
     pub buckets: Vec<ExpectedBucket>,
     /// Datasets.

@@ -710,3 +710,29 @@ async fn sample_rows_explains_denials_with_the_problem_code_and_key() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_rows_reads_sse_c_objects_with_the_configured_key() {
+    let estate = Estate::get(Flavor::LocalStack);
+    let key = estate.expected.ssec_key_b64.clone().expect("the estate records its SSE-C key");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ssec.key");
+    std::fs::write(&key_file, &key).unwrap();
+    let config = format!(
+        "{}\n[sampling]\nallow_service_identity = true\nallow_sse_c_over_loopback_http = true\n\
+         sse_c_keys = [\"estate-secure/ssec/=file:{}\"]\n",
+        config_for(&estate.endpoint, ""),
+        key_file.display()
+    );
+    let server = ServerProcess::try_start_in(dir, &config, &[], Some(TOKEN))
+        .unwrap_or_else(|f| panic!("{}", f.stderr));
+    let response = server
+        .client()
+        .await
+        .sample_rows(sample_request("s3://estate-secure/ssec/", 2))
+        .await
+        .expect("rows of the SSE-C dataset")
+        .into_inner();
+    assert_eq!(response.rows.len(), 2);
+    assert_eq!(response.encryption, "SSE_C");
+}

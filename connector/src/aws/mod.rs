@@ -5,6 +5,7 @@ pub mod control;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod ssec;
 pub mod store;
 
 pub use config::{AwsContext, ConfigError, ConnectionSettings};

@@ -260,13 +260,33 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
 pub struct SdkObjectStore {
     client: aws_sdk_s3::Client,
     stats: std::sync::Arc<RequestStats>,
+    sse_c: Option<std::sync::Arc<super::ssec::SseCKeys>>,
 }
 
 impl SdkObjectStore {
     /// Wraps a client; requests are counted in `stats`.
     pub fn new(client: aws_sdk_s3::Client, stats: std::sync::Arc<RequestStats>) -> Self {
-        SdkObjectStore { client, stats }
+        SdkObjectStore { client, stats, sse_c: None }
     }
+
+    /// Sends the configured SSE-C key (with its MD5) on GET and HEAD of the objects it covers.
+    /// The caller checks the transport first ([`super::ssec::check_transport`]).
+    pub fn with_sse_c(mut self, keys: std::sync::Arc<super::ssec::SseCKeys>) -> Self {
+        self.sse_c = (!keys.is_empty()).then_some(keys);
+        self
+    }
+
+    fn sse_c_key(&self, bucket: &str, key: &str) -> Option<&super::ssec::SseCustomerKey> {
+        self.sse_c.as_ref().and_then(|k| k.key_for(bucket, key))
+    }
+}
+
+/// With an SSE-C key sent, S3 answers a wrong key with a bare 403: say which it is.
+fn with_key_mismatch(mut e: AwsError, key_sent: bool) -> AwsError {
+    if key_sent && e.status == Some(403) && e.kind == AwsErrorKind::AccessDenied {
+        e.kind = AwsErrorKind::SseCKeyMismatch;
+    }
+    e
 }
 
 #[async_trait]
@@ -320,15 +340,24 @@ impl ObjectStore for SdkObjectStore {
         max_bytes: u64,
     ) -> Result<RangeRead, AwsError> {
         self.stats.count("GetObject");
+        let customer_key = self.sse_c_key(bucket, key);
         let out = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
             .range(range.header())
+            .set_sse_customer_algorithm(customer_key.map(|_| "AES256".to_string()))
+            .set_sse_customer_key(customer_key.map(|k| k.key_base64().to_string()))
+            .set_sse_customer_key_md5(customer_key.map(|k| k.md5_base64().to_string()))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e))?;
+            .map_err(|e| {
+                with_key_mismatch(
+                    AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e),
+                    customer_key.is_some(),
+                )
+            })?;
         let encryption = response_encryption(
             out.server_side_encryption(),
             out.ssekms_key_id(),
@@ -370,14 +399,23 @@ impl ObjectStore for SdkObjectStore {
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
         self.stats.count("HeadObject");
+        let customer_key = self.sse_c_key(bucket, key);
         let out = self
             .client
             .head_object()
             .bucket(bucket)
             .key(key)
+            .set_sse_customer_algorithm(customer_key.map(|_| "AES256".to_string()))
+            .set_sse_customer_key(customer_key.map(|k| k.key_base64().to_string()))
+            .set_sse_customer_key_md5(customer_key.map(|k| k.md5_base64().to_string()))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e))?;
+            .map_err(|e| {
+                with_key_mismatch(
+                    AwsError::from_sdk("s3:GetObject", Some(bucket), Some(key), &e),
+                    customer_key.is_some(),
+                )
+            })?;
         Ok(ObjectHead {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             encryption: response_encryption(

@@ -9,6 +9,7 @@ use s3_connector_domain::sample::{SampleLimits, SampleMode};
 
 use super::extract::ConnectionArgs;
 use crate::aws::identity::{UserIdentity, WebIdentityToken};
+use crate::aws::ssec::{SseCKeys, check_transport, parse_rule};
 use crate::aws::{AwsContext, RequestStats};
 use crate::sample::{ReaderError, SampleOptions, reader_for, sample_uri};
 
@@ -61,6 +62,14 @@ pub struct SampleArgs {
     /// Read as the connector's own identity. Off by default: samples run as the end user.
     #[arg(long, conflicts_with = "user_role_arn")]
     pub as_service: bool,
+    /// SSE-C key for objects under a bucket/prefix: `BUCKET[/PREFIX]=env:VARIABLE` or
+    /// `BUCKET[/PREFIX]=file:PATH` (base64 of the 32-byte key; repeatable). Sent only over
+    /// https.
+    #[arg(long = "sse-c-key", value_name = "RULE")]
+    pub sse_c_keys: Vec<String>,
+    /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators only).
+    #[arg(long)]
+    pub allow_sse_c_over_loopback_http: bool,
     /// Connection options (the connector's identity the user's role is assumed from).
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -96,9 +105,18 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
             },
         }),
     };
-    let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
+    let settings = args.connection.settings();
+    let sse_c = if args.sse_c_keys.is_empty() {
+        None
+    } else {
+        let rules = args.sse_c_keys.iter().map(|r| parse_rule(r)).collect::<Result<Vec<_>, _>>()?;
+        let endpoint = settings.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        check_transport(endpoint.as_deref(), args.allow_sse_c_over_loopback_http)?;
+        Some(Arc::new(SseCKeys::load(&rules)?))
+    };
+    let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
-    let reader = match reader_for(&aws, user, args.as_service, stats).await {
+    let reader = match reader_for(&aws, user, args.as_service, sse_c, stats).await {
         Ok(r) => r,
         Err(ReaderError::NoUser) => bail!("name the end user (--user-role-arn) or pass --as-service"),
         Err(ReaderError::Invalid(reason)) => bail!("invalid user identity: {reason}"),

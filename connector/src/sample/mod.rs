@@ -426,8 +426,15 @@ pub async fn reader_for(
     service: &crate::aws::AwsContext,
     user: Option<crate::aws::identity::UserIdentity>,
     allow_service_identity: bool,
+    sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
     stats: Arc<crate::aws::RequestStats>,
 ) -> Result<Reader, ReaderError> {
+    let keyed = |store: SdkObjectStore| -> Arc<dyn ObjectStore> {
+        match &sse_c {
+            Some(keys) => Arc::new(store.with_sse_c(keys.clone())),
+            None => Arc::new(store),
+        }
+    };
     use crate::aws::SdkObjectStore;
     use crate::aws::identity::{SdkSecurityTokenService, SecurityTokenService};
     match user {
@@ -444,7 +451,7 @@ pub async fn reader_for(
             })
         }
         None if allow_service_identity => {
-            Ok(Reader { store: Arc::new(SdkObjectStore::new(service.s3_client(), stats)), principal: None })
+            Ok(Reader { store: keyed(SdkObjectStore::new(service.s3_client(), stats)), principal: None })
         }
         None => Err(ReaderError::NoUser),
     }

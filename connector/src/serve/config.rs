@@ -205,11 +205,21 @@ pub struct SamplingSection {
     pub max_rows: u32,
     /// Let a sample request without a user identity run as the service. Default false.
     pub allow_service_identity: bool,
+    /// SSE-C keys for sampling: `BUCKET[/PREFIX]=env:VARIABLE` or `BUCKET[/PREFIX]=file:PATH`
+    /// (base64 of the 32-byte key). Read at start-up. Default none.
+    pub sse_c_keys: Vec<String>,
+    /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators). Default false.
+    pub allow_sse_c_over_loopback_http: bool,
 }
 
 impl Default for SamplingSection {
     fn default() -> Self {
-        SamplingSection { max_rows: 10_000, allow_service_identity: false }
+        SamplingSection {
+            max_rows: 10_000,
+            allow_service_identity: false,
+            sse_c_keys: Vec::new(),
+            allow_sse_c_over_loopback_http: false,
+        }
     }
 }
 
@@ -353,6 +363,8 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
   [sampling]
     max_rows                     rows a sample may return at most (default 10000)
     allow_service_identity       sample without a user identity, as the service (default false)
+    sse_c_keys                   [\"BUCKET[/PREFIX]=env:VAR\" | \"...=file:PATH\"]: SSE-C keys (default none)
+    allow_sse_c_over_loopback_http  SSE-C keys over plain HTTP to loopback only (default false)
 ";
 
 #[cfg(test)]

@@ -188,7 +188,40 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
         .build_v1alpha()
         .map_err(|e| ServeError::Transport(e.to_string()))?;
 
-    let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone());
+    let sse_c = if config.sampling.sse_c_keys.is_empty() {
+        None
+    } else {
+        let rules = config
+            .sampling
+            .sse_c_keys
+            .iter()
+            .map(|r| crate::aws::ssec::parse_rule(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                ServeError::Config(config::ConfigFileError::Value {
+                    key: "sampling.sse_c_keys",
+                    reason: e.to_string(),
+                })
+            })?;
+        crate::aws::ssec::check_transport(
+            config.connection.endpoint_url.as_deref(),
+            config.sampling.allow_sse_c_over_loopback_http,
+        )
+        .map_err(|e| {
+            ServeError::Config(config::ConfigFileError::Value {
+                key: "sampling.sse_c_keys",
+                reason: e.to_string(),
+            })
+        })?;
+        let keys = crate::aws::ssec::SseCKeys::load(&rules).map_err(|e| {
+            ServeError::Config(config::ConfigFileError::Value {
+                key: "sampling.sse_c_keys",
+                reason: e.to_string(),
+            })
+        })?;
+        Some(Arc::new(keys))
+    };
+    let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c);
     let mut builder = Server::builder();
     let tls_on = tls.is_some();
     if let Some(tls) = tls {

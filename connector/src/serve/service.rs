@@ -33,6 +33,8 @@ pub struct ConnectorApi {
     draining: CancellationToken,
     /// Set when the shutdown grace period is over: running streams end with UNAVAILABLE.
     stop_streams: CancellationToken,
+    /// SSE-C keys for sampling, loaded at start-up.
+    sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
 }
 
 impl ConnectorApi {
@@ -41,6 +43,7 @@ impl ConnectorApi {
         config: Arc<ServeConfig>,
         draining: CancellationToken,
         stop_streams: CancellationToken,
+        sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
     ) -> Self {
         let permits = config.limits.max_concurrent_extractions as usize;
         ConnectorApi {
@@ -49,6 +52,7 @@ impl ConnectorApi {
             contexts: ContextCache::default(),
             draining,
             stop_streams,
+            sse_c,
         }
     }
 
@@ -416,20 +420,37 @@ impl ConnectorApi {
         let user = convert::user_identity(req.user.as_ref(), "user")?;
         let options = convert::sample_options(&req, self.config.sampling.max_rows)?;
         let aws = self.contexts.get(&settings).await?;
+        // SSE-C keys only travel over TLS (or to an explicitly allowed loopback endpoint).
+        let sse_c = match &self.sse_c {
+            Some(keys) => {
+                crate::aws::ssec::check_transport(
+                    settings.endpoint_url.as_deref(),
+                    self.config.sampling.allow_sse_c_over_loopback_http,
+                )
+                .map_err(|e| ServiceError::invalid("connection.endpoint_url", e.to_string()))?;
+                Some(keys.clone())
+            }
+            None => None,
+        };
         let stats = Arc::new(RequestStats::default());
-        let reader =
-            crate::sample::reader_for(&aws, user, self.config.sampling.allow_service_identity, stats)
-                .await
-                .map_err(|e| match e {
-                crate::sample::ReaderError::NoUser => ServiceError::invalid(
-                    "user",
-                    "a user identity (role or web identity) is required: samples never run as the service",
-                ),
-                crate::sample::ReaderError::Invalid(reason) => ServiceError::invalid("user", reason),
-                crate::sample::ReaderError::Identity { code, message } => {
-                    ServiceError::UserIdentity { code, message }
-                }
-            })?;
+        let reader = crate::sample::reader_for(
+            &aws,
+            user,
+            self.config.sampling.allow_service_identity,
+            sse_c,
+            stats,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::sample::ReaderError::NoUser => ServiceError::invalid(
+                "user",
+                "a user identity (role or web identity) is required: samples never run as the service",
+            ),
+            crate::sample::ReaderError::Invalid(reason) => ServiceError::invalid("user", reason),
+            crate::sample::ReaderError::Identity { code, message } => {
+                ServiceError::UserIdentity { code, message }
+            }
+        })?;
         let (store, principal) = (reader.store, reader.principal);
         let region = aws.region();
         let sample =
