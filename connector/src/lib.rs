@@ -14,6 +14,7 @@
 pub mod aws;
 pub mod check;
 pub mod cli;
+pub mod concurrency;
 pub mod extract;
 pub mod output;
 pub mod sample;

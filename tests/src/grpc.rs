@@ -10,8 +10,6 @@ use s3_connector_proto::v1::connector_service_client::ConnectorServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::connector_binary;
-
 /// The token the test servers expect.
 pub const TOKEN: &str = "e2e-token-0123456789abcdef";
 
@@ -39,23 +37,12 @@ pub struct StartFailure {
 fn serve_command(dir: &Path, config: &str, extra_args: &[&str], token: Option<&str>) -> Command {
     let path = dir.join("serve.toml");
     std::fs::write(&path, config).expect("write config");
-    let binary = connector_binary();
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --bin s3-connector`",
-        binary.display()
-    );
-    let mut cmd = Command::new(binary);
+    let mut cmd = crate::binary_as("test", "test");
     cmd.arg("serve")
         .arg("--config")
         .arg(&path)
         .args(extra_args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("S3_CONNECTOR_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -286,23 +286,30 @@ pub fn connector_binary() -> PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("s3-connector")
 }
 
-/// Runs the real binary as a separate process with the given credentials.
-pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> RunResult {
+/// The real binary as a separate process: a clean environment (PATH only) with these
+/// credentials and no instance-metadata lookups.
+pub fn binary_as(access_key_id: &str, secret: &str) -> std::process::Command {
     let binary = connector_binary();
     assert!(
         binary.exists(),
         "{} is missing: build it with `cargo build --bin s3-connector`",
         binary.display()
     );
-    let out = std::process::Command::new(&binary)
-        .arg("extract")
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--no-progress", "--quiet"])
-        .env_clear()
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_ACCESS_KEY_ID", access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+/// Runs the real binary as a separate process with the given credentials.
+pub fn extract_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> RunResult {
+    let out = binary_as(access_key_id, secret)
+        .arg("extract")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--no-progress", "--quiet"])
         .output()
         .expect("the binary runs");
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
@@ -407,22 +414,11 @@ impl CheckRun {
 
 /// Runs `s3-connector check --json` as a separate process with the given credentials.
 pub fn check_as(endpoint: &str, access_key_id: &str, secret: &str, args: &[&str]) -> CheckRun {
-    let binary = connector_binary();
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --bin s3-connector`",
-        binary.display()
-    );
-    let out = std::process::Command::new(&binary)
+    let out = binary_as(access_key_id, secret)
         .arg("check")
         .arg("--json")
         .args(args)
         .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--max-attempts", "1"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("the binary runs");
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");

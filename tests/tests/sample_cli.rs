@@ -1,6 +1,6 @@
 //! `s3-connector sample` as users run it: the real binary against the seeded emulators.
 
-use s3_connector_e2e::{Estate, Flavor, connector_binary};
+use s3_connector_e2e::{Estate, Flavor, binary_as};
 use serde_json::Value;
 
 fn sample(endpoint: &str, args: &[&str]) -> (i32, Value, String) {
@@ -8,15 +8,10 @@ fn sample(endpoint: &str, args: &[&str]) -> (i32, Value, String) {
 }
 
 fn sample_with_env(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
-    let out = std::process::Command::new(connector_binary())
+    let out = binary_as("test", "test")
         .arg("sample")
         .args(args)
         .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .envs(env.iter().copied())
         .output()
         .expect("the binary runs");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::error::{AwsError, AwsErrorKind};
+use super::error::AwsError;
 use super::store::RequestStats;
 
 /// One S3 Inventory configuration, as configured on the source bucket.
@@ -244,23 +244,7 @@ impl SdkKeyInspector {
 #[async_trait]
 impl KeyInspector for SdkKeyInspector {
     async fn key_details(&self, key_id: &str) -> Result<KeyDetails, AwsError> {
-        self.stats.count("kms:DescribeKey");
-        let out = self
-            .client
-            .describe_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("kms:DescribeKey", None, Some(key_id), &e))?;
-        let meta = out.key_metadata().ok_or_else(|| AwsError {
-            operation: "kms:DescribeKey",
-            bucket: None,
-            resource: Some(key_id.to_string()),
-            kind: AwsErrorKind::Other,
-            code: None,
-            message: Some("response had no key metadata".into()),
-            status: None,
-        })?;
+        let meta = super::store::describe_key_metadata(&self.client, &self.stats, key_id).await?;
         Ok(KeyDetails {
             arn: meta.arn().unwrap_or(key_id).to_string(),
             state: meta.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),

@@ -471,26 +471,35 @@ impl SdkKeyDirectory {
     }
 }
 
+/// kms:DescribeKey, counted; shared by extraction's [`SdkKeyDirectory`] and `check`'s key
+/// inspector.
+pub(crate) async fn describe_key_metadata(
+    client: &aws_sdk_kms::Client,
+    stats: &RequestStats,
+    key_id: &str,
+) -> Result<aws_sdk_kms::types::KeyMetadata, AwsError> {
+    stats.count("kms:DescribeKey");
+    let out = client
+        .describe_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("kms:DescribeKey", None, Some(key_id), &e))?;
+    out.key_metadata.ok_or_else(|| AwsError {
+        operation: "kms:DescribeKey",
+        bucket: None,
+        resource: Some(key_id.to_string()),
+        kind: AwsErrorKind::Other,
+        code: None,
+        message: Some("response had no key metadata".into()),
+        status: None,
+    })
+}
+
 #[async_trait]
 impl KeyDirectory for SdkKeyDirectory {
     async fn describe_key(&self, key_id: &str) -> Result<KeyInfo, AwsError> {
-        self.stats.count("kms:DescribeKey");
-        let out = self
-            .client
-            .describe_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("kms:DescribeKey", None, Some(key_id), &e))?;
-        let meta = out.key_metadata().ok_or_else(|| AwsError {
-            operation: "kms:DescribeKey",
-            bucket: None,
-            resource: Some(key_id.to_string()),
-            kind: AwsErrorKind::Other,
-            code: None,
-            message: Some("response had no key metadata".into()),
-            status: None,
-        })?;
+        let meta = describe_key_metadata(&self.client, &self.stats, key_id).await?;
         Ok(KeyInfo {
             arn: meta.arn().unwrap_or(key_id).to_string(),
             state: meta.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::StreamExt;
+use crate::concurrency::in_order;
 use serde_json::{Value, json};
 
 use crate::aws::control::{BucketControl, InventoryConfig, KeyDetails, KeyInspector};
@@ -1345,27 +1345,6 @@ impl Run<'_> {
         }
         let results: Vec<ProbeResult> = in_order(sampling_calls, self.options.concurrency.max(1)).await;
         self.probes.extend(results);
-    }
-}
-
-/// Runs `futures` with at most `limit` in flight; results in input order.
-///
-/// The futures are built in plain loops rather than `stream::iter(..).map(closure).buffered(n)`:
-/// futures made by closures over borrowed items make the whole check future fail rustc's
-/// `Send` check when the gRPC service awaits it (rust-lang/rust#110338).
-async fn in_order<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
-    let mut pending = futures.into_iter();
-    let mut running = futures::stream::FuturesOrdered::new();
-    let mut out = Vec::new();
-    loop {
-        while running.len() < limit.max(1) {
-            let Some(next) = pending.next() else { break };
-            running.push_back(next);
-        }
-        match running.next().await {
-            Some(result) => out.push(result),
-            None => return out,
-        }
     }
 }
 

@@ -77,13 +77,9 @@ pub struct SampleArgs {
 
 /// Runs `sample`; prints the rows as proto3 JSON (`SampleRowsResponse`); returns the exit code.
 pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
-    let Some(rest) = args.uri.strip_prefix("s3://") else {
-        bail!("expected s3://bucket/key, got '{}'", args.uri)
+    let Some((bucket, key)) = crate::extract::targets::split_s3_uri(&args.uri) else {
+        bail!("expected s3://bucket/key or s3://bucket/prefix/ with a valid bucket name, got '{}'", args.uri)
     };
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if !crate::extract::targets::is_valid_bucket_name(bucket) {
-        bail!("'{bucket}' is not a valid bucket name");
-    }
     if args.rows == 0 || args.rows > 10_000 {
         bail!("--rows must be 1..=10000");
     }

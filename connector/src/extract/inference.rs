@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures::stream::StreamExt;
 use s3_connector_domain::dataset::DatasetAggregate;
 use s3_connector_domain::encryption::{EncryptionSummaryBuilder, observe_headers};
 use s3_connector_domain::format::detect_from_key;
@@ -357,22 +356,11 @@ pub(crate) async fn infer_dataset(
     }
 
     let probes: Vec<ObjectMeta> = aggregate.encryption_probe_candidates().to_vec();
-    // A FuturesUnordered filled in a loop rather than `iter().map(closure).buffer_unordered`:
-    // futures made by a closure over borrowed items fail rustc's `Send` check when the run is
-    // spawned (rust-lang/rust#110338).
-    let mut observations: Vec<Option<ObservedEncryption>> = Vec::with_capacity(probes.len());
-    let mut queue = probes.iter();
-    let mut running = futures::stream::FuturesUnordered::new();
-    loop {
-        while running.len() < PROBE_CONCURRENCY {
-            let Some(object) = queue.next() else { break };
-            running.push(work.probe(object));
-        }
-        match running.next().await {
-            Some(observed) => observations.push(observed),
-            None => break,
-        }
+    let mut probe_calls = Vec::with_capacity(probes.len());
+    for object in &probes {
+        probe_calls.push(work.probe(object));
     }
+    let observations = crate::concurrency::unordered(probe_calls, PROBE_CONCURRENCY).await;
     for obs in observations.iter().flatten() {
         encryption.observe(obs);
     }

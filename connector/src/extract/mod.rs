@@ -614,20 +614,11 @@ async fn extract_bucket(
                 }
             }
             let shard_count = shards.len() as u64;
-            // Bounded concurrency without a closure-built stream: futures built inside closures
-            // make the whole run future fail rustc's `Send` check when it is spawned.
-            let limit = ctx.limits.listing_concurrency.max(1);
-            let mut queue = shards.into_iter();
-            let mut running = FuturesUnordered::new();
-            loop {
-                while running.len() < limit {
-                    let Some((root, shard)) = queue.next() else { break };
-                    running.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
-                }
-                if running.next().await.is_none() {
-                    break;
-                }
+            let mut listings = Vec::with_capacity(shards.len());
+            for (root, shard) in shards {
+                listings.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
             }
+            crate::concurrency::unordered(listings, ctx.limits.listing_concurrency).await;
             shard_count
         }
     };

@@ -36,6 +36,14 @@ pub fn split_target(text: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Splits `s3://bucket/key-or-prefix` (the key part may be empty); `None` unless it is an
+/// `s3://` URI with a valid bucket name.
+pub fn split_s3_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    is_valid_bucket_name(bucket).then_some((bucket, key))
+}
+
 /// Parses targets into bucket targets: one per bucket, in first-seen order; a whole-bucket
 /// target absorbs prefix targets of the same bucket.
 pub fn parse_targets<S: AsRef<str>>(list: &[S]) -> Result<Vec<BucketTarget>, TargetError> {
@@ -75,6 +83,14 @@ mod tests {
             assert_eq!(err.index, 1, "{bad}");
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
         }
+    }
+
+    #[test]
+    fn s3_uris_split_into_bucket_and_key() {
+        assert_eq!(split_s3_uri("s3://b-1/a/b.csv"), Some(("b-1", "a/b.csv")));
+        assert_eq!(split_s3_uri("s3://b-1"), Some(("b-1", "")));
+        assert_eq!(split_s3_uri("b-1/a"), None);
+        assert_eq!(split_s3_uri("s3://Bad_Bucket/a"), None);
     }
 
     #[test]

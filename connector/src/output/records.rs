@@ -193,26 +193,10 @@ pub fn json_to_value(v: &serde_json::Value) -> pbjson_types::Value {
 
 /// A JSON object as a protobuf Struct (`None` for non-objects).
 pub fn json_to_struct(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
-    fn convert(v: &serde_json::Value) -> pbjson_types::Value {
-        use pbjson_types::value::Kind;
-        let kind = match v {
-            serde_json::Value::Null => Kind::NullValue(0),
-            serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-            serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-            serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-            serde_json::Value::Array(items) => {
-                Kind::ListValue(pbjson_types::ListValue { values: items.iter().map(convert).collect() })
-            }
-            serde_json::Value::Object(map) => Kind::StructValue(pbjson_types::Struct {
-                fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
-            }),
-        };
-        pbjson_types::Value { kind: Some(kind) }
-    }
     match value {
-        serde_json::Value::Object(map) => {
-            Some(pbjson_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), convert(v))).collect() })
-        }
+        serde_json::Value::Object(map) => Some(pbjson_types::Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+        }),
         _ => None,
     }
 }

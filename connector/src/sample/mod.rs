@@ -456,15 +456,3 @@ pub async fn reader_for(
         None => Err(ReaderError::NoUser),
     }
 }
-
-/// Convenience for callers holding an `Arc`.
-pub async fn sample_object_arc(
-    store: Arc<dyn ObjectStore>,
-    bucket: &str,
-    key: &str,
-    principal: Option<&str>,
-    region: &str,
-    options: &SampleOptions,
-) -> Result<ObjectSample, SampleFailure> {
-    sample_object(store.as_ref(), bucket, key, principal, region, options).await
-}

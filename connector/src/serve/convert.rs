@@ -312,14 +312,14 @@ pub fn user_identity(
 
 /// `s3://bucket/key` or `s3://bucket/prefix/` of a sample request.
 pub fn sample_uri(uri: &str) -> Result<(String, String), ServiceError> {
-    let Some(rest) = uri.strip_prefix("s3://") else {
-        return Err(ServiceError::invalid("uri", "expected s3://bucket/key or s3://bucket/prefix/"));
-    };
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if !crate::extract::targets::is_valid_bucket_name(bucket) {
-        return Err(ServiceError::invalid("uri", format!("'{bucket}' is not a valid bucket name")));
-    }
-    Ok((bucket.to_string(), key.to_string()))
+    crate::extract::targets::split_s3_uri(uri)
+        .map(|(bucket, key)| (bucket.to_string(), key.to_string()))
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "uri",
+                "expected s3://bucket/key or s3://bucket/prefix/ with a valid bucket name",
+            )
+        })
 }
 
 /// Sampling options of a request, within the server's row maximum.
