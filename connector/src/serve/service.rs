@@ -1,6 +1,7 @@
 //! The `ConnectorService` RPCs: thin adapters over the library code the CLI uses.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -135,46 +136,23 @@ impl<T> Stream for RecordStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Poll::Ready(Some(record)) = this.records.poll_recv(cx) {
-            return Poll::Ready(Some(Ok(record)));
+        // The producer drops its sender before it sends the outcome, so once `records` is
+        // closed every record has been yielded and the outcome is (about to be) there.
+        match this.records.poll_recv(cx) {
+            Poll::Ready(Some(record)) => return Poll::Ready(Some(Ok(record))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
         }
-        // `records` is closed (or empty): only when the producer has finished does the
-        // outcome resolve, after every record it sent.
-        match this.outcome.as_mut() {
-            None => Poll::Ready(None),
-            Some(rx) => match Pin::new(rx).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(result) => {
-                    this.outcome = None;
-                    // Records sent just before the outcome are still queued.
-                    if let Poll::Ready(Some(record)) = this.records.poll_recv(cx) {
-                        this.outcome = Some(oneshot_ready(result));
-                        return Poll::Ready(Some(Ok(record)));
-                    }
-                    match result {
-                        Ok(Ok(())) => Poll::Ready(None),
-                        Ok(Err(status)) => Poll::Ready(Some(Err(status))),
-                        Err(_) => {
-                            Poll::Ready(Some(Err(Status::internal("the extraction task ended unexpectedly"))))
-                        }
-                    }
-                }
-            },
+        let Some(rx) = this.outcome.as_mut() else { return Poll::Ready(None) };
+        let result = std::task::ready!(Pin::new(rx).poll(cx));
+        this.outcome = None;
+        match result {
+            Ok(Ok(())) => Poll::Ready(None),
+            Ok(Err(status)) => Poll::Ready(Some(Err(status))),
+            Err(_) => Poll::Ready(Some(Err(Status::internal("the extraction task ended unexpectedly")))),
         }
     }
 }
-
-/// A receiver that is already resolved with `result` (to re-queue an outcome).
-fn oneshot_ready(
-    result: Result<Result<(), Status>, oneshot::error::RecvError>,
-) -> oneshot::Receiver<Result<(), Status>> {
-    let (tx, rx) = oneshot::channel();
-    let _ =
-        tx.send(result.unwrap_or_else(|_| Err(Status::internal("the extraction task ended unexpectedly"))));
-    rx
-}
-
-use std::future::Future;
 
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
