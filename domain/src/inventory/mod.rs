@@ -1,13 +1,12 @@
 //! Reading S3 Inventory reports: report locations, `manifest.json` and its checksum, and the
-//! CSV and Parquet data files, reduced to current objects.
+//! CSV, Parquet and ORC data files, reduced to current objects.
 //!
 //! No I/O: everything parses bytes or an `impl Read` the caller opened, so the connector's
-//! incremental extraction and the manifest-verifying Lambda share it. ORC data files are not
-//! read here (their manifest schema is parsed).
+//! incremental extraction and the manifest-verifying Lambda share it.
 //!
 //! Typical flow: [`location::complete_reports`] on a destination listing → fetch the newest
 //! report's two files → [`manifest::verify_checksum`] → [`Manifest::parse`] → for each
-//! [`ManifestFile`], [`csv::read_verified_csv_gz`] or [`parquet::read_parquet`] (after checking
+//! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] / [`orc::read_orc`] (after checking
 //! [`ManifestFile::verify`] on the bytes) → [`reduce::current_objects`].
 
 pub mod columns;
@@ -15,6 +14,7 @@ pub mod csv;
 pub mod location;
 pub mod manifest;
 pub mod md5_reader;
+pub mod orc;
 pub mod parquet;
 pub mod record;
 pub mod reduce;

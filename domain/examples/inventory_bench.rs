@@ -1,0 +1,249 @@
+//! The day-over-day inventory pipeline on real report files in a local folder (not a test; see
+//! bench/README.md): verify `manifest.checksum`, stream every data file through its MD5 check
+//! and reader on `--threads` threads, build the sorted snapshot, diff it against the previous
+//! report's snapshot from the state directory, roll changes up to datasets, advance the state.
+//!
+//! `cargo run --release -p s3-connector-domain --example inventory_bench -- \
+//!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP]`
+//!
+//! `--dest` is a folder standing for the destination bucket (keys are paths under it), as
+//! `inventory-gen` writes it.
+//!
+//! Without `--report`, processes every complete report in order. Prints one JSON line per
+//! report with phase timings, change counts and the process's peak RSS so far.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use bytes::Bytes;
+use s3_connector_domain::dataset::GroupingConfig;
+use s3_connector_domain::inventory::snapshot::{
+    DEFAULT_RUN_LEN, DatasetDiffAggregator, DiffEntry, ObjectChange, ReportDisposition, SnapshotBuilder,
+    SnapshotHeader, StateStore, merge_join,
+};
+use s3_connector_domain::inventory::{
+    InventoryFormat, InventoryRecord, Manifest, RowError, csv, location, manifest, orc, parquet,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    dest: PathBuf,
+    state: PathBuf,
+    threads: usize,
+    report: Option<String>,
+    run_len: usize,
+}
+
+fn args() -> Result<Args, BoxError> {
+    let mut a = Args {
+        dest: PathBuf::new(),
+        state: PathBuf::new(),
+        threads: 2,
+        report: None,
+        run_len: DEFAULT_RUN_LEN,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--dest" => a.dest = value.into(),
+            "--state" => a.state = value.into(),
+            "--threads" => a.threads = value.parse()?,
+            "--report" => a.report = Some(value),
+            "--run-len" => a.run_len = value.parse()?,
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    if a.dest.as_os_str().is_empty() || a.state.as_os_str().is_empty() {
+        return Err("--dest and --state are required".into());
+    }
+    Ok(a)
+}
+
+/// Peak resident set size of this process, from /proc (kB → MiB).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Reads one data file, sending its records to `tx`; the MD5 is checked while streaming (CSV)
+/// or before parsing (Parquet/ORC, which need random access).
+fn read_file(
+    path: &Path,
+    file: &s3_connector_domain::inventory::ManifestFile,
+    manifest: &Manifest,
+    tx: &std::sync::mpsc::SyncSender<Vec<InventoryRecord>>,
+) -> Result<(), BoxError> {
+    let mut batch = Vec::with_capacity(4096);
+    let mut send = |record: Result<InventoryRecord, RowError>| -> Result<(), BoxError> {
+        batch.push(record?);
+        if batch.len() == 4096 {
+            tx.send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))?;
+        }
+        Ok(())
+    };
+    match manifest.file_format {
+        InventoryFormat::Csv => {
+            let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+            for record in csv::read_verified_csv_gz(file, reader, &manifest.file_schema, 64 << 30)? {
+                send(record)?;
+            }
+        }
+        InventoryFormat::Parquet | InventoryFormat::Orc => {
+            let mut bytes = Vec::new();
+            File::open(path)?.read_to_end(&mut bytes)?;
+            file.verify(&bytes)?;
+            let bytes = Bytes::from(bytes);
+            if manifest.file_format == InventoryFormat::Parquet {
+                for record in parquet::read_parquet(&file.key, bytes)? {
+                    send(record)?;
+                }
+            } else {
+                for record in orc::read_orc(&file.key, bytes)? {
+                    send(record)?;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        tx.send(batch)?;
+    }
+    Ok(())
+}
+
+fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> Result<(), BoxError> {
+    let started = Instant::now();
+    let manifest_bytes = std::fs::read(a.dest.join(report.manifest_key()))?;
+    let checksum = std::fs::read(a.dest.join(report.checksum_key()))?;
+    manifest::verify_checksum(&manifest_bytes, &checksum)?;
+    let manifest = Manifest::parse(&manifest_bytes)?;
+    let header = SnapshotHeader {
+        source_bucket: manifest.source_bucket.clone(),
+        configuration_id: report.config_id.clone(),
+        report_timestamp_ms: manifest.creation_timestamp_ms,
+    };
+    let (snapshot_path, previous) = match store.begin(&header)? {
+        ReportDisposition::Process { snapshot_path, previous } => (snapshot_path, previous),
+        ReportDisposition::AlreadyProcessed(_) => {
+            println!(r#"{{"report":"{}","already_processed":true}}"#, report.folder());
+            return Ok(());
+        }
+    };
+    let root = a.dest.clone();
+    let spill = snapshot_path.with_extension("spill");
+    std::fs::create_dir_all(&spill)?;
+    let mut builder = SnapshotBuilder::new(header, &spill, a.run_len);
+    let (tx, rx) = sync_channel::<Vec<InventoryRecord>>(64);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read_started = Instant::now();
+    let outcome: Result<(), BoxError> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..a.threads.max(1))
+            .map(|_| {
+                let tx = tx.clone();
+                let (next, manifest, root) = (&next, &manifest, &root);
+                scope.spawn(move || -> Result<(), BoxError> {
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = manifest.files.get(n) else { return Ok(()) };
+                        read_file(&root.join(&file.key), file, manifest, &tx)?;
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for batch in rx {
+            for record in &batch {
+                builder.push(record)?;
+            }
+        }
+        for w in workers {
+            w.join().map_err(|_| "reader thread panicked")??;
+        }
+        Ok(())
+    });
+    outcome?;
+    let read_and_sort = read_started.elapsed();
+    let rows = builder.rows_seen();
+    let built_at = Instant::now();
+    let info = builder.finish(&snapshot_path)?;
+    std::fs::remove_dir_all(&spill).ok();
+    let finish = built_at.elapsed();
+
+    let diff_started = Instant::now();
+    let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
+    let mut datasets = 0usize;
+    if previous.is_some() {
+        let old = store
+            .current_snapshot(&info.header.source_bucket, &info.header.configuration_id)?
+            .ok_or("state pointer without snapshot")?;
+        let new = s3_connector_domain::inventory::snapshot::SnapshotReader::open(&info.path)?;
+        let mut agg = DatasetDiffAggregator::new(&info.header.source_bucket, GroupingConfig::default());
+        for entry in merge_join(old, new) {
+            let entry = entry?;
+            if let DiffEntry::Change(change) = &entry {
+                match change {
+                    ObjectChange::Added(_) => added += 1,
+                    ObjectChange::Removed(_) => removed += 1,
+                    ObjectChange::Changed { .. } => changed += 1,
+                }
+            }
+            agg.add(&entry);
+        }
+        datasets = agg.finish().len();
+    }
+    let diff = diff_started.elapsed();
+    store.advance(&info)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "report": report.folder(),
+            "format": manifest.file_format.as_str(),
+            "rows": rows,
+            "objects": info.object_count,
+            "added": added, "removed": removed, "changed": changed, "datasets_changed": datasets,
+            "read_sort_s": read_and_sort.as_secs_f64(),
+            "finish_s": finish.as_secs_f64(),
+            "diff_rollup_s": diff.as_secs_f64(),
+            "total_s": started.elapsed().as_secs_f64(),
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let a = args()?;
+    let store = StateStore::open(&a.state)?;
+    // Every key of the destination, to find the complete reports as a listing would.
+    let mut keys = Vec::new();
+    let mut pending = vec![a.dest.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(rel) = path.strip_prefix(&a.dest) {
+                keys.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let reports = location::complete_reports(keys.iter().map(String::as_str));
+    let selected: Vec<_> = reports
+        .iter()
+        .filter(|r| a.report.as_deref().is_none_or(|t| r.folder().trim_end_matches('/').ends_with(t)))
+        .collect();
+    if selected.is_empty() {
+        return Err(format!("no complete report under {}", a.dest.display()).into());
+    }
+    for report in selected {
+        process(&a, &store, report)?;
+    }
+    Ok(())
+}
