@@ -746,6 +746,19 @@ def main(argv=None) -> int:
         up.wait()
         t_up = time.monotonic() - t_up
 
+    if not bench and args.flavor == "moto":
+        # The SSE-C key as Secrets Manager secrets (plain base64, and a JSON field) for the
+        # `secretsmanager:` key source. moto only: LocalStack runs without secretsmanager here.
+        sm = boto3.client("secretsmanager", endpoint_url=args.endpoint, region_name=args.region)
+        b64 = base64.b64encode(ssec_key).decode()
+        for secret_id, value in (("estate/ssec-key", b64), ("estate/ssec-key-json", json.dumps({"sse_c": b64}))):
+            try:
+                sm.create_secret(Name=secret_id, SecretString=value)
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "ResourceExistsException":
+                    raise
+                sm.put_secret_value(SecretId=secret_id, SecretString=value)
+
     if not bench and args.flavor == "localstack":
         kms.disable_key(KeyId=keys["D"])
         kms.schedule_key_deletion(KeyId=keys["E"], PendingWindowInDays=7)
@@ -758,6 +771,8 @@ def main(argv=None) -> int:
     else:
         doc["key_b_alias"] = "alias/estate-b"
         doc["ssec_key_b64"] = base64.b64encode(ssec_key).decode()
+        if args.flavor == "moto":
+            doc["ssec_secrets"] = ["estate/ssec-key", "estate/ssec-key-json#sse_c"]
     doc["buckets"] = [{k: v for k, v in plan.buckets[n].items() if not k.startswith("_")}
                       for n in plan.bucket_order]
     doc["datasets"] = [{k: v for k, v in ds.items() if not k.startswith("_")} for ds in plan.datasets]

@@ -736,3 +736,136 @@ async fn sample_rows_reads_sse_c_objects_with_the_configured_key() {
     assert_eq!(response.rows.len(), 2);
     assert_eq!(response.encryption, "SSE_C");
 }
+
+/// An S3 endpoint that accepts connections and never answers: a request to it ends only when
+/// the caller gives up, so budgets, limits and cancellation are observable without timing.
+struct BlackHole {
+    endpoint: String,
+    accepted: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                if tx.send(stream).is_err() {
+                    break;
+                }
+            }
+        });
+        BlackHole { endpoint, accepted: tokio::sync::Mutex::new(rx) }
+    }
+
+    /// The next connection the server opens to S3 (the timeout only guards against a hang).
+    async fn next_connection(&self) -> std::net::TcpStream {
+        let mut rx = self.accepted.lock().await;
+        tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+            .await
+            .expect("the server connects to S3")
+            .expect("listener running")
+    }
+}
+
+/// Blocks until the peer closes the connection: the request on it was abandoned.
+async fn closed_by_peer(mut stream: std::net::TcpStream) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        // Only a guard against hanging forever; the assertion is that the peer closes.
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120))).expect("timeout");
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("the server kept the abandoned S3 request open: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("join");
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_past_its_time_budget_is_deadline_exceeded_and_its_reads_stop() {
+    let hole = BlackHole::start();
+    let config = format!(
+        "{}\n[sampling]\nallow_service_identity = true\ntime_budget_ms = 300\n",
+        config_for(&hole.endpoint, "")
+    );
+    let server = ServerProcess::start(&config);
+    let mut client = server.client().await;
+    let call = tokio::spawn(async move { client.sample_rows(sample_request("s3://hole/data.csv", 5)).await });
+    // The S3 read started (and will never be answered) ...
+    let connection = hole.next_connection().await;
+    // ... so only the budget can end the call.
+    let err = call.await.expect("join").expect_err("no answer from S3");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_eq!(reason(&err), "SAMPLE_TIME_BUDGET_EXCEEDED");
+    assert!(err.message().contains("300 ms"), "{}", err.message());
+    // The read was dropped with the budget, not left running.
+    closed_by_peer(connection).await;
+    let text = server.scrape();
+    assert_eq!(
+        metric_sum(
+            &text,
+            "s3_connector_grpc_requests_total",
+            &[("method", "SampleRows"), ("code", "DeadlineExceeded")]
+        ),
+        1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_beyond_the_concurrency_limit_are_refused_and_a_client_leaving_frees_its_slot() {
+    let hole = BlackHole::start();
+    let config = format!(
+        "{}\n[sampling]\nallow_service_identity = true\nmax_concurrent = 1\ntime_budget_ms = 600000\n",
+        config_for(&hole.endpoint, "")
+    );
+    let server = ServerProcess::start(&config);
+    let request = sample_request("s3://hole/data.csv", 5);
+
+    // The first sample holds the only slot: its S3 read is in flight (never answered).
+    let mut first_client = server.client().await;
+    let first_request = request.clone();
+    let first = tokio::spawn(async move { first_client.sample_rows(first_request).await });
+    let first_connection = hole.next_connection().await;
+
+    let mut client = server.client().await;
+    let err = client.sample_rows(request.clone()).await.expect_err("no slot left");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "TOO_MANY_SAMPLES");
+
+    // The first client goes away: the server drops its sample, with the S3 read ...
+    first.abort();
+    closed_by_peer(first_connection).await;
+    // ... and the slot: the next sample gets as far as S3. (The slot is released as the
+    // sample is dropped, which may be a moment after the connection closes: a refusal in
+    // between is retried.)
+    for attempt in 1.. {
+        assert!(attempt < 1000, "the slot was never released");
+        let mut c = client.clone();
+        let r = request.clone();
+        let mut call = tokio::spawn(async move { c.sample_rows(r).await });
+        tokio::select! {
+            _connection = hole.next_connection() => {
+                call.abort();
+                break;
+            }
+            result = &mut call => {
+                let err = result.expect("join").expect_err("S3 never answers");
+                assert_eq!(reason(&err), "TOO_MANY_SAMPLES", "{err:?}");
+            }
+        }
+    }
+}

@@ -237,6 +237,13 @@ impl AwsContext {
         )
     }
 
+    /// Secrets Manager client (SSE-C keys kept as secrets), with the connector's identity.
+    pub fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(RequestMetrics).build(),
+        )
+    }
+
     /// An STS client.
     pub fn sts_client(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::from_conf(

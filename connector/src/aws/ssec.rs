@@ -1,5 +1,8 @@
-//! SSE-C customer keys: where they come from (per bucket and prefix: an environment variable
-//! or a file), and the rule that they only travel over TLS.
+//! SSE-C customer keys: where they come from (per bucket and prefix: an environment variable,
+//! a file, or an AWS Secrets Manager secret), and the rule that they only travel over TLS.
+//!
+//! Secrets are fetched once, when the keys are loaded (at `serve` start-up, at the start of a
+//! `sample` run), through the narrow [`SecretSource`] seam, with the connector's own identity.
 //!
 //! A key is 32 bytes, configured base64-encoded; S3 wants it base64 plus the base64 MD5 of the
 //! raw key on every GET/HEAD. Keys never appear in Debug output, errors or logs.
@@ -54,6 +57,75 @@ pub enum KeySource {
     Env(String),
     /// A file holding the base64 key.
     File(PathBuf),
+    /// An AWS Secrets Manager secret (name or ARN): its SecretString is the base64 key, or a JSON
+    /// object whose `field` holds it; a SecretBinary is the raw 32-byte key.
+    SecretsManager {
+        /// Secret name or ARN.
+        secret_id: String,
+        /// JSON field of the SecretString holding the key (`secretsmanager:ID#FIELD`).
+        field: Option<String>,
+    },
+}
+
+impl KeySource {
+    /// How the source is named in errors: never the key.
+    fn describe(&self) -> String {
+        match self {
+            KeySource::Env(var) => format!("${var}"),
+            KeySource::File(path) => path.display().to_string(),
+            KeySource::SecretsManager { secret_id, field: None } => format!("secret {secret_id}"),
+            KeySource::SecretsManager { secret_id, field: Some(f) } => {
+                format!("secret {secret_id} (field {f})")
+            }
+        }
+    }
+}
+
+/// A secret's value as Secrets Manager returns it.
+pub enum SecretValue {
+    /// SecretString.
+    Text(Zeroizing<String>),
+    /// SecretBinary.
+    Binary(Zeroizing<Vec<u8>>),
+}
+
+/// Reads secrets (AWS Secrets Manager `GetSecretValue`); a seam tests can replace.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The current value of a secret; the error names the secret and the cause, never a value.
+    async fn secret_value(&self, secret_id: &str) -> Result<SecretValue, String>;
+}
+
+/// [`SecretSource`] over the AWS SDK.
+pub struct SdkSecrets {
+    client: aws_sdk_secretsmanager::Client,
+}
+
+impl SdkSecrets {
+    /// Secrets read with this client (the connector's identity, region and endpoint).
+    pub fn new(client: aws_sdk_secretsmanager::Client) -> SdkSecrets {
+        SdkSecrets { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for SdkSecrets {
+    async fn secret_value(&self, secret_id: &str) -> Result<SecretValue, String> {
+        use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+        let out = self.client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
+            let code = e.code().unwrap_or("error").to_string();
+            // The SDK error's message comes from AWS and never holds the secret's value.
+            let message = e.message().map(str::to_string).unwrap_or_else(|| e.to_string());
+            format!("GetSecretValue failed: {code}: {message}")
+        })?;
+        if let Some(text) = out.secret_string() {
+            return Ok(SecretValue::Text(Zeroizing::new(text.to_string())));
+        }
+        if let Some(blob) = out.secret_binary() {
+            return Ok(SecretValue::Binary(Zeroizing::new(blob.as_ref().to_vec())));
+        }
+        Err("the secret has no value".into())
+    }
 }
 
 /// A configured key: for objects of `bucket` under `prefix`.
@@ -72,7 +144,7 @@ pub struct SseCRule {
 pub enum SseCError {
     /// A rule does not parse.
     #[error(
-        "invalid SSE-C key rule '{rule}': expected BUCKET[/PREFIX]=env:VARIABLE or BUCKET[/PREFIX]=file:PATH"
+        "invalid SSE-C key rule '{rule}': expected BUCKET[/PREFIX]=env:VARIABLE, BUCKET[/PREFIX]=file:PATH or BUCKET[/PREFIX]=secretsmanager:SECRET_ID[#JSON_FIELD]"
     )]
     Rule {
         /// The rule as given.
@@ -100,7 +172,8 @@ pub enum SseCError {
     },
 }
 
-/// Parses `BUCKET[/PREFIX]=env:VARIABLE` or `BUCKET[/PREFIX]=file:PATH`.
+/// Parses `BUCKET[/PREFIX]=env:VARIABLE`, `BUCKET[/PREFIX]=file:PATH` or
+/// `BUCKET[/PREFIX]=secretsmanager:SECRET_ID[#JSON_FIELD]`.
 pub fn parse_rule(text: &str) -> Result<SseCRule, SseCError> {
     let bad = || SseCError::Rule { rule: text.to_string() };
     let (target, source) = text.split_once('=').ok_or_else(bad)?;
@@ -113,6 +186,16 @@ pub fn parse_rule(text: &str) -> Result<SseCRule, SseCError> {
         KeySource::Env(var.to_string())
     } else if let Some(path) = source.strip_prefix("file:") {
         KeySource::File(PathBuf::from(path))
+    } else if let Some(secret) = source.strip_prefix("secretsmanager:") {
+        let (secret_id, field) = match secret.split_once('#') {
+            Some((id, field)) if !field.is_empty() => (id, Some(field.to_string())),
+            Some(_) => return Err(bad()),
+            None => (secret, None),
+        };
+        if secret_id.is_empty() {
+            return Err(bad());
+        }
+        KeySource::SecretsManager { secret_id: secret_id.to_string(), field }
     } else {
         return Err(bad());
     };
@@ -126,25 +209,85 @@ pub struct SseCKeys {
 }
 
 impl SseCKeys {
-    /// Reads every rule's key now, so a missing or malformed key fails at start-up.
+    /// Reads every rule's key now (environment and files only), so a missing or malformed key
+    /// fails at start-up. Rules naming Secrets Manager need [`SseCKeys::load_with_secrets`].
     pub fn load(rules: &[SseCRule]) -> Result<SseCKeys, SseCError> {
         let mut out = Vec::new();
         for rule in rules {
-            let (text, source_name) = match &rule.source {
-                KeySource::Env(var) => (std::env::var(var).ok(), format!("${var}")),
-                KeySource::File(path) => (std::fs::read_to_string(path).ok(), path.display().to_string()),
+            out.push((rule.bucket.clone(), rule.prefix.clone(), Self::local_key(rule)?));
+        }
+        Ok(SseCKeys { rules: out })
+    }
+
+    /// True when some rule reads a secret from Secrets Manager.
+    pub fn needs_secrets(rules: &[SseCRule]) -> bool {
+        rules.iter().any(|r| matches!(r.source, KeySource::SecretsManager { .. }))
+    }
+
+    /// Reads every rule's key now; Secrets Manager secrets through `secrets`, each once.
+    pub async fn load_with_secrets(
+        rules: &[SseCRule],
+        secrets: &dyn SecretSource,
+    ) -> Result<SseCKeys, SseCError> {
+        let mut out = Vec::new();
+        for rule in rules {
+            let key = match &rule.source {
+                KeySource::SecretsManager { secret_id, field } => {
+                    let value =
+                        secrets.secret_value(secret_id).await.map_err(|reason| Self::error(rule, &reason))?;
+                    Self::key_from_secret(value, field.as_deref())
+                        .map_err(|reason| Self::error(rule, reason))?
+                }
+                _ => Self::local_key(rule)?,
             };
-            let err = |reason: &str| SseCError::Key {
-                bucket: rule.bucket.clone(),
-                prefix: rule.prefix.clone(),
-                source_name: source_name.clone(),
-                reason: reason.to_string(),
-            };
-            let text = Zeroizing::new(text.ok_or_else(|| err("not set or not readable"))?);
-            let key = SseCustomerKey::from_base64(&text).map_err(err)?;
             out.push((rule.bucket.clone(), rule.prefix.clone(), key));
         }
         Ok(SseCKeys { rules: out })
+    }
+
+    fn error(rule: &SseCRule, reason: &str) -> SseCError {
+        SseCError::Key {
+            bucket: rule.bucket.clone(),
+            prefix: rule.prefix.clone(),
+            source_name: rule.source.describe(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn local_key(rule: &SseCRule) -> Result<SseCustomerKey, SseCError> {
+        let text = match &rule.source {
+            KeySource::Env(var) => std::env::var(var).ok(),
+            KeySource::File(path) => std::fs::read_to_string(path).ok(),
+            KeySource::SecretsManager { .. } => {
+                return Err(Self::error(rule, "Secrets Manager keys are loaded with load_with_secrets"));
+            }
+        };
+        let text = Zeroizing::new(text.ok_or_else(|| Self::error(rule, "not set or not readable"))?);
+        SseCustomerKey::from_base64(&text).map_err(|reason| Self::error(rule, reason))
+    }
+
+    /// The key in a secret: base64 text, a JSON field holding base64 text, or 32 raw bytes.
+    fn key_from_secret(value: SecretValue, field: Option<&str>) -> Result<SseCustomerKey, &'static str> {
+        match (value, field) {
+            (SecretValue::Text(text), None) => SseCustomerKey::from_base64(&text),
+            (SecretValue::Text(text), Some(field)) => {
+                // serde_json's error would quote the input: only say that it is not JSON.
+                let json: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|_| "the secret is not a JSON object")?;
+                let inner = json
+                    .get(field)
+                    .and_then(|v| v.as_str())
+                    .ok_or("the JSON field is missing or not a string")?;
+                SseCustomerKey::from_base64(inner)
+            }
+            (SecretValue::Binary(bytes), None) if bytes.len() == 32 => {
+                SseCustomerKey::from_base64(&Zeroizing::new(STANDARD.encode(bytes.as_slice())))
+            }
+            (SecretValue::Binary(bytes), None) => SseCustomerKey::from_base64(
+                std::str::from_utf8(&bytes).map_err(|_| "SecretBinary must be 32 bytes")?,
+            ),
+            (SecretValue::Binary(_), Some(_)) => Err("a JSON field needs a SecretString"),
+        }
     }
 
     /// True when no key is configured.
@@ -227,6 +370,69 @@ mod tests {
         }])
         .unwrap_err();
         assert!(err.to_string().contains("$S3C_TEST_SURELY_UNSET_VARIABLE"), "{err}");
+    }
+
+    /// Secrets by id; absent ids fail like AWS does.
+    struct FakeSecrets(Vec<(&'static str, &'static [u8], bool)>);
+
+    #[async_trait::async_trait]
+    impl SecretSource for FakeSecrets {
+        async fn secret_value(&self, id: &str) -> Result<SecretValue, String> {
+            match self.0.iter().find(|(name, _, _)| *name == id) {
+                Some((_, value, true)) => Ok(SecretValue::Binary(Zeroizing::new(value.to_vec()))),
+                Some((_, value, false)) => {
+                    Ok(SecretValue::Text(Zeroizing::new(String::from_utf8(value.to_vec()).unwrap())))
+                }
+                None => Err("GetSecretValue failed: ResourceNotFoundException: not found".into()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_secrets_manager_as_text_json_or_binary() {
+        let json = format!("{{\"sse_c\": \"{KEY}\", \"other\": 1}}");
+        let json: &'static str = Box::leak(json.into_boxed_str());
+        let secrets = FakeSecrets(vec![
+            ("plain", KEY.as_bytes(), false),
+            ("json", json.as_bytes(), false),
+            ("raw", b"0123456789abcdef0123456789abcdef", true),
+            ("short", b"0123456789abcdef", true),
+        ]);
+        let rule = |text: &str| parse_rule(text).unwrap();
+        assert_eq!(
+            rule("data/p/=secretsmanager:json#sse_c").source,
+            KeySource::SecretsManager { secret_id: "json".into(), field: Some("sse_c".into()) }
+        );
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:ssec-AbCdEf";
+        assert!(
+            matches!(rule(&format!("data=secretsmanager:{arn}")).source, KeySource::SecretsManager { ref secret_id, field: None } if secret_id == arn)
+        );
+        assert!(parse_rule("data=secretsmanager:").is_err());
+        assert!(parse_rule("data=secretsmanager:id#").is_err());
+
+        let rules = [
+            rule("data/a/=secretsmanager:plain"),
+            rule("data/b/=secretsmanager:json#sse_c"),
+            rule("data/c/=secretsmanager:raw"),
+        ];
+        assert!(SseCKeys::needs_secrets(&rules));
+        assert!(SseCKeys::load(&rules).is_err(), "secrets need the async loader");
+        let keys = SseCKeys::load_with_secrets(&rules, &secrets).await.unwrap();
+        let md5 = |k: &str| keys.key_for("data", k).unwrap().md5_base64().to_string();
+        assert_eq!(md5("a/x"), md5("b/x"), "same key as text and as a JSON field");
+        assert_eq!(md5("a/x"), md5("c/x"), "and as 32 raw bytes");
+
+        for (text, expected) in [
+            ("data=secretsmanager:missing", "ResourceNotFoundException"),
+            ("data=secretsmanager:json#nope", "JSON field"),
+            ("data=secretsmanager:plain#sse_c", "not a JSON object"),
+            ("data=secretsmanager:short", "32 bytes"),
+        ] {
+            let err = SseCKeys::load_with_secrets(&[rule(text)], &secrets).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(err.contains("secret "), "names the secret: {err}");
+            assert!(!err.contains(KEY) && !err.contains("0123456789abcdef"), "never the value: {err}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use s3_connector_domain::sample::{SampleLimits, SampleMode};
 
 use super::extract::ConnectionArgs;
 use crate::aws::identity::{UserIdentity, WebIdentityToken};
-use crate::aws::ssec::{SseCKeys, check_transport, parse_rule};
+use crate::aws::ssec::{SdkSecrets, SseCKeys, check_transport, parse_rule};
 use crate::aws::{AwsContext, RequestStats};
 use crate::sample::{ReaderError, SampleOptions, reader_for, sample_uri};
 
@@ -62,14 +62,23 @@ pub struct SampleArgs {
     /// Read as the connector's own identity. Off by default: samples run as the end user.
     #[arg(long, conflicts_with = "user_role_arn")]
     pub as_service: bool,
-    /// SSE-C key for objects under a bucket/prefix: `BUCKET[/PREFIX]=env:VARIABLE` or
-    /// `BUCKET[/PREFIX]=file:PATH` (base64 of the 32-byte key; repeatable). Sent only over
-    /// https.
+    /// SSE-C key for objects under a bucket/prefix: `BUCKET[/PREFIX]=env:VARIABLE`,
+    /// `BUCKET[/PREFIX]=file:PATH` (base64 of the 32-byte key) or
+    /// `BUCKET[/PREFIX]=secretsmanager:SECRET_ID[#JSON_FIELD]` (AWS Secrets Manager, read once
+    /// with the connector's identity); repeatable. Sent only over https.
     #[arg(long = "sse-c-key", value_name = "RULE")]
     pub sse_c_keys: Vec<String>,
     /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators only).
     #[arg(long)]
     pub allow_sse_c_over_loopback_http: bool,
+    /// Time the sample may take, identity and reads included (milliseconds); past it the reads
+    /// stop and the command exits 3 with SAMPLE_TIME_BUDGET_EXCEEDED.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub time_budget_ms: u64,
+    /// Print the S3 requests made and the bytes fetched to stderr, as one JSON line
+    /// (`{"sampleStats":{"requests":{"GetObject":2},"bytesFetched":123}}`).
+    #[arg(long)]
+    pub stats: bool,
     /// Connection options (the connector's identity the user's role is assumed from).
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -102,17 +111,35 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
         }),
     };
     let settings = args.connection.settings();
+    let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let sse_c = if args.sse_c_keys.is_empty() {
         None
     } else {
         let rules = args.sse_c_keys.iter().map(|r| parse_rule(r)).collect::<Result<Vec<_>, _>>()?;
         let endpoint = settings.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         check_transport(endpoint.as_deref(), args.allow_sse_c_over_loopback_http)?;
-        Some(Arc::new(SseCKeys::load(&rules)?))
+        // Secrets are read once, as the connector (not the end user).
+        let keys = if SseCKeys::needs_secrets(&rules) {
+            SseCKeys::load_with_secrets(&rules, &SdkSecrets::new(aws.secrets_client())).await?
+        } else {
+            SseCKeys::load(&rules)?
+        };
+        Some(Arc::new(keys))
     };
-    let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
-    let reader = match reader_for(&aws, user, args.as_service, sse_c, stats).await {
+    // One budget for the identity and the reads; dropping the futures at the deadline stops
+    // the requests in flight.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(args.time_budget_ms);
+    let over_budget = || {
+        eprintln!(
+            "error: the sample did not finish within the time budget of {} ms (--time-budget-ms); its reads were stopped [SAMPLE_TIME_BUDGET_EXCEEDED]",
+            args.time_budget_ms
+        );
+        Ok(EXIT_NOT_SAMPLED)
+    };
+    let reader = reader_for(&aws, user, args.as_service, sse_c, stats.clone());
+    let Ok(reader) = tokio::time::timeout_at(deadline, reader).await else { return over_budget() };
+    let reader = match reader {
         Ok(r) => r,
         Err(ReaderError::NoUser) => bail!("name the end user (--user-role-arn) or pass --as-service"),
         Err(ReaderError::Invalid(reason)) => bail!("invalid user identity: {reason}"),
@@ -134,8 +161,17 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
         ..SampleOptions::default()
     };
     let region = aws.region();
-    match sample_uri(reader.store.as_ref(), bucket, key, reader.principal.as_deref(), &region, &options).await
-    {
+    let sampling =
+        sample_uri(reader.store.as_ref(), bucket, key, reader.principal.as_deref(), &region, &options);
+    let Ok(result) = tokio::time::timeout_at(deadline, sampling).await else { return over_budget() };
+    if args.stats {
+        let stats = serde_json::json!({"sampleStats": {
+            "requests": stats.snapshot(),
+            "bytesFetched": stats.bytes_fetched(),
+        }});
+        eprintln!("{stats}");
+    }
+    match result {
         Ok(sample) => {
             let response = crate::output::records::sample_response(&sample);
             println!("{}", serde_json::to_string_pretty(&response)?);

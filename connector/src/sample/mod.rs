@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! key ─► format (extension, else the first bytes)
-//!   text (CSV/TSV/PSV, JSON Lines; gz/zstd/bz2) ─► GET bytes=0-(max_read) ─► domain::sample_text_head
-//!   Parquet ─► GET tail ─► footer ─► plan (row groups × projected chunks) ─► GET each chunk
+//!   text (CSV/TSV/PSV, JSON Lines, JSON arrays; gz/zstd/bz2), Avro
+//!           ─► GET bytes=0-(max_read) ─► domain::sample_text_head (Avro: its complete blocks)
+//!   Parquet ─► GET tail ─► footer ─► plan (row groups × projected chunks)
+//!           ─► GET each span of adjacent chunks
 //!           ─► domain::sample::parquet::sample
 //! ```
 //!
@@ -274,7 +276,9 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
 
     let mut file = SparseFile::new(tail.object_size);
     file.insert(tail.start, tail.bytes.clone());
-    let mut queue = plan.ranges.iter().copied().filter(|&(_, len)| len > 0);
+    // Adjacent column chunks (a row group's projected columns) are fetched as one span.
+    let spans = pq::coalesce(&plan.ranges, PARQUET_MAX_GAP);
+    let mut queue = spans.iter().copied();
     let mut running = FuturesUnordered::new();
     loop {
         while running.len() < options.concurrency.max(1) {
@@ -305,6 +309,10 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
         bytes_read,
     })
 }
+
+/// Gap between planned Parquet column chunks still fetched as one span: reading a few
+/// unwanted bytes is cheaper than another request.
+const PARQUET_MAX_GAP: u64 = 64 * 1024;
 
 /// Files of a dataset tried at most.
 const DATASET_FILES: usize = 3;
@@ -445,8 +453,10 @@ pub async fn reader_for(
                 code: e.kind.code(),
                 message: format!("cannot act as {}: {e}", ctx.role_arn()),
             })?;
+            // The operator's SSE-C keys serve the user's reads too (S3 still checks the user's
+            // own permissions on the object).
             Ok(Reader {
-                store: Arc::new(SdkObjectStore::new(ctx.s3_client(), stats)),
+                store: keyed(SdkObjectStore::new(ctx.s3_client(), stats)),
                 principal: Some(caller.arn),
             })
         }

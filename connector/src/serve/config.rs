@@ -205,11 +205,20 @@ pub struct SamplingSection {
     pub max_rows: u32,
     /// Let a sample request without a user identity run as the service. Default false.
     pub allow_service_identity: bool,
-    /// SSE-C keys for sampling: `BUCKET[/PREFIX]=env:VARIABLE` or `BUCKET[/PREFIX]=file:PATH`
-    /// (base64 of the 32-byte key). Read at start-up. Default none.
+    /// SSE-C keys for sampling: `BUCKET[/PREFIX]=env:VARIABLE`, `BUCKET[/PREFIX]=file:PATH`
+    /// (base64 of the 32-byte key) or `BUCKET[/PREFIX]=secretsmanager:SECRET_ID[#JSON_FIELD]`
+    /// (AWS Secrets Manager, read with the server's identity). Read once at start-up. Default
+    /// none.
     pub sse_c_keys: Vec<String>,
     /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators). Default false.
     pub allow_sse_c_over_loopback_http: bool,
+    /// Time a sample may take, identity and reads included (milliseconds); past it the reads
+    /// stop and the call fails with DEADLINE_EXCEEDED (`SAMPLE_TIME_BUDGET_EXCEEDED`). A
+    /// client's shorter `grpc-timeout` still applies. Default 30000.
+    pub time_budget_ms: u64,
+    /// Samples running at once; more are refused at once with RESOURCE_EXHAUSTED
+    /// (`TOO_MANY_SAMPLES`), not queued. Default 8.
+    pub max_concurrent: u32,
 }
 
 impl Default for SamplingSection {
@@ -219,6 +228,8 @@ impl Default for SamplingSection {
             allow_service_identity: false,
             sse_c_keys: Vec::new(),
             allow_sse_c_over_loopback_http: false,
+            time_budget_ms: 30_000,
+            max_concurrent: 8,
         }
     }
 }
@@ -278,12 +289,19 @@ impl ServeConfig {
             ("limits.schema_files", self.limits.schema_files),
             ("limits.max_records", self.limits.max_records),
             ("sampling.max_rows", self.sampling.max_rows),
+            ("sampling.max_concurrent", self.sampling.max_concurrent),
             ("connection.max_attempts", self.connection.max_attempts),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(ConfigFileError::Value { key, reason: "must be at least 1".into() });
             }
+        }
+        if self.sampling.time_budget_ms == 0 {
+            return Err(ConfigFileError::Value {
+                key: "sampling.time_budget_ms",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             return Err(ConfigFileError::Value {
@@ -363,8 +381,10 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
   [sampling]
     max_rows                     rows a sample may return at most (default 10000)
     allow_service_identity       sample without a user identity, as the service (default false)
-    sse_c_keys                   [\"BUCKET[/PREFIX]=env:VAR\" | \"...=file:PATH\"]: SSE-C keys (default none)
+    sse_c_keys                   [\"BUCKET[/PREFIX]=env:VAR\" | \"...=file:PATH\" | \"...=secretsmanager:ID[#FIELD]\"]: SSE-C keys (default none)
     allow_sse_c_over_loopback_http  SSE-C keys over plain HTTP to loopback only (default false)
+    time_budget_ms               time a sample may take; beyond: DEADLINE_EXCEEDED (default 30000)
+    max_concurrent               samples at once; beyond: RESOURCE_EXHAUSTED (default 8)
 ";
 
 #[cfg(test)]
@@ -405,6 +425,13 @@ mod tests {
 
         let err = load_text("[limits]\nstream_buffer = 0\n").unwrap_err().to_string();
         assert!(err.contains("limits.stream_buffer"), "{err}");
+
+        let c = load_text("[sampling]\ntime_budget_ms = 250\nmax_concurrent = 2\n").unwrap();
+        assert_eq!((c.sampling.time_budget_ms, c.sampling.max_concurrent), (250, 2));
+        for zero in ["time_budget_ms = 0", "max_concurrent = 0"] {
+            let err = load_text(&format!("[sampling]\n{zero}\n")).unwrap_err().to_string();
+            assert!(err.contains(&format!("sampling.{}", zero.split(' ').next().unwrap())), "{err}");
+        }
 
         let err = load_text("[server]\ntls_client_ca_file = \"ca.pem\"\n").unwrap_err().to_string();
         assert!(err.contains("server.tls_client_ca_file"), "{err}");

@@ -213,12 +213,22 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
                 reason: e.to_string(),
             })
         })?;
-        let keys = crate::aws::ssec::SseCKeys::load(&rules).map_err(|e| {
-            ServeError::Config(config::ConfigFileError::Value {
-                key: "sampling.sse_c_keys",
-                reason: e.to_string(),
-            })
-        })?;
+        let invalid = |reason: String| {
+            ServeError::Config(config::ConfigFileError::Value { key: "sampling.sse_c_keys", reason })
+        };
+        let keys = if crate::aws::ssec::SseCKeys::needs_secrets(&rules) {
+            // Read once at start-up, with the server's identity and default connection.
+            let settings = convert::connection_settings(None, &config.connection)
+                .map_err(|e| invalid(format!("cannot build the Secrets Manager client: {e}")))?;
+            let aws = crate::aws::AwsContext::load(&settings)
+                .await
+                .map_err(|e| invalid(format!("cannot build the Secrets Manager client: {e}")))?;
+            let secrets = crate::aws::ssec::SdkSecrets::new(aws.secrets_client());
+            crate::aws::ssec::SseCKeys::load_with_secrets(&rules, &secrets).await
+        } else {
+            crate::aws::ssec::SseCKeys::load(&rules)
+        }
+        .map_err(|e| invalid(e.to_string()))?;
         Some(Arc::new(keys))
     };
     let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c);

@@ -29,6 +29,8 @@ use crate::output::stream::{extract_records, new_run_id};
 pub struct ConnectorApi {
     config: Arc<ServeConfig>,
     extractions: Arc<Semaphore>,
+    /// Permits of running samples (`sampling.max_concurrent`).
+    samples: Arc<Semaphore>,
     contexts: ContextCache,
     /// Set when shutdown begins: new calls are refused.
     draining: CancellationToken,
@@ -47,9 +49,11 @@ impl ConnectorApi {
         sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
     ) -> Self {
         let permits = config.limits.max_concurrent_extractions as usize;
+        let sample_permits = config.sampling.max_concurrent as usize;
         ConnectorApi {
             config,
             extractions: Arc::new(Semaphore::new(permits)),
+            samples: Arc::new(Semaphore::new(sample_permits)),
             contexts: ContextCache::default(),
             draining,
             stop_streams,
@@ -386,8 +390,26 @@ impl ConnectorApi {
         Ok(convert::check_report(&report))
     }
 
+    /// A sample within the concurrency limit and the time budget. Refused at once beyond the
+    /// limit (not queued); past the budget the future is dropped, which stops its S3 reads.
+    /// A client that goes away drops this future too (unary calls are cancelled by tonic).
     async fn sample(&self, req: pb::SampleRowsRequest) -> Result<pb::SampleRowsResponse, ServiceError> {
         self.refuse_when_draining()?;
+        let _permit = self
+            .samples
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::TooManySamples { running: self.config.sampling.max_concurrent })?;
+        let budget_ms = self.config.sampling.time_budget_ms;
+        tokio::time::timeout(Duration::from_millis(budget_ms), self.sample_within_budget(req))
+            .await
+            .map_err(|_| ServiceError::SampleTimeBudget { budget_ms })?
+    }
+
+    async fn sample_within_budget(
+        &self,
+        req: pb::SampleRowsRequest,
+    ) -> Result<pb::SampleRowsResponse, ServiceError> {
         let mut settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
         // The user is the identity: the connection's role fields play no part.
         settings.role_arn = None;
@@ -548,6 +570,8 @@ impl ConnectorApi {
                 max_sample_rows: self.config.sampling.max_rows,
                 stream_buffer: l.stream_buffer,
                 service_identity_sampling: self.config.sampling.allow_service_identity,
+                max_concurrent_samples: self.config.sampling.max_concurrent,
+                sample_time_budget_ms: self.config.sampling.time_budget_ms,
             }),
         }
     }

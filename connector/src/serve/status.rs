@@ -38,6 +38,20 @@ pub enum ServiceError {
         /// The limit.
         running: u32,
     },
+    /// Too many samples at once.
+    #[error("{running} samples are running, the configured maximum (sampling.max_concurrent); retry later")]
+    TooManySamples {
+        /// The limit.
+        running: u32,
+    },
+    /// A sample did not finish within the server's time budget; its S3 work was stopped.
+    #[error(
+        "the sample did not finish within the sampling time budget of {budget_ms} ms (sampling.time_budget_ms); its reads were stopped"
+    )]
+    SampleTimeBudget {
+        /// The budget.
+        budget_ms: u64,
+    },
     /// The server has no usable AWS credentials (its identity, or the role it must assume).
     #[error("{0}")]
     NoCredentials(String),
@@ -114,6 +128,8 @@ impl ServiceError {
             ServiceError::InvalidArgument { .. } => (Code::InvalidArgument, "INVALID_ARGUMENT"),
             ServiceError::EndpointNotAllowed { .. } => (Code::PermissionDenied, "ENDPOINT_NOT_ALLOWED"),
             ServiceError::Busy { .. } => (Code::ResourceExhausted, "TOO_MANY_EXTRACTIONS"),
+            ServiceError::TooManySamples { .. } => (Code::ResourceExhausted, "TOO_MANY_SAMPLES"),
+            ServiceError::SampleTimeBudget { .. } => (Code::DeadlineExceeded, "SAMPLE_TIME_BUDGET_EXCEEDED"),
             ServiceError::NoCredentials(_) => (Code::FailedPrecondition, "NO_CREDENTIALS"),
             ServiceError::AwsUnreachable(_) => (Code::Unavailable, "AWS_UNREACHABLE"),
             ServiceError::Cancelled => (Code::Cancelled, "CANCELLED"),
@@ -212,6 +228,8 @@ mod tests {
             ServiceError::invalid("f", "r"),
             ServiceError::EndpointNotAllowed { endpoint: "http://x".into() },
             ServiceError::Busy { running: 1 },
+            ServiceError::TooManySamples { running: 1 },
+            ServiceError::SampleTimeBudget { budget_ms: 1 },
             ServiceError::NoCredentials("x".into()),
             ServiceError::AwsUnreachable("x".into()),
             ServiceError::Cancelled,
@@ -228,6 +246,10 @@ mod tests {
         reasons.dedup();
         assert_eq!(reasons.len(), all.len());
         assert_eq!(ServiceError::Busy { running: 1 }.into_status().code(), Code::ResourceExhausted);
+        assert_eq!(ServiceError::TooManySamples { running: 1 }.into_status().code(), Code::ResourceExhausted);
+        let status = ServiceError::SampleTimeBudget { budget_ms: 250 }.into_status();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("250 ms"), "{}", status.message());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Rows of a file for dynamic sampling: typed with the inferred schema, projected to the
 //! requested columns, long values truncated and marked.
 //!
-//! Text formats (CSV/TSV/PSV, JSON Lines) are sampled from a bounded, already decompressed byte
-//! window: `Head` takes the first rows, `Random` draws a uniform reservoir over the rows of the
-//! window. A window that stops before the end of the file never yields its trailing partial
-//! line. Sample data is never logged: errors name the row and column, not the values.
+//! Text formats (CSV/TSV/PSV, JSON Lines, JSON arrays) are sampled from a bounded, already
+//! decompressed byte window: `Head` takes the first rows, `Random` draws a uniform reservoir over
+//! the rows of the window. A window that stops before the end of the file never yields its
+//! trailing partial line (or array element). Avro rows come from the complete blocks of a head
+//! read ([`avro`]); Parquet from planned ranged reads ([`parquet`]). Sample data is never logged: errors name the row and column, not the values.
 
+pub mod avro;
 pub mod parquet;
 
 use rand::rngs::StdRng;
@@ -354,6 +356,124 @@ pub fn sample_json_lines(
     })
 }
 
+/// Samples a JSON document window: a top-level array of objects (elements are streamed; the
+/// element cut by a window that stops early is not a row) or a sequence of top-level objects.
+pub fn sample_json_document(
+    window: &[u8],
+    window_truncated: bool,
+    schema: &[Field],
+    columns: &[String],
+    mode: SampleMode,
+    limits: &SampleLimits,
+) -> Result<Sample, SampleError> {
+    let picked = projection(schema, columns)?;
+    let text = utf8(window)?;
+    let body = text.trim_start();
+    let in_array = body.starts_with('[');
+    let mut elements = JsonElements {
+        text: if in_array { &body[1..] } else { body },
+        in_array,
+        truncated: window_truncated,
+        row: 0,
+        done: false,
+        cut: false,
+    };
+    let (rows, more) = choose(&mut elements, mode, limits.max_rows)?;
+    let rows = rows
+        .into_iter()
+        .map(|mut object| {
+            picked
+                .iter()
+                .map(|&c| {
+                    let raw = object.remove(&schema[c].name).unwrap_or(Value::Null);
+                    let (value, truncated) = bound(raw, limits.max_value_bytes);
+                    SampledValue { value, truncated }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Sample {
+        columns: picked.iter().map(|&c| schema[c].clone()).collect(),
+        rows,
+        more_rows: more || elements.cut || window_truncated,
+    })
+}
+
+/// The objects of a JSON document, one at a time.
+struct JsonElements<'a> {
+    /// What is left to read (after the opening `[` of an array).
+    text: &'a str,
+    in_array: bool,
+    truncated: bool,
+    row: usize,
+    done: bool,
+    /// The window ended inside an element.
+    cut: bool,
+}
+
+impl JsonElements<'_> {
+    fn next_object(&mut self) -> Result<Option<Map<String, Value>>, SampleError> {
+        let rest = self.text.trim_start();
+        let closing = if self.in_array { rest.starts_with(']') } else { false };
+        if closing || rest.is_empty() {
+            if rest.is_empty() && self.in_array && !self.truncated {
+                return Err(SampleError::MalformedRow {
+                    row: self.row + 1,
+                    reason: "array is not closed".into(),
+                });
+            }
+            self.cut = rest.is_empty() && self.truncated;
+            return Ok(None);
+        }
+        self.row += 1;
+        let row = self.row;
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        let value = match stream.next() {
+            Some(Ok(value)) => value,
+            Some(Err(e)) if self.truncated && e.is_eof() => {
+                self.cut = true;
+                return Ok(None);
+            }
+            Some(Err(e)) => {
+                return Err(SampleError::MalformedRow {
+                    row,
+                    reason: format!("invalid JSON at line {} column {}", e.line(), e.column()),
+                });
+            }
+            None => return Ok(None),
+        };
+        let mut after = rest[stream.byte_offset()..].trim_start();
+        if self.in_array {
+            if let Some(next) = after.strip_prefix(',') {
+                after = next;
+            } else if !(after.starts_with(']') || (after.is_empty() && self.truncated)) {
+                let reason = if after.is_empty() { "array is not closed" } else { "expected ',' or ']'" };
+                return Err(SampleError::MalformedRow { row, reason: reason.into() });
+            }
+        }
+        self.text = after;
+        match value {
+            Value::Object(map) => Ok(Some(map)),
+            _ => Err(SampleError::MalformedRow { row, reason: "not a JSON object".into() }),
+        }
+    }
+}
+
+impl Iterator for JsonElements<'_> {
+    type Item = Result<Map<String, Value>, SampleError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_object().transpose();
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
+    }
+}
+
 /// Why a file's head could not be sampled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SampleFileError {
@@ -382,9 +502,10 @@ impl SampleFileError {
     }
 }
 
-/// Samples a text-format file (CSV/TSV/PSV, JSON Lines; gzip/zstd/bzip2 or plain) from its
-/// first bytes: the schema and dialect are inferred from the same bytes (as extraction does),
-/// then the rows are taken from the decompressed window.
+/// Samples a file from its first bytes: text formats (CSV/TSV/PSV, JSON Lines, JSON arrays;
+/// gzip/zstd/bzip2 or plain) and Avro. The schema (and dialect) is inferred from the same bytes
+/// as extraction does, then the rows are taken from the decompressed window (for Avro: the
+/// complete blocks of the head read).
 pub fn sample_text_head(
     detected: DetectedFormat,
     head: &[u8],
@@ -401,6 +522,9 @@ pub fn sample_text_head(
             return Err(SampleFileError::Unsupported { format: detected.format.as_str() });
         }
     };
+    if file.format == FileFormat::Avro {
+        return avro::sample(head, object_size, &file.schema.fields, columns, mode, limits, inference);
+    }
     let decoded = DetectedFormat { format: file.format, compression: file.compression };
     let window = crate::schema::decode::decode_sample(decoded, head, object_size, inference)?;
     let fields = &file.schema.fields;
@@ -410,6 +534,9 @@ pub fn sample_text_head(
         }
         (FileFormat::JsonLines, _) => {
             Ok(sample_json_lines(&window.data, window.truncated, fields, columns, mode, limits)?)
+        }
+        (FileFormat::Json, _) => {
+            Ok(sample_json_document(&window.data, window.truncated, fields, columns, mode, limits)?)
         }
         (format, _) => Err(SampleFileError::Unsupported { format: format.as_str() }),
     }
@@ -604,5 +731,91 @@ mod window_tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "INVALID_UTF8");
+    }
+
+    #[test]
+    fn json_arrays_are_streamed_element_by_element() {
+        let doc = br#"[ {"id": 1, "name": "a"},
+  {"id": 2, "name": {"deep": "x"}}, {"id": 3} ]"#;
+        let limits = SampleLimits { max_rows: 2, max_value_bytes: 100 };
+        let s = sample_json_document(doc, false, &schema(), &[], SampleMode::Head, &limits).unwrap();
+        assert_eq!(
+            values(&s),
+            vec![
+                vec![1.into(), "a".into(), Value::Null],
+                vec![2.into(), serde_json::json!({"deep": "x"}), Value::Null]
+            ]
+        );
+        assert!(s.more_rows);
+        let all = sample_json_document(
+            doc,
+            false,
+            &schema(),
+            &["id".into()],
+            SampleMode::Head,
+            &SampleLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(values(&all), vec![vec![Value::from(1)], vec![2.into()], vec![3.into()]]);
+        assert!(!all.more_rows);
+        // A window cut inside the third element: two rows, and more behind.
+        let cut = &doc[..doc.len() - 8];
+        let s = sample_json_document(cut, true, &schema(), &[], SampleMode::Head, &SampleLimits::default())
+            .unwrap();
+        assert_eq!(s.rows.len(), 2);
+        assert!(s.more_rows);
+        // Objects one after another (no array) are rows too.
+        let seq = b"{\"id\": 7}\n{\"id\": 8}";
+        let s = sample_json_document(
+            seq,
+            false,
+            &schema(),
+            &["id".into()],
+            SampleMode::Head,
+            &SampleLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(values(&s), vec![vec![Value::from(7)], vec![8.into()]]);
+        // Random draws over the window's elements, in file order.
+        let many = format!("[{}]", (0..500).map(|i| format!("{{\"id\":{i}}}")).collect::<Vec<_>>().join(","));
+        let limits = SampleLimits { max_rows: 20, max_value_bytes: 100 };
+        let ids = |seed| {
+            let s = sample_json_document(
+                many.as_bytes(),
+                false,
+                &schema(),
+                &["id".into()],
+                SampleMode::Random { seed },
+                &limits,
+            )
+            .unwrap();
+            s.rows.iter().map(|r| r[0].value.as_i64().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(1), ids(1));
+        assert!(ids(1).windows(2).all(|w| w[0] < w[1]));
+        assert!(ids(1).iter().any(|&i| i >= 20));
+    }
+
+    #[test]
+    fn broken_json_documents_are_typed_errors_without_content() {
+        let run = |doc: &[u8], truncated| {
+            sample_json_document(doc, truncated, &schema(), &[], SampleMode::Head, &SampleLimits::default())
+        };
+        assert_eq!(
+            run(b"[{\"id\":1}, 5]", false).unwrap_err(),
+            SampleError::MalformedRow { row: 2, reason: "not a JSON object".into() }
+        );
+        assert_eq!(
+            run(b"[{\"id\":1}", false).unwrap_err(),
+            SampleError::MalformedRow { row: 1, reason: "array is not closed".into() }
+        );
+        assert_eq!(
+            run(b"[{\"id\":1} {\"id\":2}]", false).unwrap_err(),
+            SampleError::MalformedRow { row: 1, reason: "expected ',' or ']'".into() }
+        );
+        let err = run(b"[{\"id\":1}, {\"secret-value: 1}]", false).unwrap_err();
+        assert_eq!(err.code(), "FILE_MALFORMED");
+        assert!(!err.to_string().contains("secret-value"), "{err}");
+        assert_eq!(run(b"[{\"id\":\"\xff\"}]", false).unwrap_err().code(), "INVALID_UTF8");
     }
 }

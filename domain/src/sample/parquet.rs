@@ -167,6 +167,25 @@ pub fn plan(
     })
 }
 
+/// Merges byte ranges `(start, length)` whose gap is at most `max_gap` bytes into spans, so
+/// that the column chunks of a row group (adjacent in the file) cost one ranged GET, not one
+/// per column. Returns the spans in file order; bytes in the gaps are fetched too.
+pub fn coalesce(ranges: &[(u64, u64)], max_gap: u64) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<(u64, u64)> = ranges.iter().copied().filter(|&(_, len)| len > 0).collect();
+    sorted.sort_unstable();
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for (start, len) in sorted {
+        let end = start.saturating_add(len);
+        match spans.last_mut() {
+            Some((s, l)) if start <= s.saturating_add(*l).saturating_add(max_gap) => {
+                *l = end.max(*s + *l) - *s;
+            }
+            _ => spans.push((start, len)),
+        }
+    }
+    spans
+}
+
 /// The fetched parts of a file: reads outside them fail instead of reaching for bytes that
 /// were never fetched.
 #[derive(Debug, Clone)]
@@ -382,6 +401,20 @@ mod tests {
         assert_eq!(a.len(), 20);
         let any_beyond_head = (0..10u64).any(|seed| ids(seed).iter().any(|&i| i >= 25));
         assert!(any_beyond_head, "random samples come from other row groups too");
+    }
+
+    #[test]
+    fn adjacent_chunks_coalesce_into_one_span() {
+        assert_eq!(coalesce(&[(100, 10), (0, 50), (50, 50), (300, 5), (0, 0)], 0), vec![(0, 110), (300, 5)]);
+        assert_eq!(coalesce(&[(0, 10), (20, 10)], 10), vec![(0, 30)]);
+        assert_eq!(coalesce(&[(0, 100), (10, 5)], 0), vec![(0, 100)], "contained ranges");
+        // A head sample of one row group with every column: one span.
+        let bytes = file(3, 100);
+        let metadata = footer_metadata(&bytes).unwrap().unwrap();
+        let plan =
+            plan(&metadata, &schema(), &[], SampleMode::Head, &SampleLimits::default(), u64::MAX).unwrap();
+        assert_eq!(plan.ranges.len(), 2);
+        assert_eq!(coalesce(&plan.ranges, 0).len(), 1);
     }
 
     #[test]

@@ -15,13 +15,13 @@ use crate::model::{Compression, DataType, Field, FileFormat, Schema};
 
 const FORMAT: FileFormat = FileFormat::Avro;
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 /// Why a read ran out.
-enum Short {
+pub(crate) enum Short {
     /// The bytes ended: truncated (or capped) input.
     Eof,
     /// The bytes are not valid Avro encoding.
@@ -29,7 +29,7 @@ enum Short {
 }
 
 impl<'a> Cursor<'a> {
-    fn long(&mut self) -> Result<i64, Short> {
+    pub(crate) fn long(&mut self) -> Result<i64, Short> {
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self.bytes.get(self.pos).ok_or(Short::Eof)?;
@@ -43,7 +43,7 @@ impl<'a> Cursor<'a> {
         Err(Short::Bad("varint longer than 10 bytes"))
     }
 
-    fn take(&mut self, len: i64) -> Result<&'a [u8], Short> {
+    pub(crate) fn take(&mut self, len: i64) -> Result<&'a [u8], Short> {
         let len = usize::try_from(len).map_err(|_| Short::Bad("negative length"))?;
         let end = self.pos.checked_add(len).ok_or(Short::Bad("length overflow"))?;
         let slice = self.bytes.get(self.pos..end).ok_or(Short::Eof)?;
@@ -51,18 +51,26 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], Short> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Short> {
         let len = self.long()?;
         self.take(len)
     }
 }
 
+/// The header of an object container file.
+pub(crate) struct Header<'a> {
+    /// The writer schema.
+    pub(crate) schema: AvroSchema,
+    /// `avro.codec` (`null` when absent).
+    pub(crate) codec: &'a [u8],
+    /// The sync marker every block ends with.
+    pub(crate) sync: &'a [u8],
+    /// Offset of the first block.
+    pub(crate) data_start: usize,
+}
+
 /// Reads the header of a head read `bytes` = `object[0..bytes.len()]`.
-pub(crate) fn infer(
-    bytes: &[u8],
-    object_size: u64,
-    _limits: &InferenceLimits,
-) -> Result<InferredFile, InferenceError> {
+pub(crate) fn header(bytes: &[u8], object_size: u64) -> Result<Header<'_>, InferenceError> {
     let capped = (bytes.len() as u64) < object_size;
     let fail = |short: Short, pos: usize| match short {
         Short::Eof if capped => {
@@ -79,6 +87,7 @@ pub(crate) fn infer(
     }
     let mut cur = Cursor { bytes, pos: 4 };
     let mut schema_json: Option<&[u8]> = None;
+    let mut codec: &[u8] = b"null";
     loop {
         let mut count = cur.long().map_err(|s| fail(s, cur.pos))?;
         if count == 0 {
@@ -94,18 +103,32 @@ pub(crate) fn infer(
             let value = cur.bytes().map_err(|s| fail(s, cur.pos))?;
             if key == b"avro.schema" {
                 schema_json = Some(value);
+            } else if key == b"avro.codec" {
+                codec = value;
             }
         }
     }
-    cur.take(16).map_err(|s| fail(s, cur.pos))?;
+    let sync = cur.take(16).map_err(|s| fail(s, cur.pos))?;
 
     let json =
         schema_json.ok_or_else(|| InferenceError::malformed(FORMAT, 4, "header has no avro.schema"))?;
     let json = std::str::from_utf8(json)
         .map_err(|e| InferenceError::InvalidUtf8 { format: FORMAT, offset: e.valid_up_to() as u64 })?;
     check_names(json)?;
-    let avro = AvroSchema::parse_str(json)
+    let schema = AvroSchema::parse_str(json)
         .map_err(|e| InferenceError::malformed(FORMAT, 4, format!("avro.schema: {e}")))?;
+    Ok(Header { schema, codec, sync, data_start: cur.pos })
+}
+
+/// Reads the header of a head read `bytes` = `object[0..bytes.len()]`.
+pub(crate) fn infer(
+    bytes: &[u8],
+    object_size: u64,
+    _limits: &InferenceLimits,
+) -> Result<InferredFile, InferenceError> {
+    let capped = (bytes.len() as u64) < object_size;
+    let Header { schema: avro, data_start, .. } = header(bytes, object_size)?;
+    let mut cur = Cursor { bytes, pos: data_start };
 
     // Count the records of complete blocks: count, size, data, 16-byte sync.
     let mut records = 0u64;

@@ -6,7 +6,7 @@
 //! never need more. Everything is synchronous and bounded by [`InferenceLimits`]; nothing here
 //! panics on untrusted input (third-party decoders are additionally guarded).
 
-mod avro;
+pub(crate) mod avro;
 pub(crate) mod decode;
 mod delimited;
 mod error;
