@@ -70,6 +70,12 @@ pub struct SampleArgs {
     /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators only).
     #[arg(long)]
     pub allow_sse_c_over_loopback_http: bool,
+    /// Client-side decryption (KMS unwrapping runs as the user, like the reads).
+    #[command(flatten)]
+    pub cse: super::cse::CseArgs,
+    /// Print the AWS requests made and the bytes fetched as one JSON line on stderr.
+    #[arg(long)]
+    pub stats: bool,
     /// Connection options (the connector's identity the user's role is assumed from).
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -112,7 +118,8 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
     };
     let aws = AwsContext::load(&settings).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
-    let reader = match reader_for(&aws, user, args.as_service, sse_c, stats).await {
+    let cse = crate::cse::ClientSideDecryption::load(&args.cse.settings())?.map(Arc::new);
+    let reader = match reader_for(&aws, user, args.as_service, sse_c, cse, stats.clone()).await {
         Ok(r) => r,
         Err(ReaderError::NoUser) => bail!("name the end user (--user-role-arn) or pass --as-service"),
         Err(ReaderError::Invalid(reason)) => bail!("invalid user identity: {reason}"),
@@ -134,8 +141,13 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
         ..SampleOptions::default()
     };
     let region = aws.region();
-    match sample_uri(reader.store.as_ref(), bucket, key, reader.principal.as_deref(), &region, &options).await
-    {
+    let result =
+        sample_uri(reader.store.as_ref(), bucket, key, reader.principal.as_deref(), &region, &options).await;
+    if args.stats {
+        let line = serde_json::json!({"requests": stats.snapshot(), "bytesFetched": stats.bytes_fetched()});
+        eprintln!("stats: {line}");
+    }
+    match result {
         Ok(sample) => {
             let response = crate::output::records::sample_response(&sample);
             println!("{}", serde_json::to_string_pretty(&response)?);

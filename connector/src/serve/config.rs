@@ -210,6 +210,29 @@ pub struct SamplingSection {
     pub sse_c_keys: Vec<String>,
     /// Allow SSE-C keys over plain HTTP to a loopback endpoint (local emulators). Default false.
     pub allow_sse_c_over_loopback_http: bool,
+    /// Decrypt client-side encrypted objects whose data key is KMS-wrapped, calling kms:Decrypt
+    /// as the user. Default false (such objects answer CLIENT_SIDE_ENCRYPTED).
+    pub cse_kms: bool,
+    /// Raw client-side master keys: `BUCKET[/PREFIX]=aes:env:VARIABLE`, `=aes:file:PATH` or
+    /// `=rsa:file:PATH`. Read at start-up. Default none.
+    pub cse_master_keys: Vec<String>,
+    /// Also decrypt legacy V1 (AES-CBC, unauthenticated) objects. Default false.
+    pub cse_allow_v1: bool,
+    /// Client-side encrypted objects up to this size are decrypted whole (authenticated);
+    /// larger ones by ranges. Default 1 MiB.
+    pub cse_full_decrypt_max_bytes: u64,
+}
+
+impl SamplingSection {
+    /// The client-side decryption settings of this section.
+    pub fn cse_settings(&self) -> crate::cse::CseSettings {
+        crate::cse::CseSettings {
+            kms: self.cse_kms,
+            master_keys: self.cse_master_keys.clone(),
+            allow_v1: self.cse_allow_v1,
+            full_decrypt_max_bytes: Some(self.cse_full_decrypt_max_bytes),
+        }
+    }
 }
 
 impl Default for SamplingSection {
@@ -219,6 +242,10 @@ impl Default for SamplingSection {
             allow_service_identity: false,
             sse_c_keys: Vec::new(),
             allow_sse_c_over_loopback_http: false,
+            cse_kms: false,
+            cse_master_keys: Vec::new(),
+            cse_allow_v1: false,
+            cse_full_decrypt_max_bytes: crate::cse::DEFAULT_FULL_DECRYPT_MAX_BYTES,
         }
     }
 }
@@ -365,6 +392,10 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
     allow_service_identity       sample without a user identity, as the service (default false)
     sse_c_keys                   [\"BUCKET[/PREFIX]=env:VAR\" | \"...=file:PATH\"]: SSE-C keys (default none)
     allow_sse_c_over_loopback_http  SSE-C keys over plain HTTP to loopback only (default false)
+    cse_kms                      decrypt client-side (S3EC V2/V3) objects with KMS-wrapped keys, as the user (default false)
+    cse_master_keys              [\"BUCKET[/PREFIX]=aes:env:VAR\" | \"...=aes:file:PATH\" | \"...=rsa:file:PATH\"]: raw master keys (default none)
+    cse_allow_v1                 also decrypt legacy V1 (AES-CBC, unauthenticated) objects (default false)
+    cse_full_decrypt_max_bytes   objects up to this size are decrypted whole and authenticated, larger by ranges (default 1 MiB)
 ";
 
 #[cfg(test)]
