@@ -4,6 +4,7 @@
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
+//! - [`cse`]: client-side decryption (S3 Encryption Client V1/V2/V3) on the read path.
 //! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
 //! - [`serve`]: the gRPC service (tonic), a thin adapter over the same library code.
 //! - [`cli`]: the command line.
@@ -15,6 +16,7 @@ pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod concurrency;
+pub mod cse;
 pub mod extract;
 pub mod output;
 pub mod sample;

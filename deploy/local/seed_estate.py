@@ -161,6 +161,7 @@ class Plan:
         self.datasets: list[dict] = []
         self.uploads: list[dict] = []  # {bucket,key,body,extra,writer}
         self.sink = None  # optional callable(upload) used instead of collecting uploads
+        self.cse_objects: list[dict] = []  # client-side encrypted objects and their plaintext
 
     def bucket(self, name: str, enc_type: str, kms_key_arn=None, bucket_key=False, configure=None):
         self.buckets[name] = {
@@ -191,6 +192,14 @@ class Plan:
         self.buckets[bucket]["dataset_count"] += 1
         return ds
 
+    def cse_object(self, bucket, key, version, header, rows, columns, context=None, **more):
+        """Records what a client-side encrypted object holds, for the decryption tests."""
+        entry = {"bucket": bucket, "key": key, "version": version, "header": header,
+                 "row_count": len(rows), "first_rows": [[str(v) for v in r] for r in rows[:3]],
+                 "columns": columns, "encryption_context": context or {}}
+        entry.update(more)
+        self.cse_objects.append(entry)
+
     def put(self, bucket, key, body: bytes, ds=None, junk=False, compression="none",
             extra=None, writer="plain", corrupt=False):
         upload = {"bucket": bucket, "key": key, "body": body, "extra": extra or {}, "writer": writer}
@@ -215,6 +224,72 @@ class Plan:
 
 
 # ----------------------------------------------------------------------------- estate
+
+CSE_CSV_COLS = [COL("id", "int64"), COL("name", "string"), COL("active", "boolean")]
+CSE_JSONL_COLS = [COL("id", "int64"), COL("secret", "string")]
+CSE_PARQUET_COLS = [COL("id", "int64"), COL("code", "string"), COL("amount", "double")]
+CSE_CONTEXT = {"department": "finance", "dataset": "orders"}
+# S3 requires 5 MiB parts (but the last); the S3EC refuses smaller chunks.
+CSE_PART_SIZE = 5 * 1024 * 1024
+
+
+def build_cse_extras(plan: Plan, bk: str):
+    """Client-side encrypted objects for the decryption tests, all under KMS key A: a V3 object
+    written by multipart upload, V2 and V3 objects with a custom encryption context, a Parquet
+    file with several row groups (big enough that ranged reads matter), and a V3 object whose key
+    commitment (x-amz-d) was rewritten after the upload. Own RNG: the rest of the estate keeps its
+    data."""
+    rng = random.Random(0xC5E)
+    cse = lambda: plan.dataset(bk, prefix, fmt, None, enc_types=["CLIENT_SIDE"],  # noqa: E731
+                               problems=["CLIENT_SIDE_ENCRYPTED"])
+    header = ["id", "name", "active"]
+
+    prefix, fmt = "cse-multipart/", "csv"
+    ds = cse()
+    rows, size, i = [], 0, 0
+    while size < CSE_PART_SIZE + 512 * 1024:  # two parts
+        row = [i, name(rng), rng.choice(["true", "false"])]
+        rows.append(row)
+        size += len(f"{row[0]},{row[1]},{row[2]}\n")
+        i += 1
+    key = "cse-multipart/big-0000.csv"
+    body = csv_bytes(header, rows)
+    plan.put(bk, key, body, ds, writer="cse-v3-multipart")
+    plan.cse_object(bk, key, "v3", header, rows, CSE_CSV_COLS, multipart=True, plaintext_size=len(body))
+
+    prefix, fmt = "cse-context/", "csv"
+    ds = cse()
+    for version in ("v2", "v3"):
+        rows = [[i, name(rng), rng.choice(["true", "false"])] for i in range(rng.randint(10, 20))]
+        key = f"cse-context/{version}-0000.csv"
+        plan.put(bk, key, csv_bytes(header, rows), ds, writer=f"cse-{version}",
+                 extra={"EncryptionContext": dict(CSE_CONTEXT)})
+        plan.cse_object(bk, key, version, header, rows, CSE_CSV_COLS, context=dict(CSE_CONTEXT))
+
+    prefix, fmt = "cse-parquet/", "parquet"
+    ds = cse()
+    n_rows, group = 60_000, 10_000
+    ids = list(range(n_rows))
+    codes = [f"{rng.getrandbits(64):016x}" for _ in ids]
+    amounts = [rng.uniform(0, 1000) for _ in ids]
+    table = pa.table({"id": pa.array(ids, pa.int64()), "code": pa.array(codes, pa.string()),
+                      "amount": pa.array(amounts, pa.float64())})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="none", row_group_size=group)
+    body = buf.getvalue()
+    key = "cse-parquet/part-0000.parquet"
+    plan.put(bk, key, body, ds, writer="cse-v3")
+    rows = [[ids[j], codes[j], amounts[j]] for j in range(3)]
+    plan.cse_object(bk, key, "v3", ["id", "code", "amount"], rows, CSE_PARQUET_COLS,
+                    row_groups=n_rows // group, plaintext_size=len(body))
+    plan.cse_objects[-1]["row_count"] = n_rows
+
+    prefix, fmt = "cse-tampered/", "csv"
+    ds = cse()
+    rows = [[i, name(rng), rng.choice(["true", "false"])] for i in range(12)]
+    key = "cse-tampered/cse-0000.csv"
+    plan.put(bk, key, csv_bytes(header, rows), ds, writer="cse-v3-tampered")
+    plan.cse_object(bk, key, "v3", header, rows, CSE_CSV_COLS, tampered="x-amz-d")
 
 def build_estate(plan: Plan, rng: random.Random, keys: dict, ssec_key: bytes, region: str):
     flavor = plan.flavor
@@ -422,10 +497,16 @@ def build_estate(plan: Plan, rng: random.Random, keys: dict, ssec_key: bytes, re
         rows = [[i, name(rng), rng.choice(["true", "false"])] for i in range(rng.randint(10, 20))]
         plan.put(bk, f"cse-v3/cse-{n:04d}.csv", csv_bytes(["id", "name", "active"], rows), cse3,
                  writer="cse-v3")
+        plan.cse_object(bk, f"cse-v3/cse-{n:04d}.csv", "v3", ["id", "name", "active"], rows,
+                        CSE_CSV_COLS)
     cse2 = plan.dataset(bk, "cse-v2/", "jsonl", None, enc_types=["CLIENT_SIDE"], problems=["CLIENT_SIDE_ENCRYPTED"])
     for n in range(2):
-        lines = [json.dumps({"id": i, "secret": f"{rng.getrandbits(64):016x}"}) for i in range(rng.randint(10, 20))]
+        records = [{"id": i, "secret": f"{rng.getrandbits(64):016x}"} for i in range(rng.randint(10, 20))]
+        lines = [json.dumps(r) for r in records]
         plan.put(bk, f"cse-v2/cse-{n:04d}.jsonl", ("\n".join(lines) + "\n").encode(), cse2, writer="cse-v2")
+        plan.cse_object(bk, f"cse-v2/cse-{n:04d}.jsonl", "v2", ["id", "secret"],
+                        [[r["id"], r["secret"]] for r in records], CSE_JSONL_COLS)
+    build_cse_extras(plan, bk)
 
     # ---------------------------------------------------------------- estate-plain / estate-empty
     # No default encryption is configured. moto then answers GetBucketEncryption with 404 and
@@ -608,6 +689,7 @@ class Uploader:
     def _cse_client(self, mode: str):
         # The S3 Encryption Client hooks events on the client it wraps, so each mode gets its own.
         with self.cse_lock:
+            mode = "cse-v2" if mode.startswith("cse-v2") else "cse-v3"
             if mode not in self.cse:
                 from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
                 from s3_encryption.materials.kms_keyring import KmsKeyring
@@ -630,9 +712,24 @@ class Uploader:
             else:
                 client, lock = self._cse_client(u["writer"])
                 with lock:  # the S3EC keeps per-call state in thread-locals; keep it simple
-                    client.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
+                    if u["writer"].endswith("-multipart"):
+                        client.upload_fileobj(io.BytesIO(u["body"]), u["bucket"], u["key"],
+                                              multipart_chunksize=CSE_PART_SIZE, **u["extra"])
+                    else:
+                        client.put_object(Bucket=u["bucket"], Key=u["key"], Body=u["body"], **u["extra"])
+                if u["writer"].endswith("-tampered"):
+                    self._tamper_commitment(u["bucket"], u["key"])
         finally:
             self.slots.release()
+
+    def _tamper_commitment(self, bucket: str, key: str):
+        """Rewrites the object's V3 key commitment (x-amz-d) in place: one bit flipped."""
+        meta = self.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+        raw = bytearray(base64.b64decode(meta["x-amz-d"]))
+        raw[-1] ^= 0x01
+        meta["x-amz-d"] = base64.b64encode(bytes(raw)).decode()
+        self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                            Metadata=meta, MetadataDirective="REPLACE")
 
     def submit(self, u):
         self.slots.acquire()
@@ -773,6 +870,7 @@ def main(argv=None) -> int:
         doc["ssec_key_b64"] = base64.b64encode(ssec_key).decode()
         if args.flavor == "moto":
             doc["ssec_secrets"] = ["estate/ssec-key", "estate/ssec-key-json#sse_c"]
+        doc["cse"] = {"kms_key_arn": keys["A"], "objects": plan.cse_objects}
     doc["buckets"] = [{k: v for k, v in plan.buckets[n].items() if not k.startswith("_")}
                       for n in plan.bucket_order]
     doc["datasets"] = [{k: v for k, v in ds.items() if not k.startswith("_")} for ds in plan.datasets]

@@ -42,10 +42,66 @@ pub struct Expected {
     /// Base64 of the SSE-C key the `ssec/` objects were written with (a throwaway test key).
     #[serde(default)]
     pub ssec_key_b64: Option<String>,
+    /// Client-side encrypted objects and their plaintext (`seed_estate.py` `cse`).
+    #[serde(default)]
+    pub cse: Option<ExpectedCse>,
     /// Buckets.
     pub buckets: Vec<ExpectedBucket>,
     /// Datasets.
     pub datasets: Vec<ExpectedDataset>,
+}
+
+/// The client-side encrypted objects of the estate (all written by the Python S3 Encryption
+/// Client under one KMS key).
+#[derive(Debug, Deserialize)]
+pub struct ExpectedCse {
+    /// The KMS key that wraps every data key.
+    pub kms_key_arn: String,
+    /// The objects.
+    pub objects: Vec<ExpectedCseObject>,
+}
+
+/// One client-side encrypted object and what it holds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExpectedCseObject {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// `v2` or `v3`.
+    pub version: String,
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows written.
+    pub row_count: usize,
+    /// The first rows, each value as text.
+    pub first_rows: Vec<Vec<String>>,
+    /// The columns a decrypted read infers.
+    pub columns: Vec<ExpectedColumn>,
+    /// Custom encryption context given to the writer (empty: none).
+    #[serde(default)]
+    pub encryption_context: BTreeMap<String, String>,
+    /// Written by multipart upload.
+    #[serde(default)]
+    pub multipart: bool,
+    /// Plaintext size, for the large objects.
+    #[serde(default)]
+    pub plaintext_size: Option<u64>,
+    /// Parquet row groups.
+    #[serde(default)]
+    pub row_groups: Option<u64>,
+    /// The metadata key rewritten after the upload (`x-amz-d`), if any.
+    #[serde(default)]
+    pub tampered: Option<String>,
+}
+
+impl ExpectedCse {
+    /// The objects matching a predicate (panics when none: the estate must hold them).
+    pub fn find(&self, what: &str, pred: impl Fn(&ExpectedCseObject) -> bool) -> Vec<ExpectedCseObject> {
+        let found: Vec<_> = self.objects.iter().filter(|o| pred(o)).cloned().collect();
+        assert!(!found.is_empty(), "the estate has no client-side encrypted object that is {what}");
+        found
+    }
 }
 
 /// An expected bucket.
@@ -110,7 +166,7 @@ pub struct ExpectedDataset {
 }
 
 /// An expected column.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ExpectedColumn {
     /// Name.
     pub name: String,

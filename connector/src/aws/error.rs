@@ -40,6 +40,8 @@ pub enum AwsErrorKind {
     Credentials,
     /// The request never got an answer (connection refused, timeout, DNS).
     Network,
+    /// A client-side encrypted object could not be decrypted ([`crate::cse`]).
+    ClientSide(crate::cse::CseFailure),
     /// Anything else.
     Other,
 }

@@ -474,6 +474,11 @@ impl UserContext {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// A KMS client acting as the user (client-side decryption unwraps data keys as the user).
+    pub fn kms_client(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk)
+    }
+
     /// An STS client acting as the user (GetCallerIdentity).
     pub fn sts_client(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&self.sdk)

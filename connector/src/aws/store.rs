@@ -87,6 +87,9 @@ pub struct ResponseEncryption {
     /// User metadata (names without `x-amz-meta-`); only the S3 Encryption Client's keys are
     /// kept, so user metadata values never travel further than this struct.
     pub crypto_metadata: HashMap<String, String>,
+    /// Set when [`crate::cse::DecryptingStore`] decrypted the bytes of a client-side encrypted
+    /// object (they are plaintext; the other fields still describe the stored ciphertext).
+    pub client_side_read: Option<crate::cse::ClientSideRead>,
 }
 
 /// Bytes read from an object.
@@ -245,6 +248,7 @@ fn response_encryption(
         bucket_key_enabled,
         sse_customer_algorithm: sse_customer_algorithm.map(str::to_string),
         crypto_metadata: crypto_metadata(metadata),
+        client_side_read: None,
     }
 }
 

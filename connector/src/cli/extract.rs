@@ -129,6 +129,9 @@ pub struct ExtractArgs {
     /// Records parsed per file for type inference.
     #[arg(long, default_value_t = 1000)]
     pub max_records: usize,
+    /// Client-side decryption.
+    #[command(flatten)]
+    pub cse: super::cse::CseArgs,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -160,7 +163,15 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     };
     let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());
-    let services = Services::from_aws(&aws, stats.clone());
+    let mut services = Services::from_aws(&aws, stats.clone());
+    if let Some(config) = crate::cse::ClientSideDecryption::load(&args.cse.settings())? {
+        // Extraction decrypts as the connector's identity (its KMS client).
+        services.store = Arc::new(crate::cse::DecryptingStore::new(
+            services.store.clone(),
+            Arc::new(config),
+            Some(Arc::new(crate::cse::SdkDataKeyDecryptor::new(aws.kms_client(), stats.clone()))),
+        ));
+    }
     let destination = match &args.output {
         Some(path) => Destination::File(path.clone()),
         None => Destination::Stdout,

@@ -1,6 +1,7 @@
 //! The command line. `anyhow` lives here and in `main` only.
 
 pub mod check;
+pub mod cse;
 pub mod extract;
 pub mod policy;
 pub mod sample;

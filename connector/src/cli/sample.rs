@@ -75,6 +75,9 @@ pub struct SampleArgs {
     /// stop and the command exits 3 with SAMPLE_TIME_BUDGET_EXCEEDED.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub time_budget_ms: u64,
+    /// Client-side decryption (KMS unwrapping runs as the user, like the reads).
+    #[command(flatten)]
+    pub cse: super::cse::CseArgs,
     /// Print the S3 requests made and the bytes fetched to stderr, as one JSON line
     /// (`{"sampleStats":{"requests":{"GetObject":2},"bytesFetched":123}}`).
     #[arg(long)]
@@ -127,6 +130,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
         Some(Arc::new(keys))
     };
     let stats = Arc::new(RequestStats::default());
+    let cse = crate::cse::ClientSideDecryption::load(&args.cse.settings())?.map(Arc::new);
     // One budget for the identity and the reads; dropping the futures at the deadline stops
     // the requests in flight.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(args.time_budget_ms);
@@ -137,7 +141,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<i32> {
         );
         Ok(EXIT_NOT_SAMPLED)
     };
-    let reader = reader_for(&aws, user, args.as_service, sse_c, stats.clone());
+    let reader = reader_for(&aws, user, args.as_service, sse_c, cse, stats.clone());
     let Ok(reader) = tokio::time::timeout_at(deadline, reader).await else { return over_budget() };
     let reader = match reader {
         Ok(r) => r,

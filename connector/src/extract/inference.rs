@@ -172,8 +172,8 @@ impl DatasetWork<'_> {
         if let Some(id) = observed.kms_key_id.take() {
             observed.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
         }
-        // Never parse ciphertext as if it were data.
-        if observed.kind == EncryptionType::ClientSide {
+        // Never parse ciphertext as if it were data (decrypted reads are plaintext: see cse.rs).
+        if observed.kind == EncryptionType::ClientSide && read.encryption.client_side_read.is_none() {
             let problem = self.encryption_problem(
                 "CLIENT_SIDE_ENCRYPTED",
                 &object.key,

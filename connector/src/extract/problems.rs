@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::report::{Problem, Remediation, Severity};
 use crate::aws::{AwsError, AwsErrorKind};
+use crate::cse::CseFailure;
 
 /// Context of an object-level failure.
 pub struct ObjectContext<'a> {
@@ -125,6 +126,7 @@ pub fn object_problem(err: &AwsError, ctx: &ObjectContext<'_>) -> Problem {
             format!("reading s3://{}/{} was throttled after the retries", ctx.bucket, ctx.key),
             Some(Remediation { summary: "Lower the concurrency (--inference-concurrency) or raise --max-attempts.".into(), policy_statement: None }),
         ),
+        AwsErrorKind::ClientSide(failure) => client_side_problem(failure, err, ctx, key_arn.as_deref(), who),
         _ => ("S3_ERROR", Severity::Error, format!("reading s3://{}/{} failed: {err}", ctx.bucket, ctx.key), None),
     };
     Problem {
@@ -137,13 +139,100 @@ pub fn object_problem(err: &AwsError, ctx: &ObjectContext<'_>) -> Problem {
         kms_key_arn: key_arn,
         principal,
         operation: Some(match err.kind {
-            AwsErrorKind::KmsAccessDenied => "kms:Decrypt".to_string(),
+            AwsErrorKind::KmsAccessDenied | AwsErrorKind::ClientSide(CseFailure::KmsDecryptDenied) => {
+                "kms:Decrypt".to_string()
+            }
             _ => err.operation.to_string(),
         }),
         aws_error_code: err.code.clone(),
         http_status: err.status,
         remediation,
     }
+}
+
+/// The statement that lets an identity unwrap client-side data keys with a KMS key: the S3
+/// Encryption Client calls KMS directly, so there is no `kms:ViaService` condition.
+pub fn cse_kms_decrypt_statement(key_arn: &str) -> serde_json::Value {
+    json!({
+        "Sid": "AllowClientSideDecrypt",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": key_arn,
+    })
+}
+
+type ProblemParts = (&'static str, Severity, String, Option<Remediation>);
+
+/// Code, severity, message and fix of a client-side decryption failure.
+fn client_side_problem(
+    failure: CseFailure,
+    err: &AwsError,
+    ctx: &ObjectContext<'_>,
+    key_arn: Option<&str>,
+    who: &str,
+) -> ProblemParts {
+    let object = format!("s3://{}/{}", ctx.bucket, ctx.key);
+    let detail = err.message.as_deref().unwrap_or("");
+    let fix = |summary: &str| Some(Remediation { summary: summary.to_string(), policy_statement: None });
+    let (severity, message, remediation) = match failure {
+        CseFailure::KmsDecryptDenied => {
+            let key = key_arn.unwrap_or("the wrapping KMS key");
+            (
+                Severity::Error,
+                format!("{who} may not kms:Decrypt with {key}, so the client-side encrypted {object} cannot be decrypted"),
+                Some(Remediation {
+                    summary: format!("Allow kms:Decrypt on {key} for {who} (identity policy and key policy); the S3 Encryption Client format calls KMS directly, not through S3."),
+                    policy_statement: key_arn.map(cse_kms_decrypt_statement),
+                }),
+            )
+        }
+        CseFailure::KmsInvalidCiphertext => (
+            Severity::Error,
+            format!("KMS could not decrypt the data key of {object} with its stored encryption context: the wrapped key or the context was altered ({detail})"),
+            fix("Do not trust this object: its envelope does not match what the writer stored."),
+        ),
+        CseFailure::NoKey => (
+            Severity::Warning,
+            format!("{object} is client-side encrypted and no way to unwrap its data key is configured: {detail}"),
+            fix("Enable KMS unwrapping (--cse-kms, sampling.cse_kms) or configure the master key for this bucket/prefix (--cse-master-key)."),
+        ),
+        CseFailure::KeyCommitmentMismatch => (
+            Severity::Error,
+            format!("the key commitment of {object} does not match its data key: the metadata was tampered with or the key is wrong; nothing was decrypted"),
+            fix("Do not trust this object: the V3 key commitment protects against exactly this substitution."),
+        ),
+        CseFailure::LegacyDisabled => (
+            Severity::Warning,
+            format!("{object} uses a legacy S3 Encryption Client format: {detail}"),
+            fix("Legacy V1 content (AES-CBC) is unauthenticated; enable it explicitly (--cse-allow-v1, sampling.cse_allow_v1) only for data you trust, and re-encrypt it with V3."),
+        ),
+        CseFailure::UnwrapFailed => (
+            Severity::Error,
+            format!("the data key of {object} could not be unwrapped: {detail}"),
+            fix("Check that the master key configured for this bucket/prefix is the one the writer used."),
+        ),
+        CseFailure::AuthenticationFailed => (
+            Severity::Error,
+            format!("the client-side encrypted content of {object} did not authenticate: {detail}"),
+            fix("The object is truncated, tampered with or was encrypted with another key."),
+        ),
+        CseFailure::InvalidEnvelope => (
+            Severity::Error,
+            format!("the S3 Encryption Client metadata of {object} is invalid: {detail}"),
+            None,
+        ),
+        CseFailure::InstructionFileMissing => (
+            Severity::Error,
+            format!("{object}: {detail}"),
+            fix("Restore the .instruction file: it holds the wrapped data key, without it the object cannot be decrypted."),
+        ),
+        CseFailure::Unsupported => (
+            Severity::Warning,
+            format!("{object} cannot be decrypted by the connector: {detail}"),
+            None,
+        ),
+    };
+    (failure.code(), severity, message, remediation)
 }
 
 /// A problem for a bucket that could not be listed.

@@ -186,7 +186,7 @@ pub async fn sample_object(
     }
     let head = target.get(ByteRange::Head(options.inference.max_read_bytes.max(1024))).await?;
     let encryption = encryption_of(&head.encryption);
-    if encryption == EncryptionType::ClientSide {
+    if encryption == EncryptionType::ClientSide && head.encryption.client_side_read.is_none() {
         return Err(SampleFailure::ClientSideEncrypted { bucket: bucket.into(), key: key.into() });
     }
     if detected.format == FileFormat::Unknown
@@ -231,7 +231,7 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
     let probe = options.inference.footer_probe_bytes.max(8);
     let mut tail = target.get(ByteRange::Suffix(probe)).await?;
     let encryption = encryption_of(&tail.encryption);
-    if encryption == EncryptionType::ClientSide {
+    if encryption == EncryptionType::ClientSide && tail.encryption.client_side_read.is_none() {
         return Err(SampleFailure::ClientSideEncrypted {
             bucket: target.bucket.into(),
             key: target.key.into(),
@@ -435,8 +435,20 @@ pub async fn reader_for(
     user: Option<crate::aws::identity::UserIdentity>,
     allow_service_identity: bool,
     sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
+    cse: Option<Arc<crate::cse::ClientSideDecryption>>,
     stats: Arc<crate::aws::RequestStats>,
 ) -> Result<Reader, ReaderError> {
+    // Client-side decryption reads (and calls KMS) as the same identity as the store.
+    let decrypting = |store: Arc<dyn ObjectStore>, kms: aws_sdk_kms::Client| -> Arc<dyn ObjectStore> {
+        match &cse {
+            Some(config) => Arc::new(crate::cse::DecryptingStore::new(
+                store,
+                config.clone(),
+                Some(Arc::new(crate::cse::SdkDataKeyDecryptor::new(kms, stats.clone()))),
+            )),
+            None => store,
+        }
+    };
     let keyed = |store: SdkObjectStore| -> Arc<dyn ObjectStore> {
         match &sse_c {
             Some(keys) => Arc::new(store.with_sse_c(keys.clone())),
@@ -456,13 +468,14 @@ pub async fn reader_for(
             // The operator's SSE-C keys serve the user's reads too (S3 still checks the user's
             // own permissions on the object).
             Ok(Reader {
-                store: keyed(SdkObjectStore::new(ctx.s3_client(), stats)),
+                store: decrypting(keyed(SdkObjectStore::new(ctx.s3_client(), stats.clone())), ctx.kms_client()),
                 principal: Some(caller.arn),
             })
         }
-        None if allow_service_identity => {
-            Ok(Reader { store: keyed(SdkObjectStore::new(service.s3_client(), stats)), principal: None })
-        }
+        None if allow_service_identity => Ok(Reader {
+            store: decrypting(keyed(SdkObjectStore::new(service.s3_client(), stats.clone())), service.kms_client()),
+            principal: None,
+        }),
         None => Err(ReaderError::NoUser),
     }
 }

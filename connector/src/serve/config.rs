@@ -219,6 +219,29 @@ pub struct SamplingSection {
     /// Samples running at once; more are refused at once with RESOURCE_EXHAUSTED
     /// (`TOO_MANY_SAMPLES`), not queued. Default 8.
     pub max_concurrent: u32,
+    /// Decrypt client-side encrypted objects whose data key is KMS-wrapped, calling kms:Decrypt
+    /// as the user. Default false (such objects answer CLIENT_SIDE_ENCRYPTED).
+    pub cse_kms: bool,
+    /// Raw client-side master keys: `BUCKET[/PREFIX]=aes:env:VARIABLE`, `=aes:file:PATH` or
+    /// `=rsa:file:PATH`. Read at start-up. Default none.
+    pub cse_master_keys: Vec<String>,
+    /// Also decrypt legacy V1 (AES-CBC, unauthenticated) objects. Default false.
+    pub cse_allow_v1: bool,
+    /// Client-side encrypted objects up to this size are decrypted whole (authenticated);
+    /// larger ones by ranges. Default 1 MiB.
+    pub cse_full_decrypt_max_bytes: u64,
+}
+
+impl SamplingSection {
+    /// The client-side decryption settings of this section.
+    pub fn cse_settings(&self) -> crate::cse::CseSettings {
+        crate::cse::CseSettings {
+            kms: self.cse_kms,
+            master_keys: self.cse_master_keys.clone(),
+            allow_v1: self.cse_allow_v1,
+            full_decrypt_max_bytes: Some(self.cse_full_decrypt_max_bytes),
+        }
+    }
 }
 
 impl Default for SamplingSection {
@@ -230,6 +253,10 @@ impl Default for SamplingSection {
             allow_sse_c_over_loopback_http: false,
             time_budget_ms: 30_000,
             max_concurrent: 8,
+            cse_kms: false,
+            cse_master_keys: Vec::new(),
+            cse_allow_v1: false,
+            cse_full_decrypt_max_bytes: crate::cse::DEFAULT_FULL_DECRYPT_MAX_BYTES,
         }
     }
 }
@@ -385,6 +412,10 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
     allow_sse_c_over_loopback_http  SSE-C keys over plain HTTP to loopback only (default false)
     time_budget_ms               time a sample may take; beyond: DEADLINE_EXCEEDED (default 30000)
     max_concurrent               samples at once; beyond: RESOURCE_EXHAUSTED (default 8)
+    cse_kms                      decrypt client-side (S3EC V2/V3) objects with KMS-wrapped keys, as the user (default false)
+    cse_master_keys              [\"BUCKET[/PREFIX]=aes:env:VAR\" | \"...=aes:file:PATH\" | \"...=rsa:file:PATH\"]: raw master keys (default none)
+    cse_allow_v1                 also decrypt legacy V1 (AES-CBC, unauthenticated) objects (default false)
+    cse_full_decrypt_max_bytes   objects up to this size are decrypted whole and authenticated, larger by ranges (default 1 MiB)
 ";
 
 #[cfg(test)]

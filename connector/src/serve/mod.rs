@@ -231,7 +231,11 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
         .map_err(|e| invalid(e.to_string()))?;
         Some(Arc::new(keys))
     };
-    let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c);
+    let cse = crate::cse::ClientSideDecryption::load(&config.sampling.cse_settings()).map_err(|e| {
+        ServeError::Config(config::ConfigFileError::Value { key: "sampling.cse_master_keys", reason: e.to_string() })
+    })?;
+    let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c)
+        .with_client_side_decryption(cse.map(Arc::new));
     let mut builder = Server::builder();
     let tls_on = tls.is_some();
     if let Some(tls) = tls {

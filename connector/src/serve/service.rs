@@ -38,6 +38,8 @@ pub struct ConnectorApi {
     stop_streams: CancellationToken,
     /// SSE-C keys for sampling, loaded at start-up.
     sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
+    /// Client-side decryption for sampling, loaded at start-up.
+    cse: Option<Arc<crate::cse::ClientSideDecryption>>,
 }
 
 impl ConnectorApi {
@@ -58,7 +60,14 @@ impl ConnectorApi {
             draining,
             stop_streams,
             sse_c,
+            cse: None,
         }
+    }
+
+    /// Decrypts client-side encrypted objects in samples (`[sampling] cse_*`).
+    pub fn with_client_side_decryption(mut self, cse: Option<Arc<crate::cse::ClientSideDecryption>>) -> Self {
+        self.cse = cse;
+        self
     }
 
     fn refuse_when_draining(&self) -> Result<(), ServiceError> {
@@ -438,6 +447,7 @@ impl ConnectorApi {
             user,
             self.config.sampling.allow_service_identity,
             sse_c,
+            self.cse.clone(),
             stats,
         )
         .await

@@ -105,13 +105,18 @@ pub enum ServiceError {
 /// and encryption the caller cannot undo are FAILED_PRECONDITION, missing things NOT_FOUND.
 pub fn sample_grpc_code(problem_code: &str) -> Code {
     match problem_code {
-        "KMS_ACCESS_DENIED" | "ACCESS_DENIED" | "BUCKET_ACCESS_DENIED" => Code::PermissionDenied,
+        "KMS_ACCESS_DENIED" | "ACCESS_DENIED" | "BUCKET_ACCESS_DENIED" | "CSE_KMS_DECRYPT_DENIED" => {
+            Code::PermissionDenied
+        }
+        "CSE_INSTRUCTION_FILE_MISSING" => Code::NotFound,
+        "CSE_KEY_COMMITMENT_MISMATCH" | "CSE_AUTHENTICATION_FAILED" | "CSE_KMS_INVALID_CIPHERTEXT" => Code::DataLoss,
         "OBJECT_NOT_FOUND" | "BUCKET_NOT_FOUND" | "NO_DATA_FILES" | "KMS_KEY_NOT_FOUND" => Code::NotFound,
         "THROTTLED" | "S3_ERROR" | "NETWORK_ERROR" => Code::Unavailable,
         "SAMPLE_UNKNOWN_COLUMN" => Code::InvalidArgument,
         "INTERNAL_ERROR" => Code::Internal,
         // KMS_KEY_DISABLED, KMS_KEY_PENDING_DELETION, SSE_C_KEY_REQUIRED, CLIENT_SIDE_ENCRYPTED,
-        // and files that cannot be read as their format.
+        // CSE_NO_KEY, CSE_LEGACY_V1_DISABLED, CSE_UNWRAP_FAILED, CSE_INVALID_ENVELOPE,
+        // CSE_UNSUPPORTED, and files that cannot be read as their format.
         _ => Code::FailedPrecondition,
     }
 }

@@ -105,6 +105,13 @@ pub(crate) fn gcm_params(content: &ContentCipher, key: &DataKey) -> Result<Optio
     }
 }
 
+/// Checks the key commitment of suite-115 (V3) content in constant time; `Ok` for the other
+/// content ciphers, which have none. Needs only the data key and the metadata, so a reader can
+/// refuse a tampered object before any (unauthenticated) ranged decryption.
+pub fn verify_key_commitment(envelope: &Envelope, key: &DataKey) -> Result<(), ContentError> {
+    gcm_params(&envelope.content, key).map(|_| ())
+}
+
 /// Decrypts a whole object body.
 ///
 /// GCM bodies are `ciphertext ‖ tag16` and are authenticated; AES-CBC (legacy, unauthenticated)
@@ -186,5 +193,8 @@ mod tests {
         for (name, e, body, legacy, code) in cases {
             assert_eq!(decrypt_object(e, &key, body, legacy).map_err(|e| e.code()), Err(code), "{name}");
         }
+        assert_eq!(verify_key_commitment(&kc, &key), Err(ContentError::KeyCommitmentMismatch));
+        assert_eq!(verify_key_commitment(&gcm, &key), Ok(()));
+        assert_eq!(verify_key_commitment(&cbc, &key), Ok(()));
     }
 }

@@ -15,7 +15,7 @@ pub mod ranged;
 #[cfg(test)]
 mod fixture_tests;
 
-pub use content::{ContentError, decrypt_object};
+pub use content::{ContentError, decrypt_object, verify_key_commitment};
 pub use envelope::{
     ContentCipher, Envelope, EnvelopeError, EnvelopeLocation, FormatVersion, KeyWrapping, locate,
     parse_envelope,
@@ -23,4 +23,4 @@ pub use envelope::{
 pub use keyring::{
     DataKey, KeyringError, KmsDecryptRequest, MasterKey, kms_decrypt_request, unwrap_data_key,
 };
-pub use ranged::{RangePlan, RangedError, decrypt_range, plan_range, plan_suffix};
+pub use ranged::{RangePlan, RangedError, decrypt_range, gcm_plaintext_len, plan_range, plan_suffix};
