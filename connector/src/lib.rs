@@ -3,6 +3,8 @@
 //! - [`aws`]: SDK clients and the narrow seams (list, ranged get, head, bucket encryption,
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
+//! - [`incremental`]: incremental extraction from S3 Inventory reports (find, verify, read,
+//!   snapshot, diff, state).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
 //! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
 //! - [`serve`]: the gRPC service (tonic), a thin adapter over the same library code.
@@ -16,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod concurrency;
 pub mod extract;
+pub mod incremental;
 pub mod output;
 pub mod sample;
 pub mod serve;
