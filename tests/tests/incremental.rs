@@ -17,7 +17,8 @@ use serde_json::Value;
 const SCHEMA: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, EncryptionStatus, BucketKeyStatus";
 
 fn endpoint() -> String {
-    std::env::var("S3C_MOTO_ENDPOINT").expect("S3C_MOTO_ENDPOINT is not set: run the suite with scripts/test.sh")
+    std::env::var("S3C_MOTO_ENDPOINT")
+        .expect("S3C_MOTO_ENDPOINT is not set: run the suite with scripts/test.sh")
 }
 
 async fn client() -> aws_sdk_s3::Client {
@@ -52,7 +53,16 @@ struct Row {
 }
 
 fn row(key: &str, size: u64, modified: &'static str, etag: &'static str, encryption: &'static str) -> Row {
-    Row { key: key.to_string(), version: "v2", latest: true, delete_marker: false, size, modified, etag, encryption }
+    Row {
+        key: key.to_string(),
+        version: "v2",
+        latest: true,
+        delete_marker: false,
+        size,
+        modified,
+        etag,
+        encryption,
+    }
 }
 
 /// S3 Inventory's CSV key encoding (form URL encoding: `+` is a space).
@@ -71,7 +81,11 @@ fn encode_key(key: &str) -> String {
 fn csv_gz(bucket: &str, rows: &[Row]) -> Vec<u8> {
     let mut text = String::new();
     for r in rows {
-        let (size, etag, enc) = if r.delete_marker { (String::new(), "", "") } else { (r.size.to_string(), r.etag, r.encryption) };
+        let (size, etag, enc) = if r.delete_marker {
+            (String::new(), "", "")
+        } else {
+            (r.size.to_string(), r.etag, r.encryption)
+        };
         text.push_str(&format!(
             "\"{bucket}\",\"{}\",\"{}\",\"{}\",\"{}\",\"{size}\",\"{}\",\"{etag}\",\"STANDARD\",\"{enc}\",\"DISABLED\"\n",
             encode_key(&r.key),
@@ -109,9 +123,8 @@ fn parquet_file(bucket: &str, rows: &[Row]) -> Vec<u8> {
         optional binary bucket_key_status (UTF8);
     }";
     let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
-    let props = Arc::new(
-        WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build(),
-    );
+    let props =
+        Arc::new(WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build());
     let millis = |s: &str| chrono_millis(s);
     let mut buf = Vec::new();
     let mut writer = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
@@ -120,14 +133,18 @@ fn parquet_file(bucket: &str, rows: &[Row]) -> Vec<u8> {
     while let Some(mut col) = rg.next_column().unwrap() {
         let strings = |values: Vec<Option<String>>| {
             let defs: Vec<i16> = values.iter().map(|v| i16::from(v.is_some())).collect();
-            let v: Vec<ByteArray> = values.into_iter().flatten().map(|s| ByteArray::from(s.as_str())).collect();
+            let v: Vec<ByteArray> =
+                values.into_iter().flatten().map(|s| ByteArray::from(s.as_str())).collect();
             (v, defs)
         };
         let live = |r: &Row, v: String| (!r.delete_marker).then_some(v);
         match index {
             0 | 1 => {
-                let (v, _) =
-                    strings(rows.iter().map(|r| Some(if index == 0 { bucket.to_string() } else { r.key.to_string() })).collect());
+                let (v, _) = strings(
+                    rows.iter()
+                        .map(|r| Some(if index == 0 { bucket.to_string() } else { r.key.to_string() }))
+                        .collect(),
+                );
                 col.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
             }
             2 | 7 | 8 | 9 | 10 => {
@@ -145,13 +162,20 @@ fn parquet_file(bucket: &str, rows: &[Row]) -> Vec<u8> {
                 col.typed::<ByteArrayType>().write_batch(&v, Some(&d), None).unwrap();
             }
             3 | 4 => {
-                let v: Vec<bool> = rows.iter().map(|r| if index == 3 { r.latest } else { r.delete_marker }).collect();
+                let v: Vec<bool> =
+                    rows.iter().map(|r| if index == 3 { r.latest } else { r.delete_marker }).collect();
                 col.typed::<BoolType>().write_batch(&v, Some(&vec![1; v.len()]), None).unwrap();
             }
             _ => {
                 let vals: Vec<Option<i64>> = rows
                     .iter()
-                    .map(|r| if index == 5 { (!r.delete_marker).then_some(r.size as i64) } else { Some(millis(r.modified)) })
+                    .map(|r| {
+                        if index == 5 {
+                            (!r.delete_marker).then_some(r.size as i64)
+                        } else {
+                            Some(millis(r.modified))
+                        }
+                    })
                     .collect();
                 let d: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
                 let v: Vec<i64> = vals.into_iter().flatten().collect();
@@ -203,7 +227,11 @@ fn report(dest: &str, src: &str, stamp: &str, rows: &[Row], format: Format, part
             Format::Parquet => (parquet_file(src, part), "parquet"),
         };
         let key = format!("{folder}data/{stamp}-{i}.{ext}");
-        entries.push(format!(r#"{{"key":"{key}","size":{},"MD5checksum":"{}"}}"#, bytes.len(), md5_hex(&bytes)));
+        entries.push(format!(
+            r#"{{"key":"{key}","size":{},"MD5checksum":"{}"}}"#,
+            bytes.len(),
+            md5_hex(&bytes)
+        ));
         files.insert(key, bytes);
     }
     let iso = format!("{}T{}:{}:00.000Z", &stamp[..10], &stamp[11..13], &stamp[14..16]);
@@ -252,9 +280,21 @@ fn day1() -> Vec<Row> {
         row("reenc/k.csv", 7, "2024-01-01T00:00:00.000Z", "k1", "SSE-S3"),
         row("sales/_SUCCESS", 0, "2024-01-01T00:00:00.000Z", "z", "SSE-S3"),
         // History: an old version of a current object, and a deleted object.
-        Row { version: "v1", latest: false, ..row("reenc/k.csv", 3, "2023-12-01T00:00:00.000Z", "k0", "NOT-SSE") },
-        Row { latest: true, delete_marker: true, ..row("deleted long ago.csv", 0, "2023-12-02T00:00:00.000Z", "", "") },
-        Row { version: "v1", latest: false, ..row("deleted long ago.csv", 9, "2023-12-01T00:00:00.000Z", "d0", "SSE-S3") },
+        Row {
+            version: "v1",
+            latest: false,
+            ..row("reenc/k.csv", 3, "2023-12-01T00:00:00.000Z", "k0", "NOT-SSE")
+        },
+        Row {
+            latest: true,
+            delete_marker: true,
+            ..row("deleted long ago.csv", 0, "2023-12-02T00:00:00.000Z", "", "")
+        },
+        Row {
+            version: "v1",
+            latest: false,
+            ..row("deleted long ago.csv", 9, "2023-12-01T00:00:00.000Z", "d0", "SSE-S3")
+        },
     ]
 }
 
@@ -262,17 +302,35 @@ fn day1() -> Vec<Row> {
 fn day2() -> Vec<Row> {
     let mut rows: Vec<Row> = day1()
         .into_iter()
-        .filter(|r| !matches!(r.key.as_str(), "gone/old.csv" | "reenc/k.csv" | "sales/dt=2024-01-01/a+b.csv") || !r.latest)
+        .filter(|r| {
+            !matches!(r.key.as_str(), "gone/old.csv" | "reenc/k.csv" | "sales/dt=2024-01-01/a+b.csv")
+                || !r.latest
+        })
         .map(|r| if r.key == "reenc/k.csv" { Row { version: "v1", ..r } } else { r })
         .collect();
     rows.extend([
         row("sales/dt=2024-01-02/part 2.csv", 200, "2024-01-02T00:00:00.000Z", "s2", "SSE-S3"),
-        Row { latest: true, delete_marker: true, ..row("gone/old.csv", 0, "2024-01-02T00:00:00.000Z", "", "") },
-        Row { version: "v1", latest: false, ..row("gone/old.csv", 5, "2024-01-01T00:00:00.000Z", "g1", "SSE-S3") },
+        Row {
+            latest: true,
+            delete_marker: true,
+            ..row("gone/old.csv", 0, "2024-01-02T00:00:00.000Z", "", "")
+        },
+        Row {
+            version: "v1",
+            latest: false,
+            ..row("gone/old.csv", 5, "2024-01-01T00:00:00.000Z", "g1", "SSE-S3")
+        },
         // Re-encrypted in place (copy onto itself with SSE-KMS): same size, new ETag, new date.
         Row { version: "v3", ..row("reenc/k.csv", 7, "2024-01-02T00:00:00.000Z", "k2", "SSE-KMS") },
-        Row { version: "v2", latest: false, ..row("reenc/k.csv", 7, "2024-01-01T00:00:00.000Z", "k1", "SSE-S3") },
-        Row { version: "v3", ..row("sales/dt=2024-01-01/a+b.csv", 60, "2024-01-02T00:00:00.000Z", "ab2", "SSE-S3") },
+        Row {
+            version: "v2",
+            latest: false,
+            ..row("reenc/k.csv", 7, "2024-01-01T00:00:00.000Z", "k1", "SSE-S3")
+        },
+        Row {
+            version: "v3",
+            ..row("sales/dt=2024-01-01/a+b.csv", 60, "2024-01-02T00:00:00.000Z", "ab2", "SSE-S3")
+        },
     ]);
     rows
 }
@@ -306,11 +364,18 @@ impl Run {
 
 fn command(dest: &str, src: &str, state: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = binary_as("test", "test");
-    cmd.args(["incremental", &format!("s3://{dest}/inv/"), "--source-bucket", src, "--configuration-id", "daily"])
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
-        .args(extra);
+    cmd.args([
+        "incremental",
+        &format!("s3://{dest}/inv/"),
+        "--source-bucket",
+        src,
+        "--configuration-id",
+        "daily",
+    ])
+    .arg("--state-dir")
+    .arg(state)
+    .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
+    .args(extra);
     cmd
 }
 
@@ -318,7 +383,11 @@ fn run(dest: &str, src: &str, state: &Path, extra: &[&str]) -> Run {
     let out = command(dest, src, state, extra).output().expect("run the binary");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let records = stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    Run { code: out.status.code().unwrap_or(-1), records, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        records,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// The state directory's files, with their bytes.
@@ -331,7 +400,10 @@ fn state_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.insert(path.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&path).unwrap());
+                out.insert(
+                    path.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&path).unwrap(),
+                );
             }
         }
     }
@@ -377,7 +449,12 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     assert_eq!(s["reportTimestamp"], "2024-01-01T00-00Z");
     assert_eq!(u64_field(s, "filesRead"), 2);
     assert_eq!(u64_field(s, "rowsRead"), 10);
-    let sales = first.of_kind("dataset").into_iter().find(|d| d["prefix"] == "sales/").expect("sales dataset").clone();
+    let sales = first
+        .of_kind("dataset")
+        .into_iter()
+        .find(|d| d["prefix"] == "sales/")
+        .expect("sales dataset")
+        .clone();
     assert_eq!(sales["kind"], "ADDED");
     assert_eq!(u64_field(&sales, "objectsAdded"), 2, "junk (_SUCCESS) is not part of the dataset");
     let junk = first.of_kind("object").into_iter().find(|o| o["key"] == "sales/_SUCCESS").unwrap().clone();
@@ -410,10 +487,16 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     assert_eq!(datasets["sales/"]["bytesDelta"], "210", "+200 added, +10 rewritten");
     assert_eq!(u64_field(&datasets["sales/"]["dataset"], "fileCount"), 3);
     let s = second.summary();
-    assert_eq!((u64_field(s, "objectsAdded"), u64_field(s, "objectsRemoved"), u64_field(s, "objectsChanged")), (1, 1, 2));
+    assert_eq!(
+        (u64_field(s, "objectsAdded"), u64_field(s, "objectsRemoved"), u64_field(s, "objectsChanged")),
+        (1, 1, 2)
+    );
     assert_eq!(s["previousReportTimestamp"], "2024-01-01T00-00Z");
     assert_eq!(s["previousSnapshotId"], first.summary()["snapshotId"]);
-    assert!(second.records.iter().all(|r| r["runId"] == s["snapshotId"]), "every record carries the snapshot id");
+    assert!(
+        second.records.iter().all(|r| r["runId"] == s["snapshotId"]),
+        "every record carries the snapshot id"
+    );
 
     // The same report again: nothing but a summary saying so; the state is unchanged.
     let before = state_files(state.path());
@@ -427,7 +510,11 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     // An older report, asked for explicitly, is refused with a clear message.
     let older = run(&dest, &src, state.path(), &["--report", "2024-01-01T00-00Z"]);
     assert_eq!(older.code, 1);
-    assert!(older.stderr.contains("STATE_OLDER_REPORT") && older.stderr.contains("older than"), "{}", older.stderr);
+    assert!(
+        older.stderr.contains("STATE_OLDER_REPORT") && older.stderr.contains("older than"),
+        "{}",
+        older.stderr
+    );
     assert_eq!(state_files(state.path()), before);
 }
 
@@ -508,7 +595,8 @@ async fn a_truncated_gzip_file_is_typed_and_leaves_the_state() {
             let mut bytes = r.files[&key].clone();
             bytes.truncate(bytes.len() - 12);
             // The manifest lists the truncated file's own MD5: only the gzip stream is short.
-            let old = format!("\"size\":{},\"MD5checksum\":\"{}\"", r.files[&key].len(), md5_hex(&r.files[&key]));
+            let old =
+                format!("\"size\":{},\"MD5checksum\":\"{}\"", r.files[&key].len(), md5_hex(&r.files[&key]));
             let new = format!("\"size\":{},\"MD5checksum\":\"{}\"", bytes.len(), md5_hex(&bytes));
             r.files.insert(key, bytes);
             rewrite_manifest(r, |m| m.replace(&old, &new));
@@ -533,8 +621,12 @@ async fn a_manifest_listing_a_missing_file_is_typed_and_leaves_the_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_file_format_is_typed_and_leaves_the_state() {
-    day2_fails_with("format", |r, _| rewrite_manifest(r, |m| m.replace("\"CSV\"", "\"Avro\"")), "MANIFEST_UNKNOWN_FILE_FORMAT")
-        .await;
+    day2_fails_with(
+        "format",
+        |r, _| rewrite_manifest(r, |m| m.replace("\"CSV\"", "\"Avro\"")),
+        "MANIFEST_UNKNOWN_FILE_FORMAT",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +675,12 @@ async fn a_denied_data_file_read_aborts_before_the_diff() {
     day2_fails_with(
         "denied",
         |r, _| {
-            rewrite_manifest(r, |m| m.replace("\"destinationBucket\":\"arn:aws:s3:::", "\"destinationBucket\":\"arn:aws:s3:::nosuch-"))
+            rewrite_manifest(r, |m| {
+                m.replace(
+                    "\"destinationBucket\":\"arn:aws:s3:::",
+                    "\"destinationBucket\":\"arn:aws:s3:::nosuch-",
+                )
+            })
         },
         "BUCKET_NOT_FOUND",
     )
@@ -611,7 +708,11 @@ async fn killing_the_process_mid_run_then_rerunning_gives_the_same_changes_and_s
     // Kill the process as soon as its first change record is out (no sleeps: the pipe says
     // when). Day 2 adds thousands of objects, far more output than a pipe buffers, so the
     // process is blocked writing (before its commit) until we read on: it cannot finish first.
-    let mut child = command(&dest, &src, killed_state.path(), &[]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = command(&dest, &src, killed_state.path(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -640,7 +741,12 @@ async fn csv_and_parquet_reports_of_the_same_objects_give_identical_snapshots() 
     let dest_parquet = format!("{dest_csv}-pq");
     create_buckets(&s3, &[&dest_csv, &dest_parquet, &src]).await;
     upload(&s3, &dest_csv, &report(&dest_csv, &src, "2024-01-02T00-00Z", &day2(), Format::Csv, 2)).await;
-    upload(&s3, &dest_parquet, &report(&dest_parquet, &src, "2024-01-02T00-00Z", &day2(), Format::Parquet, 2)).await;
+    upload(
+        &s3,
+        &dest_parquet,
+        &report(&dest_parquet, &src, "2024-01-02T00-00Z", &day2(), Format::Parquet, 2),
+    )
+    .await;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let csv = run(&dest_csv, &src, a.path(), &[]);
     let parquet = run(&dest_parquet, &src, b.path(), &[]);
@@ -681,7 +787,11 @@ async fn the_newest_complete_report_is_found_and_the_lambda_pointer_is_followed(
     assert_eq!(run2.summary()["reportTimestamp"], "2024-01-01T00-00Z", "the pointer wins over the listing");
     s3.delete_object().bucket(&dest).key(format!("inv/{src}/daily/latest.json")).send().await.unwrap();
     let run3 = run(&dest, &src, state.path(), &[]);
-    assert_eq!(run3.summary()["reportTimestamp"], "2024-01-02T00-00Z", "without pointer: the newest complete report");
+    assert_eq!(
+        run3.summary()["reportTimestamp"],
+        "2024-01-02T00-00Z",
+        "without pointer: the newest complete report"
+    );
     assert_eq!(run3.summary()["stateAdvanced"], true);
 }
 
@@ -738,7 +848,8 @@ async fn extract_incremental_streams_the_cli_records_and_dry_runs_leave_the_stat
     assert_eq!(pointer(grpc_state.path()), pointer(cli_state.path()));
 
     // An older report is refused with FAILED_PRECONDITION and the engine's code.
-    let mut stream = client.extract_incremental(request("2024-01-01T00-00Z", false)).await.unwrap().into_inner();
+    let mut stream =
+        client.extract_incremental(request("2024-01-01T00-00Z", false)).await.unwrap().into_inner();
     let status = loop {
         match stream.next().await {
             Some(Ok(record)) => panic!("no record expected: {record:?}"),

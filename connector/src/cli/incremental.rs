@@ -69,8 +69,10 @@ pub struct IncrementalArgs {
 
 impl IncrementalArgs {
     fn spec(&self) -> anyhow::Result<InventorySpec> {
-        let (bucket, prefix) = crate::extract::targets::split_s3_uri(&self.destination)
-            .with_context(|| format!("DESTINATION {:?} is not an s3://bucket/prefix/ URI", self.destination))?;
+        let (bucket, prefix) =
+            crate::extract::targets::split_s3_uri(&self.destination).with_context(|| {
+                format!("DESTINATION {:?} is not an s3://bucket/prefix/ URI", self.destination)
+            })?;
         anyhow::ensure!(
             crate::extract::targets::is_valid_bucket_name(&self.source_bucket),
             "--source-bucket {:?} is not a valid bucket name",

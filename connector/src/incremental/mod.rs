@@ -36,7 +36,8 @@ use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
     DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry, ObjectChange,
-    ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader, merge_join,
+    ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader,
+    merge_join,
 };
 use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, parquet};
 use s3_connector_domain::model::ObjectMeta;
@@ -179,7 +180,8 @@ pub async fn resolve_configuration(
     if let Some(id) = &spec.configuration_id {
         return Ok(id.clone());
     }
-    let configs = source.inventory_configurations(&spec.source_bucket).await.map_err(IncrementalError::Aws)?;
+    let configs =
+        source.inventory_configurations(&spec.source_bucket).await.map_err(IncrementalError::Aws)?;
     let matching: Vec<String> = configs
         .iter()
         .filter(|c| {
@@ -235,7 +237,10 @@ pub async fn locate_report(
         }
         let location = parse(&pointer.report_timestamp).map_err(|e| invalid(e.to_string()))?;
         if pointer.manifest_key != location.manifest_key() {
-            return Err(invalid(format!("manifestKey {:?} is not in the report folder", pointer.manifest_key)));
+            return Err(invalid(format!(
+                "manifestKey {:?} is not in the report folder",
+                pointer.manifest_key
+            )));
         }
         return Ok(location);
     }
@@ -289,12 +294,14 @@ pub async fn read_manifest(
 ) -> Result<Manifest, IncrementalError> {
     let bucket = &spec.destination_bucket;
     let (manifest_key, checksum_key) = (location.manifest_key(), location.checksum_key());
-    let checksum = get_small(source, bucket, &checksum_key, MAX_SMALL_FILE_BYTES)
-        .await?
-        .ok_or_else(|| IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: checksum_key.clone() })?;
-    let manifest_bytes = get_small(source, bucket, &manifest_key, MAX_MANIFEST_BYTES)
-        .await?
-        .ok_or_else(|| IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: manifest_key.clone() })?;
+    let checksum =
+        get_small(source, bucket, &checksum_key, MAX_SMALL_FILE_BYTES).await?.ok_or_else(|| {
+            IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: checksum_key.clone() }
+        })?;
+    let manifest_bytes =
+        get_small(source, bucket, &manifest_key, MAX_MANIFEST_BYTES).await?.ok_or_else(|| {
+            IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: manifest_key.clone() }
+        })?;
     let manifest_error =
         |source| IncrementalError::Manifest { bucket: bucket.clone(), key: manifest_key.clone(), source };
     manifest::verify_checksum(&manifest_bytes, &checksum).map_err(manifest_error)?;
@@ -405,7 +412,8 @@ async fn read_data_file(
         }
         Err(e) => return Err(IncrementalError::Aws(e)),
     };
-    let join_error = |e: tokio::task::JoinError| IncrementalError::Internal(format!("reader task failed: {e}"));
+    let join_error =
+        |e: tokio::task::JoinError| IncrementalError::Internal(format!("reader task failed: {e}"));
     match reader {
         FileReader::CsvGzip => {
             let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
@@ -444,8 +452,12 @@ async fn read_data_file(
         }
         FileReader::Parquet => {
             let limit = options.max_parquet_file_bytes;
-            let too_large =
-                |size| IncrementalError::TooLarge { bucket: bucket.clone(), key: file.key.clone(), size, limit };
+            let too_large = |size| IncrementalError::TooLarge {
+                bucket: bucket.clone(),
+                key: file.key.clone(),
+                size,
+                limit,
+            };
             if body.size > limit {
                 return Err(too_large(body.size));
             }
@@ -567,7 +579,8 @@ async fn build_snapshot(
             None => break,
         }
     }
-    let builder = builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))??;
+    let builder =
+        builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))??;
     tokio::task::spawn_blocking(move || builder.finish(&path))
         .await
         .map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?
@@ -623,8 +636,11 @@ async fn run_unboxed(
                 summary.object_count = reader.info().object_count;
             }
             commit(&sink).await?;
-            send(&sink, changes::envelope(&pointer.snapshot_id, pb::change_record::Record::Summary(summary.clone())))
-                .await?;
+            send(
+                &sink,
+                changes::envelope(&pointer.snapshot_id, pb::change_record::Record::Summary(summary.clone())),
+            )
+            .await?;
             return Ok(IncrementalOutcome { summary });
         }
         ReportDisposition::Process { snapshot_path, previous } => (snapshot_path, previous),
@@ -634,7 +650,9 @@ async fn run_unboxed(
         summary.previous_snapshot_id = p.snapshot_id.clone();
     }
 
-    let info = build_snapshot(source.clone(), &manifest, header, snapshot_path, options.clone(), &mut summary).await?;
+    let info =
+        build_snapshot(source.clone(), &manifest, header, snapshot_path, options.clone(), &mut summary)
+            .await?;
     let run_id = info.snapshot_id();
     summary.snapshot_id = run_id.clone();
     summary.object_count = info.object_count;
@@ -815,10 +833,8 @@ mod tests {
 
     /// Puts a CSV report (one data file) of `rows` (`key,size,etag,encryption`) for `stamp`.
     fn put_report(source: &FakeSource, stamp: &str, created_ms: i64, rows: &[(&str, u64, &str, &str)]) {
-        let text: String = rows
-            .iter()
-            .map(|(k, size, etag, enc)| format!("src,{k},{size},{etag},{enc}\n"))
-            .collect();
+        let text: String =
+            rows.iter().map(|(k, size, etag, enc)| format!("src,{k},{size},{etag},{enc}\n")).collect();
         let data = gzip(&text);
         let data_key = format!("inv/src/daily/data/{stamp}.csv.gz");
         let manifest = format!(
@@ -897,10 +913,12 @@ mod tests {
             configs: vec![config("daily", "dest", "inv"), config("other", "elsewhere", "")],
             ..FakeSource::default()
         });
-        put_report(&source, "2024-01-01T00-00Z", 1_704_067_200_000, &[
-            ("t/a.csv", 1, "e1", "SSE-S3"),
-            ("t/b+c.csv", 2, "e2", "SSE-S3"),
-        ]);
+        put_report(
+            &source,
+            "2024-01-01T00-00Z",
+            1_704_067_200_000,
+            &[("t/a.csv", 1, "e1", "SSE-S3"), ("t/b+c.csv", 2, "e2", "SSE-S3")],
+        );
         let dir = tempfile::tempdir().unwrap();
         let state = StateLocation::Local(dir.path().to_path_buf());
         let (records, result) = run_once(source.clone(), state.clone(), spec()).await;
@@ -910,10 +928,12 @@ mod tests {
         assert!(outcome.summary.state_advanced);
 
         // Day 2: b re-encrypted, a removed, d added. Day 3 is in delivery (no checksum).
-        put_report(&source, "2024-01-02T00-00Z", 1_704_153_600_000, &[
-            ("t/b+c.csv", 2, "e3", "SSE-KMS"),
-            ("t/d.csv", 4, "e4", "SSE-KMS"),
-        ]);
+        put_report(
+            &source,
+            "2024-01-02T00-00Z",
+            1_704_153_600_000,
+            &[("t/b+c.csv", 2, "e3", "SSE-KMS"), ("t/d.csv", 4, "e4", "SSE-KMS")],
+        );
         source.put("dest", "inv/src/daily/2024-01-03T00-00Z/manifest.json", "{}");
         // A denied data file stops the run before the diff: no records, state unchanged.
         let denied = Arc::new(FakeSource {
@@ -975,7 +995,10 @@ mod tests {
 
     #[tokio::test]
     async fn locating_reports_and_configurations_fails_with_typed_errors() {
-        let source = FakeSource { configs: vec![config("a", "dest", "inv/"), config("b", "dest", "/inv")], ..FakeSource::default() };
+        let source = FakeSource {
+            configs: vec![config("a", "dest", "inv/"), config("b", "dest", "/inv")],
+            ..FakeSource::default()
+        };
         let err = resolve_configuration(&source, &spec()).await.unwrap_err();
         assert_eq!(err.code(), "INVENTORY_CONFIGURATION_AMBIGUOUS");
         let err = resolve_configuration(&FakeSource::default(), &spec()).await.unwrap_err();
@@ -986,7 +1009,10 @@ mod tests {
         let err = locate_report(&source, &spec(), "a").await.unwrap_err();
         assert_eq!(err.code(), "INVENTORY_INVALID_POINTER");
         let asked = InventorySpec { report_timestamp: Some("yesterday".into()), ..spec() };
-        assert_eq!(locate_report(&source, &asked, "a").await.unwrap_err().code(), "INVENTORY_BAD_REPORT_TIMESTAMP");
+        assert_eq!(
+            locate_report(&source, &asked, "a").await.unwrap_err().code(),
+            "INVENTORY_BAD_REPORT_TIMESTAMP"
+        );
         let asked = InventorySpec { report_timestamp: Some("2024-01-01T00-00Z".into()), ..spec() };
         let location = locate_report(&source, &asked, "a").await.unwrap();
         let err = read_manifest(&source, &asked, &location).await.unwrap_err();

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::aws::control::{BucketControl, InventoryConfig, SdkBucketControl};
-use crate::aws::{AwsContext, AwsError, AwsErrorKind, ListPage, ListRequest, ObjectStore, RequestStats, SdkObjectStore};
+use crate::aws::{
+    AwsContext, AwsError, AwsErrorKind, ListPage, ListRequest, ObjectStore, RequestStats, SdkObjectStore,
+};
 
 /// A GET whose body is read as a stream of chunks, in order.
 pub struct ObjectBody {
@@ -35,8 +37,13 @@ pub trait InventorySource: Send + Sync {
     async fn get(&self, bucket: &str, key: &str) -> Result<ObjectBody, AwsError>;
     /// PutObject of a local file, encrypted with SSE-KMS under `kms_key_id` (or the bucket
     /// default when `None`).
-    async fn put_file(&self, bucket: &str, key: &str, path: &Path, kms_key_id: Option<&str>)
-    -> Result<(), AwsError>;
+    async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        kms_key_id: Option<&str>,
+    ) -> Result<(), AwsError>;
     /// The source bucket's inventory configurations.
     async fn inventory_configurations(&self, bucket: &str) -> Result<Vec<InventoryConfig>, AwsError>;
 }

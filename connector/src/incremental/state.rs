@@ -47,8 +47,9 @@ pub enum StateLocation {
 impl StateLocation {
     /// Parses `s3://bucket/prefix` (a trailing `/` is added to a non-empty prefix).
     pub fn s3(url: &str, kms_key_id: Option<String>) -> Result<StateLocation, IncrementalError> {
-        let (bucket, prefix) = crate::extract::targets::split_s3_uri(url)
-            .ok_or_else(|| IncrementalError::StateLocation(format!("{url:?} is not an s3://bucket/prefix URL")))?;
+        let (bucket, prefix) = crate::extract::targets::split_s3_uri(url).ok_or_else(|| {
+            IncrementalError::StateLocation(format!("{url:?} is not an s3://bucket/prefix URL"))
+        })?;
         let bucket = bucket.to_string();
         if !crate::extract::targets::is_valid_bucket_name(&bucket) {
             return Err(IncrementalError::StateLocation(format!("{bucket:?} is not a valid bucket name")));
@@ -101,7 +102,12 @@ async fn download(
     if let Some(limit) = limit
         && body.size > limit
     {
-        return Err(IncrementalError::TooLarge { bucket: bucket.into(), key: key.into(), size: body.size, limit });
+        return Err(IncrementalError::TooLarge {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: body.size,
+            limit,
+        });
     }
     let io = |e: std::io::Error| IncrementalError::StateLocation(format!("{}: {e}", path.display()));
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
@@ -133,7 +139,11 @@ impl RunState {
                 let store = StateStore::open(mirror.path())?;
                 let state = RunState {
                     store,
-                    remote: Some(Remote { bucket: bucket.clone(), prefix: prefix.clone(), kms_key_id: kms_key_id.clone() }),
+                    remote: Some(Remote {
+                        bucket: bucket.clone(),
+                        prefix: prefix.clone(),
+                        kms_key_id: kms_key_id.clone(),
+                    }),
                     _mirror: Some(mirror),
                 };
                 state.pull(source, source_bucket, configuration_id).await?;
@@ -209,11 +219,17 @@ impl RunState {
         }
         let header = &snapshot.header;
         let dir = self.store.config_dir(&header.source_bucket, &header.configuration_id);
-        let file_name = snapshot.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name =
+            snapshot.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let kms = remote.kms_key_id.as_deref();
-        let snapshot_key = self.remote_key(remote, &header.source_bucket, &header.configuration_id, &file_name);
-        source.put_file(&remote.bucket, &snapshot_key, &snapshot.path, kms).await.map_err(IncrementalError::Aws)?;
-        let pointer_key = self.remote_key(remote, &header.source_bucket, &header.configuration_id, "current.json");
+        let snapshot_key =
+            self.remote_key(remote, &header.source_bucket, &header.configuration_id, &file_name);
+        source
+            .put_file(&remote.bucket, &snapshot_key, &snapshot.path, kms)
+            .await
+            .map_err(IncrementalError::Aws)?;
+        let pointer_key =
+            self.remote_key(remote, &header.source_bucket, &header.configuration_id, "current.json");
         source
             .put_file(&remote.bucket, &pointer_key, &dir.join("current.json"), kms)
             .await

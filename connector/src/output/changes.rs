@@ -3,7 +3,9 @@
 //! The CLI writes them as JSON Lines (proto3 JSON), `ExtractIncremental` streams them: one
 //! conversion for both, as for extraction records.
 
-use s3_connector_domain::inventory::snapshot::{DatasetChange, DatasetChangeKind, ObjectChange, SnapshotObject};
+use s3_connector_domain::inventory::snapshot::{
+    DatasetChange, DatasetChangeKind, ObjectChange, SnapshotObject,
+};
 use s3_connector_proto::v1 as pb;
 
 use super::records::SCHEMA_VERSION;
@@ -17,7 +19,11 @@ fn timestamp(ms: Option<i64>) -> Option<pbjson_types::Timestamp> {
 
 /// Wraps a change.
 pub fn envelope(run_id: &str, record: pb::change_record::Record) -> pb::ChangeRecord {
-    pb::ChangeRecord { schema_version: SCHEMA_VERSION.into(), run_id: run_id.to_string(), record: Some(record) }
+    pb::ChangeRecord {
+        schema_version: SCHEMA_VERSION.into(),
+        run_id: run_id.to_string(),
+        record: Some(record),
+    }
 }
 
 fn object_fields(kind: &str, bucket: &str, now: &SnapshotObject, removed: bool) -> pb::ObjectChange {
@@ -73,7 +79,11 @@ pub fn changed_aspects(change: &DatasetChange) -> Vec<String> {
 
 /// A dataset change as a record. `dataset` is the dataset as it is now (`None` for a removed
 /// dataset); when no re-inferred record is given, one is made from the snapshot's totals.
-pub fn dataset_change(bucket: &str, change: &DatasetChange, dataset: Option<pb::DatasetRecord>) -> pb::DatasetChange {
+pub fn dataset_change(
+    bucket: &str,
+    change: &DatasetChange,
+    dataset: Option<pb::DatasetRecord>,
+) -> pb::DatasetChange {
     let prefix = change.dataset.prefix.clone();
     let dataset = match change.kind {
         DatasetChangeKind::Removed => None,
@@ -93,7 +103,11 @@ pub fn dataset_change(bucket: &str, change: &DatasetChange, dataset: Option<pb::
         bucket: bucket.to_string(),
         prefix,
         dataset,
-        changed_aspects: if change.kind == DatasetChangeKind::Changed { changed_aspects(change) } else { Vec::new() },
+        changed_aspects: if change.kind == DatasetChangeKind::Changed {
+            changed_aspects(change)
+        } else {
+            Vec::new()
+        },
         objects_added: change.objects_added,
         objects_removed: change.objects_removed,
         objects_changed: change.objects_changed,

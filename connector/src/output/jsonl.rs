@@ -4,7 +4,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-
 /// Where records go.
 pub enum Destination {
     /// Standard output.
@@ -145,7 +144,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("changes.jsonl");
         let mut w = JsonLinesWriter::open(&Destination::File(path.clone())).unwrap();
-        let record = |id: &str| pb::ChangeRecord { schema_version: "v".into(), run_id: id.into(), record: None };
+        let record =
+            |id: &str| pb::ChangeRecord { schema_version: "v".into(), run_id: id.into(), record: None };
         w.write(&record("a")).unwrap();
         w.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1, "committed lines are on disk");

@@ -159,8 +159,14 @@ fn version() -> &'static str {
 }
 
 /// RPCs with an engine in this build.
-const IMPLEMENTED_RPCS: &[&str] =
-    &["ExtractMetadata", "ExtractIncremental", "SampleRows", "CheckAccess", "GeneratePolicies", "GetCapabilities"];
+const IMPLEMENTED_RPCS: &[&str] = &[
+    "ExtractMetadata",
+    "ExtractIncremental",
+    "SampleRows",
+    "CheckAccess",
+    "GeneratePolicies",
+    "GetCapabilities",
+];
 
 #[tonic::async_trait]
 impl ConnectorService for ConnectorApi {
@@ -347,7 +353,8 @@ impl ConnectorApi {
         let state = match (req.state_url.is_empty(), &cfg.state_dir) {
             (false, _) => {
                 let kms = (!req.state_kms_key_id.is_empty()).then(|| req.state_kms_key_id.clone());
-                StateLocation::s3(&req.state_url, kms).map_err(|e| ServiceError::invalid("state_url", e.to_string()))?
+                StateLocation::s3(&req.state_url, kms)
+                    .map_err(|e| ServiceError::invalid("state_url", e.to_string()))?
             }
             (true, _) if !req.state_kms_key_id.is_empty() => {
                 return Err(ServiceError::invalid("state_kms_key_id", "only used with state_url").into());
@@ -394,7 +401,8 @@ impl ConnectorApi {
                             if tx.send(*record).await.is_err() {
                                 return;
                             }
-                            metrics::counter!(m::RECORDS_STREAMED, "method" => "ExtractIncremental").increment(1);
+                            metrics::counter!(m::RECORDS_STREAMED, "method" => "ExtractIncremental")
+                                .increment(1);
                         }
                         Output::Commit(ack) => {
                             let drained = tx.reserve_many(tx.max_capacity()).await.map(drop);

@@ -187,8 +187,12 @@ pub fn from_config_error(e: ConfigError) -> ServiceError {
 pub fn incremental_grpc_code(code: &str) -> Code {
     match code {
         "ACCESS_DENIED" | "KMS_ACCESS_DENIED" | "BUCKET_ACCESS_DENIED" => Code::PermissionDenied,
-        "INVENTORY_NOT_CONFIGURED" | "INVENTORY_NO_REPORT" | "INVENTORY_FILE_MISSING" | "BUCKET_NOT_FOUND"
-        | "OBJECT_NOT_FOUND" | "KMS_KEY_NOT_FOUND" => Code::NotFound,
+        "INVENTORY_NOT_CONFIGURED"
+        | "INVENTORY_NO_REPORT"
+        | "INVENTORY_FILE_MISSING"
+        | "BUCKET_NOT_FOUND"
+        | "OBJECT_NOT_FOUND"
+        | "KMS_KEY_NOT_FOUND" => Code::NotFound,
         "INVENTORY_CONFIGURATION_AMBIGUOUS" | "INVENTORY_BAD_REPORT_TIMESTAMP" | "STATE_LOCATION_INVALID" => {
             Code::InvalidArgument
         }
