@@ -3,6 +3,8 @@
 //! - [`aws`]: SDK clients and the narrow seams (list, ranged get, head, bucket encryption,
 //!   describe key, caller identity) that the rest of the crate uses.
 //! - [`extract`]: the extraction pipeline (listing shards, grouping, inference, encryption).
+//! - [`incremental`]: incremental extraction from S3 Inventory reports (find, verify, read,
+//!   snapshot, diff, state).
 //! - [`output`]: records (the proto contract), JSON Lines and the human summary.
 //! - [`cse`]: client-side decryption (S3 Encryption Client V1/V2/V3) on the read path.
 //! - [`check`]: access diagnostics (`check` command, `CheckAccess` RPC).
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod concurrency;
 pub mod cse;
 pub mod extract;
+pub mod incremental;
 pub mod output;
 pub mod sample;
 pub mod serve;

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod cse;
 pub mod extract;
+pub mod incremental;
 pub mod policy;
 pub mod sample;
 pub mod serve;
@@ -41,6 +42,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Full metadata extraction of buckets: datasets, formats, schemas, encryption, problems.
     Extract(Box<extract::ExtractArgs>),
+    /// Incremental extraction from S3 Inventory reports: the object and dataset changes since
+    /// the last processed report (verified manifests and data files, CSV or Parquet), then the
+    /// state advances once every change is written.
+    Incremental(Box<incremental::IncrementalArgs>),
     /// IAM and KMS policy documents for a described setup (connector role, trust policy with
     /// ExternalId, inventory key policy, Lambda role, sampling users). Makes no AWS calls.
     Policy(policy::PolicyArgs),
@@ -58,6 +63,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Extract(args) => extract::run(*args).await,
+        Command::Incremental(args) => incremental::run(*args).await,
         Command::Policy(args) => policy::run(args),
         Command::Check(args) => check::run(*args).await,
         Command::Serve(args) => serve::run(args).await,

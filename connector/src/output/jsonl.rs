@@ -4,8 +4,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use s3_connector_proto::v1 as pb;
-
 /// Where records go.
 pub enum Destination {
     /// Standard output.
@@ -18,6 +16,8 @@ pub enum Destination {
 /// Writes records as JSON Lines.
 pub struct JsonLinesWriter {
     out: Box<dyn Write + Send>,
+    /// The open file, for fsync (file destinations).
+    file: Option<File>,
     final_path: Option<(PathBuf, PathBuf)>,
     records: u64,
 }
@@ -34,6 +34,7 @@ impl JsonLinesWriter {
         match destination {
             Destination::Stdout => Ok(JsonLinesWriter {
                 out: Box::new(BufWriter::new(io::stdout())),
+                file: None,
                 final_path: None,
                 records: 0,
             }),
@@ -41,6 +42,7 @@ impl JsonLinesWriter {
                 let partial = partial_path(path);
                 let file = File::create(&partial)?;
                 Ok(JsonLinesWriter {
+                    file: Some(file.try_clone()?),
                     out: Box::new(BufWriter::new(file)),
                     final_path: Some((partial, path.clone())),
                     records: 0,
@@ -49,8 +51,8 @@ impl JsonLinesWriter {
         }
     }
 
-    /// Writes one record.
-    pub fn write(&mut self, record: &pb::ExtractRecord) -> io::Result<()> {
+    /// Writes one record (any proto3-JSON message: `ExtractRecord`, `ChangeRecord`).
+    pub fn write<T: serde::Serialize>(&mut self, record: &T) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, record).map_err(io::Error::other)?;
         self.out.write_all(b"\n")?;
         self.records += 1;
@@ -60,6 +62,26 @@ impl JsonLinesWriter {
     /// Records written so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Makes everything written so far durable before the caller acts on it (incremental
+    /// extraction advances its state after this): flushes, fsyncs (a file; stdout when it is a
+    /// file, a pipe cannot be), and moves a file destination to its final name, so that what
+    /// the state says was delivered is there under that name. Later records go to the same
+    /// (renamed) file.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        match &self.file {
+            Some(file) => file.sync_all()?,
+            None => sync_stdout(),
+        }
+        if let Some((partial, path)) = self.final_path.take() {
+            std::fs::rename(&partial, &path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives up on a failed run: a file destination's partial file is removed.
@@ -73,6 +95,9 @@ impl JsonLinesWriter {
     /// Flushes and, for files, moves the finished file into place.
     pub fn finish(mut self) -> io::Result<()> {
         self.out.flush()?;
+        if let Some(file) = &self.file {
+            file.sync_all()?;
+        }
         drop(self.out);
         if let Some((partial, path)) = self.final_path.take() {
             std::fs::rename(partial, path)?;
@@ -81,9 +106,19 @@ impl JsonLinesWriter {
     }
 }
 
+/// fsync of standard output when it is a regular file; pipes and terminals have nothing to
+/// sync (the reader has the bytes once they are written), so errors are ignored.
+fn sync_stdout() {
+    use std::os::fd::AsFd;
+    if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
+        let _ = File::from(fd).sync_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use s3_connector_proto::v1 as pb;
 
     #[test]
     fn file_output_appears_only_when_finished() {
@@ -102,5 +137,22 @@ mod tests {
         assert_eq!(text.lines().count(), 1);
         let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(v["runId"], "r");
+    }
+
+    #[test]
+    fn commit_makes_the_file_visible_and_later_records_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("changes.jsonl");
+        let mut w = JsonLinesWriter::open(&Destination::File(path.clone())).unwrap();
+        let record =
+            |id: &str| pb::ChangeRecord { schema_version: "v".into(), run_id: id.into(), record: None };
+        w.write(&record("a")).unwrap();
+        w.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1, "committed lines are on disk");
+        w.write(&record("b")).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(!dir.path().join("changes.jsonl.partial").exists());
     }
 }

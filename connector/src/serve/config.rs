@@ -27,6 +27,8 @@ pub struct ServeConfig {
     pub limits: LimitsSection,
     /// Sampling rules.
     pub sampling: SamplingSection,
+    /// Incremental extraction (`ExtractIncremental`).
+    pub incremental: IncrementalSection,
 }
 
 /// `[server]`.
@@ -261,6 +263,32 @@ impl Default for SamplingSection {
     }
 }
 
+/// `[incremental]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncrementalSection {
+    /// State directory for requests without `state_url` (last processed snapshot per source
+    /// bucket and configuration). Default none: such requests are refused (INVALID_ARGUMENT).
+    pub state_dir: Option<PathBuf>,
+    /// Inventory data files read at once per request. Default 4.
+    pub file_concurrency: u32,
+    /// Decompressed bytes per CSV data file at most. Default 16 GiB.
+    pub max_decompressed_bytes: u64,
+    /// Bytes of one Parquet data file at most (read into memory). Default 1 GiB.
+    pub max_parquet_file_bytes: u64,
+}
+
+impl Default for IncrementalSection {
+    fn default() -> Self {
+        IncrementalSection {
+            state_dir: None,
+            file_concurrency: 4,
+            max_decompressed_bytes: 16 * 1024 * 1024 * 1024,
+            max_parquet_file_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -317,6 +345,7 @@ impl ServeConfig {
             ("limits.max_records", self.limits.max_records),
             ("sampling.max_rows", self.sampling.max_rows),
             ("sampling.max_concurrent", self.sampling.max_concurrent),
+            ("incremental.file_concurrency", self.incremental.file_concurrency),
             ("connection.max_attempts", self.connection.max_attempts),
         ];
         for (key, value) in positive {

@@ -26,6 +26,43 @@ fn normalized_endpoint(e: &str) -> String {
 }
 
 /// The connection a request asks for, over the server's defaults.
+/// The inventory of an `ExtractIncrementalRequest`; errors name the field.
+pub fn inventory_spec(
+    inventory: Option<&pb::InventoryLocation>,
+) -> Result<crate::incremental::InventorySpec, ServiceError> {
+    use crate::incremental::InventorySpec;
+    let inv = inventory.ok_or_else(|| ServiceError::invalid("inventory", "required"))?;
+    for (field, bucket) in [
+        ("inventory.destination_bucket", &inv.destination_bucket),
+        ("inventory.source_bucket", &inv.source_bucket),
+    ] {
+        if !crate::extract::targets::is_valid_bucket_name(bucket) {
+            return Err(ServiceError::invalid(field, format!("'{bucket}' is not a valid bucket name")));
+        }
+    }
+    if inv.configuration_id.contains('/') {
+        return Err(ServiceError::invalid("inventory.configuration_id", "must not contain '/'"));
+    }
+    let report = (!inv.report_timestamp.is_empty()).then(|| inv.report_timestamp.clone());
+    if let Some(stamp) = &report {
+        let probe = format!("p/b/c/{stamp}/manifest.json");
+        if s3_connector_domain::inventory::ReportLocation::parse(&probe).is_err() || stamp.contains('/') {
+            return Err(ServiceError::invalid(
+                "inventory.report_timestamp",
+                format!("'{stamp}' is not a YYYY-MM-DDTHH-MMZ report folder"),
+            ));
+        }
+    }
+    Ok(InventorySpec {
+        destination_bucket: inv.destination_bucket.clone(),
+        destination_prefix: InventorySpec::normalise_prefix(&inv.destination_prefix),
+        source_bucket: inv.source_bucket.clone(),
+        configuration_id: (!inv.configuration_id.is_empty()).then(|| inv.configuration_id.clone()),
+        report_timestamp: report,
+    })
+}
+
+/// Connection settings of a request, over the server's defaults; errors name the field.
 pub fn connection_settings(
     request: Option<&pb::ConnectionSettings>,
     defaults: &ConnectionSection,

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use super::config::ServeConfig;
 use super::convert;
 use super::metrics::{self as m, ActiveExtraction};
-use super::status::{ServiceError, from_config_error, from_extract_error};
+use super::status::{ServiceError, from_config_error, from_extract_error, from_incremental_error};
 use crate::aws::{AwsContext, ConnectionSettings, RequestStats};
 use crate::extract::{Extractor, Services};
 use crate::output::records::json_to_struct;
@@ -172,8 +172,14 @@ fn version() -> &'static str {
 }
 
 /// RPCs with an engine in this build.
-const IMPLEMENTED_RPCS: &[&str] =
-    &["ExtractMetadata", "SampleRows", "CheckAccess", "GeneratePolicies", "GetCapabilities"];
+const IMPLEMENTED_RPCS: &[&str] = &[
+    "ExtractMetadata",
+    "ExtractIncremental",
+    "SampleRows",
+    "CheckAccess",
+    "GeneratePolicies",
+    "GetCapabilities",
+];
 
 #[tonic::async_trait]
 impl ConnectorService for ConnectorApi {
@@ -197,30 +203,13 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ExtractIncrementalRequest>,
     ) -> Result<Response<Self::ExtractIncrementalStream>, Status> {
+        const METHOD: &str = "ExtractIncremental";
         let started = Instant::now();
-        let result = self.unimplemented_after_validation("ExtractIncremental", || {
-            let req = request.get_ref();
-            convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
-            let inv = req.inventory.as_ref().ok_or_else(|| ServiceError::invalid("inventory", "required"))?;
-            for (field, bucket) in [
-                ("inventory.destination_bucket", &inv.destination_bucket),
-                ("inventory.source_bucket", &inv.source_bucket),
-            ] {
-                if !crate::extract::targets::is_valid_bucket_name(bucket) {
-                    return Err(ServiceError::invalid(
-                        field,
-                        format!("'{bucket}' is not a valid bucket name"),
-                    ));
-                }
-            }
-            Ok(())
-        });
-        m::record_call(
-            "ExtractIncremental",
-            result.as_ref().err().map_or(tonic::Code::Ok, Status::code),
-            started,
-        );
-        Err(result.err().unwrap_or_else(|| Status::internal("unreachable")))
+        let result = self.start_incremental(request, started).await;
+        if let Err(status) = &result {
+            m::record_call(METHOD, status.code(), started);
+        }
+        result.map(Response::new)
     }
 
     async fn sample_rows(
@@ -356,6 +345,110 @@ impl ConnectorApi {
         Ok(RecordStream { records, outcome: Some(outcome), task })
     }
 
+    async fn start_incremental(
+        &self,
+        request: Request<pb::ExtractIncrementalRequest>,
+        started: Instant,
+    ) -> Result<RecordStream<pb::ChangeRecord>, Status> {
+        use crate::incremental::source::SdkInventorySource;
+        use crate::incremental::{self, IncrementalOptions, Output, StateLocation};
+        self.refuse_when_draining()?;
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|d| tokio::time::Instant::from_std(started) + d);
+        let req = request.into_inner();
+        let settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
+        let spec = convert::inventory_spec(req.inventory.as_ref())?;
+        let cfg = &self.config.incremental;
+        let state = match (req.state_url.is_empty(), &cfg.state_dir) {
+            (false, _) => {
+                let kms = (!req.state_kms_key_id.is_empty()).then(|| req.state_kms_key_id.clone());
+                StateLocation::s3(&req.state_url, kms)
+                    .map_err(|e| ServiceError::invalid("state_url", e.to_string()))?
+            }
+            (true, _) if !req.state_kms_key_id.is_empty() => {
+                return Err(ServiceError::invalid("state_kms_key_id", "only used with state_url").into());
+            }
+            (true, Some(dir)) => StateLocation::Local(dir.clone()),
+            (true, None) => {
+                return Err(ServiceError::invalid(
+                    "state_url",
+                    "required: this server has no incremental.state_dir",
+                )
+                .into());
+            }
+        };
+        let options = IncrementalOptions {
+            file_concurrency: cfg.file_concurrency.max(1) as usize,
+            max_decompressed_bytes: cfg.max_decompressed_bytes.max(1024),
+            max_parquet_file_bytes: cfg.max_parquet_file_bytes.max(1024),
+            dry_run: req.dry_run,
+            ..IncrementalOptions::default()
+        };
+        let permit = self
+            .extractions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Busy { running: self.config.limits.max_concurrent_extractions })?;
+        let aws = self.contexts.get(&settings).await?;
+        let source = Arc::new(SdkInventorySource::from_aws(&aws, Arc::new(RequestStats::default())));
+        let buffer = self.config.limits.stream_buffer as usize;
+        let (tx, records) = mpsc::channel(buffer);
+        let (outcome_tx, outcome) = oneshot::channel();
+        let stop_streams = self.stop_streams.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let _active = ActiveExtraction::start();
+            let mut call = m::CallRecorder::new("ExtractIncremental", started);
+            let (engine_tx, mut engine_rx) = mpsc::channel::<Output>(16);
+            // Records go to the client's stream; a commit is answered once the stream has taken
+            // every record (all of the channel's slots are free again), so the state advances
+            // only over changes handed to the client.
+            let forward = async move {
+                while let Some(message) = engine_rx.recv().await {
+                    match message {
+                        Output::Record(record) => {
+                            if tx.send(*record).await.is_err() {
+                                return;
+                            }
+                            metrics::counter!(m::RECORDS_STREAMED, "method" => "ExtractIncremental")
+                                .increment(1);
+                        }
+                        Output::Commit(ack) => {
+                            let drained = tx.reserve_many(tx.max_capacity()).await.map(drop);
+                            let _ = ack.send(drained.map_err(|_| "the client went away".to_string()));
+                        }
+                    }
+                }
+            };
+            let run = incremental::run(source, state, spec, options, engine_tx);
+            let work = async move {
+                let (result, ()) = tokio::join!(run, forward);
+                result
+            };
+            let deadline_passed = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result: Result<(), ServiceError> = tokio::select! {
+                r = work => r.map(|_| ()).map_err(from_incremental_error),
+                _ = stop_streams.cancelled() => Err(ServiceError::ShuttingDown),
+                _ = deadline_passed => Err(ServiceError::DeadlineExceeded),
+            };
+            call.finish(result.as_ref().err().map_or(tonic::Code::Ok, |e| e.code_and_reason().0));
+            if let Err(e) = &result {
+                tracing::info!(error = %e, "incremental stream ended early");
+            }
+            let _ = outcome_tx.send(result.map_err(Status::from));
+        });
+        Ok(RecordStream { records, outcome: Some(outcome), task })
+    }
+
     async fn check(&self, req: pb::CheckAccessRequest) -> Result<pb::CheckAccessResponse, ServiceError> {
         use crate::aws::identity::load_base_context;
         use crate::check::{CheckOptions, CheckScope, CheckServices, RoleProbe, run_check};
@@ -470,18 +563,6 @@ impl ConnectorApi {
                     convert::from_sample_failure(failure, &bucket, &key, principal.as_deref())
                 })?;
         Ok(crate::output::records::sample_response(&sample))
-    }
-
-    /// Validates a request of an RPC whose engine is not in this build, then answers
-    /// UNIMPLEMENTED: a client learns about bad arguments first, as it will once it exists.
-    fn unimplemented_after_validation(
-        &self,
-        rpc: &'static str,
-        validate: impl FnOnce() -> Result<(), ServiceError>,
-    ) -> Result<(), Status> {
-        self.refuse_when_draining()?;
-        validate()?;
-        Err(ServiceError::Unimplemented { rpc }.into_status())
     }
 
     fn generate(

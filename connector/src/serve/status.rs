@@ -67,6 +67,15 @@ pub enum ServiceError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another instance")]
     ShuttingDown,
+    /// An incremental run stopped (bad report, unreadable file, older report, state): `code`
+    /// is the engine's stable code (`docs/problems.md`).
+    #[error("{message}")]
+    Incremental {
+        /// Stable code, e.g. `MANIFEST_CHECKSUM_MISMATCH`, `STATE_OLDER_REPORT`.
+        code: &'static str,
+        /// What happened, naming the report, file or state.
+        message: String,
+    },
     /// The RPC is defined in the contract but its engine is not in this build.
     #[error("{rpc} is not implemented by this server version")]
     Unimplemented {
@@ -142,6 +151,7 @@ impl ServiceError {
             ServiceError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
             ServiceError::Unimplemented { .. } => (Code::Unimplemented, "UNIMPLEMENTED"),
             ServiceError::Sample { code, .. } => (sample_grpc_code(code), code),
+            ServiceError::Incremental { code, .. } => (incremental_grpc_code(code), code),
             ServiceError::UserIdentity { code, .. } => (Code::PermissionDenied, code),
             ServiceError::Internal(_) => (Code::Internal, "INTERNAL"),
         }
@@ -194,6 +204,56 @@ pub fn from_config_error(e: ConfigError) -> ServiceError {
     ServiceError::invalid(field, e.to_string())
 }
 
+/// The gRPC code of an incremental run's error code.
+pub fn incremental_grpc_code(code: &str) -> Code {
+    match code {
+        "ACCESS_DENIED" | "KMS_ACCESS_DENIED" | "BUCKET_ACCESS_DENIED" => Code::PermissionDenied,
+        "INVENTORY_NOT_CONFIGURED"
+        | "INVENTORY_NO_REPORT"
+        | "INVENTORY_FILE_MISSING"
+        | "BUCKET_NOT_FOUND"
+        | "OBJECT_NOT_FOUND"
+        | "KMS_KEY_NOT_FOUND" => Code::NotFound,
+        "INVENTORY_CONFIGURATION_AMBIGUOUS" | "INVENTORY_BAD_REPORT_TIMESTAMP" | "STATE_LOCATION_INVALID" => {
+            Code::InvalidArgument
+        }
+        "THROTTLED" | "NETWORK_ERROR" | "S3_ERROR" => Code::Unavailable,
+        "OUTPUT_CLOSED" => Code::Cancelled,
+        "INTERNAL" => Code::Internal,
+        "INVENTORY_FORMAT_UNSUPPORTED" => Code::Unimplemented,
+        // Report content that fails its checksum or cannot be decoded.
+        c if c.ends_with("CHECKSUM_MISMATCH")
+            || c.starts_with("MANIFEST_")
+            || c.starts_with("SNAPSHOT_")
+            || matches!(
+                c,
+                "INVENTORY_DECOMPRESSION_FAILED"
+                    | "INVENTORY_MALFORMED_ROW"
+                    | "INVENTORY_INVALID_VALUE"
+                    | "INVENTORY_UNREADABLE_FILE"
+                    | "INVENTORY_MISSING_COLUMN"
+            ) =>
+        {
+            Code::DataLoss
+        }
+        // Older report, report still in delivery, key states, size limits, state problems.
+        _ => Code::FailedPrecondition,
+    }
+}
+
+/// Errors that stop an incremental run.
+pub fn from_incremental_error(e: crate::incremental::IncrementalError) -> ServiceError {
+    use crate::incremental::IncrementalError;
+    match e {
+        IncrementalError::Aws(aws) if aws.kind == crate::aws::AwsErrorKind::Credentials => {
+            ServiceError::NoCredentials(aws.to_string())
+        }
+        IncrementalError::OutputClosed => ServiceError::Cancelled,
+        IncrementalError::Internal(reason) => ServiceError::Internal(reason),
+        e => ServiceError::Incremental { code: e.code(), message: e.to_string() },
+    }
+}
+
 /// Errors that stop an extraction.
 pub fn from_extract_error(e: ExtractError) -> ServiceError {
     match e {
@@ -242,7 +302,13 @@ mod tests {
             ServiceError::ShuttingDown,
             ServiceError::Unimplemented { rpc: "X" },
             ServiceError::Internal("x".into()),
+            ServiceError::Incremental { code: "STATE_OLDER_REPORT", message: "x".into() },
         ];
+        assert_eq!(incremental_grpc_code("STATE_OLDER_REPORT"), Code::FailedPrecondition);
+        assert_eq!(incremental_grpc_code("INVENTORY_CHECKSUM_MISMATCH"), Code::DataLoss);
+        assert_eq!(incremental_grpc_code("MANIFEST_CHECKSUM_MISMATCH"), Code::DataLoss);
+        assert_eq!(incremental_grpc_code("KMS_ACCESS_DENIED"), Code::PermissionDenied);
+        assert_eq!(incremental_grpc_code("INVENTORY_FILE_MISSING"), Code::NotFound);
         assert_eq!(sample_grpc_code("KMS_ACCESS_DENIED"), Code::PermissionDenied);
         assert_eq!(sample_grpc_code("KMS_KEY_DISABLED"), Code::FailedPrecondition);
         assert_eq!(sample_grpc_code("OBJECT_NOT_FOUND"), Code::NotFound);

@@ -1,0 +1,176 @@
+//! `s3-connector incremental`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::mpsc;
+
+use super::extract::ConnectionArgs;
+use crate::aws::{AwsContext, RequestStats};
+use crate::incremental::source::SdkInventorySource;
+use crate::incremental::{self, IncrementalOptions, InventorySpec, Output, StateLocation};
+use crate::output::jsonl::{Destination, JsonLinesWriter};
+
+/// Options of `incremental`.
+#[derive(Debug, Args)]
+pub struct IncrementalArgs {
+    /// Where the reports are delivered (or forwarded by the Lambda): `s3://bucket/prefix/`.
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+    /// The bucket the inventory describes.
+    #[arg(long, value_name = "BUCKET")]
+    pub source_bucket: String,
+    /// The inventory configuration id (default: the source bucket's one configuration that
+    /// delivers to DESTINATION; needs s3:GetInventoryConfiguration).
+    #[arg(long, value_name = "ID")]
+    pub configuration_id: Option<String>,
+    /// Process this report (`YYYY-MM-DDTHH-MMZ` folder) instead of the newest complete one.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub report: Option<String>,
+    /// Local state directory (last processed snapshot per bucket and configuration).
+    #[arg(long, value_name = "DIR", required_unless_present = "state_url", conflicts_with = "state_url")]
+    pub state_dir: Option<PathBuf>,
+    /// State in S3 instead (`s3://bucket/prefix/`), written with SSE-KMS, for stateless
+    /// containers.
+    #[arg(long, value_name = "URL")]
+    pub state_url: Option<String>,
+    /// KMS key (id, alias or ARN) for the state objects of --state-url (default: the bucket's
+    /// aws:kms default key).
+    #[arg(long, value_name = "KEY", requires = "state_url")]
+    pub state_kms_key_id: Option<String>,
+    /// Compute and write the changes without advancing the state.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write JSON Lines here instead of stdout (written as FILE.partial, renamed once every
+    /// change is written, before the state advances).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Connection options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Inventory data files read in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub file_concurrency: usize,
+    /// Bytes decompressed per CSV data file at most (compression bombs stop here).
+    #[arg(long, default_value_t = 16 * 1024 * 1024 * 1024)]
+    pub max_decompressed_bytes: u64,
+    /// Bytes of one Parquet data file at most (Parquet files are read into memory).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub max_parquet_file_bytes: u64,
+    /// Rows per in-memory sort run while building the snapshot (memory vs. spill files).
+    #[arg(long, default_value_t = s3_connector_domain::inventory::snapshot::DEFAULT_RUN_LEN)]
+    pub sort_run_rows: usize,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl IncrementalArgs {
+    fn spec(&self) -> anyhow::Result<InventorySpec> {
+        let (bucket, prefix) =
+            crate::extract::targets::split_s3_uri(&self.destination).with_context(|| {
+                format!("DESTINATION {:?} is not an s3://bucket/prefix/ URI", self.destination)
+            })?;
+        anyhow::ensure!(
+            crate::extract::targets::is_valid_bucket_name(&self.source_bucket),
+            "--source-bucket {:?} is not a valid bucket name",
+            self.source_bucket
+        );
+        Ok(InventorySpec {
+            destination_bucket: bucket.to_string(),
+            destination_prefix: InventorySpec::normalise_prefix(prefix),
+            source_bucket: self.source_bucket.clone(),
+            configuration_id: self.configuration_id.clone().filter(|c| !c.is_empty()),
+            report_timestamp: self.report.clone(),
+        })
+    }
+
+    fn state(&self) -> anyhow::Result<StateLocation> {
+        match (&self.state_dir, &self.state_url) {
+            (Some(dir), _) => Ok(StateLocation::Local(dir.clone())),
+            (None, Some(url)) => Ok(StateLocation::s3(url, self.state_kms_key_id.clone())?),
+            (None, None) => anyhow::bail!("--state-dir or --state-url is required"),
+        }
+    }
+}
+
+/// Runs `incremental`; returns the exit code.
+pub async fn run(args: IncrementalArgs) -> anyhow::Result<i32> {
+    let spec = args.spec()?;
+    let state = args.state()?;
+    let options = IncrementalOptions {
+        file_concurrency: args.file_concurrency.max(1),
+        max_decompressed_bytes: args.max_decompressed_bytes.max(1024),
+        max_parquet_file_bytes: args.max_parquet_file_bytes.max(1024),
+        sort_run_rows: args.sort_run_rows.max(1),
+        dry_run: args.dry_run,
+    };
+    let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
+    let stats = Arc::new(RequestStats::default());
+    let source = Arc::new(SdkInventorySource::from_aws(&aws, stats.clone()));
+    let destination = match &args.output {
+        Some(path) => Destination::File(path.clone()),
+        None => Destination::Stdout,
+    };
+    let mut writer = JsonLinesWriter::open(&destination).context("cannot open the output")?;
+
+    // Records are written on a blocking thread; a commit request flushes and fsyncs before it
+    // is answered, so the state only advances over changes that are on disk (or in the pipe).
+    let (tx, mut rx) = mpsc::channel::<Output>(256);
+    let writer_task = tokio::task::spawn_blocking(move || -> std::io::Result<JsonLinesWriter> {
+        while let Some(message) = rx.blocking_recv() {
+            match message {
+                Output::Record(record) => writer.write(&*record)?,
+                Output::Commit(ack) => {
+                    let result = writer.commit();
+                    let failed = result.as_ref().err().map(|e| std::io::Error::new(e.kind(), e.to_string()));
+                    let _ = ack.send(result.map_err(|e| e.to_string()));
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(writer)
+    });
+
+    let result = incremental::run(source, state, spec, options, tx).await;
+    let writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            writer.abandon();
+            let code = e.code();
+            return Err(anyhow::Error::new(e).context(format!("incremental extraction failed [{code}]")));
+        }
+    };
+    writer.finish().context("writing records failed")?;
+    if !args.quiet {
+        let s = &outcome.summary;
+        let requests: u64 = stats.snapshot().values().sum();
+        eprintln!(
+            "report {} of s3://{} ({}): {} objects; {} added, {} removed, {} changed; datasets {} added, {} removed, {} changed; {}; {} requests",
+            s.report_timestamp,
+            s.source_bucket,
+            s.configuration_id,
+            s.object_count,
+            s.objects_added,
+            s.objects_removed,
+            s.objects_changed,
+            s.datasets_added,
+            s.datasets_removed,
+            s.datasets_changed,
+            if s.already_processed {
+                "already processed, nothing emitted".to_string()
+            } else if s.state_advanced {
+                format!("state advanced to {}", s.snapshot_id)
+            } else {
+                "state not advanced (dry run)".to_string()
+            },
+            requests,
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,1021 @@
+//! Incremental extraction from S3 Inventory reports (`s3-connector incremental`,
+//! `ExtractIncremental`).
+//!
+//! ```text
+//! locate: configuration id (given, or discovered) → report (given, latest.json pointer, or
+//!         listing of the configuration's folders: newest with manifest.checksum)
+//!   → GET manifest.checksum + manifest.json → MD5 → parse → sourceBucket check
+//!   → StateStore::begin: older report refused, same report = summary only, else:
+//!   → data files, ≤ file_concurrency at once: GET body stream ─► mpsc ─► blocking thread
+//!        (Md5Reader ─► gzip ─► CSV rows, or MD5-checked Parquet bytes ─► rows) ─► batches
+//!        ─► one blocking SnapshotBuilder (external sort, all versions → current objects)
+//!   → merge_join(previous snapshot, new snapshot) on a blocking thread: ObjectChange records
+//!        as they come, DatasetDiffAggregator → DatasetChange records at the end
+//!   → Commit barrier: the consumer confirms every record is written (CLI: flushed, fsynced,
+//!        renamed) or taken by the gRPC stream
+//!   → state advance (not for dry runs) → summary record
+//! ```
+//!
+//! Any failure before the advance (an unreadable or corrupt file, a malformed row, a denied
+//! GET, a closed output) ends the run with a typed [`IncrementalError`] and the previous state
+//! untouched; the rerun builds the same snapshot (same id) and emits the same changes.
+
+pub mod error;
+pub mod source;
+pub mod state;
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use s3_connector_domain::dataset::{Classification, GroupingConfig, classify};
+use s3_connector_domain::inventory::location::ReportLocation;
+use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
+use s3_connector_domain::inventory::snapshot::{
+    DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry, ObjectChange,
+    ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader,
+    merge_join,
+};
+use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, parquet};
+use s3_connector_domain::model::ObjectMeta;
+use s3_connector_proto::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::IncrementalError;
+use source::InventorySource;
+pub use state::{RunState, StateLocation};
+
+use crate::aws::{AwsError, AwsErrorKind, ListRequest};
+use crate::output::changes;
+
+/// Largest `manifest.json` read (the Lambda uses the same cap).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest `manifest.checksum` or `latest.json` read.
+const MAX_SMALL_FILE_BYTES: u64 = 64 * 1024;
+/// Rows handed to the snapshot builder at once.
+const BATCH_ROWS: usize = 4096;
+/// Body chunks buffered between the download and the parser of one file.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Which inventory to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventorySpec {
+    /// Bucket the reports are delivered (or forwarded) to.
+    pub destination_bucket: String,
+    /// Prefix of the destination: empty or ending with `/`.
+    pub destination_prefix: String,
+    /// The inventoried bucket.
+    pub source_bucket: String,
+    /// The configuration id; `None`: discovered from the source bucket.
+    pub configuration_id: Option<String>,
+    /// A report folder name (`YYYY-MM-DDTHH-MMZ`); `None`: the newest complete report.
+    pub report_timestamp: Option<String>,
+}
+
+impl InventorySpec {
+    /// Normalises a destination prefix: no leading `/`, a trailing `/` unless empty.
+    pub fn normalise_prefix(prefix: &str) -> String {
+        match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        }
+    }
+}
+
+/// Tuning of a run.
+#[derive(Debug, Clone)]
+pub struct IncrementalOptions {
+    /// Data files read at once.
+    pub file_concurrency: usize,
+    /// Decompressed bytes per CSV data file at most.
+    pub max_decompressed_bytes: u64,
+    /// Bytes of one Parquet data file at most (Parquet is read from memory).
+    pub max_parquet_file_bytes: u64,
+    /// Rows per in-memory sort run of the snapshot builder.
+    pub sort_run_rows: usize,
+    /// Compute and emit the changes without advancing the state.
+    pub dry_run: bool,
+}
+
+impl Default for IncrementalOptions {
+    fn default() -> Self {
+        IncrementalOptions {
+            file_concurrency: 4,
+            max_decompressed_bytes: 16 * 1024 * 1024 * 1024,
+            max_parquet_file_bytes: 1024 * 1024 * 1024,
+            sort_run_rows: DEFAULT_RUN_LEN,
+            dry_run: false,
+        }
+    }
+}
+
+/// What the engine sends to its consumer.
+#[derive(Debug)]
+pub enum Output {
+    /// A record to deliver.
+    Record(Box<pb::ChangeRecord>),
+    /// Every record sent so far must be durably written (CLI) or handed to the client (gRPC)
+    /// before the answer; an error answer stops the run without advancing the state.
+    Commit(oneshot::Sender<Result<(), String>>),
+}
+
+/// Counters of a finished run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncrementalOutcome {
+    /// The summary sent last.
+    pub summary: pb::IncrementalSummary,
+}
+
+/// The inventory's folder `<prefix><source>/<config>/`.
+fn config_folder(spec: &InventorySpec, configuration_id: &str) -> String {
+    format!("{}{}/{}/", spec.destination_prefix, spec.source_bucket, configuration_id)
+}
+
+/// The forwarding Lambda's pointer (`lambda/README.md`); unknown fields are ignored.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LatestPointer {
+    source_bucket: String,
+    config_id: String,
+    report_timestamp: String,
+    manifest_key: String,
+}
+
+/// Reads a whole (small) object; `Ok(None)` when it does not exist.
+async fn get_small(
+    source: &dyn InventorySource,
+    bucket: &str,
+    key: &str,
+    limit: u64,
+) -> Result<Option<Bytes>, IncrementalError> {
+    let mut body = match source.get(bucket, key).await {
+        Ok(body) => body,
+        Err(e) if e.kind == AwsErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(IncrementalError::Aws(e)),
+    };
+    let too_large = |size| IncrementalError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit };
+    if body.size > limit {
+        return Err(too_large(body.size));
+    }
+    let mut buffer = BytesMut::with_capacity(body.size as usize);
+    while let Some(chunk) = body.chunks.next().await {
+        let chunk = chunk.map_err(IncrementalError::Aws)?;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(too_large((buffer.len() + chunk.len()) as u64));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Some(buffer.freeze()))
+}
+
+/// The configuration id: given, or the one inventory configuration of the source bucket that
+/// delivers to the destination.
+pub async fn resolve_configuration(
+    source: &dyn InventorySource,
+    spec: &InventorySpec,
+) -> Result<String, IncrementalError> {
+    if let Some(id) = &spec.configuration_id {
+        return Ok(id.clone());
+    }
+    let configs =
+        source.inventory_configurations(&spec.source_bucket).await.map_err(IncrementalError::Aws)?;
+    let matching: Vec<String> = configs
+        .iter()
+        .filter(|c| {
+            c.destination_bucket == spec.destination_bucket
+                && InventorySpec::normalise_prefix(c.destination_prefix.as_deref().unwrap_or(""))
+                    == spec.destination_prefix
+        })
+        .map(|c| c.id.clone())
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(IncrementalError::NoConfiguration {
+            bucket: spec.source_bucket.clone(),
+            destination: format!("{}/{}", spec.destination_bucket, spec.destination_prefix),
+        }),
+        many => Err(IncrementalError::AmbiguousConfiguration {
+            bucket: spec.source_bucket.clone(),
+            ids: many.join(", "),
+        }),
+    }
+}
+
+/// Finds the report to process: the one asked for, the Lambda's pointer, or the newest
+/// complete report in a listing of the configuration's folder.
+pub async fn locate_report(
+    source: &dyn InventorySource,
+    spec: &InventorySpec,
+    configuration_id: &str,
+) -> Result<ReportLocation, IncrementalError> {
+    let folder = config_folder(spec, configuration_id);
+    let parse = |stamp: &str| {
+        ReportLocation::parse(&format!("{folder}{stamp}/manifest.json"))
+            .map(|(location, _)| location)
+            .map_err(|_| IncrementalError::InvalidReportTimestamp { value: stamp.to_string() })
+    };
+    if let Some(stamp) = &spec.report_timestamp {
+        return parse(stamp);
+    }
+    let bucket = &spec.destination_bucket;
+    let pointer_key = format!("{folder}latest.json");
+    if let Some(bytes) = get_small(source, bucket, &pointer_key, MAX_SMALL_FILE_BYTES).await? {
+        let invalid = |detail: String| IncrementalError::InvalidPointer {
+            bucket: bucket.clone(),
+            key: pointer_key.clone(),
+            detail,
+        };
+        let pointer: LatestPointer = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if pointer.source_bucket != spec.source_bucket || pointer.config_id != configuration_id {
+            return Err(invalid(format!(
+                "it is for s3://{} configuration {}",
+                pointer.source_bucket, pointer.config_id
+            )));
+        }
+        let location = parse(&pointer.report_timestamp).map_err(|e| invalid(e.to_string()))?;
+        if pointer.manifest_key != location.manifest_key() {
+            return Err(invalid(format!(
+                "manifestKey {:?} is not in the report folder",
+                pointer.manifest_key
+            )));
+        }
+        return Ok(location);
+    }
+    // Report folders, newest first; a folder without its checksum is still in delivery.
+    let mut folders = Vec::new();
+    let mut request = ListRequest {
+        bucket: bucket.clone(),
+        prefix: folder.clone(),
+        delimiter: Some("/".into()),
+        continuation: None,
+        start_after: None,
+    };
+    loop {
+        let page = source.list_page(&request).await.map_err(IncrementalError::Aws)?;
+        for common in page.common_prefixes {
+            if let Ok((location, _)) = ReportLocation::parse(&format!("{common}manifest.json"))
+                && location.folder() == common
+            {
+                folders.push(location);
+            }
+        }
+        match page.next {
+            Some(token) => request.continuation = Some(token),
+            None => break,
+        }
+    }
+    folders.sort();
+    for location in folders.into_iter().rev() {
+        let listing = source
+            .list_page(&ListRequest {
+                bucket: bucket.clone(),
+                prefix: location.folder(),
+                delimiter: Some("/".into()),
+                continuation: None,
+                start_after: None,
+            })
+            .await
+            .map_err(IncrementalError::Aws)?;
+        if location.is_complete(listing.objects.iter().map(|o| o.key.as_str())) {
+            return Ok(location);
+        }
+    }
+    Err(IncrementalError::NoReport { bucket: bucket.clone(), folder })
+}
+
+/// Fetches, verifies and parses the report's manifest.
+pub async fn read_manifest(
+    source: &dyn InventorySource,
+    spec: &InventorySpec,
+    location: &ReportLocation,
+) -> Result<Manifest, IncrementalError> {
+    let bucket = &spec.destination_bucket;
+    let (manifest_key, checksum_key) = (location.manifest_key(), location.checksum_key());
+    let checksum =
+        get_small(source, bucket, &checksum_key, MAX_SMALL_FILE_BYTES).await?.ok_or_else(|| {
+            IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: checksum_key.clone() }
+        })?;
+    let manifest_bytes =
+        get_small(source, bucket, &manifest_key, MAX_MANIFEST_BYTES).await?.ok_or_else(|| {
+            IncrementalError::ReportIncomplete { bucket: bucket.clone(), key: manifest_key.clone() }
+        })?;
+    let manifest_error =
+        |source| IncrementalError::Manifest { bucket: bucket.clone(), key: manifest_key.clone(), source };
+    manifest::verify_checksum(&manifest_bytes, &checksum).map_err(manifest_error)?;
+    let manifest = Manifest::parse(&manifest_bytes).map_err(manifest_error)?;
+    if manifest.source_bucket != spec.source_bucket {
+        return Err(IncrementalError::ManifestSourceMismatch {
+            bucket: bucket.clone(),
+            key: manifest_key,
+            found: manifest.source_bucket,
+            expected: spec.source_bucket.clone(),
+        });
+    }
+    Ok(manifest)
+}
+
+/// How the rows of a data file are read. One arm per `fileFormat`; a new reader (ORC) is one
+/// more arm here.
+#[derive(Debug, Clone, Copy)]
+enum FileReader {
+    /// Gzipped CSV, streamed.
+    CsvGzip,
+    /// Parquet, read from memory.
+    Parquet,
+}
+
+fn file_reader(format: InventoryFormat) -> Result<FileReader, IncrementalError> {
+    match format {
+        InventoryFormat::Csv => Ok(FileReader::CsvGzip),
+        InventoryFormat::Parquet => Ok(FileReader::Parquet),
+        InventoryFormat::Orc => Err(IncrementalError::UnsupportedFormat { format: format.as_str().into() }),
+    }
+}
+
+/// A blocking [`Read`] over body chunks arriving on a channel (from the async download).
+struct ChannelReader {
+    chunks: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                // End of body, or the download stopped (its error is kept by the caller; the
+                // MD5 check or the gzip decoder then fails on the short stream).
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Sends rows to the builder in batches; `false` once the builder is gone.
+struct Batcher {
+    tx: mpsc::Sender<Vec<InventoryRecord>>,
+    batch: Vec<InventoryRecord>,
+}
+
+impl Batcher {
+    fn push(&mut self, record: InventoryRecord) -> bool {
+        self.batch.push(record);
+        if self.batch.len() >= BATCH_ROWS { self.flush() } else { true }
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.tx.blocking_send(std::mem::take(&mut self.batch)).is_ok()
+    }
+}
+
+/// Pushes a file's rows into the batcher; the first error (fatal or a malformed row) stops it.
+fn drain_rows(
+    rows: impl Iterator<Item = Result<InventoryRecord, RowError>>,
+    batcher: &mut Batcher,
+) -> Result<u64, IncrementalError> {
+    let mut count = 0u64;
+    for row in rows {
+        count += 1;
+        if !batcher.push(row?) {
+            return Err(IncrementalError::OutputClosed);
+        }
+    }
+    if !batcher.flush() {
+        return Err(IncrementalError::OutputClosed);
+    }
+    Ok(count)
+}
+
+/// Reads one data file into `rows`; returns the number of rows read.
+async fn read_data_file(
+    source: Arc<dyn InventorySource>,
+    bucket: String,
+    file: ManifestFile,
+    reader: FileReader,
+    columns: Arc<Vec<InventoryColumn>>,
+    options: Arc<IncrementalOptions>,
+    rows: mpsc::Sender<Vec<InventoryRecord>>,
+) -> Result<u64, IncrementalError> {
+    let mut body = match source.get(&bucket, &file.key).await {
+        Ok(body) => body,
+        Err(e) if e.kind == AwsErrorKind::NotFound => {
+            return Err(IncrementalError::DataFileMissing { bucket, key: file.key });
+        }
+        Err(e) => return Err(IncrementalError::Aws(e)),
+    };
+    let join_error =
+        |e: tokio::task::JoinError| IncrementalError::Internal(format!("reader task failed: {e}"));
+    match reader {
+        FileReader::CsvGzip => {
+            let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+            let limit = options.max_decompressed_bytes;
+            let parse = tokio::task::spawn_blocking(move || {
+                let reader = ChannelReader { chunks: chunk_rx, current: Bytes::new() };
+                let records = csv::read_verified_csv_gz(&file, reader, &columns, limit)?;
+                drain_rows(records, &mut Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) })
+            });
+            // The download error, if any, is the real cause of a short stream.
+            let failed: Arc<Mutex<Option<AwsError>>> = Arc::default();
+            let pump = {
+                let failed = failed.clone();
+                async move {
+                    while let Some(chunk) = body.chunks.next().await {
+                        match chunk {
+                            Ok(chunk) => {
+                                if chunk_tx.send(chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            let ((), parsed) = tokio::join!(pump, parse);
+            let parsed = parsed.map_err(join_error)?;
+            if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(IncrementalError::Aws(e));
+            }
+            parsed
+        }
+        FileReader::Parquet => {
+            let limit = options.max_parquet_file_bytes;
+            let too_large = |size| IncrementalError::TooLarge {
+                bucket: bucket.clone(),
+                key: file.key.clone(),
+                size,
+                limit,
+            };
+            if body.size > limit {
+                return Err(too_large(body.size));
+            }
+            let mut buffer = BytesMut::with_capacity(body.size as usize);
+            while let Some(chunk) = body.chunks.next().await {
+                let chunk = chunk.map_err(IncrementalError::Aws)?;
+                if (buffer.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large((buffer.len() + chunk.len()) as u64));
+                }
+                buffer.extend_from_slice(&chunk);
+            }
+            let bytes = buffer.freeze();
+            tokio::task::spawn_blocking(move || {
+                file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
+                let records = parquet::read_parquet(&file.key, bytes)?;
+                drain_rows(records, &mut Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) })
+            })
+            .await
+            .map_err(join_error)?
+        }
+    }
+}
+
+/// The dataset prefix of an object (`None` for junk), with extraction's grouping.
+fn dataset_prefix(bucket: &str, obj: &SnapshotObject, cfg: &GroupingConfig) -> Option<String> {
+    let meta = ObjectMeta {
+        key: obj.key.clone(),
+        size: obj.size.unwrap_or(0),
+        last_modified_ms: obj.last_modified_ms,
+        etag: None,
+        storage_class: None,
+    };
+    match classify(bucket, &meta, cfg) {
+        Classification::Data(placement) => Some(placement.dataset.prefix),
+        Classification::Junk(_) => None,
+    }
+}
+
+/// `YYYY-MM-DDTHH-MMZ` of a creation timestamp.
+fn folder_stamp(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H-%MZ").to_string())
+        .unwrap_or_default()
+}
+
+async fn send(sink: &mpsc::Sender<Output>, record: pb::ChangeRecord) -> Result<(), IncrementalError> {
+    sink.send(Output::Record(Box::new(record))).await.map_err(|_| IncrementalError::OutputClosed)
+}
+
+/// Asks the consumer to confirm delivery of everything sent so far.
+async fn commit(sink: &mpsc::Sender<Output>) -> Result<(), IncrementalError> {
+    let (tx, rx) = oneshot::channel();
+    sink.send(Output::Commit(tx)).await.map_err(|_| IncrementalError::OutputClosed)?;
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(IncrementalError::Output(e)),
+        Err(_) => Err(IncrementalError::OutputClosed),
+    }
+}
+
+/// Counts of the diff.
+#[derive(Debug, Default)]
+struct DiffCounts {
+    added: u64,
+    removed: u64,
+    changed: u64,
+}
+
+/// Builds the snapshot of the report's rows at `path`.
+async fn build_snapshot(
+    source: Arc<dyn InventorySource>,
+    manifest: &Manifest,
+    header: SnapshotHeader,
+    path: PathBuf,
+    options: Arc<IncrementalOptions>,
+    summary: &mut pb::IncrementalSummary,
+) -> Result<SnapshotInfo, IncrementalError> {
+    let reader = file_reader(manifest.file_format)?;
+    let spill_dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InventoryRecord>>(options.file_concurrency.max(1) * 2);
+    let run_len = options.sort_run_rows;
+    let builder = tokio::task::spawn_blocking(move || {
+        let mut builder = SnapshotBuilder::new(header, &spill_dir, run_len);
+        while let Some(batch) = rows_rx.blocking_recv() {
+            for record in &batch {
+                builder.push(record)?;
+            }
+        }
+        Ok::<_, IncrementalError>(builder)
+    });
+    let columns = Arc::new(manifest.file_schema.clone());
+    let mut pending = Vec::with_capacity(manifest.files.len());
+    for file in &manifest.files {
+        pending.push(read_data_file(
+            source.clone(),
+            manifest.destination_bucket.clone(),
+            file.clone(),
+            reader,
+            columns.clone(),
+            options.clone(),
+            rows_tx.clone(),
+        ));
+    }
+    drop(rows_tx);
+    // Bounded concurrency, stopping at the first failure (the other reads are dropped).
+    let mut pending = pending.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < options.file_concurrency.max(1) {
+            let Some(next) = pending.next() else { break };
+            running.push(next);
+        }
+        match running.next().await {
+            Some(Ok(rows)) => {
+                summary.files_read += 1;
+                summary.rows_read += rows;
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    let builder =
+        builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))??;
+    tokio::task::spawn_blocking(move || builder.finish(&path))
+        .await
+        .map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?
+        .map_err(IncrementalError::Build)
+}
+
+/// Runs one incremental extraction, sending its records (and the commit barrier) to `sink`.
+///
+/// The future is boxed so that the gRPC service can spawn it (rust-lang/rust#110338).
+pub fn run(
+    source: Arc<dyn InventorySource>,
+    state_location: StateLocation,
+    spec: InventorySpec,
+    options: IncrementalOptions,
+    sink: mpsc::Sender<Output>,
+) -> futures::future::BoxFuture<'static, Result<IncrementalOutcome, IncrementalError>> {
+    Box::pin(run_unboxed(source, state_location, spec, options, sink))
+}
+
+async fn run_unboxed(
+    source: Arc<dyn InventorySource>,
+    state_location: StateLocation,
+    spec: InventorySpec,
+    options: IncrementalOptions,
+    sink: mpsc::Sender<Output>,
+) -> Result<IncrementalOutcome, IncrementalError> {
+    let options = Arc::new(options);
+    let configuration_id = resolve_configuration(source.as_ref(), &spec).await?;
+    let location = locate_report(source.as_ref(), &spec, &configuration_id).await?;
+    let manifest = read_manifest(source.as_ref(), &spec, &location).await?;
+    // Checked before any data file is read.
+    file_reader(manifest.file_format)?;
+    let bucket = spec.source_bucket.clone();
+    let mut summary = pb::IncrementalSummary {
+        source_bucket: bucket.clone(),
+        configuration_id: configuration_id.clone(),
+        report_timestamp: location.timestamp.format("%Y-%m-%dT%H-%MZ").to_string(),
+        ..Default::default()
+    };
+    let header = SnapshotHeader {
+        source_bucket: bucket.clone(),
+        configuration_id: configuration_id.clone(),
+        report_timestamp_ms: manifest.creation_timestamp_ms,
+    };
+    let state = RunState::open(&state_location, source.as_ref(), &bucket, &configuration_id).await?;
+    let (snapshot_path, previous) = match state.store().begin(&header)? {
+        ReportDisposition::AlreadyProcessed(pointer) => {
+            summary.already_processed = true;
+            summary.snapshot_id = pointer.snapshot_id.clone();
+            summary.previous_report_timestamp = folder_stamp(pointer.report_timestamp_ms);
+            summary.previous_snapshot_id = pointer.snapshot_id.clone();
+            if let Some(reader) = state.store().current_snapshot(&bucket, &configuration_id)? {
+                summary.object_count = reader.info().object_count;
+            }
+            commit(&sink).await?;
+            send(
+                &sink,
+                changes::envelope(&pointer.snapshot_id, pb::change_record::Record::Summary(summary.clone())),
+            )
+            .await?;
+            return Ok(IncrementalOutcome { summary });
+        }
+        ReportDisposition::Process { snapshot_path, previous } => (snapshot_path, previous),
+    };
+    if let Some(p) = &previous {
+        summary.previous_report_timestamp = folder_stamp(p.report_timestamp_ms);
+        summary.previous_snapshot_id = p.snapshot_id.clone();
+    }
+
+    let info =
+        build_snapshot(source.clone(), &manifest, header, snapshot_path, options.clone(), &mut summary)
+            .await?;
+    let run_id = info.snapshot_id();
+    summary.snapshot_id = run_id.clone();
+    summary.object_count = info.object_count;
+
+    // The diff: object changes stream out as the merge-join finds them.
+    let old = state.store().current_snapshot(&bucket, &configuration_id)?;
+    let new = SnapshotReader::open(&info.path)?;
+    let diff_sink = sink.clone();
+    let (diff_bucket, diff_run) = (bucket.clone(), run_id.clone());
+    let diffed = tokio::task::spawn_blocking(move || {
+        let cfg = GroupingConfig::default();
+        let mut aggregator = DatasetDiffAggregator::new(&diff_bucket, cfg.clone());
+        let mut counts = DiffCounts::default();
+        let old: Box<dyn Iterator<Item = _> + Send> = match old {
+            Some(reader) => Box::new(reader),
+            None => Box::new(std::iter::empty()),
+        };
+        for entry in merge_join(old, new) {
+            let entry = entry?;
+            aggregator.add(&entry);
+            let DiffEntry::Change(change) = &entry else { continue };
+            let now = match change {
+                ObjectChange::Added(o) => {
+                    counts.added += 1;
+                    o
+                }
+                ObjectChange::Removed(o) => {
+                    counts.removed += 1;
+                    o
+                }
+                ObjectChange::Changed { new, .. } => {
+                    counts.changed += 1;
+                    new
+                }
+            };
+            let prefix = dataset_prefix(&diff_bucket, now, &cfg);
+            let record = changes::object_change(&diff_bucket, change, prefix.as_deref());
+            let record = changes::envelope(&diff_run, pb::change_record::Record::Object(record));
+            if diff_sink.blocking_send(Output::Record(Box::new(record))).is_err() {
+                return Err(IncrementalError::OutputClosed);
+            }
+        }
+        Ok::<_, IncrementalError>((aggregator.finish(), counts))
+    });
+    let (datasets, counts): (Vec<DatasetChange>, DiffCounts) =
+        diffed.await.map_err(|e| IncrementalError::Internal(format!("diff task failed: {e}")))??;
+    summary.objects_added = counts.added;
+    summary.objects_removed = counts.removed;
+    summary.objects_changed = counts.changed;
+    for change in &datasets {
+        match change.kind {
+            DatasetChangeKind::Added => summary.datasets_added += 1,
+            DatasetChangeKind::Removed => summary.datasets_removed += 1,
+            DatasetChangeKind::Changed => summary.datasets_changed += 1,
+        }
+        let record = changes::dataset_change(&bucket, change, None);
+        send(&sink, changes::envelope(&run_id, pb::change_record::Record::Dataset(record))).await?;
+    }
+
+    // Every change is out: only now may the state move.
+    commit(&sink).await?;
+    if !options.dry_run {
+        summary.state_advanced = state.advance(source.as_ref(), &info).await?;
+    }
+    send(&sink, changes::envelope(&run_id, pb::change_record::Record::Summary(summary.clone()))).await?;
+    Ok(IncrementalOutcome { summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::path::Path;
+
+    use async_trait::async_trait;
+    use s3_connector_domain::inventory::md5_reader::md5_hex;
+
+    use super::*;
+    use crate::aws::ListPage;
+    use crate::aws::control::InventoryConfig;
+    use crate::incremental::source::ObjectBody;
+
+    /// An in-memory bucket store.
+    #[derive(Default)]
+    struct FakeSource {
+        objects: Mutex<BTreeMap<(String, String), Bytes>>,
+        configs: Vec<InventoryConfig>,
+        /// Keys whose GET is denied.
+        denied: BTreeSet<String>,
+    }
+
+    use std::collections::BTreeSet;
+
+    impl FakeSource {
+        fn put(&self, bucket: &str, key: &str, bytes: impl Into<Bytes>) {
+            self.objects.lock().unwrap().insert((bucket.into(), key.into()), bytes.into());
+        }
+    }
+
+    fn aws_error(kind: AwsErrorKind, bucket: &str, key: &str) -> AwsError {
+        AwsError {
+            operation: "s3:GetObject",
+            bucket: Some(bucket.into()),
+            resource: Some(key.into()),
+            kind,
+            code: None,
+            message: None,
+            status: None,
+        }
+    }
+
+    #[async_trait]
+    impl InventorySource for FakeSource {
+        async fn list_page(&self, request: &ListRequest) -> Result<ListPage, AwsError> {
+            let objects = self.objects.lock().unwrap();
+            let mut page = ListPage::default();
+            let mut prefixes = BTreeSet::new();
+            for ((bucket, key), bytes) in objects.iter() {
+                if bucket != &request.bucket || !key.starts_with(&request.prefix) {
+                    continue;
+                }
+                let rest = &key[request.prefix.len()..];
+                match (&request.delimiter, rest.find('/')) {
+                    (Some(_), Some(i)) => {
+                        prefixes.insert(format!("{}{}", request.prefix, &rest[..=i]));
+                    }
+                    _ => page.objects.push(ObjectMeta {
+                        key: key.clone(),
+                        size: bytes.len() as u64,
+                        last_modified_ms: None,
+                        etag: None,
+                        storage_class: None,
+                    }),
+                }
+            }
+            page.common_prefixes = prefixes.into_iter().collect();
+            Ok(page)
+        }
+
+        async fn get(&self, bucket: &str, key: &str) -> Result<ObjectBody, AwsError> {
+            if self.denied.contains(key) {
+                return Err(aws_error(AwsErrorKind::KmsAccessDenied, bucket, key));
+            }
+            let bytes = self
+                .objects
+                .lock()
+                .unwrap()
+                .get(&(bucket.to_string(), key.to_string()))
+                .cloned()
+                .ok_or_else(|| aws_error(AwsErrorKind::NotFound, bucket, key))?;
+            // Several chunks, as a real body arrives.
+            let chunks: Vec<Result<Bytes, AwsError>> =
+                bytes.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            Ok(ObjectBody { size: bytes.len() as u64, chunks: Box::pin(futures::stream::iter(chunks)) })
+        }
+
+        async fn put_file(
+            &self,
+            bucket: &str,
+            key: &str,
+            path: &Path,
+            _kms_key_id: Option<&str>,
+        ) -> Result<(), AwsError> {
+            self.put(bucket, key, std::fs::read(path).unwrap());
+            Ok(())
+        }
+
+        async fn inventory_configurations(&self, _bucket: &str) -> Result<Vec<InventoryConfig>, AwsError> {
+            Ok(self.configs.clone())
+        }
+    }
+
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Puts a CSV report (one data file) of `rows` (`key,size,etag,encryption`) for `stamp`.
+    fn put_report(source: &FakeSource, stamp: &str, created_ms: i64, rows: &[(&str, u64, &str, &str)]) {
+        let text: String =
+            rows.iter().map(|(k, size, etag, enc)| format!("src,{k},{size},{etag},{enc}\n")).collect();
+        let data = gzip(&text);
+        let data_key = format!("inv/src/daily/data/{stamp}.csv.gz");
+        let manifest = format!(
+            r#"{{"sourceBucket":"src","destinationBucket":"arn:aws:s3:::dest","version":"2016-11-30","creationTimestamp":"{created_ms}","fileFormat":"CSV","fileSchema":"Bucket, Key, Size, ETag, EncryptionStatus","files":[{{"key":"{data_key}","size":{},"MD5checksum":"{}"}}]}}"#,
+            data.len(),
+            md5_hex(&data)
+        );
+        source.put("dest", &data_key, data);
+        source.put("dest", &format!("inv/src/daily/{stamp}/manifest.json"), manifest.clone());
+        source.put("dest", &format!("inv/src/daily/{stamp}/manifest.checksum"), md5_hex(manifest.as_bytes()));
+    }
+
+    fn spec() -> InventorySpec {
+        InventorySpec {
+            destination_bucket: "dest".into(),
+            destination_prefix: "inv/".into(),
+            source_bucket: "src".into(),
+            configuration_id: None,
+            report_timestamp: None,
+        }
+    }
+
+    fn config(id: &str, bucket: &str, prefix: &str) -> InventoryConfig {
+        InventoryConfig {
+            id: id.into(),
+            enabled: true,
+            destination_bucket: bucket.into(),
+            destination_account: None,
+            destination_prefix: Some(prefix.into()),
+            format: "CSV".into(),
+            frequency: "Daily".into(),
+            included_versions: "Current".into(),
+            encryption: "NONE".into(),
+            encryption_key_id: None,
+            optional_fields: Vec::new(),
+        }
+    }
+
+    /// Runs the engine, confirming commits; returns the records and the result.
+    async fn run_once(
+        source: Arc<FakeSource>,
+        state: StateLocation,
+        spec: InventorySpec,
+    ) -> (Vec<pb::ChangeRecord>, Result<IncrementalOutcome, IncrementalError>) {
+        let (tx, mut rx) = mpsc::channel(4);
+        let consumer = async move {
+            let mut records = Vec::new();
+            while let Some(message) = rx.recv().await {
+                match message {
+                    Output::Record(r) => records.push(*r),
+                    Output::Commit(ack) => {
+                        let _ = ack.send(Ok(()));
+                    }
+                }
+            }
+            records
+        };
+        let (result, records) =
+            tokio::join!(run(source, state, spec, IncrementalOptions::default(), tx), consumer);
+        (records, result)
+    }
+
+    fn object_keys(records: &[pb::ChangeRecord], kind: &str) -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| match &r.record {
+                Some(pb::change_record::Record::Object(o)) if o.kind == kind => Some(o.key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn two_reports_diff_and_the_state_follows_only_complete_runs() {
+        let source = Arc::new(FakeSource {
+            configs: vec![config("daily", "dest", "inv"), config("other", "elsewhere", "")],
+            ..FakeSource::default()
+        });
+        put_report(
+            &source,
+            "2024-01-01T00-00Z",
+            1_704_067_200_000,
+            &[("t/a.csv", 1, "e1", "SSE-S3"), ("t/b+c.csv", 2, "e2", "SSE-S3")],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateLocation::Local(dir.path().to_path_buf());
+        let (records, result) = run_once(source.clone(), state.clone(), spec()).await;
+        let outcome = result.unwrap();
+        assert_eq!(outcome.summary.configuration_id, "daily", "discovered from the configurations");
+        assert_eq!(object_keys(&records, "ADDED"), vec!["t/a.csv", "t/b c.csv"]);
+        assert!(outcome.summary.state_advanced);
+
+        // Day 2: b re-encrypted, a removed, d added. Day 3 is in delivery (no checksum).
+        put_report(
+            &source,
+            "2024-01-02T00-00Z",
+            1_704_153_600_000,
+            &[("t/b+c.csv", 2, "e3", "SSE-KMS"), ("t/d.csv", 4, "e4", "SSE-KMS")],
+        );
+        source.put("dest", "inv/src/daily/2024-01-03T00-00Z/manifest.json", "{}");
+        // A denied data file stops the run before the diff: no records, state unchanged.
+        let denied = Arc::new(FakeSource {
+            objects: Mutex::new(source.objects.lock().unwrap().clone()),
+            configs: source.configs.clone(),
+            denied: ["inv/src/daily/data/2024-01-02T00-00Z.csv.gz".to_string()].into(),
+        });
+        let (records, result) = run_once(denied, state.clone(), spec()).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), "KMS_ACCESS_DENIED");
+        assert!(records.is_empty(), "{records:?}");
+        let store = s3_connector_domain::inventory::snapshot::StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.current("src", "daily").unwrap().unwrap().snapshot_id, outcome.summary.snapshot_id);
+
+        let (records, result) = run_once(source.clone(), state.clone(), spec()).await;
+        let day2 = result.unwrap().summary;
+        assert_eq!(day2.report_timestamp, "2024-01-02T00-00Z", "the report in delivery is skipped");
+        assert_eq!(object_keys(&records, "ADDED"), vec!["t/d.csv"]);
+        assert_eq!(object_keys(&records, "REMOVED"), vec!["t/a.csv"]);
+        assert_eq!(object_keys(&records, "CHANGED"), vec!["t/b c.csv"]);
+        let datasets: Vec<_> = records
+            .iter()
+            .filter_map(|r| match &r.record {
+                Some(pb::change_record::Record::Dataset(d)) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(datasets.len(), 1);
+        assert_eq!(datasets[0].prefix, "t/");
+        assert_eq!(datasets[0].changed_aspects, vec!["OBJECTS", "BYTES", "ENCRYPTION"]);
+        assert_eq!(store.current("src", "daily").unwrap().unwrap().snapshot_id, day2.snapshot_id);
+    }
+
+    #[tokio::test]
+    async fn s3_state_round_trips_through_the_mirror() {
+        let source = Arc::new(FakeSource::default());
+        put_report(&source, "2024-01-01T00-00Z", 1_704_067_200_000, &[("a.csv", 1, "e", "SSE-S3")]);
+        let state = StateLocation::s3("s3://state-bucket/runs", Some("alias/state".into())).unwrap();
+        let spec = InventorySpec { configuration_id: Some("daily".into()), ..spec() };
+        let (_, first) = run_once(source.clone(), state.clone(), spec.clone()).await;
+        let first = first.unwrap().summary;
+        assert!(first.state_advanced);
+        let keys: Vec<String> = source
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(b, _)| b == "state-bucket")
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(keys, vec!["runs/src/daily/current.json", "runs/src/daily/snapshot-1704067200000.snap"]);
+        // A fresh mirror sees the state: the same report is a no-op.
+        let (records, again) = run_once(source.clone(), state, spec).await;
+        let again = again.unwrap().summary;
+        assert!(again.already_processed);
+        assert_eq!(again.snapshot_id, first.snapshot_id);
+        assert_eq!(records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn locating_reports_and_configurations_fails_with_typed_errors() {
+        let source = FakeSource {
+            configs: vec![config("a", "dest", "inv/"), config("b", "dest", "/inv")],
+            ..FakeSource::default()
+        };
+        let err = resolve_configuration(&source, &spec()).await.unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_CONFIGURATION_AMBIGUOUS");
+        let err = resolve_configuration(&FakeSource::default(), &spec()).await.unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_NOT_CONFIGURED");
+        let err = locate_report(&source, &spec(), "a").await.unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_NO_REPORT");
+        source.put("dest", "inv/src/a/latest.json", "not json");
+        let err = locate_report(&source, &spec(), "a").await.unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_INVALID_POINTER");
+        let asked = InventorySpec { report_timestamp: Some("yesterday".into()), ..spec() };
+        assert_eq!(
+            locate_report(&source, &asked, "a").await.unwrap_err().code(),
+            "INVENTORY_BAD_REPORT_TIMESTAMP"
+        );
+        let asked = InventorySpec { report_timestamp: Some("2024-01-01T00-00Z".into()), ..spec() };
+        let location = locate_report(&source, &asked, "a").await.unwrap();
+        let err = read_manifest(&source, &asked, &location).await.unwrap_err();
+        assert_eq!(err.code(), "INVENTORY_REPORT_INCOMPLETE");
+    }
+}
