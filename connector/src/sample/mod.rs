@@ -468,12 +468,18 @@ pub async fn reader_for(
             // The operator's SSE-C keys serve the user's reads too (S3 still checks the user's
             // own permissions on the object).
             Ok(Reader {
-                store: decrypting(keyed(SdkObjectStore::new(ctx.s3_client(), stats.clone())), ctx.kms_client()),
+                store: decrypting(
+                    keyed(SdkObjectStore::new(ctx.s3_client(), stats.clone())),
+                    ctx.kms_client(),
+                ),
                 principal: Some(caller.arn),
             })
         }
         None if allow_service_identity => Ok(Reader {
-            store: decrypting(keyed(SdkObjectStore::new(service.s3_client(), stats.clone())), service.kms_client()),
+            store: decrypting(
+                keyed(SdkObjectStore::new(service.s3_client(), stats.clone())),
+                service.kms_client(),
+            ),
             principal: None,
         }),
         None => Err(ReaderError::NoUser),
