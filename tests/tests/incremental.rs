@@ -125,7 +125,6 @@ fn parquet_file(bucket: &str, rows: &[Row]) -> Vec<u8> {
     let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
     let props =
         Arc::new(WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build());
-    let millis = |s: &str| chrono_millis(s);
     let mut buf = Vec::new();
     let mut writer = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
     let mut rg = writer.next_row_group().unwrap();
@@ -173,7 +172,7 @@ fn parquet_file(bucket: &str, rows: &[Row]) -> Vec<u8> {
                         if index == 5 {
                             (!r.delete_marker).then_some(r.size as i64)
                         } else {
-                            Some(millis(r.modified))
+                            Some(chrono_millis(r.modified))
                         }
                     })
                     .collect();
@@ -461,6 +460,14 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     assert_eq!(junk.get("datasetPrefix"), None, "junk belongs to no dataset");
 
     upload(&s3, &dest, &report(&dest, &src, "2024-01-02T00-00Z", &day2(), Format::Csv, 3)).await;
+    // The objects themselves, for the re-inference of the changed datasets' schemas.
+    for key in
+        ["sales/dt=2024-01-01/part 1.csv", "sales/dt=2024-01-01/a+b.csv", "sales/dt=2024-01-02/part 2.csv"]
+    {
+        put(&s3, &src, key, b"id,amount\n1,2.5\n2,3.25\n".to_vec()).await;
+    }
+    // As large as the inventory says (7 bytes): inference trusts the listed size.
+    put(&s3, &src, "reenc/k.csv", b"v\n1\n22\n".to_vec()).await;
     let second = run(&dest, &src, state.path(), &[]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(second.objects("ADDED"), keys(&["sales/dt=2024-01-02/part 2.csv"]));
@@ -486,6 +493,22 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     assert_eq!(datasets["sales/"]["kind"], "CHANGED");
     assert_eq!(datasets["sales/"]["bytesDelta"], "210", "+200 added, +10 rewritten");
     assert_eq!(u64_field(&datasets["sales/"]["dataset"], "fileCount"), 3);
+    // Re-inferred with extract's code: the schema of the files as they are now.
+    let schema = &datasets["sales/"]["dataset"]["schema"];
+    assert_eq!(schema["available"], true, "{schema}");
+    let columns: Vec<&str> =
+        schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, vec!["id", "amount"]);
+    assert_eq!(datasets["sales/"]["dataset"]["partitioning"]["style"], "HIVE");
+    assert_eq!(
+        datasets["reenc/"]["dataset"]["schema"]["available"],
+        true,
+        "{} {:?}",
+        datasets["reenc/"],
+        second.of_kind("problem")
+    );
+    assert_eq!(datasets["gone/"].get("dataset"), None, "a removed dataset is not inferred");
+    assert!(second.of_kind("problem").is_empty(), "{:?}", second.of_kind("problem"));
     let s = second.summary();
     assert_eq!(
         (u64_field(s, "objectsAdded"), u64_field(s, "objectsRemoved"), u64_field(s, "objectsChanged")),
@@ -860,4 +883,55 @@ async fn extract_incremental_streams_the_cli_records_and_dry_runs_leave_the_stat
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     use tonic_types::StatusExt;
     assert_eq!(status.get_error_details().error_info().unwrap().reason, "STATE_OLDER_REPORT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_incremental_stream_leaves_the_state_and_the_retry_streams_the_same_records() {
+    use futures::StreamExt;
+    use s3_connector_e2e::grpc::{ServerProcess, config_for};
+    use s3_connector_proto::v1 as pb;
+
+    let s3 = client().await;
+    let (dest, src) = buckets("cancel");
+    create_buckets(&s3, &[&dest, &src]).await;
+    let mut big = day1();
+    for i in 0..3000 {
+        big.push(row(&format!("bulk/{i:05}.csv"), 1 + i, "2024-01-01T00:00:00.000Z", "b", "SSE-S3"));
+    }
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-01T00-00Z", &big, Format::Csv, 2)).await;
+    let state = tempfile::tempdir().unwrap();
+    let extra =
+        format!("stream_buffer = 4\n\n[incremental]\nstate_dir = {:?}\n", state.path().display().to_string());
+    let server = ServerProcess::start(&config_for(&endpoint(), &extra));
+    let mut client = server.client().await;
+    let request = pb::ExtractIncrementalRequest {
+        inventory: Some(pb::InventoryLocation {
+            destination_bucket: dest.clone(),
+            destination_prefix: "inv/".into(),
+            source_bucket: src.clone(),
+            configuration_id: "daily".into(),
+            report_timestamp: String::new(),
+        }),
+        ..Default::default()
+    };
+    let mut stream = client.extract_incremental(request.clone()).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    // Gone after one record: the commit can never be answered (the stream holds 4 records and
+    // thousands follow), so the state cannot have moved, now or later.
+    drop(stream);
+    assert_eq!(pointer(state.path()), None);
+
+    let mut stream = client.extract_incremental(request).await.unwrap().into_inner();
+    let mut records = Vec::new();
+    while let Some(item) = stream.next().await {
+        records.push(item.expect("no error"));
+    }
+    assert_eq!(records[0], first, "the retry starts with the same record, run id included");
+    let summary = match &records.last().unwrap().record {
+        Some(pb::change_record::Record::Summary(s)) => s.clone(),
+        other => panic!("the last record is the summary: {other:?}"),
+    };
+    assert!(summary.state_advanced);
+    assert_eq!(summary.objects_added, 3007);
+    assert_eq!(pointer(state.path()).unwrap()["snapshot_id"], summary.snapshot_id);
 }

@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 
 use super::extract::ConnectionArgs;
 use crate::aws::{AwsContext, RequestStats};
+use crate::extract::{ExtractLimits, Services};
 use crate::incremental::source::SdkInventorySource;
-use crate::incremental::{self, IncrementalOptions, InventorySpec, Output, StateLocation};
+use crate::incremental::{self, IncrementalOptions, InventorySpec, Output, SchemaInference, StateLocation};
 use crate::output::jsonl::{Destination, JsonLinesWriter};
 
 /// Options of `incremental`.
@@ -62,6 +63,16 @@ pub struct IncrementalArgs {
     /// Rows per in-memory sort run while building the snapshot (memory vs. spill files).
     #[arg(long, default_value_t = s3_connector_domain::inventory::snapshot::DEFAULT_RUN_LEN)]
     pub sort_run_rows: usize,
+    /// Do not re-infer the schemas of datasets with new or changed files (dataset records then
+    /// carry the snapshot's counts only; no object is read).
+    #[arg(long)]
+    pub no_schema_inference: bool,
+    /// Files whose schema is read and merged per re-inferred dataset.
+    #[arg(long, default_value_t = 2)]
+    pub schema_files: usize,
+    /// HEAD requests per re-inferred dataset to survey encryption.
+    #[arg(long, default_value_t = 4)]
+    pub encryption_probes: usize,
     /// No summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -136,7 +147,16 @@ pub async fn run(args: IncrementalArgs) -> anyhow::Result<i32> {
         Ok(writer)
     });
 
-    let result = incremental::run(source, state, spec, options, tx).await;
+    let inference = (!args.no_schema_inference).then(|| SchemaInference {
+        services: Services::from_aws(&aws, stats.clone()),
+        limits: ExtractLimits {
+            schema_files: args.schema_files.max(1),
+            schema_candidates: args.schema_files.max(1) * 2,
+            encryption_probes: args.encryption_probes,
+            ..ExtractLimits::default()
+        },
+    });
+    let result = incremental::run(source, state, spec, options, inference, tx).await;
     let writer = writer_task.await.context("output writer failed")?.context("writing records failed")?;
     let outcome = match result {
         Ok(outcome) => outcome,

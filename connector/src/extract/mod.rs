@@ -14,7 +14,7 @@
 //! pages arrive and never collected. A dataset whose root lies inside a shard is inferred as
 //! soon as that shard is listed, so inference overlaps the listing of other shards.
 
-mod inference;
+pub(crate) mod inference;
 pub mod problems;
 pub mod report;
 pub mod targets;
@@ -336,7 +336,7 @@ async fn send_problem(
 }
 
 /// Reads and normalises a bucket's default encryption.
-async fn bucket_default(ctx: &RunContext, bucket: &str) -> Result<BucketDefault, AwsError> {
+pub(crate) async fn bucket_default(ctx: &RunContext, bucket: &str) -> Result<BucketDefault, AwsError> {
     match ctx.services.store.bucket_encryption(bucket).await {
         Ok(None) => Ok(BucketDefault {
             encryption: Some(BucketDefaultEncryption {
@@ -524,6 +524,30 @@ async fn list_root(
 }
 
 impl RunContext {
+    /// A context for inferring known datasets outside a listing run (incremental extraction
+    /// re-infers the schemas of changed datasets with the same code as `extract`).
+    pub(crate) fn for_inference(
+        services: Services,
+        limits: ExtractLimits,
+        principal: Option<String>,
+    ) -> RunContext {
+        let grouping = GroupingConfig {
+            templates: Vec::new(),
+            schema_candidates: limits.schema_candidates.max(limits.schema_files),
+            encryption_probes: limits.encryption_probes,
+        };
+        RunContext {
+            keys: KeyResolver::new(services.keys.clone()),
+            services,
+            limits,
+            principal,
+            grouping,
+            include: None,
+            exclude: None,
+            progress: Arc::default(),
+        }
+    }
+
     fn in_scope(&self, key: &str) -> bool {
         if let Some(include) = &self.include
             && !include.is_match(key)

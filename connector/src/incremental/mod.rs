@@ -24,6 +24,7 @@ pub mod error;
 pub mod source;
 pub mod state;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use s3_connector_domain::dataset::{Classification, GroupingConfig, classify};
+use s3_connector_domain::dataset::{Classification, DatasetKey, Grouper, GroupingConfig, classify};
 use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
@@ -49,6 +50,7 @@ use source::InventorySource;
 pub use state::{RunState, StateLocation};
 
 use crate::aws::{AwsError, AwsErrorKind, ListRequest};
+use crate::extract::report::{BucketDefault, DefaultEncryptionStatus};
 use crate::output::changes;
 
 /// Largest `manifest.json` read (the Lambda uses the same cap).
@@ -120,6 +122,22 @@ pub enum Output {
     /// Every record sent so far must be durably written (CLI) or handed to the client (gRPC)
     /// before the answer; an error answer stops the run without advancing the state.
     Commit(oneshot::Sender<Result<(), String>>),
+}
+
+/// Re-inference of the schemas of datasets with new or changed files, with `extract`'s code
+/// (ranged reads, encryption probes): the services and limits it uses.
+#[derive(Clone)]
+pub struct SchemaInference {
+    /// S3/KMS/STS seams of the source bucket.
+    pub services: crate::extract::Services,
+    /// Inference limits (as for `extract`).
+    pub limits: crate::extract::ExtractLimits,
+}
+
+impl std::fmt::Debug for SchemaInference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaInference").field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 /// Counters of a finished run.
@@ -590,14 +608,86 @@ async fn build_snapshot(
 /// Runs one incremental extraction, sending its records (and the commit barrier) to `sink`.
 ///
 /// The future is boxed so that the gRPC service can spawn it (rust-lang/rust#110338).
+/// With `inference`, the datasets with new or changed files are inferred again (their
+/// `DatasetChange.dataset` is then a full dataset record, and inference problems are problem
+/// records); without it, dataset records carry the snapshot's counts only.
 pub fn run(
     source: Arc<dyn InventorySource>,
     state_location: StateLocation,
     spec: InventorySpec,
     options: IncrementalOptions,
+    inference: Option<SchemaInference>,
     sink: mpsc::Sender<Output>,
 ) -> futures::future::BoxFuture<'static, Result<IncrementalOutcome, IncrementalError>> {
-    Box::pin(run_unboxed(source, state_location, spec, options, sink))
+    Box::pin(run_unboxed(source, state_location, spec, options, inference, sink))
+}
+
+/// The datasets of `changes` that need their schema inferred again, inferred with `extract`'s
+/// code over the aggregates of the new snapshot. Returns dataset records by dataset, and
+/// the problems met.
+async fn reinfer(
+    inference: SchemaInference,
+    bucket: &str,
+    snapshot: PathBuf,
+    changes: &[DatasetChange],
+) -> Result<(BTreeMap<DatasetKey, pb::DatasetRecord>, Vec<pb::ProblemRecord>), IncrementalError> {
+    use crate::extract::{RunContext, bucket_default, inference::infer_dataset};
+    let needed: BTreeSet<DatasetKey> = changes
+        .iter()
+        .filter(|c| c.kind != DatasetChangeKind::Removed && c.needs_schema_inference())
+        .map(|c| c.dataset.clone())
+        .collect();
+    if needed.is_empty() {
+        return Ok((BTreeMap::new(), Vec::new()));
+    }
+    let principal = inference.services.identity.caller_arn().await.ok().filter(|a| !a.is_empty());
+    let ctx = Arc::new(RunContext::for_inference(inference.services, inference.limits, principal));
+    // Second pass over the new snapshot: aggregates of the needed datasets only.
+    let (grouping, owner) = (ctx.grouping.clone(), bucket.to_string());
+    let aggregates = tokio::task::spawn_blocking(move || {
+        let mut grouper = Grouper::new(&owner, grouping.clone());
+        for obj in SnapshotReader::open(&snapshot)? {
+            let obj = obj?;
+            let meta = ObjectMeta {
+                key: obj.key,
+                size: obj.size.unwrap_or(0),
+                last_modified_ms: obj.last_modified_ms,
+                etag: obj.etag,
+                storage_class: obj.storage_class,
+            };
+            if let Classification::Data(place) = classify(&owner, &meta, &grouping)
+                && needed.contains(&place.dataset)
+            {
+                grouper.add(meta);
+            }
+        }
+        Ok::<_, IncrementalError>(grouper.take_all())
+    })
+    .await
+    .map_err(|e| IncrementalError::Internal(format!("grouping task failed: {e}")))??;
+    let default = match bucket_default(&ctx, bucket).await {
+        Ok(default) => default,
+        Err(e) => BucketDefault {
+            encryption: None,
+            configured_key_id: None,
+            status: if e.kind == AwsErrorKind::AccessDenied {
+                DefaultEncryptionStatus::AccessDenied
+            } else {
+                DefaultEncryptionStatus::Error
+            },
+        },
+    };
+    let mut work = Vec::with_capacity(aggregates.len());
+    for aggregate in aggregates {
+        work.push(infer_dataset(ctx.clone(), bucket.to_string(), aggregate, default.clone()));
+    }
+    let mut records = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (report, found) in crate::concurrency::in_order(work, ctx.limits.inference_concurrency).await {
+        problems.extend(found.iter().map(crate::output::records::problem_record));
+        records.insert(report.aggregate.key().clone(), crate::output::records::dataset_record(&report));
+    }
+    Ok((records, problems))
 }
 
 async fn run_unboxed(
@@ -605,6 +695,7 @@ async fn run_unboxed(
     state_location: StateLocation,
     spec: InventorySpec,
     options: IncrementalOptions,
+    inference: Option<SchemaInference>,
     sink: mpsc::Sender<Output>,
 ) -> Result<IncrementalOutcome, IncrementalError> {
     let options = Arc::new(options);
@@ -702,13 +793,21 @@ async fn run_unboxed(
     summary.objects_added = counts.added;
     summary.objects_removed = counts.removed;
     summary.objects_changed = counts.changed;
+    let (mut inferred, problems) = match inference {
+        Some(inference) => reinfer(inference, &bucket, info.path.clone(), &datasets).await?,
+        None => (BTreeMap::new(), Vec::new()),
+    };
+    summary.datasets_reinferred = inferred.len() as u64;
+    for problem in problems {
+        send(&sink, changes::envelope(&run_id, pb::change_record::Record::Problem(problem))).await?;
+    }
     for change in &datasets {
         match change.kind {
             DatasetChangeKind::Added => summary.datasets_added += 1,
             DatasetChangeKind::Removed => summary.datasets_removed += 1,
             DatasetChangeKind::Changed => summary.datasets_changed += 1,
         }
-        let record = changes::dataset_change(&bucket, change, None);
+        let record = changes::dataset_change(&bucket, change, inferred.remove(&change.dataset));
         send(&sink, changes::envelope(&run_id, pb::change_record::Record::Dataset(record))).await?;
     }
 
@@ -723,7 +822,6 @@ async fn run_unboxed(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::io::Write;
     use std::path::Path;
 
@@ -743,8 +841,6 @@ mod tests {
         /// Keys whose GET is denied.
         denied: BTreeSet<String>,
     }
-
-    use std::collections::BTreeSet;
 
     impl FakeSource {
         fn put(&self, bucket: &str, key: &str, bytes: impl Into<Bytes>) {
@@ -893,7 +989,7 @@ mod tests {
             records
         };
         let (result, records) =
-            tokio::join!(run(source, state, spec, IncrementalOptions::default(), tx), consumer);
+            tokio::join!(run(source, state, spec, IncrementalOptions::default(), None, tx), consumer);
         (records, result)
     }
 

@@ -351,7 +351,7 @@ impl ConnectorApi {
         started: Instant,
     ) -> Result<RecordStream<pb::ChangeRecord>, Status> {
         use crate::incremental::source::SdkInventorySource;
-        use crate::incremental::{self, IncrementalOptions, Output, StateLocation};
+        use crate::incremental::{self, IncrementalOptions, Output, SchemaInference, StateLocation};
         self.refuse_when_draining()?;
         let deadline = request
             .metadata()
@@ -394,7 +394,12 @@ impl ConnectorApi {
             .try_acquire_owned()
             .map_err(|_| ServiceError::Busy { running: self.config.limits.max_concurrent_extractions })?;
         let aws = self.contexts.get(&settings).await?;
-        let source = Arc::new(SdkInventorySource::from_aws(&aws, Arc::new(RequestStats::default())));
+        let stats = Arc::new(RequestStats::default());
+        let source = Arc::new(SdkInventorySource::from_aws(&aws, stats.clone()));
+        let inference = SchemaInference {
+            services: Services::from_aws(&aws, stats),
+            limits: convert::extract_limits(req.limits.as_ref(), &self.config.limits),
+        };
         let buffer = self.config.limits.stream_buffer as usize;
         let (tx, records) = mpsc::channel(buffer);
         let (outcome_tx, outcome) = oneshot::channel();
@@ -424,7 +429,7 @@ impl ConnectorApi {
                     }
                 }
             };
-            let run = incremental::run(source, state, spec, options, engine_tx);
+            let run = incremental::run(source, state, spec, options, Some(inference), engine_tx);
             let work = async move {
                 let (result, ()) = tokio::join!(run, forward);
                 result
