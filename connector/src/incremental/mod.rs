@@ -40,7 +40,7 @@ use s3_connector_domain::inventory::snapshot::{
     ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader,
     merge_join,
 };
-use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, parquet};
+use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, orc, parquet};
 use s3_connector_domain::model::ObjectMeta;
 use s3_connector_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
@@ -335,21 +335,22 @@ pub async fn read_manifest(
     Ok(manifest)
 }
 
-/// How the rows of a data file are read. One arm per `fileFormat`; a new reader (ORC) is one
-/// more arm here.
-#[derive(Debug, Clone, Copy)]
+/// How the rows of a data file are read. One arm per `fileFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileReader {
     /// Gzipped CSV, streamed.
     CsvGzip,
-    /// Parquet, read from memory.
+    /// Parquet, read from memory (random access to the footer and row groups).
     Parquet,
+    /// ORC, read from memory (random access to the tail and stripes).
+    Orc,
 }
 
 fn file_reader(format: InventoryFormat) -> Result<FileReader, IncrementalError> {
     match format {
         InventoryFormat::Csv => Ok(FileReader::CsvGzip),
         InventoryFormat::Parquet => Ok(FileReader::Parquet),
-        InventoryFormat::Orc => Err(IncrementalError::UnsupportedFormat { format: format.as_str().into() }),
+        InventoryFormat::Orc => Ok(FileReader::Orc),
     }
 }
 
@@ -468,7 +469,7 @@ async fn read_data_file(
             }
             parsed
         }
-        FileReader::Parquet => {
+        columnar @ (FileReader::Parquet | FileReader::Orc) => {
             let limit = options.max_parquet_file_bytes;
             let too_large = |size| IncrementalError::TooLarge {
                 bucket: bucket.clone(),
@@ -490,8 +491,12 @@ async fn read_data_file(
             let bytes = buffer.freeze();
             tokio::task::spawn_blocking(move || {
                 file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
-                let records = parquet::read_parquet(&file.key, bytes)?;
-                drain_rows(records, &mut Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) })
+                let mut batcher = Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) };
+                if columnar == FileReader::Orc {
+                    drain_rows(orc::read_orc(&file.key, bytes)?, &mut batcher)
+                } else {
+                    drain_rows(parquet::read_parquet(&file.key, bytes)?, &mut batcher)
+                }
             })
             .await
             .map_err(join_error)?
