@@ -873,12 +873,10 @@ async fn extract_incremental_streams_the_cli_records_and_dry_runs_leave_the_stat
     // An older report is refused with FAILED_PRECONDITION and the engine's code.
     let mut stream =
         client.extract_incremental(request("2024-01-01T00-00Z", false)).await.unwrap().into_inner();
-    let status = loop {
-        match stream.next().await {
-            Some(Ok(record)) => panic!("no record expected: {record:?}"),
-            Some(Err(status)) => break status,
-            None => panic!("the stream must fail"),
-        }
+    let status = match stream.next().await {
+        Some(Ok(record)) => panic!("no record expected: {record:?}"),
+        Some(Err(status)) => status,
+        None => panic!("the stream must fail"),
     };
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     use tonic_types::StatusExt;
