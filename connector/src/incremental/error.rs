@@ -104,12 +104,6 @@ pub enum IncrementalError {
         /// The file.
         key: String,
     },
-    /// The report's data file format has no reader in this build.
-    #[error("inventory reports in {format} format are not supported yet (CSV and Parquet are)")]
-    UnsupportedFormat {
-        /// `fileFormat`.
-        format: String,
-    },
     /// A data file (or one of its rows) could not be read: checksum, gzip, malformed row.
     #[error("{0}")]
     Row(RowError),
@@ -171,7 +165,6 @@ impl IncrementalError {
             IncrementalError::ManifestSourceMismatch { .. } => "MANIFEST_SOURCE_MISMATCH",
             IncrementalError::TooLarge { .. } => "INVENTORY_FILE_TOO_LARGE",
             IncrementalError::DataFileMissing { .. } => "INVENTORY_FILE_MISSING",
-            IncrementalError::UnsupportedFormat { .. } => "INVENTORY_FORMAT_UNSUPPORTED",
             IncrementalError::Row(e) => e.code(),
             IncrementalError::Build(e) => e.code(),
             IncrementalError::State(e) => e.code(),

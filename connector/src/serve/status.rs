@@ -222,7 +222,6 @@ pub fn incremental_grpc_code(code: &str) -> Code {
         "THROTTLED" | "NETWORK_ERROR" | "S3_ERROR" => Code::Unavailable,
         "OUTPUT_CLOSED" => Code::Cancelled,
         "INTERNAL" => Code::Internal,
-        "INVENTORY_FORMAT_UNSUPPORTED" => Code::Unimplemented,
         // Report content that fails its checksum or cannot be decoded.
         c if c.ends_with("CHECKSUM_MISMATCH")
             || c.starts_with("MANIFEST_")
