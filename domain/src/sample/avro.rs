@@ -705,7 +705,11 @@ mod tests {
         let bytes = file("deflate", 20, 50);
         let window = &bytes[..bytes.len() / 2];
         let s = take(window, bytes.len() as u64, &["id"], SampleMode::Head, 10_000).unwrap();
-        assert!(s.rows.len() >= 50 && s.rows.len() < 1000 && s.rows.len() % 50 == 0, "{}", s.rows.len());
+        assert!(
+            s.rows.len() >= 50 && s.rows.len() < 1000 && s.rows.len().is_multiple_of(50),
+            "{}",
+            s.rows.len()
+        );
         assert!(s.more_rows);
         // The same cut at the real end of the file is a truncated file.
         let err = take(window, window.len() as u64, &["id"], SampleMode::Head, 10_000).unwrap_err();
