@@ -146,6 +146,7 @@ pub fn aws_code(kind: AwsErrorKind) -> &'static str {
         AwsErrorKind::Throttled => "THROTTLED",
         AwsErrorKind::Credentials => "NO_CREDENTIALS",
         AwsErrorKind::Network => "NETWORK_ERROR",
+        AwsErrorKind::ClientSide(failure) => failure.code(),
         AwsErrorKind::InvalidRange | AwsErrorKind::Other => "S3_ERROR",
     }
 }
