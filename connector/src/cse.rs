@@ -40,8 +40,8 @@ use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use crate::aws::{
-    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, ListPage, ListRequest, ObjectHead,
-    ObjectStore, RangeRead, RequestStats, ResponseEncryption,
+    AwsError, AwsErrorKind, ByteRange, DefaultEncryptionRule, ListPage, ListRequest, ObjectHead, ObjectStore,
+    RangeRead, RequestStats, ResponseEncryption,
 };
 
 /// Default: objects up to this size are fetched whole and decrypted with authentication.
@@ -413,7 +413,8 @@ impl DecryptingStore {
     async fn open_object(&self, bucket: &str, key: &str, first: &RangeRead) -> Result<Opened, AwsError> {
         let fail = |kind: CseFailure, message: String| cse_error("s3:GetObject", bucket, key, kind, message);
         let metadata = &first.encryption.crypto_metadata;
-        let location = core::locate(metadata).map_err(|e| fail(CseFailure::InvalidEnvelope, e.to_string()))?;
+        let location =
+            core::locate(metadata).map_err(|e| fail(CseFailure::InvalidEnvelope, e.to_string()))?;
         let instruction = match location {
             EnvelopeLocation::InstructionFile => {
                 let instruction_key = format!("{key}.instruction");
@@ -429,7 +430,9 @@ impl DecryptingStore {
                     .map_err(|e| match e.kind {
                         AwsErrorKind::NotFound => fail(
                             CseFailure::InstructionFileMissing,
-                            format!("the envelope is in s3://{bucket}/{instruction_key}, which does not exist"),
+                            format!(
+                                "the envelope is in s3://{bucket}/{instruction_key}, which does not exist"
+                            ),
                         ),
                         _ => e,
                     })?;
@@ -441,7 +444,10 @@ impl DecryptingStore {
             .map_err(|e| fail(CseFailure::InvalidEnvelope, e.to_string()))?;
         let legacy = envelope.format == FormatVersion::V1
             || envelope.content.is_legacy()
-            || matches!(envelope.wrapping, KeyWrapping::KmsV1 { .. } | KeyWrapping::AesWrap | KeyWrapping::LegacyV1);
+            || matches!(
+                envelope.wrapping,
+                KeyWrapping::KmsV1 { .. } | KeyWrapping::AesWrap | KeyWrapping::LegacyV1
+            );
         if legacy && !self.config.allow_legacy {
             return Err(fail(
                 CseFailure::LegacyDisabled,
@@ -493,7 +499,10 @@ impl DecryptingStore {
             let body = if first.start == 0 && first.bytes.len() as u64 == ciphertext_size {
                 first.bytes.clone()
             } else {
-                self.inner.get_range(bucket, key, ByteRange::Head(ciphertext_size.max(1)), ciphertext_size).await?.bytes
+                self.inner
+                    .get_range(bucket, key, ByteRange::Head(ciphertext_size.max(1)), ciphertext_size)
+                    .await?
+                    .bytes
             };
             let envelope = opened.envelope.clone();
             let data_key = opened.key.clone();
@@ -567,9 +576,10 @@ impl DecryptingStore {
         let envelope = envelope.clone();
         let allow_legacy = self.config.allow_legacy;
         // RSA unwrapping is CPU work.
-        let unwrapped = tokio::task::spawn_blocking(move || core::unwrap_data_key(&envelope, &master, allow_legacy))
-            .await
-            .map_err(|e| fail(CseFailure::UnwrapFailed, format!("unwrap task failed: {e}")))?;
+        let unwrapped =
+            tokio::task::spawn_blocking(move || core::unwrap_data_key(&envelope, &master, allow_legacy))
+                .await
+                .map_err(|e| fail(CseFailure::UnwrapFailed, format!("unwrap task failed: {e}")))?;
         unwrapped.map(|k| (k, None)).map_err(|e| {
             let kind = match e {
                 KeyringError::LegacyNotAllowed { .. } => CseFailure::LegacyDisabled,
@@ -627,16 +637,22 @@ impl DecryptingStore {
         let covered = first.and_then(|read| {
             let end = read.start + read.bytes.len() as u64;
             (read.start <= plan.fetch_start && end > plan.fetch_end).then(|| {
-                read.bytes.slice((plan.fetch_start - read.start) as usize..=(plan.fetch_end - read.start) as usize)
+                read.bytes
+                    .slice((plan.fetch_start - read.start) as usize..=(plan.fetch_end - read.start) as usize)
             })
         });
         let fetched = match covered {
             Some(bytes) => bytes,
             None => {
                 let len = plan.fetch_len();
-                let read =
-                    self.inner.get_range(bucket, key, ByteRange::Span { start: plan.fetch_start, len }, len).await?;
-                if read.start != plan.fetch_start && read.start == 0 && read.bytes.len() as u64 > plan.fetch_end {
+                let read = self
+                    .inner
+                    .get_range(bucket, key, ByteRange::Span { start: plan.fetch_start, len }, len)
+                    .await?;
+                if read.start != plan.fetch_start
+                    && read.start == 0
+                    && read.bytes.len() as u64 > plan.fetch_end
+                {
                     // A server that ignored the range sent the object from byte 0.
                     read.bytes.slice(plan.fetch_start as usize..=plan.fetch_end as usize)
                 } else {
@@ -646,24 +662,31 @@ impl DecryptingStore {
         };
         let envelope = opened.envelope.clone();
         let data_key = opened.key.clone();
-        let plaintext = tokio::task::spawn_blocking(move || core::decrypt_range(&envelope, &data_key, &plan, &fetched))
-            .await
-            .map_err(|e| fail(CseFailure::AuthenticationFailed, format!("decryption task failed: {e}")))?
-            .map_err(|e| {
-                let kind = match e {
-                    core::RangedError::Content(core::ContentError::KeyCommitmentMismatch) => {
-                        CseFailure::KeyCommitmentMismatch
-                    }
-                    core::RangedError::WrongFetchLength { .. } => CseFailure::AuthenticationFailed,
-                    _ => CseFailure::Unsupported,
-                };
-                fail(kind, e.to_string())
-            })?;
+        let plaintext =
+            tokio::task::spawn_blocking(move || core::decrypt_range(&envelope, &data_key, &plan, &fetched))
+                .await
+                .map_err(|e| fail(CseFailure::AuthenticationFailed, format!("decryption task failed: {e}")))?
+                .map_err(|e| {
+                    let kind = match e {
+                        core::RangedError::Content(core::ContentError::KeyCommitmentMismatch) => {
+                            CseFailure::KeyCommitmentMismatch
+                        }
+                        core::RangedError::WrongFetchLength { .. } => CseFailure::AuthenticationFailed,
+                        _ => CseFailure::Unsupported,
+                    };
+                    fail(kind, e.to_string())
+                })?;
         Ok(RangeRead { bytes: Bytes::from(plaintext), start: first_byte, object_size: size, encryption })
     }
 }
 
-fn cse_error(operation: &'static str, bucket: &str, key: &str, kind: CseFailure, message: String) -> AwsError {
+fn cse_error(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    kind: CseFailure,
+    message: String,
+) -> AwsError {
     AwsError {
         operation,
         bucket: Some(bucket.to_string()),
@@ -731,7 +754,9 @@ impl ObjectStore for DecryptingStore {
             return Ok(trim(first, range, max_bytes));
         }
         let slot = self.slot(bucket, key);
-        let opened = slot.get_or_try_init(|| async { self.open_object(bucket, key, &first).await.map(Arc::new) }).await?;
+        let opened = slot
+            .get_or_try_init(|| async { self.open_object(bucket, key, &first).await.map(Arc::new) })
+            .await?;
         self.serve(bucket, key, opened, range, max_bytes, Some(&first)).await
     }
 
@@ -762,8 +787,14 @@ mod tests {
             }
         );
         assert_eq!(parse_master_key_rule("s3://data=rsa:file:/k.pem").unwrap().kind, MasterKeyKind::Rsa);
-        for bad in ["data", "data=env:K", "data=rsa:env:K", "Bad_Bucket=aes:env:K", "data=aes:file:", "data=des:file:x"]
-        {
+        for bad in [
+            "data",
+            "data=env:K",
+            "data=rsa:env:K",
+            "Bad_Bucket=aes:env:K",
+            "data=aes:file:",
+            "data=des:file:x",
+        ] {
             let err = parse_master_key_rule(bad).expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");
         }

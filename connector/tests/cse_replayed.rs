@@ -189,10 +189,14 @@ async fn kms_wrapped_objects_decrypt_with_the_stored_context_passed_exactly() {
         assert_eq!(bodies.len(), 1, "{name}: one kms:Decrypt per object");
         let sent: Value = serde_json::from_slice(&bodies[0]).expect("JSON");
         let meta = &doc["metadata"];
-        let stored = meta.get("x-amz-t").or_else(|| meta.get("x-amz-matdesc")).and_then(Value::as_str).unwrap();
+        let stored =
+            meta.get("x-amz-t").or_else(|| meta.get("x-amz-matdesc")).and_then(Value::as_str).unwrap();
         let stored: Value = serde_json::from_str(stored).unwrap();
         assert_eq!(sent["EncryptionContext"], stored, "{name}");
-        assert_eq!(sent["CiphertextBlob"].as_str(), meta.get("x-amz-3").or(meta.get("x-amz-key-v2")).and_then(Value::as_str));
+        assert_eq!(
+            sent["CiphertextBlob"].as_str(),
+            meta.get("x-amz-3").or(meta.get("x-amz-key-v2")).and_then(Value::as_str)
+        );
     }
 }
 
@@ -213,24 +217,18 @@ async fn a_user_without_kms_decrypt_gets_the_key_arn_the_principal_and_the_state
     assert_eq!(problem.kms_key_arn.as_deref(), Some(KEY_ARN));
     assert_eq!(problem.principal.as_deref(), Some(USER));
     assert_eq!(problem.operation.as_deref(), Some("kms:Decrypt"));
-    let statement = problem.remediation.as_ref().and_then(|r| r.policy_statement.as_ref()).expect("statement");
+    let statement =
+        problem.remediation.as_ref().and_then(|r| r.policy_statement.as_ref()).expect("statement");
     assert_eq!(statement["Action"], serde_json::json!(["kms:Decrypt"]));
     assert_eq!(statement["Resource"], KEY_ARN);
     assert!(statement.get("Condition").is_none(), "the S3EC calls KMS directly: {statement}");
-    assert_eq!(
-        s3_connector::serve::status::sample_grpc_code(problem.code),
-        tonic::Code::PermissionDenied
-    );
+    assert_eq!(s3_connector::serve::status::sample_grpc_code(problem.code), tonic::Code::PermissionDenied);
 }
 
 #[tokio::test]
 async fn raw_master_keys_unwrap_aes_gcm_rsa_oaep_and_instruction_files() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        ("v2_aes_gcm_wrap", "aes"),
-        ("v3_aes_gcm_wrap_instruction", "aes"),
-        ("v2_rsa_oaep", "rsa"),
-    ];
+    let cases = [("v2_aes_gcm_wrap", "aes"), ("v3_aes_gcm_wrap_instruction", "aes"), ("v2_rsa_oaep", "rsa")];
     for (name, kind) in cases {
         let doc = fixture(name);
         let path = dir.path().join(name);
@@ -264,8 +262,10 @@ async fn raw_master_keys_unwrap_aes_gcm_rsa_oaep_and_instruction_files() {
     let mut mem = MemoryStore::default();
     mem.put("raw/lonely.csv", b64(&doc, "ciphertext_b64"), &doc["metadata"]);
     let path = dir.path().join("v3_aes_gcm_wrap_instruction");
-    let settings =
-        CseSettings { master_keys: vec![format!("{BUCKET}=aes:file:{}", path.display())], ..CseSettings::default() };
+    let settings = CseSettings {
+        master_keys: vec![format!("{BUCKET}=aes:file:{}", path.display())],
+        ..CseSettings::default()
+    };
     let store = DecryptingStore::new(Arc::new(mem), config(settings), None);
     let failure = sample(&store, "raw/lonely.csv", 2).await.expect_err("no instruction file");
     assert_eq!(failure.code(), "CSE_INSTRUCTION_FILE_MISSING", "{failure}");
@@ -325,7 +325,8 @@ async fn parquet_footer_and_chunks_are_read_by_ranges() {
     let store = DecryptingStore::new(mem.clone(), config(settings), Some(kms));
     let mut options = SampleOptions { columns: vec!["id".into()], ..SampleOptions::default() };
     options.limits.max_rows = 5;
-    let s = sample_object(&store, BUCKET, "pq/part-0.parquet", None, "us-east-1", &options).await.expect("rows");
+    let s =
+        sample_object(&store, BUCKET, "pq/part-0.parquet", None, "us-east-1", &options).await.expect("rows");
     assert_eq!(s.sample.rows.len(), 5);
     assert_eq!(s.sample.columns.len(), 1);
     let plaintext = b64(&doc, "plaintext_b64");
@@ -333,7 +334,8 @@ async fn parquet_footer_and_chunks_are_read_by_ranges() {
     // Same rows as the plaintext file sampled directly.
     let mut plain = MemoryStore::default();
     plain.put("pq/part-0.parquet", plaintext, &Value::Null);
-    let direct = sample_object(&plain, BUCKET, "pq/part-0.parquet", None, "us-east-1", &options).await.unwrap();
+    let direct =
+        sample_object(&plain, BUCKET, "pq/part-0.parquet", None, "us-east-1", &options).await.unwrap();
     assert_eq!(
         s.sample.rows.iter().map(|r| r[0].value.to_string()).collect::<Vec<_>>(),
         direct.sample.rows.iter().map(|r| r[0].value.to_string()).collect::<Vec<_>>()

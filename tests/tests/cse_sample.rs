@@ -69,7 +69,11 @@ fn sample(estate: &Estate, uri: &str, extra: &[&str]) -> Sampled {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let json =
         if stdout.trim().is_empty() { Value::Null } else { serde_json::from_str(&stdout).expect("JSON") };
-    Sampled { code: out.status.code().unwrap_or(-1), json, stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Sampled {
+        code: out.status.code().unwrap_or(-1),
+        json,
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 fn objects(estate: &Estate, what: &str, pred: impl Fn(&ExpectedCseObject) -> bool) -> Vec<ExpectedCseObject> {
@@ -207,7 +211,8 @@ fn extract_with_cse_kms_gives_the_client_side_datasets_real_schemas() {
             .iter()
             .map(|f| (f["name"].as_str().unwrap().to_string(), f["type"].as_str().unwrap_or("").to_string()))
             .collect();
-        let want: Vec<(String, String)> = o.columns.iter().map(|c| (c.name.clone(), c.kind.clone())).collect();
+        let want: Vec<(String, String)> =
+            o.columns.iter().map(|c| (c.name.clone(), c.kind.clone())).collect();
         assert_eq!(
             got.iter().map(|(n, t)| (n.as_str(), type_family(t))).collect::<Vec<_>>(),
             want.iter().map(|(n, t)| (n.as_str(), type_family(t))).collect::<Vec<_>>(),

@@ -179,32 +179,48 @@ fn client_side_problem(
             let key = key_arn.unwrap_or("the wrapping KMS key");
             (
                 Severity::Error,
-                format!("{who} may not kms:Decrypt with {key}, so the client-side encrypted {object} cannot be decrypted"),
+                format!(
+                    "{who} may not kms:Decrypt with {key}, so the client-side encrypted {object} cannot be decrypted"
+                ),
                 Some(Remediation {
-                    summary: format!("Allow kms:Decrypt on {key} for {who} (identity policy and key policy); the S3 Encryption Client format calls KMS directly, not through S3."),
+                    summary: format!(
+                        "Allow kms:Decrypt on {key} for {who} (identity policy and key policy); the S3 Encryption Client format calls KMS directly, not through S3."
+                    ),
                     policy_statement: key_arn.map(cse_kms_decrypt_statement),
                 }),
             )
         }
         CseFailure::KmsInvalidCiphertext => (
             Severity::Error,
-            format!("KMS could not decrypt the data key of {object} with its stored encryption context: the wrapped key or the context was altered ({detail})"),
+            format!(
+                "KMS could not decrypt the data key of {object} with its stored encryption context: the wrapped key or the context was altered ({detail})"
+            ),
             fix("Do not trust this object: its envelope does not match what the writer stored."),
         ),
         CseFailure::NoKey => (
             Severity::Warning,
-            format!("{object} is client-side encrypted and no way to unwrap its data key is configured: {detail}"),
-            fix("Enable KMS unwrapping (--cse-kms, sampling.cse_kms) or configure the master key for this bucket/prefix (--cse-master-key)."),
+            format!(
+                "{object} is client-side encrypted and no way to unwrap its data key is configured: {detail}"
+            ),
+            fix(
+                "Enable KMS unwrapping (--cse-kms, sampling.cse_kms) or configure the master key for this bucket/prefix (--cse-master-key).",
+            ),
         ),
         CseFailure::KeyCommitmentMismatch => (
             Severity::Error,
-            format!("the key commitment of {object} does not match its data key: the metadata was tampered with or the key is wrong; nothing was decrypted"),
-            fix("Do not trust this object: the V3 key commitment protects against exactly this substitution."),
+            format!(
+                "the key commitment of {object} does not match its data key: the metadata was tampered with or the key is wrong; nothing was decrypted"
+            ),
+            fix(
+                "Do not trust this object: the V3 key commitment protects against exactly this substitution.",
+            ),
         ),
         CseFailure::LegacyDisabled => (
             Severity::Warning,
             format!("{object} uses a legacy S3 Encryption Client format: {detail}"),
-            fix("Legacy V1 content (AES-CBC) is unauthenticated; enable it explicitly (--cse-allow-v1, sampling.cse_allow_v1) only for data you trust, and re-encrypt it with V3."),
+            fix(
+                "Legacy V1 content (AES-CBC) is unauthenticated; enable it explicitly (--cse-allow-v1, sampling.cse_allow_v1) only for data you trust, and re-encrypt it with V3.",
+            ),
         ),
         CseFailure::UnwrapFailed => (
             Severity::Error,
@@ -224,13 +240,13 @@ fn client_side_problem(
         CseFailure::InstructionFileMissing => (
             Severity::Error,
             format!("{object}: {detail}"),
-            fix("Restore the .instruction file: it holds the wrapped data key, without it the object cannot be decrypted."),
+            fix(
+                "Restore the .instruction file: it holds the wrapped data key, without it the object cannot be decrypted.",
+            ),
         ),
-        CseFailure::Unsupported => (
-            Severity::Warning,
-            format!("{object} cannot be decrypted by the connector: {detail}"),
-            None,
-        ),
+        CseFailure::Unsupported => {
+            (Severity::Warning, format!("{object} cannot be decrypted by the connector: {detail}"), None)
+        }
     };
     (failure.code(), severity, message, remediation)
 }

@@ -458,12 +458,18 @@ pub async fn reader_for(
                 message: format!("cannot act as {}: {e}", ctx.role_arn()),
             })?;
             Ok(Reader {
-                store: decrypting(Arc::new(SdkObjectStore::new(ctx.s3_client(), stats.clone())), ctx.kms_client()),
+                store: decrypting(
+                    Arc::new(SdkObjectStore::new(ctx.s3_client(), stats.clone())),
+                    ctx.kms_client(),
+                ),
                 principal: Some(caller.arn),
             })
         }
         None if allow_service_identity => Ok(Reader {
-            store: decrypting(keyed(SdkObjectStore::new(service.s3_client(), stats.clone())), service.kms_client()),
+            store: decrypting(
+                keyed(SdkObjectStore::new(service.s3_client(), stats.clone())),
+                service.kms_client(),
+            ),
             principal: None,
         }),
         None => Err(ReaderError::NoUser),

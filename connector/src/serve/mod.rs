@@ -222,7 +222,10 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
         Some(Arc::new(keys))
     };
     let cse = crate::cse::ClientSideDecryption::load(&config.sampling.cse_settings()).map_err(|e| {
-        ServeError::Config(config::ConfigFileError::Value { key: "sampling.cse_master_keys", reason: e.to_string() })
+        ServeError::Config(config::ConfigFileError::Value {
+            key: "sampling.cse_master_keys",
+            reason: e.to_string(),
+        })
     })?;
     let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c)
         .with_client_side_decryption(cse.map(Arc::new));

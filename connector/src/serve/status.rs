@@ -95,7 +95,9 @@ pub fn sample_grpc_code(problem_code: &str) -> Code {
             Code::PermissionDenied
         }
         "CSE_INSTRUCTION_FILE_MISSING" => Code::NotFound,
-        "CSE_KEY_COMMITMENT_MISMATCH" | "CSE_AUTHENTICATION_FAILED" | "CSE_KMS_INVALID_CIPHERTEXT" => Code::DataLoss,
+        "CSE_KEY_COMMITMENT_MISMATCH" | "CSE_AUTHENTICATION_FAILED" | "CSE_KMS_INVALID_CIPHERTEXT" => {
+            Code::DataLoss
+        }
         "OBJECT_NOT_FOUND" | "BUCKET_NOT_FOUND" | "NO_DATA_FILES" | "KMS_KEY_NOT_FOUND" => Code::NotFound,
         "THROTTLED" | "S3_ERROR" | "NETWORK_ERROR" => Code::Unavailable,
         "SAMPLE_UNKNOWN_COLUMN" => Code::InvalidArgument,
