@@ -196,7 +196,7 @@ fn extract_with_cse_kms_gives_the_client_side_datasets_real_schemas() {
             "csv"
         };
         let ds = run.dataset(&bucket, &prefix, format).unwrap_or_else(|| panic!("dataset {prefix}"));
-        assert_eq!(ds["encryption"]["types"][0], "CLIENT_SIDE", "{prefix}: {ds}");
+        assert_eq!(ds["encryption"]["counts"][0]["type"], "CLIENT_SIDE", "{prefix}: {ds}");
         let codes = run.problem_codes(&bucket, &prefix);
         assert!(!codes.contains(&"CLIENT_SIDE_ENCRYPTED".to_string()), "{prefix}: {codes:?}");
         if o.tampered.is_some() {
