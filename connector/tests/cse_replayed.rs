@@ -330,6 +330,7 @@ async fn parquet_footer_and_chunks_are_read_by_ranges() {
     assert_eq!(s.sample.rows.len(), 5);
     assert_eq!(s.sample.columns.len(), 1);
     let plaintext = b64(&doc, "plaintext_b64");
+    let plaintext_copy = plaintext.clone();
     assert_eq!(s.encryption, s3_connector_domain::model::EncryptionType::ClientSide);
     // Same rows as the plaintext file sampled directly.
     let mut plain = MemoryStore::default();
@@ -340,5 +341,17 @@ async fn parquet_footer_and_chunks_are_read_by_ranges() {
         s.sample.rows.iter().map(|r| r[0].value.to_string()).collect::<Vec<_>>(),
         direct.sample.rows.iter().map(|r| r[0].value.to_string()).collect::<Vec<_>>()
     );
-    assert!(mem.served() < ciphertext.len() as u64, "{} of {} bytes", mem.served(), ciphertext.len());
+    // The reads were ranged (the object is above the 1 KiB whole-object budget): unauthenticated,
+    // and any window decrypts to the plaintext's bytes.
+    let before = mem.served();
+    let window = store
+        .get_range(BUCKET, "pq/part-0.parquet", ByteRange::Span { start: 1000, len: 77 }, 77)
+        .await
+        .expect("window");
+    assert_eq!(&window.bytes[..], &plaintext_copy[1000..1077]);
+    assert_eq!(window.object_size, ciphertext.len() as u64 - 16);
+    let read = window.encryption.client_side_read.expect("decrypted");
+    assert!(!read.authenticated);
+    assert_eq!((read.format, read.kms_key_arn.as_deref()), ("v3", Some(KEY_ARN)));
+    assert!(mem.served() - before < 100, "one aligned block window, not the object");
 }
