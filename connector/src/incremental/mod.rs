@@ -46,7 +46,7 @@ use s3_connector_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::IncrementalError;
-use source::InventorySource;
+use source::{InventorySource, ObjectBody};
 pub use state::{RunState, StateLocation};
 
 use crate::aws::{AwsError, AwsErrorKind, ListRequest};
@@ -174,6 +174,17 @@ async fn get_small(
         Err(e) if e.kind == AwsErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(IncrementalError::Aws(e)),
     };
+    collect_capped(&mut body, bucket, key, limit).await.map(Some)
+}
+
+/// Collects a body into memory, refusing it (`TooLarge`) past `limit` bytes, whatever its
+/// `Content-Length` claims.
+async fn collect_capped(
+    body: &mut ObjectBody,
+    bucket: &str,
+    key: &str,
+    limit: u64,
+) -> Result<Bytes, IncrementalError> {
     let too_large = |size| IncrementalError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit };
     if body.size > limit {
         return Err(too_large(body.size));
@@ -186,7 +197,7 @@ async fn get_small(
         }
         buffer.extend_from_slice(&chunk);
     }
-    Ok(Some(buffer.freeze()))
+    Ok(buffer.freeze())
 }
 
 /// The configuration id: given, or the one inventory configuration of the source bucket that
@@ -470,25 +481,7 @@ async fn read_data_file(
             parsed
         }
         columnar @ (FileReader::Parquet | FileReader::Orc) => {
-            let limit = options.max_parquet_file_bytes;
-            let too_large = |size| IncrementalError::TooLarge {
-                bucket: bucket.clone(),
-                key: file.key.clone(),
-                size,
-                limit,
-            };
-            if body.size > limit {
-                return Err(too_large(body.size));
-            }
-            let mut buffer = BytesMut::with_capacity(body.size as usize);
-            while let Some(chunk) = body.chunks.next().await {
-                let chunk = chunk.map_err(IncrementalError::Aws)?;
-                if (buffer.len() + chunk.len()) as u64 > limit {
-                    return Err(too_large((buffer.len() + chunk.len()) as u64));
-                }
-                buffer.extend_from_slice(&chunk);
-            }
-            let bytes = buffer.freeze();
+            let bytes = collect_capped(&mut body, &bucket, &file.key, options.max_parquet_file_bytes).await?;
             tokio::task::spawn_blocking(move || {
                 file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
                 let mut batcher = Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) };
@@ -836,7 +829,6 @@ mod tests {
     use super::*;
     use crate::aws::ListPage;
     use crate::aws::control::InventoryConfig;
-    use crate::incremental::source::ObjectBody;
 
     /// An in-memory bucket store.
     #[derive(Default)]

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Number, Value};
 
-use super::{Sample, SampleFileError, SampleLimits, SampleMode, SampledValue, bound, choose, projection};
+use super::{Sample, SampleFileError, SampleLimits, SampleMode, choose, object_rows, projection};
 use crate::model::{Field, FileFormat};
 use crate::schema::InferenceError;
 use crate::schema::InferenceLimits;
@@ -509,19 +509,7 @@ pub fn sample(
         done: false,
     };
     let (rows, more) = choose(&mut records, mode, limits.max_rows)?;
-    let rows = rows
-        .into_iter()
-        .map(|mut object| {
-            picked
-                .iter()
-                .map(|&c| {
-                    let raw = object.remove(&schema[c].name).unwrap_or(Value::Null);
-                    let (value, truncated) = bound(raw, limits.max_value_bytes);
-                    SampledValue { value, truncated }
-                })
-                .collect()
-        })
-        .collect();
+    let rows = object_rows(rows, &picked, schema, limits);
     Ok(Sample {
         columns: picked.iter().map(|&c| schema[c].clone()).collect(),
         rows,

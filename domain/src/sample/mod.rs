@@ -194,6 +194,28 @@ fn typed_cell(raw: &str, data_type: &DataType) -> Value {
     typed.unwrap_or_else(|| Value::String(raw.to_string()))
 }
 
+/// The projected, size-bounded values of rows decoded as JSON objects (JSON Lines, JSON
+/// documents, Avro): a missing field is null.
+fn object_rows(
+    rows: Vec<Map<String, Value>>,
+    picked: &[usize],
+    schema: &[Field],
+    limits: &SampleLimits,
+) -> Vec<Vec<SampledValue>> {
+    rows.into_iter()
+        .map(|mut object| {
+            picked
+                .iter()
+                .map(|&c| {
+                    let raw = object.remove(&schema[c].name).unwrap_or(Value::Null);
+                    let (value, truncated) = bound(raw, limits.max_value_bytes);
+                    SampledValue { value, truncated }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Chooses rows from an iterator: the first `max` (Head) or a uniform reservoir (Random).
 /// Returns the rows in file order and whether more rows existed.
 fn choose<T, E>(
@@ -336,19 +358,7 @@ pub fn sample_json_lines(
         }
     });
     let (rows, more) = choose(lines, mode, limits.max_rows)?;
-    let rows = rows
-        .into_iter()
-        .map(|mut object| {
-            picked
-                .iter()
-                .map(|&c| {
-                    let raw = object.remove(&schema[c].name).unwrap_or(Value::Null);
-                    let (value, truncated) = bound(raw, limits.max_value_bytes);
-                    SampledValue { value, truncated }
-                })
-                .collect()
-        })
-        .collect();
+    let rows = object_rows(rows, &picked, schema, limits);
     Ok(Sample {
         columns: picked.iter().map(|&c| schema[c].clone()).collect(),
         rows,
@@ -379,19 +389,7 @@ pub fn sample_json_document(
         cut: false,
     };
     let (rows, more) = choose(&mut elements, mode, limits.max_rows)?;
-    let rows = rows
-        .into_iter()
-        .map(|mut object| {
-            picked
-                .iter()
-                .map(|&c| {
-                    let raw = object.remove(&schema[c].name).unwrap_or(Value::Null);
-                    let (value, truncated) = bound(raw, limits.max_value_bytes);
-                    SampledValue { value, truncated }
-                })
-                .collect()
-        })
-        .collect();
+    let rows = object_rows(rows, &picked, schema, limits);
     Ok(Sample {
         columns: picked.iter().map(|&c| schema[c].clone()).collect(),
         rows,
