@@ -4,6 +4,11 @@ use clap::Parser;
 use s3_connector::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+// Inventory runs allocate and free millions of small rows across threads, where glibc's
+// allocator spends a quarter of the time (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Warnings of our own; aws-config's probing of the credential chain and IMDS (expected to fail
 /// off EC2) only when it matters.
 const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,aws_smithy_runtime=error";

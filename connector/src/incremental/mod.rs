@@ -756,10 +756,11 @@ async fn run_unboxed(
         let mut aggregator = DatasetDiffAggregator::new(&diff_bucket, cfg.clone());
         let mut counts = DiffCounts::default();
         let old: Box<dyn Iterator<Item = _> + Send> = match old {
-            Some(reader) => Box::new(reader),
+            // Both snapshots decode on their own threads, ahead of the join.
+            Some(reader) => Box::new(reader.prefetch()?),
             None => Box::new(std::iter::empty()),
         };
-        for entry in merge_join(old, new) {
+        for entry in merge_join(old, new.prefetch()?) {
             let entry = entry?;
             aggregator.add(&entry);
             let DiffEntry::Change(change) = &entry else { continue };

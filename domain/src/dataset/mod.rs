@@ -149,5 +149,52 @@ pub fn classify(bucket: &str, obj: &ObjectMeta, cfg: &GroupingConfig) -> Classif
     Classification::Data(heuristics::place(&obj.key))
 }
 
+/// The dataset of each object of a key-ordered stream, computing the partition scan once per
+/// folder: consecutive keys mostly share their folder, and without path templates a dataset
+/// depends only on the folder and the file's extension. Same answers as [`classify`].
+#[derive(Debug, Default)]
+pub struct DatasetPlacer {
+    folder: String,
+    prefix: String,
+}
+
+impl DatasetPlacer {
+    /// The dataset of `key` (of `size` bytes); `None` for junk.
+    pub fn dataset(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        size: u64,
+        cfg: &GroupingConfig,
+    ) -> Option<DatasetKey> {
+        if !cfg.templates.is_empty() {
+            let meta = ObjectMeta {
+                key: key.to_string(),
+                size,
+                last_modified_ms: None,
+                etag: None,
+                storage_class: None,
+            };
+            return match classify(bucket, &meta, cfg) {
+                Classification::Data(placement) => Some(placement.dataset),
+                Classification::Junk(_) => None,
+            };
+        }
+        if junk::junk_reason(key, size).is_some() {
+            return None;
+        }
+        let folder = key.rfind('/').map_or("", |i| &key[..=i]);
+        if folder != self.folder {
+            let placement = heuristics::place(key);
+            self.folder.clear();
+            self.folder.push_str(folder);
+            self.prefix = placement.dataset.prefix;
+            return Some(DatasetKey { prefix: self.prefix.clone(), format: placement.dataset.format });
+        }
+        let (format, _) = heuristics::format_from_key(key);
+        Some(DatasetKey { prefix: self.prefix.clone(), format })
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -580,3 +580,41 @@ proptest! {
         prop_assert_eq!(sharded.tally(), single.tally());
     }
 }
+
+fn classified(key: &str, size: u64, cfg: &GroupingConfig) -> Option<DatasetKey> {
+    match classify("bkt", &obj(key, size), cfg) {
+        Classification::Data(p) => Some(p.dataset),
+        Classification::Junk(_) => None,
+    }
+}
+
+proptest! {
+    /// The per-folder cache of the inventory diff answers exactly as `classify`, for keys in
+    /// order (as a snapshot streams them) and out of order, with and without templates.
+    #[test]
+    fn placer_agrees_with_classify(
+        mut keys in proptest::collection::vec(
+            (
+                "(t/|logs/|sales/|a b/|%2F/)?((region=eu|dt=2024-01-0[12]|2024/01/0[12]|_temporary|\\.hidden)/){0,3}",
+                "(part-0|data|_SUCCESS|x\\.crc|\\.dot|f)(\\.csv|\\.parquet|\\.json\\.gz|\\.avro|_\\$folder\\$)?",
+                0u64..3,
+            ),
+            0..40,
+        ),
+        sorted in any::<bool>(),
+        with_template in any::<bool>(),
+    ) {
+        if sorted {
+            keys.sort();
+        }
+        let mut cfg = GroupingConfig::default();
+        if with_template {
+            cfg.templates.push(PathTemplate::parse("s3://bkt/sales/{table}/*").unwrap());
+        }
+        let mut placer = DatasetPlacer::default();
+        for (dir, name, size) in &keys {
+            let key = format!("{dir}{name}");
+            prop_assert_eq!(placer.dataset("bkt", &key, *size, &cfg), classified(&key, *size, &cfg), "{}", key);
+        }
+    }
+}

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use super::diff::{DiffEntry, ObjectChange};
 use super::format::SnapshotObject;
-use crate::dataset::{Classification, DatasetKey, GroupingConfig, classify};
-use crate::model::ObjectMeta;
+use crate::dataset::{DatasetKey, DatasetPlacer, GroupingConfig};
 
 /// Whether a dataset appeared, disappeared or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,30 +111,23 @@ pub struct DatasetDiffAggregator {
     bucket: String,
     cfg: GroupingConfig,
     datasets: BTreeMap<DatasetKey, Accumulator>,
-}
-
-fn meta(obj: &SnapshotObject) -> ObjectMeta {
-    ObjectMeta {
-        key: obj.key.clone(),
-        size: obj.size.unwrap_or(0),
-        last_modified_ms: obj.last_modified_ms,
-        etag: None,
-        storage_class: None,
-    }
+    placer: DatasetPlacer,
 }
 
 impl DatasetDiffAggregator {
     /// An aggregator for `bucket` with extraction's grouping configuration.
     pub fn new(bucket: &str, cfg: GroupingConfig) -> Self {
-        DatasetDiffAggregator { bucket: bucket.to_string(), cfg, datasets: BTreeMap::new() }
+        DatasetDiffAggregator {
+            bucket: bucket.to_string(),
+            cfg,
+            datasets: BTreeMap::new(),
+            placer: DatasetPlacer::default(),
+        }
     }
 
     /// The dataset of `obj`, or `None` for junk.
-    fn place(&self, obj: &SnapshotObject) -> Option<DatasetKey> {
-        match classify(&self.bucket, &meta(obj), &self.cfg) {
-            Classification::Data(placement) => Some(placement.dataset),
-            Classification::Junk(_) => None,
-        }
+    fn place(&mut self, obj: &SnapshotObject) -> Option<DatasetKey> {
+        self.placer.dataset(&self.bucket, &obj.key, obj.size.unwrap_or(0), &self.cfg)
     }
 
     fn slot(&mut self, key: DatasetKey) -> &mut Accumulator {
@@ -316,7 +308,13 @@ mod tests {
                 .collect();
             let mut grouper = Grouper::new("src", GroupingConfig::default());
             for obj in &new {
-                grouper.add(meta(obj));
+                grouper.add(crate::model::ObjectMeta {
+                    key: obj.key.clone(),
+                    size: obj.size.unwrap_or(0),
+                    last_modified_ms: obj.last_modified_ms,
+                    etag: None,
+                    storage_class: None,
+                });
             }
             let expected: BTreeMap<DatasetKey, (u64, u64)> = grouper
                 .take_all()

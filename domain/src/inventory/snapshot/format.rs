@@ -14,7 +14,7 @@
 //! previous key (sorted keys share long prefixes).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -31,7 +31,9 @@ const COUNT_OFFSET: u64 = 12;
 const MAX_HEADER_LEN: u32 = 64 * 1024;
 // Cap on one field inside an entry, for the same reason (S3 keys are at most 1024 bytes).
 const MAX_FIELD_LEN: u64 = 1 << 20;
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
+/// Decompressed bytes buffered in front of the entry decoder.
+const DECODE_BUFFER: usize = 256 * 1024;
 
 /// One current object as kept in a snapshot: the fields a change is judged on, nothing else
 /// (no ACLs, owners or data).
@@ -215,37 +217,81 @@ fn encryption_code(status: &EncryptionStatus) -> u8 {
 
 /// Appends one entry; `prev_key` is the previous entry's key in the same stream.
 pub(crate) fn encode_entry(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObject, extra_flags: u8) {
-    let shared = common_prefix(prev_key.as_bytes(), obj.key.as_bytes());
+    encode_fields(
+        out,
+        prev_key.as_bytes(),
+        EntryFields {
+            key: &obj.key,
+            size: obj.size,
+            etag: obj.etag.as_deref(),
+            last_modified_ms: obj.last_modified_ms,
+            storage_class: obj.storage_class.as_deref(),
+            encryption_status: obj.encryption_status.as_ref(),
+            bucket_key_enabled: obj.bucket_key_enabled,
+        },
+        extra_flags,
+    );
+}
+
+/// The fields of one entry, borrowed from a [`SnapshotObject`] or an inventory row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryFields<'a> {
+    pub key: &'a str,
+    pub size: Option<u64>,
+    pub etag: Option<&'a str>,
+    pub last_modified_ms: Option<i64>,
+    pub storage_class: Option<&'a str>,
+    pub encryption_status: Option<&'a EncryptionStatus>,
+    pub bucket_key_enabled: Option<bool>,
+}
+
+impl<'a> From<&'a InventoryRecord> for EntryFields<'a> {
+    fn from(r: &'a InventoryRecord) -> Self {
+        EntryFields {
+            key: &r.key,
+            size: r.size,
+            etag: r.etag.as_deref(),
+            last_modified_ms: r.last_modified_ms,
+            storage_class: r.storage_class.as_deref(),
+            encryption_status: r.encryption_status.as_ref(),
+            bucket_key_enabled: r.bucket_key_enabled,
+        }
+    }
+}
+
+/// Appends one entry from its fields; `prev_key` is the previous entry's key in the stream.
+pub(crate) fn encode_fields(out: &mut Vec<u8>, prev_key: &[u8], f: EntryFields<'_>, extra_flags: u8) {
+    let shared = common_prefix(prev_key, f.key.as_bytes());
     let mut flags = extra_flags;
     let set = |flags: &mut u8, bit: u8, on: bool| {
         if on {
             *flags |= bit
         }
     };
-    set(&mut flags, F_SIZE, obj.size.is_some());
-    set(&mut flags, F_ETAG, obj.etag.is_some());
-    set(&mut flags, F_MODIFIED, obj.last_modified_ms.is_some());
-    set(&mut flags, F_CLASS, obj.storage_class.is_some());
-    set(&mut flags, F_ENCRYPTION, obj.encryption_status.is_some());
-    set(&mut flags, F_BUCKET_KEY, obj.bucket_key_enabled.is_some());
-    set(&mut flags, F_BUCKET_KEY_ON, obj.bucket_key_enabled == Some(true));
+    set(&mut flags, F_SIZE, f.size.is_some());
+    set(&mut flags, F_ETAG, f.etag.is_some());
+    set(&mut flags, F_MODIFIED, f.last_modified_ms.is_some());
+    set(&mut flags, F_CLASS, f.storage_class.is_some());
+    set(&mut flags, F_ENCRYPTION, f.encryption_status.is_some());
+    set(&mut flags, F_BUCKET_KEY, f.bucket_key_enabled.is_some());
+    set(&mut flags, F_BUCKET_KEY_ON, f.bucket_key_enabled == Some(true));
     out.push(flags);
     put_varint(out, shared as u64);
-    put_bytes(out, &obj.key.as_bytes()[shared..]);
-    if let Some(size) = obj.size {
+    put_bytes(out, &f.key.as_bytes()[shared..]);
+    if let Some(size) = f.size {
         put_varint(out, size);
     }
-    if let Some(etag) = &obj.etag {
+    if let Some(etag) = f.etag {
         put_bytes(out, etag.as_bytes());
     }
-    if let Some(ms) = obj.last_modified_ms {
+    if let Some(ms) = f.last_modified_ms {
         // zigzag: pre-1970 times stay short and valid
         put_varint(out, ((ms << 1) ^ (ms >> 63)) as u64);
     }
-    if let Some(class) = &obj.storage_class {
+    if let Some(class) = f.storage_class {
         put_bytes(out, class.as_bytes());
     }
-    if let Some(status) = &obj.encryption_status {
+    if let Some(status) = f.encryption_status {
         out.push(encryption_code(status));
         if let EncryptionStatus::Other(s) = status {
             put_bytes(out, s.as_bytes());
@@ -253,17 +299,52 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObje
     }
 }
 
+/// Re-encodes an entry written with an empty `prev_key` (`entry`, whose key is
+/// `entry[key_start..key_end]`) against `prev_key`: only the key's shared prefix changes, the
+/// fields after it are copied as they are.
+pub(crate) fn reencode_entry(
+    out: &mut Vec<u8>,
+    prev_key: &[u8],
+    entry: &[u8],
+    key_start: usize,
+    key_end: usize,
+) {
+    let key = &entry[key_start..key_end];
+    let shared = common_prefix(prev_key, key);
+    out.push(entry[0]);
+    put_varint(out, shared as u64);
+    put_bytes(out, &key[shared..]);
+    out.extend_from_slice(&entry[key_end..]);
+}
+
+/// Bytes of a varint's encoding.
+pub(crate) fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Decodes entries from a byte stream. Errors are plain strings; the caller adds the file.
+/// Entries are read a few bytes at a time, so `R` is buffered: over a zstd stream, use
+/// [`buffered`], else every varint byte would be a call into the decoder.
 pub(crate) struct EntryDecoder<R> {
     inner: R,
     prev_key: Vec<u8>,
 }
 
-impl<R: Read> EntryDecoder<R> {
+/// A zstd stream with a buffer in front, for [`EntryDecoder`].
+pub(crate) fn buffered<R: Read>(inner: R) -> BufReader<R> {
+    BufReader::with_capacity(DECODE_BUFFER, inner)
+}
+
+impl<R: BufRead> EntryDecoder<R> {
     pub(crate) fn new(inner: R) -> Self {
         EntryDecoder { inner, prev_key: Vec::new() }
     }
@@ -407,7 +488,11 @@ impl SnapshotWriter {
         hasher.update(header_len.to_le_bytes());
         let mut hashing = HashingWriter { inner, hasher };
         hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let mut encoder =
+            zstd::Encoder::new(hashing, ZSTD_LEVEL).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        // One compression worker: the caller's thread (merging runs) only encodes entries. The
+        // output is deterministic for any worker count above zero, so reruns keep the same id.
+        encoder.multithread(1).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         Ok(SnapshotWriter {
             path: path.to_path_buf(),
             tmp_path,
@@ -516,7 +601,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// still checks order and count and reports any inconsistency as an error item.
 pub struct SnapshotReader {
     info: SnapshotInfo,
-    decoder: EntryDecoder<zstd::Decoder<'static, BufReader<File>>>,
+    decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
     prev_key: Option<String>,
     read: u64,
     done: bool,
@@ -588,7 +673,7 @@ impl SnapshotReader {
                 object_count,
                 checksum_hex: hex(expected_sum),
             },
-            decoder: EntryDecoder::new(decoder),
+            decoder: EntryDecoder::new(buffered(decoder)),
             prev_key: None,
             read: 0,
             done: false,
@@ -646,6 +731,53 @@ impl Iterator for SnapshotReader {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+/// Objects decoded ahead of their consumer, in batches.
+const PREFETCH_BATCH: usize = 4096;
+
+/// A [`SnapshotReader`] decoding on its own thread, a few batches ahead: the diff reads two
+/// snapshots at once, and decompressing them is most of its work.
+#[derive(Debug)]
+pub struct PrefetchingReader {
+    batches: std::sync::mpsc::Receiver<Vec<Result<SnapshotObject, SnapshotError>>>,
+    current: std::vec::IntoIter<Result<SnapshotObject, SnapshotError>>,
+}
+
+impl SnapshotReader {
+    /// Moves decoding to a background thread. Dropping the returned reader stops the thread
+    /// at its next batch.
+    pub fn prefetch(self) -> Result<PrefetchingReader, SnapshotError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let path = self.info.path.clone();
+        std::thread::Builder::new()
+            .name("snapshot-read".into())
+            .spawn(move || {
+                let mut reader = self;
+                loop {
+                    let batch: Vec<_> = reader.by_ref().take(PREFETCH_BATCH).collect();
+                    if batch.is_empty() || tx.send(batch).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| SnapshotError::io(&path, e))?;
+        Ok(PrefetchingReader { batches: rx, current: Vec::new().into_iter() })
+    }
+}
+
+impl Iterator for PrefetchingReader {
+    type Item = Result<SnapshotObject, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Some(item);
+            }
+            // A closed channel is the end: the thread stops after the last item or an error.
+            self.current = self.batches.recv().ok()?.into_iter();
         }
     }
 }

@@ -16,8 +16,8 @@ pub mod state;
 pub use datasets::{DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide};
 pub use diff::{ChangedField, ChangedFields, DiffEntry, MergeJoin, ObjectChange, diff, merge_join};
 pub use format::{
-    SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader,
-    SnapshotWriter,
+    PrefetchingReader, SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    SnapshotReader, SnapshotWriter,
 };
 pub use sort::{BuildError, DEFAULT_RUN_LEN, MAX_FAN_IN, SnapshotBuilder, build_snapshot};
 pub use state::{ReportDisposition, STATE_FORMAT_VERSION, StateError, StatePointer, StateStore};

@@ -1,9 +1,9 @@
 //! Building a snapshot from an unsorted stream of inventory rows with bounded memory.
 //!
-//! Rows are buffered up to `run_len`, sorted, reduced and spilled as a zstd run file in the
-//! spill directory; [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when
+//! Rows are encoded into an arena up to `run_len` rows, then sorted, reduced and spilled as
+//! a zstd run file in the spill directory on a background thread; [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when
 //! there are more than [`MAX_FAN_IN`]) straight into the snapshot writer. Peak memory is
-//! `run_len` rows plus one decoded row and one buffer per open run.
+//! two runs of `run_len` rows plus one decoded row and one buffer per open run.
 //!
 //! All-versions rows reduce like [`crate::inventory::reduce::current_objects`]: non-latest
 //! rows are dropped; among competing latest rows for a key the newest wins, then the delete
@@ -17,8 +17,8 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    EntryDecoder, F_DELETE_MARKER, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
-    SnapshotWriter, encode_entry, temp_sibling,
+    EntryDecoder, EntryFields, F_DELETE_MARKER, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry, temp_sibling, varint_len,
 };
 use crate::inventory::record::InventoryRecord;
 
@@ -103,7 +103,7 @@ fn spill_err(path: &Path, e: impl std::fmt::Display) -> BuildError {
 struct RunWriter {
     file: RunFile,
     encoder: zstd::Encoder<'static, BufWriter<File>>,
-    prev_key: String,
+    prev_key: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -113,16 +113,28 @@ impl RunWriter {
         let file = File::create(&path).map_err(|e| spill_err(&path, e))?;
         // Level 1: runs are short-lived, speed matters more than size.
         let encoder = zstd::Encoder::new(BufWriter::new(file), 1).map_err(|e| spill_err(&path, e))?;
-        Ok(RunWriter { file: RunFile { path }, encoder, prev_key: String::new(), buf: Vec::new() })
+        Ok(RunWriter { file: RunFile { path }, encoder, prev_key: Vec::new(), buf: Vec::new() })
     }
 
     fn push(&mut self, row: &SortRow) -> Result<(), BuildError> {
         self.buf.clear();
         let flags = if row.delete_marker { F_DELETE_MARKER } else { 0 };
-        encode_entry(&mut self.buf, &self.prev_key, &row.obj, flags);
+        let prev = std::str::from_utf8(&self.prev_key).unwrap_or_default();
+        encode_entry(&mut self.buf, prev, &row.obj, flags);
+        self.write_buf(row.obj.key.as_bytes())
+    }
+
+    /// Appends an entry of a [`RunBuffer`] (encoded without prefix sharing).
+    fn push_encoded(&mut self, entry: &[u8], key_start: usize, key_end: usize) -> Result<(), BuildError> {
+        self.buf.clear();
+        reencode_entry(&mut self.buf, &self.prev_key, entry, key_start, key_end);
+        self.write_buf(&entry[key_start..key_end])
+    }
+
+    fn write_buf(&mut self, key: &[u8]) -> Result<(), BuildError> {
         self.encoder.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
         self.prev_key.clear();
-        self.prev_key.push_str(&row.obj.key);
+        self.prev_key.extend_from_slice(key);
         Ok(())
     }
 
@@ -134,17 +146,106 @@ impl RunWriter {
     }
 }
 
+/// Where one buffered row lies in its [`RunBuffer`]'s arena.
+#[derive(Debug, Clone, Copy)]
+struct RowRef {
+    start: usize,
+    key_start: u32,
+    key_end: u32,
+    end: u32,
+    last_modified_ms: Option<i64>,
+    delete_marker: bool,
+}
+
+/// The rows of one run, encoded back to back in one arena (entry format, no prefix sharing):
+/// a handful of allocations per run instead of several per row, and cheap to sort and spill.
+#[derive(Debug, Default)]
+struct RunBuffer {
+    arena: Vec<u8>,
+    rows: Vec<RowRef>,
+}
+
+impl RunBuffer {
+    fn push(&mut self, record: &InventoryRecord) {
+        let start = self.arena.len();
+        let delete_marker = record.is_delete_marker == Some(true);
+        let flags = if delete_marker { F_DELETE_MARKER } else { 0 };
+        encode_fields(&mut self.arena, &[], EntryFields::from(record), flags);
+        // flags byte, shared length 0 (one byte), key length varint, key.
+        let key_start = 2 + varint_len(record.key.len() as u64);
+        let key_end = key_start + record.key.len();
+        let end = self.arena.len() - start;
+        self.rows.push(RowRef {
+            start,
+            key_start: key_start as u32,
+            key_end: key_end as u32,
+            end: end as u32,
+            last_modified_ms: record.last_modified_ms,
+            delete_marker,
+        });
+    }
+
+    fn entry(&self, row: &RowRef) -> &[u8] {
+        &self.arena[row.start..row.start + row.end as usize]
+    }
+
+    fn key(&self, row: &RowRef) -> &[u8] {
+        &self.arena[row.start + row.key_start as usize..row.start + row.key_end as usize]
+    }
+
+    /// The decoded row, for the rare full comparison of two versions of one key.
+    fn decode(&self, row: &RowRef) -> SortRow {
+        let mut decoder = EntryDecoder::new(self.entry(row));
+        match decoder.next_entry() {
+            Ok(Some((obj, flags))) => SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 },
+            // Unreachable: the entry was encoded just above.
+            _ => SortRow { obj: SnapshotObject::default(), delete_marker: row.delete_marker },
+        }
+    }
+
+    /// The same order as [`SortRow::order`].
+    fn order(&self, a: &RowRef, b: &RowRef) -> Ordering {
+        self.key(a).cmp(self.key(b)).then_with(|| {
+            (b.last_modified_ms, b.delete_marker)
+                .cmp(&(a.last_modified_ms, a.delete_marker))
+                .then_with(|| self.decode(a).order(&self.decode(b)))
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Sorts, keeps each key's winner and writes the run.
+    fn spill(mut self, spill_dir: &Path, seq: usize) -> Result<RunFile, BuildError> {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_unstable_by(|a, b| self.order(a, b));
+        let mut writer = RunWriter::create(spill_dir, seq)?;
+        let mut prev: Option<&RowRef> = None;
+        for row in &rows {
+            if prev.is_none_or(|p| self.key(p) != self.key(row)) {
+                writer.push_encoded(self.entry(row), row.key_start as usize, row.key_end as usize)?;
+            }
+            prev = Some(row);
+        }
+        writer.finish()
+    }
+}
+
+/// Arena bytes after which a run is spilled whatever its row count.
+const MAX_RUN_BYTES: usize = 256 << 20;
+
 /// Reads a run back in order.
 struct RunReader {
     path: PathBuf,
-    decoder: EntryDecoder<zstd::Decoder<'static, BufReader<File>>>,
+    decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
 }
 
 impl RunReader {
     fn open(run: &RunFile) -> Result<Self, BuildError> {
         let file = File::open(&run.path).map_err(|e| spill_err(&run.path, e))?;
         let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&run.path, e))?;
-        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(decoder) })
+        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)) })
     }
 
     fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
@@ -214,11 +315,15 @@ fn merge_runs(
 }
 
 /// Builds a snapshot from inventory rows in any order.
+///
+/// Runs are sorted and written on a background thread while the next run fills, so the
+/// caller's thread only encodes rows; at most two runs are in memory.
 pub struct SnapshotBuilder {
     header: SnapshotHeader,
     spill_dir: PathBuf,
     run_len: usize,
-    buffer: Vec<SortRow>,
+    buffer: RunBuffer,
+    spilling: Option<std::thread::JoinHandle<Result<RunFile, BuildError>>>,
     runs: Vec<RunFile>,
     run_seq: usize,
     rows_seen: u64,
@@ -245,7 +350,8 @@ impl SnapshotBuilder {
             header,
             spill_dir: spill_dir.to_path_buf(),
             run_len: run_len.max(1),
-            buffer: Vec::new(),
+            buffer: RunBuffer::default(),
+            spilling: None,
             runs: Vec::new(),
             run_seq: 0,
             rows_seen: 0,
@@ -266,12 +372,9 @@ impl SnapshotBuilder {
         if record.is_latest == Some(false) {
             return Ok(());
         }
-        self.buffer.push(SortRow {
-            obj: SnapshotObject::from(record),
-            delete_marker: record.is_delete_marker == Some(true),
-        });
-        if self.buffer.len() >= self.run_len {
-            self.spill()?;
+        self.buffer.push(record);
+        if self.buffer.len() >= self.run_len || self.buffer.arena.len() >= MAX_RUN_BYTES {
+            self.spill_in_background()?;
         }
         Ok(())
     }
@@ -281,28 +384,39 @@ impl SnapshotBuilder {
         self.rows_seen
     }
 
-    fn spill(&mut self) -> Result<(), BuildError> {
-        if self.buffer.is_empty() {
-            return Ok(());
+    /// Waits for the run being written, if any.
+    fn join_spill(&mut self) -> Result<(), BuildError> {
+        if let Some(handle) = self.spilling.take() {
+            let run = handle.join().map_err(|_| BuildError::Spill {
+                path: self.spill_dir.clone(),
+                detail: "the run writer thread panicked".into(),
+            })??;
+            self.runs.push(run);
         }
-        self.buffer.sort_unstable_by(SortRow::order);
-        let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
+        Ok(())
+    }
+
+    fn spill_in_background(&mut self) -> Result<(), BuildError> {
+        self.join_spill()?;
+        let buffer = std::mem::take(&mut self.buffer);
+        let (dir, seq) = (self.spill_dir.clone(), self.run_seq);
         self.run_seq += 1;
-        let mut prev: Option<&SortRow> = None;
-        for row in &self.buffer {
-            if prev.is_none_or(|p| p.obj.key != row.obj.key) {
-                writer.push(row)?;
-            }
-            prev = Some(row);
-        }
-        self.runs.push(writer.finish()?);
-        self.buffer.clear();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-run".into())
+            .spawn(move || buffer.spill(&dir, seq))
+            .map_err(|e| spill_err(&self.spill_dir, e))?;
+        self.spilling = Some(spawned);
         Ok(())
     }
 
     /// Merges everything into a snapshot at `path` (written atomically).
     pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
-        self.spill()?;
+        self.join_spill()?;
+        if self.buffer.len() > 0 {
+            let buffer = std::mem::take(&mut self.buffer);
+            self.runs.push(buffer.spill(&self.spill_dir, self.run_seq)?);
+            self.run_seq += 1;
+        }
         // Reduce the run count to MAX_FAN_IN by merging groups into new runs.
         while self.runs.len() > MAX_FAN_IN {
             let mut next = Vec::new();
@@ -323,6 +437,15 @@ impl SnapshotBuilder {
         })?;
         self.runs.clear();
         Ok(snapshot.finish()?)
+    }
+}
+
+impl Drop for SnapshotBuilder {
+    fn drop(&mut self) {
+        // The run being written is removed with its RunFile once the thread ends.
+        if let Some(handle) = self.spilling.take() {
+            let _ = handle.join();
+        }
     }
 }
 
