@@ -98,6 +98,19 @@ impl ParquetRecords {
 type Decoded = (Vec<Result<InventoryRecord, RowError>>, u64, Option<String>);
 
 fn decode_group(file: &str, reader: &SerializedFileReader<Bytes>, group: usize, first_row: u64) -> Decoded {
+    match flat_columns(reader) {
+        Some(kinds) => decode_group_by_column(file, reader, &kinds, group, first_row),
+        None => decode_group_by_row(file, reader, group, first_row),
+    }
+}
+
+/// One row group through the generic row API: any schema.
+fn decode_group_by_row(
+    file: &str,
+    reader: &SerializedFileReader<Bytes>,
+    group: usize,
+    first_row: u64,
+) -> Decoded {
     let group = match reader.get_row_group(group) {
         Ok(group) => group,
         Err(e) => return (Vec::new(), 0, Some(e.to_string())),
@@ -118,6 +131,158 @@ fn decode_group(file: &str, reader: &SerializedFileReader<Bytes>, group: usize, 
         }
     }
     (out, count, None)
+}
+
+/// How a leaf column's values reach the [`RecordBuilder`] on the by-column path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeafKind {
+    Text,
+    Bool,
+    Int32,
+    Int64,
+    /// Microseconds, stored as milliseconds like the row path does.
+    Int64Micros,
+}
+
+/// The leaf kinds when every field is a non-repeated primitive the by-column path handles
+/// (AWS's inventory schema is); `None` sends the file through the row path, which handles
+/// anything (nested ACL structures, other timestamp units) at a tenth of the speed.
+fn flat_columns(reader: &SerializedFileReader<Bytes>) -> Option<Vec<LeafKind>> {
+    use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
+    let schema = reader.metadata().file_metadata().schema_descr();
+    if schema.root_schema().get_fields().len() != schema.num_columns() {
+        return None;
+    }
+    (0..schema.num_columns())
+        .map(|i| {
+            let column = schema.column(i);
+            if column.max_rep_level() > 0 || column.max_def_level() > 1 {
+                return None;
+            }
+            // The converted type is derived from the logical type where both exist.
+            let text = matches!(column.logical_type_ref(), None | Some(LogicalType::String));
+            match (column.physical_type(), column.converted_type()) {
+                (Physical::BYTE_ARRAY, _) if text => Some(LeafKind::Text),
+                (Physical::BOOLEAN, ConvertedType::NONE) => Some(LeafKind::Bool),
+                (Physical::INT32, ConvertedType::NONE) => Some(LeafKind::Int32),
+                // A nanosecond timestamp also has no converted type: the row path handles it.
+                (Physical::INT64, ConvertedType::NONE) if column.logical_type_ref().is_none() => {
+                    Some(LeafKind::Int64)
+                }
+                (Physical::INT64, ConvertedType::TIMESTAMP_MILLIS) => Some(LeafKind::Int64),
+                (Physical::INT64, ConvertedType::TIMESTAMP_MICROS) => Some(LeafKind::Int64Micros),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Values read per call into a column reader.
+const COLUMN_BATCH: usize = 8192;
+
+/// Reads all of one column chunk: definition levels (when the column is optional) and the
+/// non-null values.
+fn read_column<T: parquet::data_type::DataType>(
+    mut reader: parquet::column::reader::ColumnReaderImpl<T>,
+    optional: bool,
+) -> parquet::errors::Result<(Vec<i16>, Vec<T::T>)> {
+    let (mut defs, mut values) = (Vec::new(), Vec::new());
+    loop {
+        let (records, _, _) =
+            reader.read_records(COLUMN_BATCH, optional.then_some(&mut defs), None, &mut values)?;
+        if records == 0 {
+            return Ok((defs, values));
+        }
+    }
+}
+
+/// Feeds one column's cells to the row builders; `set` turns a value into the builder call.
+fn feed<V>(
+    rows: &mut [Result<RecordBuilder<'_>, RowError>],
+    defs: &[i16],
+    values: &[V],
+    mut set: impl FnMut(&mut RecordBuilder<'_>, &V) -> Result<(), RowError>,
+) -> Result<(), String> {
+    let mut next = values.iter();
+    for (i, row) in rows.iter_mut().enumerate() {
+        // Required columns have no levels: every row has a value.
+        let present = defs.is_empty() || defs.get(i).is_some_and(|d| *d > 0);
+        if !present {
+            continue;
+        }
+        let value = next.next().ok_or("fewer values than rows")?;
+        if let Ok(builder) = row
+            && let Err(e) = set(builder, value)
+        {
+            *row = Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// One row group read column by column: each column chunk is decoded in batches of values
+/// rather than as per-row field objects.
+fn decode_group_by_column(
+    file: &str,
+    reader: &SerializedFileReader<Bytes>,
+    kinds: &[LeafKind],
+    group: usize,
+    first_row: u64,
+) -> Decoded {
+    use parquet::column::reader::ColumnReader;
+    let group = match reader.get_row_group(group) {
+        Ok(group) => group,
+        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    };
+    let metadata = group.metadata();
+    let Ok(count) = usize::try_from(metadata.num_rows()) else {
+        return (Vec::new(), 0, Some("negative row count".into()));
+    };
+    let schema = metadata.schema_descr();
+    let mut rows: Vec<Result<RecordBuilder<'_>, RowError>> =
+        (0..count).map(|i| Ok(RecordBuilder::new(file, first_row + i as u64 + 1))).collect();
+    for (i, kind) in kinds.iter().enumerate() {
+        let column = InventoryColumn::from_name(schema.column(i).name());
+        let optional = schema.column(i).max_def_level() > 0;
+        let fed = match (group.get_column_reader(i), kind) {
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(ColumnReader::ByteArrayColumnReader(r)), LeafKind::Text) => {
+                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
+                    feed(&mut rows, &defs, &values, |b, v| match std::str::from_utf8(v.data()) {
+                        Ok(s) => b.set_text(&column, s),
+                        Err(e) => Err(RowError::InvalidValue {
+                            file: file.to_string(),
+                            row: b.row,
+                            column: column.to_string(),
+                            detail: format!("not UTF-8: {e}"),
+                        }),
+                    })
+                })
+            }
+            (Ok(ColumnReader::BoolColumnReader(r)), LeafKind::Bool) => read_column(r, optional)
+                .map_err(|e| e.to_string())
+                .and_then(|(defs, values)| feed(&mut rows, &defs, &values, |b, v| b.set_bool(&column, *v))),
+            (Ok(ColumnReader::Int32ColumnReader(r)), LeafKind::Int32) => {
+                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
+                    feed(&mut rows, &defs, &values, |b, v| b.set_int(&column, i64::from(*v)))
+                })
+            }
+            (Ok(ColumnReader::Int64ColumnReader(r)), LeafKind::Int64 | LeafKind::Int64Micros) => {
+                let micros = *kind == LeafKind::Int64Micros;
+                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
+                    feed(&mut rows, &defs, &values, |b, v| {
+                        b.set_int(&column, if micros { v.div_euclid(1000) } else { *v })
+                    })
+                })
+            }
+            (Ok(_), _) => Err(format!("column {column}: unexpected physical type")),
+        };
+        if let Err(detail) = fed {
+            return (Vec::new(), 0, Some(format!("column {column}: {detail}")));
+        }
+    }
+    let records = rows.into_iter().map(|row| row.and_then(RecordBuilder::finish)).collect();
+    (records, count as u64, None)
 }
 
 fn to_record(file: &str, row_number: u64, row: &Row) -> Result<InventoryRecord, RowError> {
@@ -367,6 +532,32 @@ mod tests {
         assert_eq!(r.encryption_status, Some(EncryptionStatus::DsseKms));
         let r = &records[2];
         assert_eq!((r.key.as_str(), r.size, r.version_id.clone()), ("plain", None, None));
+    }
+
+    #[test]
+    fn column_and_row_paths_agree() {
+        let rows = [
+            Row { size: Some(-5), ..row("neg") },
+            Row { version: Some("v1"), latest: Some(true), modified: Some(-1), ..row("a b") },
+            Row { bucket_key: Some("MAYBE"), ..row("bk") },
+            Row { encryption: Some("SSE-C"), delete_marker: Some(true), ..row("\u{65e5}") },
+            row("ok"),
+        ];
+        let bytes = write(&rows, 2);
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let kinds = flat_columns(&reader).expect("the AWS schema takes the column path");
+        let render = |d: Decoded| {
+            let (records, count, failure) = d;
+            let records: Vec<String> = records.into_iter().map(|r| format!("{r:?}")).collect();
+            (records, count, failure)
+        };
+        for group in 0..reader.num_row_groups() {
+            let first = group as u64 * 2;
+            assert_eq!(
+                render(decode_group_by_column("f", &reader, &kinds, group, first)),
+                render(decode_group_by_row("f", &reader, group, first))
+            );
+        }
     }
 
     #[test]
