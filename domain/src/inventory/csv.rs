@@ -14,9 +14,31 @@ use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
 ///
 /// `%` not followed by two hex digits is kept literally (as browsers and `unquote_plus` do).
 pub fn decode_key(encoded: &[u8]) -> Result<String, std::string::FromUtf8Error> {
-    // `+` first, so that an encoded `%2B` stays a plus.
-    let spaced: Vec<u8> = encoded.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
-    String::from_utf8(percent_encoding::percent_decode(&spaced).collect())
+    // One pass: `+` is a space, `%XX` a byte (so an encoded `%2B` stays a plus), anything else
+    // (a `%` without two hex digits too) itself. Every key goes through here: no per-byte
+    // iterator adaptors.
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut i = 0;
+    while let Some(&b) = encoded.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match (encoded.get(i + 1).copied().and_then(hex), encoded.get(i + 2).copied().and_then(hex)) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(hi << 4 | lo);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
 }
 
 /// The decompressed stream went past the byte budget.
@@ -410,6 +432,18 @@ mod tests {
     }
 
     proptest! {
+        /// The one-pass decoder agrees with `+` → space followed by the `percent-encoding`
+        /// crate's decoding, on any mix of escapes, broken escapes and bytes.
+        #[test]
+        fn key_decoding_matches_percent_encoding(encoded in proptest::collection::vec(
+            prop_oneof![Just(b'%'), Just(b'+'), Just(b'2'), Just(b'B'), Just(b'f'), Just(b'z'), Just(b'/'), any::<u8>()],
+            0..24,
+        )) {
+            let spaced: Vec<u8> = encoded.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+            let reference = String::from_utf8(percent_encoding::percent_decode(&spaced).collect());
+            prop_assert_eq!(decode_key(&encoded).ok(), reference.ok());
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let cols = columns("Bucket, Key, VersionId, IsLatest, Size, LastModifiedDate, EncryptionStatus, BucketKeyStatus");

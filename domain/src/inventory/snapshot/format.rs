@@ -397,9 +397,15 @@ impl<R: BufRead> EntryDecoder<R> {
         if shared > self.prev_key.len() as u64 {
             return Err(format!("shared prefix {shared} longer than the previous key"));
         }
-        let suffix = self.bytes()?;
+        let suffix_len = self.varint()?;
+        if suffix_len > MAX_FIELD_LEN {
+            return Err(format!("field length {suffix_len} exceeds {MAX_FIELD_LEN}"));
+        }
+        // The suffix is read straight behind the shared prefix: no buffer per entry.
         self.prev_key.truncate(shared as usize);
-        self.prev_key.extend_from_slice(&suffix);
+        let at = self.prev_key.len();
+        self.prev_key.resize(at + suffix_len as usize, 0);
+        self.inner.read_exact(&mut self.prev_key[at..]).map_err(|e| format!("entry cut short: {e}"))?;
         let key = String::from_utf8(self.prev_key.clone()).map_err(|_| "key is not UTF-8".to_string())?;
         let mut obj = SnapshotObject { key, ..SnapshotObject::default() };
         if flags & F_SIZE != 0 {
