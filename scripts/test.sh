@@ -8,6 +8,14 @@ cd "$repo"
 
 emulators="$repo/deploy/local/emulators.sh"
 run_dir="$repo/.cache/run"
+
+# A /dev/null that is a regular file (something renamed a file over it) feeds cargo's own
+# rustc probes garbage; say so instead of failing obscurely. Checked again at the end, so a
+# test that replaces it fails the suite.
+devnull_ok() {
+    [ -c /dev/null ] || { echo "error: /dev/null is not a character device; restore it with: rm /dev/null && mknod -m 666 /dev/null c 1 3" >&2; return 1; }
+}
+devnull_ok
 mkdir -p "$run_dir"
 
 cleanup() { "$emulators" stop all >/dev/null 2>&1 || true; }
@@ -66,3 +74,6 @@ open(sys.argv[2], "w").write(cm["data"]["serve.toml"])
 print("manifests:", ", ".join(kinds))
 PY
 "$S3C_BIN" serve --config "$run_dir/k8s-serve.toml" --print-config > /dev/null
+
+echo "==> /dev/null is still a device"
+devnull_ok

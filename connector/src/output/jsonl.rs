@@ -9,7 +9,9 @@ pub enum Destination {
     /// Standard output.
     Stdout,
     /// A file, written as `<file>.partial` and renamed when the run completes, so that a
-    /// scheduled job never leaves a half-written file under the final name.
+    /// scheduled job never leaves a half-written file under the final name. A path that
+    /// exists and is not a regular file (`/dev/null`, a FIFO, a terminal) is written in
+    /// place: renaming over a device would replace it with a regular file.
     File(PathBuf),
 }
 
@@ -19,7 +21,18 @@ pub struct JsonLinesWriter {
     /// The open file, for fsync (file destinations).
     file: Option<File>,
     final_path: Option<(PathBuf, PathBuf)>,
+    /// Records go to standard output (fsynced on commit when it is a file).
+    to_stdout: bool,
     records: u64,
+}
+
+/// Whether `path` (symbolic links followed) is a regular file or does not exist yet: only
+/// those are written through a partial file and a rename.
+fn is_regular_or_missing(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.file_type().is_file(),
+        Err(_) => true,
+    }
 }
 
 fn partial_path(path: &Path) -> PathBuf {
@@ -36,8 +49,19 @@ impl JsonLinesWriter {
                 out: Box::new(BufWriter::new(io::stdout())),
                 file: None,
                 final_path: None,
+                to_stdout: true,
                 records: 0,
             }),
+            Destination::File(path) if !is_regular_or_missing(path) => {
+                let file = std::fs::OpenOptions::new().write(true).open(path)?;
+                Ok(JsonLinesWriter {
+                    file: None,
+                    out: Box::new(BufWriter::new(file)),
+                    final_path: None,
+                    to_stdout: false,
+                    records: 0,
+                })
+            }
             Destination::File(path) => {
                 let partial = partial_path(path);
                 let file = File::create(&partial)?;
@@ -45,6 +69,7 @@ impl JsonLinesWriter {
                     file: Some(file.try_clone()?),
                     out: Box::new(BufWriter::new(file)),
                     final_path: Some((partial, path.clone())),
+                    to_stdout: false,
                     records: 0,
                 })
             }
@@ -73,7 +98,9 @@ impl JsonLinesWriter {
         self.out.flush()?;
         match &self.file {
             Some(file) => file.sync_all()?,
-            None => sync_stdout(),
+            None if self.to_stdout => sync_stdout(),
+            // A device or FIFO: the reader has the bytes once they are written.
+            None => {}
         }
         if let Some((partial, path)) = self.final_path.take() {
             std::fs::rename(&partial, &path)?;
@@ -154,5 +181,30 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(!dir.path().join("changes.jsonl.partial").exists());
+    }
+
+    #[test]
+    fn a_fifo_destination_is_written_in_place_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("records.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // The reader must be open before the writer's open returns, so it runs on a thread.
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::read_to_string(fifo).unwrap()
+        });
+        let mut w = JsonLinesWriter::open(&Destination::File(fifo.clone())).unwrap();
+        let record =
+            |id: &str| pb::ChangeRecord { schema_version: "v".into(), run_id: id.into(), record: None };
+        w.write(&record("a")).unwrap();
+        w.commit().unwrap();
+        w.write(&record("b")).unwrap();
+        w.finish().unwrap();
+        let text = reader.join().unwrap();
+        assert_eq!(text.lines().count(), 2);
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+        assert!(!dir.path().join("records.fifo.partial").exists());
     }
 }
