@@ -181,7 +181,11 @@ impl Run {
         assert_eq!(summary.len(), 1, "one summary: {}", self.stderr);
         summary[0]["requests"]
             .as_array()
-            .map(|a| a.iter().map(|r| (r["operation"].as_str().unwrap().to_string(), u64_field(r, "count"))).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|r| (r["operation"].as_str().unwrap().to_string(), u64_field(r, "count")))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -203,7 +207,8 @@ fn extract(args: &[&str]) -> Run {
 
 fn from_inventory(dest: &str, src: &str, extra: &[&str]) -> Run {
     let destination = format!("s3://{dest}/inv/");
-    let mut args = vec!["--from-inventory", &destination, "--source-bucket", src, "--configuration-id", "daily"];
+    let mut args =
+        vec!["--from-inventory", &destination, "--source-bucket", src, "--configuration-id", "daily"];
     args.extend(extra);
     extract(&args)
 }
@@ -275,14 +280,8 @@ async fn extract_from_an_inventory_report_gives_the_datasets_of_a_listing_withou
     );
     // Encryption counts straight from the inventory rows.
     assert_eq!(inventory_counts(sales), (counts(&[("SSE_KMS", 3), ("SSE_S3", 1)]), 2, 2));
-    assert_eq!(
-        inventory_counts(&b["events/|\"jsonl\""]),
-        (counts(&[("SSE_KMS", 1), ("SSE_S3", 1)]), 0, 2)
-    );
-    assert_eq!(
-        inventory_counts(&b["odd names/|\"csv\""]),
-        (counts(&[("SSE_KMS", 1), ("SSE_S3", 1)]), 0, 2)
-    );
+    assert_eq!(inventory_counts(&b["events/|\"jsonl\""]), (counts(&[("SSE_KMS", 1), ("SSE_S3", 1)]), 0, 2));
+    assert_eq!(inventory_counts(&b["odd names/|\"csv\""]), (counts(&[("SSE_KMS", 1), ("SSE_S3", 1)]), 0, 2));
 
     // The bucket record: same counts and junk; the report instead of listing shards.
     let bucket = |run: &Run| run.of_kind("bucket")[0].clone();
@@ -352,7 +351,8 @@ async fn a_bad_report_fails_with_the_incremental_engines_typed_error() {
     let missing = from_inventory(&dest, &src, &["--report", "2024-03-01T00-00Z"]);
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("[INVENTORY_REPORT_INCOMPLETE]"), "{}", missing.stderr);
-    let other = extract(&["--from-inventory", &format!("s3://{dest}/inv/"), "--source-bucket", &src, "estate-plain"]);
+    let other =
+        extract(&["--from-inventory", &format!("s3://{dest}/inv/"), "--source-bucket", &src, "estate-plain"]);
     assert_eq!(other.code, 1, "only the source bucket may be named: {}", other.stderr);
 }
 

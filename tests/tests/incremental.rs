@@ -938,10 +938,17 @@ async fn a_cancelled_incremental_stream_leaves_the_state_and_the_retry_streams_t
 /// Runs `incremental` with its state in S3 (`--state-url`, `--state-kms-key-id`).
 fn run_with_s3_state(dest: &str, src: &str, state_url: &str, kms_key: &str, extra: &[&str]) -> Run {
     let mut cmd = binary_as("test", "test");
-    cmd.args(["incremental", &format!("s3://{dest}/inv/"), "--source-bucket", src, "--configuration-id", "daily"])
-        .args(["--state-url", state_url, "--state-kms-key-id", kms_key, "--no-schema-inference"])
-        .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
-        .args(extra);
+    cmd.args([
+        "incremental",
+        &format!("s3://{dest}/inv/"),
+        "--source-bucket",
+        src,
+        "--configuration-id",
+        "daily",
+    ])
+    .args(["--state-url", state_url, "--state-kms-key-id", kms_key, "--no-schema-inference"])
+    .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
+    .args(extra);
     let out = cmd.output().expect("run the binary");
     let stdout = String::from_utf8(out.stdout).unwrap();
     Run {

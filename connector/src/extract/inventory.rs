@@ -71,7 +71,8 @@ pub(crate) async fn open_report(input: &InventoryInput, bucket: &str) -> Result<
         incremental::resolve_configuration(source, spec).await.map_err(ExtractError::Inventory)?;
     let location =
         incremental::locate_report(source, spec, &configuration_id).await.map_err(ExtractError::Inventory)?;
-    let manifest = incremental::read_manifest(source, spec, &location).await.map_err(ExtractError::Inventory)?;
+    let manifest =
+        incremental::read_manifest(source, spec, &location).await.map_err(ExtractError::Inventory)?;
     let uri = format!("s3://{}/{}", spec.destination_bucket, location.manifest_key());
     // Without sizes every object would look empty (junk): refuse, naming the report.
     if !manifest.file_schema.contains(&InventoryColumn::Size) {
@@ -90,7 +91,8 @@ pub(crate) async fn feed(
     manifest: Manifest,
     tx: mpsc::Sender<ListingMessage>,
 ) {
-    let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InventoryRecord>>(input.options.file_concurrency.max(1) * 2);
+    let (rows_tx, mut rows_rx) =
+        mpsc::channel::<Vec<InventoryRecord>>(input.options.file_concurrency.max(1) * 2);
     let options = Arc::new(input.options.clone());
     let read = incremental::read_report_rows(input.source.clone(), &manifest, options, rows_tx);
     let forward = {

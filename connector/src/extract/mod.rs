@@ -34,11 +34,11 @@ use s3_connector_domain::model::{EncryptionType, ObjectMeta};
 use s3_connector_domain::schema::InferenceLimits;
 use tokio::sync::mpsc;
 
-use crate::incremental::IncrementalError;
 use crate::aws::{
     AwsContext, AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore,
     RequestStats, SdkIdentity, SdkKeyDirectory, SdkObjectStore,
 };
+use crate::incremental::IncrementalError;
 pub use inference::KeyResolver;
 pub use inventory::InventoryInput;
 use report::{BucketDefault, BucketReport, DefaultEncryptionStatus, ExtractEvent, Problem};
@@ -623,7 +623,9 @@ async fn list_bucket(
     for prefix in &prefixes {
         match list_root(&ctx, &bucket, prefix, &tx).await {
             Ok(found) => shards.extend(
-                plan_shards(found, ctx.limits.listing_concurrency).into_iter().map(|shard| (prefix.clone(), shard)),
+                plan_shards(found, ctx.limits.listing_concurrency)
+                    .into_iter()
+                    .map(|shard| (prefix.clone(), shard)),
             ),
             Err(e) => {
                 let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;

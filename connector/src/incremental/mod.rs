@@ -1127,7 +1127,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            vec!["runs/src/daily/current.json", "runs/src/daily/notes.txt", "runs/src/daily/snapshot-1704153600000.snap"]
+            vec![
+                "runs/src/daily/current.json",
+                "runs/src/daily/notes.txt",
+                "runs/src/daily/snapshot-1704153600000.snap"
+            ]
         );
     }
 

@@ -316,7 +316,10 @@ impl ConnectorApi {
         let inventory = inventory.map(|spec| {
             let cfg = &self.config.incremental;
             crate::extract::InventoryInput {
-                source: Arc::new(crate::incremental::source::SdkInventorySource::from_aws(&aws, stats.clone())),
+                source: Arc::new(crate::incremental::source::SdkInventorySource::from_aws(
+                    &aws,
+                    stats.clone(),
+                )),
                 spec,
                 options: crate::incremental::IncrementalOptions {
                     file_concurrency: cfg.file_concurrency.max(1) as usize,

@@ -90,7 +90,12 @@ mod tests {
     use crate::inventory::EncryptionStatus;
     use crate::model::EncryptionType;
 
-    fn row(key: &str, size: u64, status: Option<EncryptionStatus>, bucket_key: Option<bool>) -> InventoryRecord {
+    fn row(
+        key: &str,
+        size: u64,
+        status: Option<EncryptionStatus>,
+        bucket_key: Option<bool>,
+    ) -> InventoryRecord {
         InventoryRecord {
             bucket: "src".into(),
             key: key.into(),
@@ -142,7 +147,11 @@ mod tests {
         }
         let logs = folded[0].listed_encryption().unwrap();
         assert_eq!(folded[0].key().prefix, "logs/");
-        assert_eq!((logs.objects, logs.by_type[&EncryptionType::Unknown]), (2, 2), "absent or unknown status");
+        assert_eq!(
+            (logs.objects, logs.by_type[&EncryptionType::Unknown]),
+            (2, 2),
+            "absent or unknown status"
+        );
         assert_eq!((logs.bucket_key_enabled, logs.bucket_key_disabled), (0, 0));
         let sales = folded[1].listed_encryption().unwrap();
         assert_eq!(sales.objects, 3, "the _SUCCESS marker is junk, not counted");
