@@ -68,16 +68,16 @@ pub(crate) async fn open_report(input: &InventoryInput, bucket: &str) -> Result<
     }
     let source = input.source.as_ref();
     let configuration_id =
-        incremental::resolve_configuration(source, spec).await.map_err(ExtractError::Inventory)?;
+        incremental::resolve_configuration(source, spec).await.map_err(ExtractError::inventory)?;
     let location =
-        incremental::locate_report(source, spec, &configuration_id).await.map_err(ExtractError::Inventory)?;
+        incremental::locate_report(source, spec, &configuration_id).await.map_err(ExtractError::inventory)?;
     let manifest =
-        incremental::read_manifest(source, spec, &location).await.map_err(ExtractError::Inventory)?;
+        incremental::read_manifest(source, spec, &location).await.map_err(ExtractError::inventory)?;
     let uri = format!("s3://{}/{}", spec.destination_bucket, location.manifest_key());
     // Without sizes every object would look empty (junk): refuse, naming the report.
     if !manifest.file_schema.contains(&InventoryColumn::Size) {
         let missing = RowError::MissingColumn { file: uri, column: InventoryColumn::Size };
-        return Err(ExtractError::Inventory(IncrementalError::Row(missing)));
+        return Err(ExtractError::inventory(IncrementalError::Row(missing)));
     }
     Ok(OpenReport { manifest, uri })
 }

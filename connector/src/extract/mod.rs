@@ -130,13 +130,18 @@ pub enum ExtractError {
     /// a checksum mismatch, an unreadable data file or row... [`IncrementalError::code`] says
     /// which, as for `incremental`.
     #[error("inventory report: {0}")]
-    Inventory(IncrementalError),
+    Inventory(Box<IncrementalError>),
     /// The extraction's scope does not fit the inventory (another bucket, several buckets).
     #[error("{0}")]
     InventoryScope(String),
 }
 
 impl ExtractError {
+    /// An error of the inventory report.
+    pub fn inventory(e: IncrementalError) -> Self {
+        ExtractError::Inventory(Box::new(e))
+    }
+
     /// The inventory engine's stable code, for errors of the inventory report.
     pub fn inventory_code(&self) -> Option<&'static str> {
         match self {
@@ -784,9 +789,9 @@ async fn extract_bucket(
                         .await
                         .map_err(|e| ExtractError::Internal(format!("grouping task failed: {e}")))?;
                         grouper = returned;
-                        folded.map_err(|e| ExtractError::Inventory(IncrementalError::Build(e)))?;
+                        folded.map_err(|e| ExtractError::inventory(IncrementalError::Build(e)))?;
                     }
-                    Some(ListingMessage::InventoryFailed(e)) => return Err(ExtractError::Inventory(e)),
+                    Some(ListingMessage::InventoryFailed(e)) => return Err(ExtractError::inventory(e)),
                     Some(ListingMessage::ShardDone(prefix)) => pending.extend(grouper.take_complete_under(&prefix)),
                     Some(ListingMessage::ShardFailed(prefix, e)) => {
                         listed = false;

@@ -268,7 +268,7 @@ pub fn from_extract_error(e: ExtractError) -> ServiceError {
         ExtractError::OutputClosed => ServiceError::Cancelled,
         ExtractError::Internal(reason) => ServiceError::Internal(reason),
         // The inventory report's errors are those of ExtractIncremental.
-        ExtractError::Inventory(e) => from_incremental_error(e),
+        ExtractError::Inventory(e) => from_incremental_error(*e),
         ExtractError::InventoryScope(reason) => ServiceError::invalid("scope.targets", reason),
     }
 }
