@@ -934,3 +934,107 @@ async fn a_cancelled_incremental_stream_leaves_the_state_and_the_retry_streams_t
     assert_eq!(summary.objects_added, 3007);
     assert_eq!(pointer(state.path()).unwrap()["snapshot_id"], summary.snapshot_id);
 }
+
+/// Runs `incremental` with its state in S3 (`--state-url`, `--state-kms-key-id`).
+fn run_with_s3_state(dest: &str, src: &str, state_url: &str, kms_key: &str, extra: &[&str]) -> Run {
+    let mut cmd = binary_as("test", "test");
+    cmd.args([
+        "incremental",
+        &format!("s3://{dest}/inv/"),
+        "--source-bucket",
+        src,
+        "--configuration-id",
+        "daily",
+    ])
+    .args(["--state-url", state_url, "--state-kms-key-id", kms_key, "--no-schema-inference"])
+    .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
+    .args(extra);
+    let out = cmd.output().expect("run the binary");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        records: stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The state objects under `prefix`: key → (ETag, SSE, KMS key id) from HEAD.
+async fn state_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> BTreeMap<String, (String, String, String)> {
+    let listed = s3.list_objects_v2().bucket(bucket).prefix(prefix).send().await.unwrap();
+    let mut out = BTreeMap::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_string();
+        let head = s3.head_object().bucket(bucket).key(&key).send().await.unwrap();
+        out.insert(
+            key,
+            (
+                head.e_tag().unwrap_or_default().to_string(),
+                head.server_side_encryption().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                head.ssekms_key_id().unwrap_or_default().to_string(),
+            ),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_state_is_written_under_the_named_kms_key_and_superseded_snapshots_are_deleted() {
+    let s3 = client().await;
+    let (dest, src) = buckets("s3state");
+    let state_bucket = format!("{dest}-state");
+    create_buckets(&s3, &[&dest, &src, &state_bucket]).await;
+    let kms_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "e2e"))
+        .endpoint_url(endpoint())
+        .load()
+        .await;
+    let key = aws_sdk_kms::Client::new(&kms_config).create_key().send().await.unwrap();
+    let key = key.key_metadata().unwrap();
+    let (key_id, key_arn) = (key.key_id().to_string(), key.arn().unwrap().to_string());
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-01T00-00Z", &day1(), Format::Csv, 1)).await;
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-02T00-00Z", &day2(), Format::Csv, 2)).await;
+    let state_url = format!("s3://{state_bucket}/state/");
+    let folder = format!("state/{src}/daily/");
+
+    let first = run_with_s3_state(&dest, &src, &state_url, &key_arn, &["--report", "2024-01-01T00-00Z"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.objects("ADDED").len(), 7);
+    assert_eq!(first.summary()["stateAdvanced"], true);
+    let stored = state_objects(&s3, &state_bucket, &folder).await;
+    assert_eq!(
+        stored.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("{folder}current.json"), format!("{folder}snapshot-1704067200000.snap")]
+    );
+    for (object, (_, sse, kms)) in &stored {
+        assert_eq!(sse, "aws:kms", "{object} is stored with SSE-KMS");
+        assert!(kms.ends_with(&key_id), "{object} is under the named key: {kms}");
+    }
+
+    // Day 2 (the newest report) from a fresh mirror of the S3 state: the right changes.
+    let second = run_with_s3_state(&dest, &src, &state_url, &key_arn, &[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.objects("ADDED"), keys(&["sales/dt=2024-01-02/part 2.csv"]));
+    assert_eq!(second.objects("REMOVED"), keys(&["gone/old.csv"]));
+    assert_eq!(second.objects("CHANGED"), keys(&["reenc/k.csv", "sales/dt=2024-01-01/a+b.csv"]));
+    assert_eq!(second.summary()["previousSnapshotId"], first.summary()["snapshotId"]);
+    // The pointer names the new snapshot; the superseded one is deleted.
+    let stored = state_objects(&s3, &state_bucket, &folder).await;
+    assert_eq!(
+        stored.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("{folder}current.json"), format!("{folder}snapshot-1704153600000.snap")]
+    );
+    assert!(stored.values().all(|(_, sse, kms)| sse == "aws:kms" && kms.ends_with(&key_id)), "{stored:?}");
+
+    // The same report again: a no-op, the state objects untouched.
+    let again = run_with_s3_state(&dest, &src, &state_url, &key_arn, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.records.len(), 1, "only the summary");
+    assert_eq!(again.summary()["alreadyProcessed"], true);
+    assert_eq!(again.summary()["snapshotId"], second.summary()["snapshotId"]);
+    assert_eq!(state_objects(&s3, &state_bucket, &folder).await, stored);
+}

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::aws::{AwsContext, ConnectionSettings, RequestStats};
 use crate::extract::targets::parse_targets;
-use crate::extract::{ExtractLimits, ExtractScope, Extractor, Services};
+use crate::extract::{ExtractLimits, ExtractScope, Extractor, InventoryInput, Services};
+use crate::incremental::source::SdkInventorySource;
 use crate::output::jsonl::{Destination, JsonLinesWriter};
 use crate::output::stream::{extract_records, new_run_id};
 use crate::output::summary;
@@ -86,9 +87,23 @@ impl ConnectionArgs {
 /// Options of `extract`.
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// Buckets to extract: `bucket` or `s3://bucket/prefix/` (repeat for several).
-    #[arg(required = true, value_name = "BUCKET_OR_URI")]
+    /// Buckets to extract: `bucket` or `s3://bucket/prefix/` (repeat for several). With
+    /// --from-inventory: optional, the source bucket (with prefixes to limit the run).
+    #[arg(required_unless_present = "from_inventory", value_name = "BUCKET_OR_URI")]
     pub targets: Vec<String>,
+    /// Read the objects from the S3 Inventory report delivered (or forwarded) to this
+    /// `s3://bucket/prefix/` instead of listing the bucket: no ListObjectsV2 on the source
+    /// bucket, and per-object encryption counts (`encryption.inventory`) in dataset records.
+    /// The report is located and verified as by `incremental` (--source-bucket,
+    /// --configuration-id, --report).
+    #[arg(long, value_name = "DESTINATION", requires = "source_bucket")]
+    pub from_inventory: Option<String>,
+    /// The inventory report (with --from-inventory).
+    #[command(flatten)]
+    pub inventory: super::incremental::InventoryArgs,
+    /// Bytes decompressed per CSV inventory data file at most (with --from-inventory).
+    #[arg(long, default_value_t = 16 * 1024 * 1024 * 1024)]
+    pub inventory_max_decompressed_bytes: u64,
     /// Only keys matching this glob (repeatable), e.g. `sales/**`.
     #[arg(long = "include", value_name = "GLOB")]
     pub include: Vec<String>,
@@ -142,8 +157,24 @@ pub struct ExtractArgs {
 
 /// Runs `extract`; returns the exit code.
 pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
+    let inventory = match &args.from_inventory {
+        Some(destination) => Some(args.inventory.spec(destination)?),
+        None => {
+            anyhow::ensure!(
+                args.inventory.source_bucket.is_none()
+                    && args.inventory.configuration_id.is_none()
+                    && args.inventory.report.is_none(),
+                "--source-bucket, --configuration-id and --report need --from-inventory"
+            );
+            None
+        }
+    };
+    let targets = match (&inventory, args.targets.is_empty()) {
+        (Some(spec), true) => vec![spec.source_bucket.clone()],
+        _ => args.targets.clone(),
+    };
     let scope = ExtractScope {
-        targets: parse_targets(&args.targets)?,
+        targets: parse_targets(&targets)?,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         templates: args.templates.clone(),
@@ -178,7 +209,15 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     };
     let mut writer = JsonLinesWriter::open(&destination).context("cannot open the output")?;
 
-    let extractor = Arc::new(Extractor::new(services, limits));
+    let mut extractor = Extractor::new(services, limits);
+    if let Some(spec) = inventory {
+        extractor = extractor.with_inventory(InventoryInput {
+            source: Arc::new(SdkInventorySource::from_aws(&aws, stats.clone())),
+            spec,
+            options: args.inventory.options(args.inventory_max_decompressed_bytes),
+        });
+    }
+    let extractor = Arc::new(extractor);
     let progress = extractor.progress();
     let run_id = new_run_id();
     let started = Instant::now();
@@ -227,7 +266,11 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
         Ok(outcome) => outcome,
         Err(e) => {
             writer.abandon();
-            return Err(anyhow::Error::new(e).context("extraction failed"));
+            let context = match e.inventory_code() {
+                Some(code) => format!("extraction failed [{code}]"),
+                None => "extraction failed".to_string(),
+            };
+            return Err(anyhow::Error::new(e).context(context));
         }
     };
     writer.finish().context("writing records failed")?;

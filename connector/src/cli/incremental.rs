@@ -14,22 +14,68 @@ use crate::incremental::source::SdkInventorySource;
 use crate::incremental::{self, IncrementalOptions, InventorySpec, Output, SchemaInference, StateLocation};
 use crate::output::jsonl::{Destination, JsonLinesWriter};
 
+/// Which inventory report to read, and how to read its data files: shared by `incremental`
+/// and `extract --from-inventory` (each names the destination itself).
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// The bucket the inventory describes (required).
+    #[arg(long, value_name = "BUCKET")]
+    pub source_bucket: Option<String>,
+    /// The inventory configuration id (default: the source bucket's one configuration that
+    /// delivers to the destination; needs s3:GetInventoryConfiguration).
+    #[arg(long, value_name = "ID")]
+    pub configuration_id: Option<String>,
+    /// Read this report (`YYYY-MM-DDTHH-MMZ` folder) instead of the newest complete one.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub report: Option<String>,
+    /// Inventory data files read in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub file_concurrency: usize,
+    /// Bytes of one Parquet or ORC data file at most (they are read into memory).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub max_parquet_file_bytes: u64,
+}
+
+impl InventoryArgs {
+    /// The report to read from `destination` (`s3://bucket/prefix/`).
+    pub fn spec(&self, destination: &str) -> anyhow::Result<InventorySpec> {
+        let (bucket, prefix) = crate::extract::targets::split_s3_uri(destination).with_context(|| {
+            format!("the inventory destination {destination:?} is not an s3://bucket/prefix/ URI")
+        })?;
+        let source_bucket = self.source_bucket.as_deref().context("--source-bucket is required")?;
+        anyhow::ensure!(
+            crate::extract::targets::is_valid_bucket_name(source_bucket),
+            "--source-bucket {source_bucket:?} is not a valid bucket name"
+        );
+        Ok(InventorySpec {
+            destination_bucket: bucket.to_string(),
+            destination_prefix: InventorySpec::normalise_prefix(prefix),
+            source_bucket: source_bucket.to_string(),
+            configuration_id: self.configuration_id.clone().filter(|c| !c.is_empty()),
+            report_timestamp: self.report.clone(),
+        })
+    }
+
+    /// How data files are read (CSV files decompress up to `max_decompressed_bytes`).
+    pub fn options(&self, max_decompressed_bytes: u64) -> IncrementalOptions {
+        IncrementalOptions {
+            file_concurrency: self.file_concurrency.max(1),
+            max_decompressed_bytes: max_decompressed_bytes.max(1024),
+            max_parquet_file_bytes: self.max_parquet_file_bytes.max(1024),
+            ..IncrementalOptions::default()
+        }
+    }
+}
+
 /// Options of `incremental`.
 #[derive(Debug, Args)]
 pub struct IncrementalArgs {
     /// Where the reports are delivered (or forwarded by the Lambda): `s3://bucket/prefix/`.
     #[arg(value_name = "DESTINATION")]
     pub destination: String,
-    /// The bucket the inventory describes.
-    #[arg(long, value_name = "BUCKET")]
-    pub source_bucket: String,
-    /// The inventory configuration id (default: the source bucket's one configuration that
-    /// delivers to DESTINATION; needs s3:GetInventoryConfiguration).
-    #[arg(long, value_name = "ID")]
-    pub configuration_id: Option<String>,
-    /// Process this report (`YYYY-MM-DDTHH-MMZ` folder) instead of the newest complete one.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub report: Option<String>,
+    /// The report and how to read it.
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// Local state directory (last processed snapshot per bucket and configuration).
     #[arg(long, value_name = "DIR", required_unless_present = "state_url", conflicts_with = "state_url")]
     pub state_dir: Option<PathBuf>,
@@ -51,15 +97,9 @@ pub struct IncrementalArgs {
     /// Connection options.
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Inventory data files read in parallel.
-    #[arg(long, default_value_t = 4)]
-    pub file_concurrency: usize,
     /// Bytes decompressed per CSV data file at most (compression bombs stop here).
     #[arg(long, default_value_t = 16 * 1024 * 1024 * 1024)]
     pub max_decompressed_bytes: u64,
-    /// Bytes of one Parquet data file at most (Parquet files are read into memory).
-    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
-    pub max_parquet_file_bytes: u64,
     /// Rows per in-memory sort run while building the snapshot (memory vs. spill files).
     #[arg(long, default_value_t = s3_connector_domain::inventory::snapshot::DEFAULT_RUN_LEN)]
     pub sort_run_rows: usize,
@@ -79,25 +119,6 @@ pub struct IncrementalArgs {
 }
 
 impl IncrementalArgs {
-    fn spec(&self) -> anyhow::Result<InventorySpec> {
-        let (bucket, prefix) =
-            crate::extract::targets::split_s3_uri(&self.destination).with_context(|| {
-                format!("DESTINATION {:?} is not an s3://bucket/prefix/ URI", self.destination)
-            })?;
-        anyhow::ensure!(
-            crate::extract::targets::is_valid_bucket_name(&self.source_bucket),
-            "--source-bucket {:?} is not a valid bucket name",
-            self.source_bucket
-        );
-        Ok(InventorySpec {
-            destination_bucket: bucket.to_string(),
-            destination_prefix: InventorySpec::normalise_prefix(prefix),
-            source_bucket: self.source_bucket.clone(),
-            configuration_id: self.configuration_id.clone().filter(|c| !c.is_empty()),
-            report_timestamp: self.report.clone(),
-        })
-    }
-
     fn state(&self) -> anyhow::Result<StateLocation> {
         match (&self.state_dir, &self.state_url) {
             (Some(dir), _) => Ok(StateLocation::Local(dir.clone())),
@@ -109,14 +130,12 @@ impl IncrementalArgs {
 
 /// Runs `incremental`; returns the exit code.
 pub async fn run(args: IncrementalArgs) -> anyhow::Result<i32> {
-    let spec = args.spec()?;
+    let spec = args.inventory.spec(&args.destination)?;
     let state = args.state()?;
     let options = IncrementalOptions {
-        file_concurrency: args.file_concurrency.max(1),
-        max_decompressed_bytes: args.max_decompressed_bytes.max(1024),
-        max_parquet_file_bytes: args.max_parquet_file_bytes.max(1024),
         sort_run_rows: args.sort_run_rows.max(1),
         dry_run: args.dry_run,
+        ..args.inventory.options(args.max_decompressed_bytes)
     };
     let aws = AwsContext::load(&args.connection.settings()).await.context("invalid connection settings")?;
     let stats = Arc::new(RequestStats::default());

@@ -15,6 +15,7 @@
 //! soon as that shard is listed, so inference overlaps the listing of other shards.
 
 pub(crate) mod inference;
+pub mod inventory;
 pub mod problems;
 pub mod report;
 pub mod targets;
@@ -27,6 +28,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use s3_connector_domain::dataset::{DatasetAggregate, Grouper, GroupingConfig, PathTemplate};
 use s3_connector_domain::encryption::BucketDefaultEncryption;
+use s3_connector_domain::inventory::InventoryRecord;
+use s3_connector_domain::inventory::fold::fold_rows;
 use s3_connector_domain::model::{EncryptionType, ObjectMeta};
 use s3_connector_domain::schema::InferenceLimits;
 use tokio::sync::mpsc;
@@ -35,7 +38,9 @@ use crate::aws::{
     AwsContext, AwsError, AwsErrorKind, IdentityProvider, KeyDirectory, ListRequest, ObjectStore,
     RequestStats, SdkIdentity, SdkKeyDirectory, SdkObjectStore,
 };
+use crate::incremental::IncrementalError;
 pub use inference::KeyResolver;
+pub use inventory::InventoryInput;
 use report::{BucketDefault, BucketReport, DefaultEncryptionStatus, ExtractEvent, Problem};
 
 /// One bucket to extract, optionally limited to prefixes.
@@ -121,6 +126,29 @@ pub enum ExtractError {
     /// A bug: an internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The inventory report could not be used (`--from-inventory`): not found, incomplete,
+    /// a checksum mismatch, an unreadable data file or row... [`IncrementalError::code`] says
+    /// which, as for `incremental`.
+    #[error("inventory report: {0}")]
+    Inventory(Box<IncrementalError>),
+    /// The extraction's scope does not fit the inventory (another bucket, several buckets).
+    #[error("{0}")]
+    InventoryScope(String),
+}
+
+impl ExtractError {
+    /// An error of the inventory report.
+    pub fn inventory(e: IncrementalError) -> Self {
+        ExtractError::Inventory(Box::new(e))
+    }
+
+    /// The inventory engine's stable code, for errors of the inventory report.
+    pub fn inventory_code(&self) -> Option<&'static str> {
+        match self {
+            ExtractError::Inventory(e) => Some(e.code()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +243,7 @@ pub struct Extractor {
     services: Services,
     limits: ExtractLimits,
     progress: Arc<Progress>,
+    inventory: Option<Arc<InventoryInput>>,
 }
 
 /// Per-run shared state handed to the bucket and dataset tasks.
@@ -224,6 +253,7 @@ pub(crate) struct RunContext {
     pub(crate) principal: Option<String>,
     pub(crate) keys: KeyResolver,
     pub(crate) grouping: GroupingConfig,
+    inventory: Option<Arc<InventoryInput>>,
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
     progress: Arc<Progress>,
@@ -244,7 +274,14 @@ fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, ExtractError> {
 impl Extractor {
     /// A new extractor over the given services.
     pub fn new(services: Services, limits: ExtractLimits) -> Self {
-        Extractor { services, limits, progress: Arc::new(Progress::default()) }
+        Extractor { services, limits, progress: Arc::new(Progress::default()), inventory: None }
+    }
+
+    /// Reads the objects of the (single) bucket from this inventory report instead of listing
+    /// it (`extract --from-inventory`).
+    pub fn with_inventory(mut self, input: InventoryInput) -> Self {
+        self.inventory = Some(Arc::new(input));
+        self
     }
 
     /// Live progress counters.
@@ -274,6 +311,14 @@ impl Extractor {
         if scope.targets.is_empty() {
             return Err(ExtractError::NoBuckets);
         }
+        if let Some(input) = &self.inventory
+            && (scope.targets.len() != 1 || scope.targets[0].bucket != input.spec.source_bucket)
+        {
+            return Err(ExtractError::InventoryScope(format!(
+                "an extraction from an inventory report covers its source bucket s3://{} only",
+                input.spec.source_bucket
+            )));
+        }
         let templates = scope
             .templates
             .iter()
@@ -302,6 +347,7 @@ impl Extractor {
             principal,
             keys: KeyResolver::new(self.services.keys.clone()),
             grouping,
+            inventory: self.inventory.clone(),
             include: glob_set(&scope.include)?,
             exclude: glob_set(&scope.exclude)?,
             progress: self.progress.clone(),
@@ -377,10 +423,14 @@ pub(crate) async fn bucket_default(ctx: &RunContext, bucket: &str) -> Result<Buc
 }
 
 /// Messages from the listing tasks to the grouping loop.
-enum ListingMessage {
+pub(crate) enum ListingMessage {
     Objects(Vec<ObjectMeta>),
     ShardDone(String),
     ShardFailed(String, AwsError),
+    /// Rows of an inventory report (instead of a listing).
+    Rows(Vec<InventoryRecord>),
+    /// The inventory report could not be read: the run stops.
+    InventoryFailed(IncrementalError),
 }
 
 /// A listing shard: a contiguous run of the root's common prefixes, listed flat and in key
@@ -542,6 +592,7 @@ impl RunContext {
             limits,
             principal,
             grouping,
+            inventory: None,
             include: None,
             exclude: None,
             progress: Arc::default(),
@@ -561,6 +612,39 @@ impl RunContext {
         }
         true
     }
+}
+
+/// Lists a bucket: the root level of each prefix, then its shards in parallel; returns the
+/// number of shards.
+async fn list_bucket(
+    ctx: Arc<RunContext>,
+    bucket: String,
+    prefixes: Vec<String>,
+    tx: mpsc::Sender<ListingMessage>,
+) -> u64 {
+    // Shards: contiguous runs of each root prefix's common prefixes, at most as many per root
+    // as may be listed at once.
+    let mut shards = Vec::new();
+    for prefix in &prefixes {
+        match list_root(&ctx, &bucket, prefix, &tx).await {
+            Ok(found) => shards.extend(
+                plan_shards(found, ctx.limits.listing_concurrency)
+                    .into_iter()
+                    .map(|shard| (prefix.clone(), shard)),
+            ),
+            Err(e) => {
+                let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
+                return 0u64;
+            }
+        }
+    }
+    let shard_count = shards.len() as u64;
+    let mut listings = Vec::with_capacity(shards.len());
+    for (root, shard) in shards {
+        listings.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
+    }
+    crate::concurrency::unordered(listings, ctx.limits.listing_concurrency).await;
+    shard_count
 }
 
 async fn extract_bucket(
@@ -590,6 +674,7 @@ async fn extract_bucket(
                 problem_count: 1,
                 listing_shards: 0,
                 listed: false,
+                inventory_report: None,
             });
         }
         Err(e) if e.kind == AwsErrorKind::Credentials => return Err(ExtractError::Credentials(e)),
@@ -611,41 +696,31 @@ async fn extract_bucket(
         }
     };
 
+    // From an inventory report: located and verified before anything is read.
+    let report = match &ctx.inventory {
+        Some(input) => Some(inventory::open_report(input, &bucket).await?),
+        None => None,
+    };
     let mut grouper = Grouper::new(&bucket, ctx.grouping.clone());
     let (tx, rx) = mpsc::channel::<ListingMessage>(32);
     let prefixes = if target.prefixes.is_empty() { vec![String::new()] } else { target.prefixes.clone() };
+    let inventory_report = report.as_ref().map(|r| r.uri.clone());
 
-    // The listing side: root level per prefix, then shards in parallel. It runs as a future
-    // joined with the grouping loop below, so dropping this function cancels it.
-    let listing = {
-        let ctx = ctx.clone();
-        let bucket = bucket.clone();
-        async move {
-            // Shards: contiguous runs of each root prefix's common prefixes, at most as many
-            // per root as may be listed at once.
-            let mut shards = Vec::new();
-            for prefix in &prefixes {
-                match list_root(&ctx, &bucket, prefix, &tx).await {
-                    Ok(found) => shards.extend(
-                        plan_shards(found, ctx.limits.listing_concurrency)
-                            .into_iter()
-                            .map(|shard| (prefix.clone(), shard)),
-                    ),
-                    Err(e) => {
-                        let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
-                        return 0u64;
-                    }
-                }
-            }
-            let shard_count = shards.len() as u64;
-            let mut listings = Vec::with_capacity(shards.len());
-            for (root, shard) in shards {
-                listings.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
-            }
-            crate::concurrency::unordered(listings, ctx.limits.listing_concurrency).await;
-            shard_count
+    // The object source: the inventory report's rows, or the listing (root level per prefix,
+    // then shards in parallel). It runs as a future joined with the grouping loop below, so
+    // dropping this function cancels it.
+    let listing: futures::future::BoxFuture<'static, u64> = match (report, ctx.inventory.clone()) {
+        (Some(report), Some(input)) => {
+            let feed = inventory::feed(ctx.clone(), input, report.manifest, tx);
+            Box::pin(async move {
+                feed.await;
+                0
+            })
         }
+        _ => Box::pin(list_bucket(ctx.clone(), bucket.clone(), prefixes, tx)),
     };
+    // A target's prefixes limit the inventory's rows as they limit a listing.
+    let target_prefixes = target.prefixes.clone();
 
     let mut listed = true;
     let mut dataset_count = 0u64;
@@ -700,6 +775,23 @@ async fn extract_bucket(
                         .map_err(|e| ExtractError::Internal(format!("grouping task failed: {e}")))?;
                         grouper = owned;
                     }
+                    Some(ListingMessage::Rows(rows)) => {
+                        let mut owned = std::mem::replace(&mut grouper, Grouper::new(&bucket, GroupingConfig::default()));
+                        let (scope, owner, prefixes) = (ctx.clone(), bucket.clone(), target_prefixes.clone());
+                        let (returned, folded) = tokio::task::spawn_blocking(move || {
+                            let keep = |key: &str| {
+                                (prefixes.is_empty() || prefixes.iter().any(|p| key.starts_with(p.as_str())))
+                                    && scope.in_scope(key)
+                            };
+                            let folded = fold_rows(&mut owned, &owner, rows, keep);
+                            (owned, folded)
+                        })
+                        .await
+                        .map_err(|e| ExtractError::Internal(format!("grouping task failed: {e}")))?;
+                        grouper = returned;
+                        folded.map_err(|e| ExtractError::inventory(IncrementalError::Build(e)))?;
+                    }
+                    Some(ListingMessage::InventoryFailed(e)) => return Err(ExtractError::inventory(e)),
                     Some(ListingMessage::ShardDone(prefix)) => pending.extend(grouper.take_complete_under(&prefix)),
                     Some(ListingMessage::ShardFailed(prefix, e)) => {
                         listed = false;
@@ -735,5 +827,6 @@ async fn extract_bucket(
         problem_count,
         listing_shards: shards,
         listed,
+        inventory_report,
     })
 }

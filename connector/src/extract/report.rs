@@ -105,6 +105,8 @@ pub struct BucketReport {
     pub listing_shards: u64,
     /// True when the listing completed.
     pub listed: bool,
+    /// `s3://<destination>/<manifest key>` of the inventory report read instead of a listing.
+    pub inventory_report: Option<String>,
 }
 
 /// Severity of a problem.

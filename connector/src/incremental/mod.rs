@@ -542,6 +542,53 @@ struct DiffCounts {
     changed: u64,
 }
 
+/// Reads every data file of `manifest` (at most `file_concurrency` at once; each MD5-verified
+/// while it streams) and sends its rows to `rows` in batches. Stops at the first failure (the
+/// other reads are dropped). Returns the files and rows read.
+///
+/// Shared by the incremental snapshot and `extract --from-inventory`.
+pub(crate) async fn read_report_rows(
+    source: Arc<dyn InventorySource>,
+    manifest: &Manifest,
+    options: Arc<IncrementalOptions>,
+    rows: mpsc::Sender<Vec<InventoryRecord>>,
+) -> Result<(u64, u64), IncrementalError> {
+    let reader = file_reader(manifest.file_format)?;
+    let columns = Arc::new(manifest.file_schema.clone());
+    let mut pending = Vec::with_capacity(manifest.files.len());
+    for file in &manifest.files {
+        pending.push(read_data_file(
+            source.clone(),
+            manifest.destination_bucket.clone(),
+            file.clone(),
+            reader,
+            columns.clone(),
+            options.clone(),
+            rows.clone(),
+        ));
+    }
+    drop(rows);
+    // Bounded concurrency, stopping at the first failure (the other reads are dropped).
+    let (mut files_read, mut rows_read) = (0u64, 0u64);
+    let mut pending = pending.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < options.file_concurrency.max(1) {
+            let Some(next) = pending.next() else { break };
+            running.push(next);
+        }
+        match running.next().await {
+            Some(Ok(rows)) => {
+                files_read += 1;
+                rows_read += rows;
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok((files_read, rows_read))
+}
+
 /// Builds the snapshot of the report's rows at `path`.
 async fn build_snapshot(
     source: Arc<dyn InventorySource>,
@@ -551,7 +598,7 @@ async fn build_snapshot(
     options: Arc<IncrementalOptions>,
     summary: &mut pb::IncrementalSummary,
 ) -> Result<SnapshotInfo, IncrementalError> {
-    let reader = file_reader(manifest.file_format)?;
+    file_reader(manifest.file_format)?;
     let spill_dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InventoryRecord>>(options.file_concurrency.max(1) * 2);
     let run_len = options.sort_run_rows;
@@ -564,37 +611,9 @@ async fn build_snapshot(
         }
         Ok::<_, IncrementalError>(builder)
     });
-    let columns = Arc::new(manifest.file_schema.clone());
-    let mut pending = Vec::with_capacity(manifest.files.len());
-    for file in &manifest.files {
-        pending.push(read_data_file(
-            source.clone(),
-            manifest.destination_bucket.clone(),
-            file.clone(),
-            reader,
-            columns.clone(),
-            options.clone(),
-            rows_tx.clone(),
-        ));
-    }
-    drop(rows_tx);
-    // Bounded concurrency, stopping at the first failure (the other reads are dropped).
-    let mut pending = pending.into_iter();
-    let mut running = FuturesUnordered::new();
-    loop {
-        while running.len() < options.file_concurrency.max(1) {
-            let Some(next) = pending.next() else { break };
-            running.push(next);
-        }
-        match running.next().await {
-            Some(Ok(rows)) => {
-                summary.files_read += 1;
-                summary.rows_read += rows;
-            }
-            Some(Err(e)) => return Err(e),
-            None => break,
-        }
-    }
+    let (files, rows) = read_report_rows(source, manifest, options, rows_tx).await?;
+    summary.files_read += files;
+    summary.rows_read += rows;
     let builder =
         builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))??;
     tokio::task::spawn_blocking(move || builder.finish(&path))
@@ -917,6 +936,11 @@ mod tests {
         async fn inventory_configurations(&self, _bucket: &str) -> Result<Vec<InventoryConfig>, AwsError> {
             Ok(self.configs.clone())
         }
+
+        async fn delete(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
+            self.objects.lock().unwrap().remove(&(bucket.to_string(), key.to_string()));
+            Ok(())
+        }
     }
 
     fn gzip(text: &str) -> Vec<u8> {
@@ -1080,11 +1104,36 @@ mod tests {
             .collect();
         assert_eq!(keys, vec!["runs/src/daily/current.json", "runs/src/daily/snapshot-1704067200000.snap"]);
         // A fresh mirror sees the state: the same report is a no-op.
-        let (records, again) = run_once(source.clone(), state, spec).await;
+        let (records, again) = run_once(source.clone(), state.clone(), spec.clone()).await;
         let again = again.unwrap().summary;
         assert!(again.already_processed);
         assert_eq!(again.snapshot_id, first.snapshot_id);
         assert_eq!(records.len(), 1);
+
+        // A leftover of a crashed run (uploaded, pointer never written), then the next report:
+        // once the pointer names the new snapshot, the superseded ones are gone.
+        source.put("state-bucket", "runs/src/daily/snapshot-1704100000000.snap", "partial");
+        source.put("state-bucket", "runs/src/daily/notes.txt", "not ours");
+        put_report(&source, "2024-01-02T00-00Z", 1_704_153_600_000, &[("b.csv", 2, "e", "SSE-KMS")]);
+        let (records, second) = run_once(source.clone(), state, spec).await;
+        assert!(second.unwrap().summary.state_advanced);
+        assert_eq!(object_keys(&records, "REMOVED"), vec!["a.csv"]);
+        let keys: Vec<String> = source
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(b, _)| b == "state-bucket")
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "runs/src/daily/current.json",
+                "runs/src/daily/notes.txt",
+                "runs/src/daily/snapshot-1704153600000.snap"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -46,6 +46,8 @@ pub trait InventorySource: Send + Sync {
     ) -> Result<(), AwsError>;
     /// The source bucket's inventory configurations.
     async fn inventory_configurations(&self, bucket: &str) -> Result<Vec<InventoryConfig>, AwsError>;
+    /// DeleteObject (superseded state snapshots of an S3 state location).
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), AwsError>;
 }
 
 /// [`InventorySource`] over the AWS SDK.
@@ -148,5 +150,17 @@ impl InventorySource for SdkInventorySource {
 
     async fn inventory_configurations(&self, bucket: &str) -> Result<Vec<InventoryConfig>, AwsError> {
         self.control.inventory_configurations(bucket).await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
+        self.stats.count("DeleteObject");
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("s3:DeleteObject", Some(bucket), Some(key), &e))?;
+        Ok(())
     }
 }

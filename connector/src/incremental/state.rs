@@ -6,6 +6,8 @@
 //! on the local copy, and after the local advance the new snapshot is uploaded first and the
 //! pointer last, both under SSE-KMS. A crash before the pointer upload leaves the old state in
 //! S3 (at worst an extra snapshot object beside it), so the rerun emits the same changes again.
+//! Only once the new pointer is written are superseded snapshot objects deleted (the previous
+//! one, and leftovers of crashed runs), as the local store deletes its old files.
 //!
 //! ```text
 //! s3://<bucket>/<prefix><source bucket>/<configuration id>/current.json
@@ -234,6 +236,47 @@ impl RunState {
             .put_file(&remote.bucket, &pointer_key, &dir.join("current.json"), kms)
             .await
             .map_err(IncrementalError::Aws)?;
+        // The state has moved: what remains is cleanup, which must not fail the run (a snapshot
+        // left behind is deleted by the next advance).
+        let folder = self.remote_key(remote, &header.source_bucket, &header.configuration_id, "");
+        if let Err(e) = remove_superseded(source, &remote.bucket, &folder, &file_name).await {
+            tracing::warn!(error = %e, bucket = %remote.bucket, folder, "superseded state snapshots not deleted");
+        }
         Ok(true)
     }
+}
+
+/// Deletes the snapshot objects under `folder` other than `keep` (called after the pointer to
+/// `keep` was written).
+async fn remove_superseded(
+    source: &dyn InventorySource,
+    bucket: &str,
+    folder: &str,
+    keep: &str,
+) -> Result<(), AwsError> {
+    let mut request = crate::aws::ListRequest {
+        bucket: bucket.to_string(),
+        prefix: folder.to_string(),
+        delimiter: Some("/".into()),
+        continuation: None,
+        start_after: None,
+    };
+    let mut stale = Vec::new();
+    loop {
+        let page = source.list_page(&request).await?;
+        for object in page.objects {
+            let name = &object.key[folder.len()..];
+            if name != keep && name.starts_with("snapshot-") && name.ends_with(".snap") {
+                stale.push(object.key);
+            }
+        }
+        match page.next {
+            Some(token) => request.continuation = Some(token),
+            None => break,
+        }
+    }
+    for key in stale {
+        source.delete(bucket, &key).await?;
+    }
+    Ok(())
 }

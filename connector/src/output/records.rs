@@ -126,6 +126,16 @@ pub fn dataset_record(report: &DatasetReport) -> pb::DatasetRecord {
         mixed_types: enc.mixed_types,
         mixed_keys: enc.mixed_keys,
         differs_from_default: enc.differs_from_default,
+        inventory: agg.listed_encryption().map(|listed| pb::InventoryEncryption {
+            object_count: listed.objects,
+            counts: listed
+                .by_type
+                .iter()
+                .map(|(t, n)| pb::EncryptionCount { r#type: t.as_str().to_string(), count: *n })
+                .collect(),
+            bucket_key_enabled_count: listed.bucket_key_enabled,
+            bucket_key_disabled_count: listed.bucket_key_disabled,
+        }),
     };
     pb::DatasetRecord {
         bucket: report.bucket.clone(),
@@ -244,6 +254,7 @@ pub fn bucket_record(b: &BucketReport) -> pb::BucketRecord {
         problem_count: b.problem_count,
         listing_shards: b.listing_shards,
         listed: b.listed,
+        inventory_report: b.inventory_report.clone().unwrap_or_default(),
     }
 }
 

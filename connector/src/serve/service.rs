@@ -280,7 +280,27 @@ impl ConnectorApi {
             .map(|d| tokio::time::Instant::from_std(started) + d);
         let req = request.into_inner();
         let settings = convert::connection_settings(req.connection.as_ref(), &self.config.connection)?;
-        let scope = convert::extract_scope(req.scope.as_ref())?;
+        // From an inventory report: the scope defaults to (and may only name) its source bucket.
+        let inventory = match req.inventory.as_ref() {
+            Some(location) => Some(convert::inventory_spec(Some(location))?),
+            None => None,
+        };
+        let mut scope_message = req.scope.clone().unwrap_or_default();
+        if let Some(spec) = &inventory
+            && scope_message.targets.is_empty()
+        {
+            scope_message.targets = vec![spec.source_bucket.clone()];
+        }
+        let scope = convert::extract_scope(Some(&scope_message))?;
+        if let Some(spec) = &inventory
+            && (scope.targets.len() != 1 || scope.targets[0].bucket != spec.source_bucket)
+        {
+            return Err(ServiceError::invalid(
+                "scope.targets",
+                format!("with inventory, only the source bucket s3://{} may be named", spec.source_bucket),
+            )
+            .into());
+        }
         let limits = convert::extract_limits(req.limits.as_ref(), &self.config.limits);
         let progress_every = (req.progress_interval_ms > 0)
             .then(|| Duration::from_millis(u64::from(req.progress_interval_ms.max(100))));
@@ -293,6 +313,22 @@ impl ConnectorApi {
 
         let stats = Arc::new(RequestStats::default());
         let services = Services::from_aws(&aws, stats.clone());
+        let inventory = inventory.map(|spec| {
+            let cfg = &self.config.incremental;
+            crate::extract::InventoryInput {
+                source: Arc::new(crate::incremental::source::SdkInventorySource::from_aws(
+                    &aws,
+                    stats.clone(),
+                )),
+                spec,
+                options: crate::incremental::IncrementalOptions {
+                    file_concurrency: cfg.file_concurrency.max(1) as usize,
+                    max_decompressed_bytes: cfg.max_decompressed_bytes.max(1024),
+                    max_parquet_file_bytes: cfg.max_parquet_file_bytes.max(1024),
+                    ..Default::default()
+                },
+            }
+        });
         let buffer = self.config.limits.stream_buffer as usize;
         let (tx, records) = mpsc::channel(buffer);
         let (outcome_tx, outcome) = oneshot::channel();
@@ -302,7 +338,11 @@ impl ConnectorApi {
             let _active = ActiveExtraction::start();
             let mut call = m::CallRecorder::new("ExtractMetadata", started);
             let run_id: Arc<str> = new_run_id().into();
-            let extractor = Arc::new(Extractor::new(services, limits));
+            let mut extractor = Extractor::new(services, limits);
+            if let Some(input) = inventory {
+                extractor = extractor.with_inventory(input);
+            }
+            let extractor = Arc::new(extractor);
             // Count records as they leave, without a second buffer.
             let (counted_tx, mut counted_rx) = mpsc::channel(1);
             let forward = async move {

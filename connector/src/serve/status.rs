@@ -267,6 +267,9 @@ pub fn from_extract_error(e: ExtractError) -> ServiceError {
         e @ ExtractError::Network(_) => ServiceError::AwsUnreachable(e.to_string()),
         ExtractError::OutputClosed => ServiceError::Cancelled,
         ExtractError::Internal(reason) => ServiceError::Internal(reason),
+        // The inventory report's errors are those of ExtractIncremental.
+        ExtractError::Inventory(e) => from_incremental_error(*e),
+        ExtractError::InventoryScope(reason) => ServiceError::invalid("scope.targets", reason),
     }
 }
 

@@ -10,7 +10,7 @@ use super::{
     DEFAULT_ENCRYPTION_PROBES, DEFAULT_SCHEMA_CANDIDATES, DatasetKey, GroupingConfig, PartitionStyle,
     Placement,
 };
-use crate::model::{Compression, ObjectMeta};
+use crate::model::{Compression, EncryptionType, ObjectMeta};
 
 /// Statistics of one partition key across a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,44 @@ fn rank(obj: &ObjectMeta) -> Rank {
     (stable_hash(obj.key.as_str()), Reverse(obj.size), obj.key.clone())
 }
 
+/// Server-side encryption of one object as an S3 Inventory report lists it
+/// (`EncryptionStatus`, `BucketKeyStatus`): no key ARN, which the inventory does not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedEncryption {
+    /// The status as an encryption type; `None` when the report has no such column (counted as
+    /// [`EncryptionType::Unknown`]).
+    pub kind: Option<EncryptionType>,
+    /// `BucketKeyStatus`: `ENABLED` → true, `DISABLED` → false, absent → `None`.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+/// Per-object encryption counts over every file of a dataset, from an inventory report
+/// (unlike the sampled observations of reads and HEAD probes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedEncryptionCounts {
+    /// Objects counted.
+    pub objects: u64,
+    /// Objects per encryption type (`Unknown`: no status in the report, or an unknown value).
+    pub by_type: BTreeMap<EncryptionType, u64>,
+    /// Objects with the S3 Bucket Key enabled.
+    pub bucket_key_enabled: u64,
+    /// Objects with the S3 Bucket Key disabled.
+    pub bucket_key_disabled: u64,
+}
+
+impl ListedEncryptionCounts {
+    /// Counts one object.
+    pub fn add(&mut self, encryption: &ListedEncryption) {
+        self.objects += 1;
+        *self.by_type.entry(encryption.kind.unwrap_or(EncryptionType::Unknown)).or_insert(0) += 1;
+        match encryption.bucket_key_enabled {
+            Some(true) => self.bucket_key_enabled += 1,
+            Some(false) => self.bucket_key_disabled += 1,
+            None => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct KeyValues {
     // Lowest index at which the key appeared in any object's partition list, so that the
@@ -75,6 +113,9 @@ pub struct DatasetAggregate {
     // Bottom-k partitions by tuple hash, each with its own best-ranked object; this is what
     // spreads candidates across partitions instead of following the object distribution.
     by_partition: BTreeMap<PartitionSlot, (Rank, ObjectMeta)>,
+    // Inventory-listed encryption of every object; `None` for a bucket listing, which does
+    // not report encryption.
+    listed_encryption: Option<ListedEncryptionCounts>,
 }
 
 impl DatasetAggregate {
@@ -110,6 +151,7 @@ impl DatasetAggregate {
             partition_tuples: HashSet::new(),
             pool: BTreeMap::new(),
             by_partition: BTreeMap::new(),
+            listed_encryption: None,
         }
     }
 
@@ -143,6 +185,17 @@ impl DatasetAggregate {
         if obj.size > 0 {
             self.offer(obj, partition, &placement.partitions);
         }
+    }
+
+    /// Counts the encryption an inventory report lists for an object added with
+    /// [`add`](Self::add).
+    pub fn add_listed_encryption(&mut self, encryption: &ListedEncryption) {
+        self.listed_encryption.get_or_insert_with(ListedEncryptionCounts::default).add(encryption);
+    }
+
+    /// Per-object encryption counts from an inventory report (`None` for a listing).
+    pub fn listed_encryption(&self) -> Option<&ListedEncryptionCounts> {
+        self.listed_encryption.as_ref()
     }
 
     fn offer(&mut self, obj: &ObjectMeta, partition: u64, tuple: &[(String, String)]) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::{Classification, DatasetAggregate, GroupingConfig, JunkReason, classify};
+use super::{Classification, DatasetAggregate, GroupingConfig, JunkReason, ListedEncryption, classify};
 use crate::model::{FileFormat, ObjectMeta};
 
 /// Bucket-wide counters over every object seen, junk included.
@@ -52,6 +52,17 @@ impl Grouper {
 
     /// Classify and account for one listed object.
     pub fn add(&mut self, obj: ObjectMeta) {
+        self.add_inner(obj, None);
+    }
+
+    /// Classify and account for one object of an inventory report, counting the encryption
+    /// the report lists for it in its dataset
+    /// ([`DatasetAggregate::listed_encryption`]).
+    pub fn add_with_encryption(&mut self, obj: ObjectMeta, encryption: ListedEncryption) {
+        self.add_inner(obj, Some(encryption));
+    }
+
+    fn add_inner(&mut self, obj: ObjectMeta, encryption: Option<ListedEncryption>) {
         self.tally.object_count += 1;
         self.tally.total_bytes = self.tally.total_bytes.saturating_add(obj.size);
         match classify(&self.bucket, &obj, &self.cfg) {
@@ -68,12 +79,13 @@ impl Grouper {
                     self.open.insert(dataset.prefix.clone(), BTreeMap::new());
                 }
                 if let Some(by_format) = self.open.get_mut(&dataset.prefix) {
-                    by_format
-                        .entry(dataset.format)
-                        .or_insert_with(|| {
-                            DatasetAggregate::with_config(&self.bucket, dataset.clone(), &self.cfg)
-                        })
-                        .add(&obj, &placement);
+                    let aggregate = by_format.entry(dataset.format).or_insert_with(|| {
+                        DatasetAggregate::with_config(&self.bucket, dataset.clone(), &self.cfg)
+                    });
+                    aggregate.add(&obj, &placement);
+                    if let Some(encryption) = &encryption {
+                        aggregate.add_listed_encryption(encryption);
+                    }
                 }
             }
         }

@@ -31,7 +31,7 @@ mod heuristics;
 mod junk;
 mod template;
 
-pub use aggregate::{DatasetAggregate, PartitionKeyStats};
+pub use aggregate::{DatasetAggregate, ListedEncryption, ListedEncryptionCounts, PartitionKeyStats};
 pub use grouper::{BucketTally, Grouper};
 pub use junk::JunkReason;
 pub use template::{PathTemplate, TemplateError};

@@ -11,6 +11,7 @@
 
 pub mod columns;
 pub mod csv;
+pub mod fold;
 pub mod location;
 pub mod manifest;
 pub mod md5_reader;

@@ -85,6 +85,11 @@ pub struct ReportSummary {
 /// Where generated files go: called once per file with its key in the destination bucket.
 pub type Sink<'a> = dyn Fn(&str, Vec<u8>) -> io::Result<()> + Sync + 'a;
 
+/// The rows of one data file.
+type Rows<'a> = Box<dyn Iterator<Item = VersionRow> + 'a>;
+/// The rows of data file `n`.
+type RowsOf<'a> = dyn Fn(usize) -> Rows<'a> + Sync + 'a;
+
 const COLUMNS_CURRENT: &[(&str, &str)] = &[
     ("Bucket", "bucket"),
     ("Key", "key"),
@@ -164,11 +169,45 @@ impl ReportSpec {
     /// completes a report in), data files in parallel on `threads` threads.
     pub fn write(&self, day: Day, threads: usize, sink: &Sink<'_>) -> io::Result<ReportSummary> {
         let (timestamp, created_ms) = Self::timestamp(day);
-        let folder = self.config_folder();
         let day_tag = match day {
             Day::One => "d1",
             Day::Two => "d2",
         };
+        let prefix = format!("{day_tag}-{:08x}", self.universe.seed as u32);
+        self.write_files(timestamp, created_ms, &prefix, threads, sink, &|file| {
+            Box::new(self.rows(day, file))
+        })
+    }
+
+    /// Writes a report of the given rows instead of the universe's (tests that describe real
+    /// objects: a bucket's listing, say), in folder `timestamp` (`YYYY-MM-DDTHH-MMZ`) with
+    /// `creationTimestamp` `created_ms`. Rows are dealt round-robin over `self.files` data
+    /// files and written as given: all-versions rows (noncurrent versions, delete markers) only
+    /// make sense with `all_versions`. `universe.source_bucket` names the `Bucket` column; the
+    /// universe's other fields are not used.
+    pub fn write_rows(
+        &self,
+        timestamp: &str,
+        created_ms: i64,
+        rows: &[VersionRow],
+        sink: &Sink<'_>,
+    ) -> io::Result<ReportSummary> {
+        let files = self.files.max(1);
+        self.write_files(timestamp, created_ms, timestamp, 1, sink, &|file| {
+            Box::new(rows.iter().skip(file).step_by(files).cloned())
+        })
+    }
+
+    fn write_files(
+        &self,
+        timestamp: &str,
+        created_ms: i64,
+        data_prefix: &str,
+        threads: usize,
+        sink: &Sink<'_>,
+        rows_of: &RowsOf<'_>,
+    ) -> io::Result<ReportSummary> {
+        let folder = self.config_folder();
         let files = self.files.max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results = std::sync::Mutex::new(Vec::new());
@@ -180,12 +219,8 @@ impl ReportSpec {
                         if f >= files {
                             break;
                         }
-                        let key = format!(
-                            "{folder}data/{day_tag}-{:08x}-{f:04}.{}",
-                            self.universe.seed as u32,
-                            self.format.extension()
-                        );
-                        let outcome = self.encode(day, f).and_then(|(bytes, rows)| {
+                        let key = format!("{folder}data/{data_prefix}-{f:04}.{}", self.format.extension());
+                        let outcome = self.encode(rows_of(f)).and_then(|(bytes, rows)| {
                             let md5 = hex(&Md5::digest(&bytes));
                             let size = bytes.len() as u64;
                             sink(&key, bytes)?;
@@ -228,19 +263,19 @@ impl ReportSpec {
         })
     }
 
-    fn encode(&self, day: Day, file: usize) -> io::Result<(Vec<u8>, u64)> {
+    fn encode(&self, rows: Rows<'_>) -> io::Result<(Vec<u8>, u64)> {
         match self.format {
-            ReportFormat::Csv => self.encode_csv(day, file),
-            ReportFormat::Parquet => self.encode_parquet(day, file),
-            ReportFormat::Orc => self.encode_orc(day, file),
+            ReportFormat::Csv => self.encode_csv(rows),
+            ReportFormat::Parquet => self.encode_parquet(rows),
+            ReportFormat::Orc => self.encode_orc(rows),
         }
     }
 
-    fn encode_csv(&self, day: Day, file: usize) -> io::Result<(Vec<u8>, u64)> {
+    fn encode_csv(&self, rows_in: Rows<'_>) -> io::Result<(Vec<u8>, u64)> {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
         let mut line = String::new();
         let mut rows = 0u64;
-        for row in self.rows(day, file) {
+        for row in rows_in {
             line.clear();
             for (n, (pascal, _)) in self.columns().iter().enumerate() {
                 if n > 0 {
@@ -257,7 +292,7 @@ impl ReportSpec {
         Ok((gz.finish()?, rows))
     }
 
-    fn encode_parquet(&self, day: Day, file: usize) -> io::Result<(Vec<u8>, u64)> {
+    fn encode_parquet(&self, rows_in: Rows<'_>) -> io::Result<(Vec<u8>, u64)> {
         let schema = Arc::new(parse_message_type(&self.file_schema()).map_err(io::Error::other)?);
         let props = Arc::new(WriterProperties::builder().set_compression(ParquetCompression::SNAPPY).build());
         let mut writer = SerializedFileWriter::new(Vec::new(), schema, props).map_err(io::Error::other)?;
@@ -307,7 +342,7 @@ impl ReportSpec {
             group.clear();
             Ok(())
         };
-        for row in self.rows(day, file) {
+        for row in rows_in {
             group.push(row);
             rows += 1;
             if group.len() >= self.rows_per_group {
@@ -319,7 +354,7 @@ impl ReportSpec {
         Ok((bytes, rows))
     }
 
-    fn encode_orc(&self, day: Day, file: usize) -> io::Result<(Vec<u8>, u64)> {
+    fn encode_orc(&self, rows_in: Rows<'_>) -> io::Result<(Vec<u8>, u64)> {
         let fields: Vec<Field> = self
             .columns()
             .iter()
@@ -392,7 +427,7 @@ impl ReportSpec {
             group.clear();
             Ok(())
         };
-        for row in self.rows(day, file) {
+        for row in rows_in {
             group.push(row);
             rows += 1;
             if group.len() >= self.rows_per_group {
