@@ -314,3 +314,36 @@ fn orc_samples_fetch_only_the_tail_a_stripe_footer_and_the_projected_streams() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("SAMPLE_UNKNOWN_COLUMN") && stderr.contains("id, name, pad"), "{stderr}");
 }
+
+#[test]
+fn sse_c_objects_are_sampled_on_localstack_with_a_key_read_from_secrets_manager() {
+    let localstack = Estate::get(Flavor::LocalStack);
+    let key = localstack.expected.ssec_key_b64.clone().expect("the estate records its SSE-C key");
+    let run = |rule: &str| {
+        sample(
+            &localstack.endpoint,
+            &[
+                "s3://estate-secure/ssec/",
+                "--rows",
+                "2",
+                "--as-service",
+                "--allow-sse-c-over-loopback-http",
+                "--sse-c-key",
+                rule,
+            ],
+        )
+    };
+    for rule in
+        ["estate-secure/ssec/=secretsmanager:estate/ssec-key", "estate-secure=secretsmanager:estate/ssec-key-json#sse_c"]
+    {
+        let (code, json, stderr) = run(rule);
+        assert_eq!(code, 0, "{rule}: {stderr}");
+        assert_eq!(json["rows"].as_array().map(Vec::len), Some(2), "{rule}");
+        // LocalStack enforces SSE-C: these rows were decrypted by S3 with the secret's key.
+        assert_eq!(json["encryption"], "SSE_C", "{rule}");
+        assert!(!stderr.contains(&key), "the key is never printed");
+    }
+    let (code, _, stderr) = run("estate-secure=secretsmanager:estate/no-such-secret");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("secret estate/no-such-secret") && stderr.contains("ResourceNotFound"), "{stderr}");
+}

@@ -513,8 +513,15 @@ impl ConnectorApi {
         };
         let stats = Arc::new(RequestStats::default());
         let services = CheckServices::from_sdk(&aws, base.as_ref(), user.as_ref(), stats);
-        let options =
-            CheckOptions { role, inventory_ids: req.inventory_ids.clone(), ..CheckOptions::default() };
+        // The server's own SSE-C key secrets (`[sampling] sse_c_keys`, validated at start-up).
+        let sse_c_key_secrets = crate::aws::ssec::secret_ids(&self.config.sampling.sse_c_keys)
+            .map_err(|e| ServiceError::invalid("sampling.sse_c_keys", e.to_string()))?;
+        let options = CheckOptions {
+            role,
+            inventory_ids: req.inventory_ids.clone(),
+            sse_c_key_secrets,
+            ..CheckOptions::default()
+        };
         let report = run_check(&services, &CheckScope { targets }, &options)
             .await
             .map_err(|e| ServiceError::invalid("targets", e.to_string()))?;
