@@ -638,7 +638,9 @@ struct FakeSecrets;
 impl s3_connector::aws::ssec::SecretSource for FakeSecrets {
     async fn secret_value(&self, secret_id: &str) -> Result<s3_connector::aws::ssec::SecretValue, String> {
         if secret_id == "team/sse-c" {
-            Ok(s3_connector::aws::ssec::SecretValue::Text(zeroize::Zeroizing::new("c2VjcmV0LWtleS12YWx1ZQ==".into())))
+            Ok(s3_connector::aws::ssec::SecretValue::Text(zeroize::Zeroizing::new(
+                "c2VjcmV0LWtleS12YWx1ZQ==".into(),
+            )))
         } else {
             Err(format!("GetSecretValue failed: AccessDeniedException: not authorized to read {secret_id}"))
         }
@@ -668,7 +670,11 @@ async fn sse_c_key_secrets_are_probed_as_the_connector_and_a_denial_names_the_st
     let statement: serde_json::Value = serde_json::from_str(denied.remediation.as_deref().unwrap()).unwrap();
     assert_eq!(statement["Action"], serde_json::json!(["secretsmanager:GetSecretValue"]));
     let resource = statement["Resource"].as_str().unwrap();
-    assert!(resource.starts_with("arn:aws:secretsmanager:us-east-1:") && resource.ends_with(":secret:other/sse-c-??????"), "{resource}");
+    assert!(
+        resource.starts_with("arn:aws:secretsmanager:us-east-1:")
+            && resource.ends_with(":secret:other/sse-c-??????"),
+        "{resource}"
+    );
     // SSE-C keys matter to sampling, not to extraction.
     assert!(!report.readiness.extraction.reasons.iter().any(|r| r.contains("SSE_C_KEY_SECRET")));
     let text = serde_json::to_string(&report).unwrap();

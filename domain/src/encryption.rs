@@ -461,7 +461,10 @@ mod tests {
         let v2 = with(&[
             ("x-amz-key-v2", "x"),
             ("x-amz-wrap-alg", "kms+context"),
-            ("X-Amz-Matdesc", &format!(r#"{{"aws:x-amz-cek-alg":"AES/GCM/NoPadding","kms_cmk_id":"{ARN_B}"}}"#)),
+            (
+                "X-Amz-Matdesc",
+                &format!(r#"{{"aws:x-amz-cek-alg":"AES/GCM/NoPadding","kms_cmk_id":"{ARN_B}"}}"#),
+            ),
         ]);
         // ... V3 its encryption context; AWS's current clients write no kms_cmk_id at all.
         let v3 = with(&[("x-amz-3", "x"), ("x-amz-t", &format!(r#"{{"kms_cmk_id":" {ARN_A} "}}"#))]);

@@ -873,7 +873,8 @@ async fn samples_beyond_the_concurrency_limit_are_refused_and_a_client_leaving_f
 /// Streams an extraction of `targets` and keeps its records as proto3 JSON.
 async fn extract_over_grpc(server: &ServerProcess, targets: &[&str]) -> s3_connector_e2e::RunResult {
     let request = pb::ExtractMetadataRequest { scope: scope(targets), ..Default::default() };
-    let mut stream = server.client().await.extract_metadata(request).await.expect("stream starts").into_inner();
+    let mut stream =
+        server.client().await.extract_metadata(request).await.expect("stream starts").into_inner();
     let mut records = Vec::new();
     while let Some(item) = stream.next().await {
         records.push(serde_json::to_value(item.expect("no error mid-stream")).expect("proto3 JSON"));
@@ -893,7 +894,8 @@ async fn extract_metadata_decrypts_client_side_objects_when_the_extraction_keys_
     // Without [extraction] keys: client-side datasets keep their problem and have no schema;
     // capabilities say nothing is decrypted beyond what S3 undoes.
     let plain = ServerProcess::start(&config_for(&estate.endpoint, ""));
-    let caps = plain.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
+    let caps =
+        plain.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
     assert_eq!(caps.sample_decryption, ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"]);
     assert!(caps.extract_decryption.is_empty(), "{:?}", caps.extract_decryption);
     let run = extract_over_grpc(&plain, &[&bucket]).await;
@@ -909,9 +911,10 @@ async fn extract_metadata_decrypts_client_side_objects_when_the_extraction_keys_
         config_for(&estate.endpoint, ""),
         key_file.display()
     );
-    let server =
-        ServerProcess::try_start_in(dir, &config, &[], Some(TOKEN)).unwrap_or_else(|f| panic!("{}", f.stderr));
-    let caps = server.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
+    let server = ServerProcess::try_start_in(dir, &config, &[], Some(TOKEN))
+        .unwrap_or_else(|f| panic!("{}", f.stderr));
+    let caps =
+        server.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
     for mode in ["SSE_C", "CSE_V2", "CSE_V3"] {
         assert!(caps.sample_decryption.contains(&mode.to_string()), "{mode}: {:?}", caps.sample_decryption);
     }

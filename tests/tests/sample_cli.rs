@@ -198,7 +198,10 @@ fn orc_datasets_are_sampled_with_typed_values() {
     let ts = column(&json, 1);
     assert!(ts.iter().all(|t| t.as_str().is_some_and(|t| t.starts_with("2024-01-31T"))), "{ts:?}");
     let levels = column(&json, 2);
-    assert!(levels.iter().all(|l| l.as_str().is_some_and(|l| !l.is_empty() && l.to_uppercase() == l)), "{levels:?}");
+    assert!(
+        levels.iter().all(|l| l.as_str().is_some_and(|l| !l.is_empty() && l.to_uppercase() == l)),
+        "{levels:?}"
+    );
     assert!(column(&json, 3).iter().any(|m| m.as_str().is_some_and(|m| m.contains(": request "))));
     assert_eq!(json["encryption"], "SSE_KMS");
     // A file of a few KiB: the tail probe holds all of it, so one GET.
@@ -207,7 +210,8 @@ fn orc_datasets_are_sampled_with_typed_values() {
 
     // Random mode: reproducible with a seed, other rows than the head.
     let one = ["s3://estate-kms-b/logs/logs-0000.orc", "--rows", "5", "--columns", "ts", "--as-service"];
-    let random = |seed: &str| sample(&moto.endpoint, &[&one[..], &["--mode", "random", "--seed", seed]].concat());
+    let random =
+        |seed: &str| sample(&moto.endpoint, &[&one[..], &["--mode", "random", "--seed", seed]].concat());
     let (code, a, stderr) = random("4");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(a["rows"], random("4").1["rows"]);
@@ -239,12 +243,20 @@ fn orc_file(stripes: usize, rows: usize) -> Vec<u8> {
             .iter()
             .map(|&i| {
                 (0..10u128)
-                    .map(|k| format!("{:032x}", (i as u128 * 64 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)))
+                    .map(|k| {
+                        format!(
+                            "{:032x}",
+                            (i as u128 * 64 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+                        )
+                    })
                     .collect()
             })
             .collect();
-        let columns: Vec<arrow::array::ArrayRef> =
-            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names)), Arc::new(StringArray::from(pads))];
+        let columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(pads)),
+        ];
         writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
         writer.flush_stripe().unwrap();
     }
@@ -295,7 +307,19 @@ fn orc_samples_fetch_only_the_tail_a_stripe_footer_and_the_projected_streams() {
     // Random stripes: other rows, same bounded cost.
     let (code, json, stderr) = sample(
         &moto.endpoint,
-        &[&uri, "--rows", "20", "--columns", "id", "--mode", "random", "--seed", "11", "--as-service", "--stats"],
+        &[
+            &uri,
+            "--rows",
+            "20",
+            "--columns",
+            "id",
+            "--mode",
+            "random",
+            "--seed",
+            "11",
+            "--as-service",
+            "--stats",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     let ids: Vec<f64> = column(&json, 0).iter().map(|v| v.as_f64().unwrap()).collect();
@@ -333,9 +357,10 @@ fn sse_c_objects_are_sampled_on_localstack_with_a_key_read_from_secrets_manager(
             ],
         )
     };
-    for rule in
-        ["estate-secure/ssec/=secretsmanager:estate/ssec-key", "estate-secure=secretsmanager:estate/ssec-key-json#sse_c"]
-    {
+    for rule in [
+        "estate-secure/ssec/=secretsmanager:estate/ssec-key",
+        "estate-secure=secretsmanager:estate/ssec-key-json#sse_c",
+    ] {
         let (code, json, stderr) = run(rule);
         assert_eq!(code, 0, "{rule}: {stderr}");
         assert_eq!(json["rows"].as_array().map(Vec::len), Some(2), "{rule}");
@@ -345,5 +370,8 @@ fn sse_c_objects_are_sampled_on_localstack_with_a_key_read_from_secrets_manager(
     }
     let (code, _, stderr) = run("estate-secure=secretsmanager:estate/no-such-secret");
     assert_eq!(code, 1);
-    assert!(stderr.contains("secret estate/no-such-secret") && stderr.contains("ResourceNotFound"), "{stderr}");
+    assert!(
+        stderr.contains("secret estate/no-such-secret") && stderr.contains("ResourceNotFound"),
+        "{stderr}"
+    );
 }

@@ -54,7 +54,6 @@ pub struct CheckArgs {
     pub sse_c_keys: Vec<String>,
 }
 
-
 /// Runs `check`; returns the exit code (docs/check.md).
 pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
     let scope = CheckScope { targets: crate::extract::targets::parse_targets(&args.targets)? };

@@ -705,7 +705,8 @@ impl ConnectorApi {
 /// What sampling decrypts: what S3 undoes for the reader, SSE-C with configured keys, and the
 /// client-side formats of [`cse_formats`].
 fn sample_decryption(sse_c: bool, cse: Option<&crate::cse::ClientSideDecryption>) -> Vec<String> {
-    let mut modes: Vec<String> = ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"].iter().map(|s| s.to_string()).collect();
+    let mut modes: Vec<String> =
+        ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"].iter().map(|s| s.to_string()).collect();
     if sse_c {
         modes.push("SSE_C".into());
     }

@@ -213,7 +213,12 @@ impl<'a> Validated<'a> {
         let secrets = dedup(s.sse_c_key_secrets.clone());
         if !secrets.is_empty() {
             // SSE-C keys are read once (start-up / each CLI run) as the connector, not the user.
-            statements.push(statement("ReadSseCKeySecrets", &["secretsmanager:GetSecretValue"], secrets, None));
+            statements.push(statement(
+                "ReadSseCKeySecrets",
+                &["secretsmanager:GetSecretValue"],
+                secrets,
+                None,
+            ));
         }
         document(statements)
     }

@@ -675,13 +675,17 @@ fn invalid_setups_name_the_field() {
             |s| s.sampling_principals.push("arn:aws:iam::111122223333:role/analyst".into()),
             "POLICY_DUPLICATE_PRINCIPAL",
             "sampling_principals[1]",
-        ),        (
+        ),
+        (
             |s| s.sse_c_key_secrets.push("arn:aws:ssm:us-east-1:111122223333:parameter/k".into()),
             "POLICY_INVALID_SECRET_ARN",
             "sse_c_key_secrets[0]",
         ),
         (
-            |s| s.sse_c_key_secrets.push("arn:aws:secretsmanager:eu-west-1:111122223333:secret:k-AbC123".into()),
+            |s| {
+                s.sse_c_key_secrets
+                    .push("arn:aws:secretsmanager:eu-west-1:111122223333:secret:k-AbC123".into())
+            },
             "POLICY_INVALID_SECRET_ARN",
             "sse_c_key_secrets[0]",
         ),
@@ -691,7 +695,10 @@ fn invalid_setups_name_the_field() {
             "sse_c_key_secrets[0]",
         ),
         (
-            |s| s.sse_c_key_secrets.push("arn:aws-us-gov:secretsmanager:us-east-1:111122223333:secret:k".into()),
+            |s| {
+                s.sse_c_key_secrets
+                    .push("arn:aws-us-gov:secretsmanager:us-east-1:111122223333:secret:k".into())
+            },
             "POLICY_PARTITION_MISMATCH",
             "sse_c_key_secrets[0]",
         ),

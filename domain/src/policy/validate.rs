@@ -247,7 +247,10 @@ pub(crate) fn secret_arn(field: &str, value: &str, partition: &str, region: &str
     if !is_account_id(arn.account) {
         return Err(invalid("the account must be 12 digits"));
     }
-    let name = arn.resource.strip_prefix("secret:").ok_or_else(|| invalid("the resource must be `secret:<name>`"))?;
+    let name = arn
+        .resource
+        .strip_prefix("secret:")
+        .ok_or_else(|| invalid("the resource must be `secret:<name>`"))?;
     let allowed = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-?".contains(c);
     if name.is_empty() || name.len() > 512 || !name.chars().all(allowed) {
         return Err(invalid("the secret name must be 1-512 of A-Z a-z 0-9 / _ + = . @ -"));

@@ -112,7 +112,8 @@ pub fn tail_length(tail: &[u8], object_size: u64) -> Result<u64, OrcSampleError>
         // The probe does not even hold the PostScript (at most 255 bytes).
         return Ok(first.max(256).min(object_size));
     };
-    let ps = PostScript::decode(ps_bytes).map_err(|e| malformed(format!("PostScript does not decode: {e}")))?;
+    let ps =
+        PostScript::decode(ps_bytes).map_err(|e| malformed(format!("PostScript does not decode: {e}")))?;
     if ps.magic.as_deref() != Some("ORC") {
         return Err(malformed("PostScript magic is not ORC"));
     }
@@ -368,7 +369,8 @@ pub fn sample(
         let offset = stripes[s].offset() as usize;
         let mut reader = guarded(|| {
             let builder = ArrowReaderBuilder::try_new(file.clone()).map_err(malformed)?;
-            let projection = ProjectionMask::named_roots(builder.file_metadata().root_data_type(), &plan.columns);
+            let projection =
+                ProjectionMask::named_roots(builder.file_metadata().root_data_type(), &plan.columns);
             // A byte range holding only this stripe's start selects just this stripe.
             Ok(builder
                 .with_projection(projection)
@@ -479,7 +481,9 @@ fn json_value(array: &dyn Array, row: usize, depth: usize) -> Value {
         ArrowType::Timestamp(unit, tz) => {
             let utc = tz.is_some();
             match unit {
-                TimeUnit::Second => timestamp(array.as_primitive::<dt::TimestampSecondType>().value(row), 1, utc),
+                TimeUnit::Second => {
+                    timestamp(array.as_primitive::<dt::TimestampSecondType>().value(row), 1, utc)
+                }
                 TimeUnit::Millisecond => {
                     timestamp(array.as_primitive::<dt::TimestampMillisecondType>().value(row), 1_000, utc)
                 }

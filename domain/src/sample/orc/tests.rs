@@ -55,7 +55,11 @@ fn file(stripes: usize, per_stripe: usize, compression: Option<CompressionType>)
 
 /// `blocks` × 32 hex digits derived from `seed`, with no repetition a codec could fold.
 fn noise(seed: u128, blocks: u128) -> String {
-    (0..blocks).map(|k| format!("{:032x}", (seed * 64 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect()
+    (0..blocks)
+        .map(|k| {
+            format!("{:032x}", (seed * 64 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+        })
+        .collect()
 }
 
 fn schema_of(bytes: &[u8]) -> Vec<Field> {
@@ -122,7 +126,8 @@ fn ids(s: &Sample) -> Vec<i64> {
 fn real_orc_files_are_sampled_with_typed_values_for_every_codec() {
     for (codec, bytes) in REAL_ORC {
         let limits = SampleLimits { max_rows: 10, max_value_bytes: 100 };
-        let (_, s, _) = run(bytes, &[], SampleMode::Head, limits, u64::MAX).unwrap_or_else(|e| panic!("{codec}: {e}"));
+        let (_, s, _) =
+            run(bytes, &[], SampleMode::Head, limits, u64::MAX).unwrap_or_else(|e| panic!("{codec}: {e}"));
         let names: Vec<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "name", "price", "tags", "attrs", "day", "at", "local", "inner"], "{codec}");
         let values: Vec<Vec<Value>> =
@@ -152,13 +157,18 @@ fn real_orc_files_are_sampled_with_typed_values_for_every_codec() {
         let cols = ["inner".to_string(), "id".to_string()];
         let (_, s, _) = run(bytes, &cols, SampleMode::Head, limits, u64::MAX).unwrap();
         assert_eq!(s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["inner", "id"]);
-        assert_eq!(s.rows[2].iter().map(|v| v.value.clone()).collect::<Vec<_>>(), [json!({"flag": true}), json!(3)]);
+        assert_eq!(
+            s.rows[2].iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
+            [json!({"flag": true}), json!(3)]
+        );
     }
 }
 
 #[test]
 fn head_reads_the_tail_and_only_the_first_stripes_projected_streams() {
-    for compression in [None, Some(CompressionType::Zlib), Some(CompressionType::Snappy), Some(CompressionType::Zstd)] {
+    for compression in
+        [None, Some(CompressionType::Zlib), Some(CompressionType::Snappy), Some(CompressionType::Zstd)]
+    {
         let bytes = file(6, 2000, compression);
         let size = bytes.len() as u64;
         let limits = SampleLimits { max_rows: 60, max_value_bytes: 100 };
@@ -174,7 +184,10 @@ fn head_reads_the_tail_and_only_the_first_stripes_projected_streams() {
         assert!(cost.bytes * 10 < size, "{compression:?}: {cost:?} of {size} bytes");
         // Every column: more bytes, still one stripe.
         let (_, all, all_cost) = run(&bytes, &[], SampleMode::Head, limits, u64::MAX).unwrap();
-        assert_eq!(all.rows[5].iter().map(|v| v.value.clone()).collect::<Vec<_>>()[..2], [json!(5), json!("n5")]);
+        assert_eq!(
+            all.rows[5].iter().map(|v| v.value.clone()).collect::<Vec<_>>()[..2],
+            [json!(5), json!("n5")]
+        );
         assert!(all_cost.bytes > cost.bytes, "{compression:?}");
         // More rows than a stripe holds: the next stripes too, in order.
         let limits = SampleLimits { max_rows: 4500, max_value_bytes: 100 };
@@ -277,7 +290,10 @@ fn unfetched_streams_are_an_error_not_garbage() {
     let schema = schema_of(&bytes);
     let plan = plan(&footer, &schema, &[], SampleMode::Head, &SampleLimits::default()).unwrap();
     let mut no_footers = plan.clone();
-    assert_eq!(stream_ranges(&file, &footer, &mut no_footers, u64::MAX).unwrap_err().code(), "FILE_MALFORMED");
+    assert_eq!(
+        stream_ranges(&file, &footer, &mut no_footers, u64::MAX).unwrap_err().code(),
+        "FILE_MALFORMED"
+    );
     let err = sample(file, &footer, &plan, &schema, SampleMode::Head, &SampleLimits::default()).unwrap_err();
     assert_eq!(err.code(), "FILE_MALFORMED");
     assert!(err.to_string().contains("not fetched"), "{err}");
