@@ -211,7 +211,7 @@ fn extract_with_cse_kms_gives_the_client_side_datasets_real_schemas() {
         assert_eq!(ds["schema"]["available"], Value::Bool(true), "{prefix}: {ds}");
         // The KMS key that wraps the data keys (named by kms:Decrypt) is a key of the dataset,
         // next to the SSE layer's keys (none here: the bucket default is SSE-S3).
-        assert_eq!(strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.clone()], "{prefix}: {ds}");
+        assert_eq!(strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.as_str()], "{prefix}: {ds}");
         let got: Vec<(String, String)> = ds["schema"]["fields"]
             .as_array()
             .expect("fields")

@@ -930,7 +930,7 @@ async fn extract_metadata_decrypts_client_side_objects_when_the_extraction_keys_
             ds["schema"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(names, columns, "{prefix}");
         assert_eq!(ds["encryption"]["counts"][0]["type"], "CLIENT_SIDE", "{prefix}: {ds}");
-        assert_eq!(s3_connector_e2e::strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.clone()]);
+        assert_eq!(s3_connector_e2e::strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.as_str()]);
         assert!(!run.problem_codes(&bucket, prefix).contains(&"CLIENT_SIDE_ENCRYPTED".to_string()));
     }
 }
