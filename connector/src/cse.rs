@@ -260,6 +260,11 @@ impl ClientSideDecryption {
         self.kms
     }
 
+    /// True when legacy V1 objects are decrypted too.
+    pub fn allows_v1(&self) -> bool {
+        self.allow_legacy
+    }
+
     /// The master key of the most specific rule covering `bucket`/`key`.
     fn master_key_for(&self, bucket: &str, key: &str) -> Option<&Arc<MasterKey>> {
         self.master_keys

@@ -212,6 +212,7 @@ fn services(
         sts: fake_sts(Ok(()), Ok(())),
         base_sts: None,
         sampling: None,
+        secrets: None,
         region: "us-east-1".into(),
     }
 }
@@ -221,7 +222,7 @@ fn scope() -> CheckScope {
 }
 
 fn options() -> CheckOptions {
-    CheckOptions { role: None, concurrency: 1, objects_per_bucket: 4, inventory_ids: Vec::new() }
+    CheckOptions { concurrency: 1, objects_per_bucket: 4, ..CheckOptions::default() }
 }
 
 fn inventory(key: &str) -> InventoryConfig {
@@ -628,4 +629,54 @@ async fn denied_describe_key_and_key_policy_give_a_statement_and_leave_delivery_
         "the statement S3 needs is still given"
     );
     assert!(report.readiness.incremental.ready, "{:?}", report.readiness.incremental);
+}
+
+/// Secrets Manager with one readable secret; anything else is AccessDenied.
+struct FakeSecrets;
+
+#[async_trait]
+impl s3_connector::aws::ssec::SecretSource for FakeSecrets {
+    async fn secret_value(&self, secret_id: &str) -> Result<s3_connector::aws::ssec::SecretValue, String> {
+        if secret_id == "team/sse-c" {
+            Ok(s3_connector::aws::ssec::SecretValue::Text(zeroize::Zeroizing::new(
+                "c2VjcmV0LWtleS12YWx1ZQ==".into(),
+            )))
+        } else {
+            Err(format!("GetSecretValue failed: AccessDeniedException: not authorized to read {secret_id}"))
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_c_key_secrets_are_probed_as_the_connector_and_a_denial_names_the_statement() {
+    let mut services = services(
+        Arc::new(FakeStore { objects: Vec::new(), get_error: None }),
+        Arc::new(FakeKeys),
+        Vec::new(),
+    );
+    services.secrets = Some(Arc::new(FakeSecrets));
+    let options = CheckOptions {
+        sse_c_key_secrets: vec!["team/sse-c".into(), "other/sse-c".into(), "team/sse-c".into()],
+        ..options()
+    };
+    let report = run_check(&services, &scope(), &options).await.unwrap();
+    let found = probe(&report, ProbeKind::SseCKeySecret);
+    assert_eq!(found.len(), 2, "each secret once");
+    assert_eq!((found[0].resource.as_str(), found[0].status), ("team/sse-c", ProbeStatus::Pass));
+    let denied = found[1];
+    assert_eq!(denied.status, ProbeStatus::Fail);
+    assert_eq!(denied.problem_code.as_deref(), Some("SSE_C_KEY_SECRET_UNREADABLE"));
+    assert_eq!(denied.evidence.as_ref().and_then(|e| e.error_code.as_deref()), Some("AccessDeniedException"));
+    let statement: serde_json::Value = serde_json::from_str(denied.remediation.as_deref().unwrap()).unwrap();
+    assert_eq!(statement["Action"], serde_json::json!(["secretsmanager:GetSecretValue"]));
+    let resource = statement["Resource"].as_str().unwrap();
+    assert!(
+        resource.starts_with("arn:aws:secretsmanager:us-east-1:")
+            && resource.ends_with(":secret:other/sse-c-??????"),
+        "{resource}"
+    );
+    // SSE-C keys matter to sampling, not to extraction.
+    assert!(!report.readiness.extraction.reasons.iter().any(|r| r.contains("SSE_C_KEY_SECRET")));
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(!text.contains("c2VjcmV0LWtleS12YWx1ZQ=="), "secret values never reported");
 }

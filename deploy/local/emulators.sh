@@ -194,7 +194,7 @@ start_one() {
         mkdir -p "$lsdir/fs" "$lsdir/volume" "$lsdir/tmp" "$lsdir/s3-storage"
         (
             cd "$lsdir"
-            export GATEWAY_LISTEN="127.0.0.1:$port" SERVICES="s3,kms,sts,iam" \
+            export GATEWAY_LISTEN="127.0.0.1:$port" SERVICES="s3,kms,sts,iam,secretsmanager" \
                 S3_SKIP_KMS_KEY_VALIDATION=0 DNS_ADDRESS=0 DISABLE_EVENTS=1 \
                 LOCALSTACK_TELEMETRY_DISABLED=1 SKIP_SSL_CERT_DOWNLOAD=1 PERSISTENCE=0 \
                 FILESYSTEM_ROOT="$lsdir/fs" LOCALSTACK_VOLUME_DIR="$lsdir/volume" TMPDIR="$lsdir/tmp"

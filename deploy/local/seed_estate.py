@@ -843,9 +843,9 @@ def main(argv=None) -> int:
         up.wait()
         t_up = time.monotonic() - t_up
 
-    if not bench and args.flavor == "moto":
+    if not bench:
         # The SSE-C key as Secrets Manager secrets (plain base64, and a JSON field) for the
-        # `secretsmanager:` key source. moto only: LocalStack runs without secretsmanager here.
+        # `secretsmanager:` key source (LocalStack community has secretsmanager: emulators.sh).
         sm = boto3.client("secretsmanager", endpoint_url=args.endpoint, region_name=args.region)
         b64 = base64.b64encode(ssec_key).decode()
         for secret_id, value in (("estate/ssec-key", b64), ("estate/ssec-key-json", json.dumps({"sse_c": b64}))):
@@ -868,8 +868,7 @@ def main(argv=None) -> int:
     else:
         doc["key_b_alias"] = "alias/estate-b"
         doc["ssec_key_b64"] = base64.b64encode(ssec_key).decode()
-        if args.flavor == "moto":
-            doc["ssec_secrets"] = ["estate/ssec-key", "estate/ssec-key-json#sse_c"]
+        doc["ssec_secrets"] = ["estate/ssec-key", "estate/ssec-key-json#sse_c"]
         doc["cse"] = {"kms_key_arn": keys["A"], "objects": plan.cse_objects}
     doc["buckets"] = [{k: v for k, v in plan.buckets[n].items() if not k.startswith("_")}
                       for n in plan.bucket_order]

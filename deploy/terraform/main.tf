@@ -396,6 +396,13 @@ resource "aws_iam_role_policy" "connector" {
           Resource = local.connector_key_arns
         },
       ] : statement if length(local.connector_key_arns) > 0],
+      # SSE-C keys kept in Secrets Manager are read by the connector itself.
+      length(var.sse_c_key_secret_arns) > 0 ? [{
+        Sid      = "ReadSseCKeySecrets"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = var.sse_c_key_secret_arns
+      }] : [],
       # Beyond `s3-connector policy`: incremental extraction reads the forwarded copies.
       [
         {

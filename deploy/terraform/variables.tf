@@ -18,6 +18,12 @@ variable "source_kms_key_arns" {
   default     = []
 }
 
+variable "sse_c_key_secret_arns" {
+  description = "ARNs of the Secrets Manager secrets holding SSE-C keys the connector reads (its `secretsmanager:` SSE-C key sources)."
+  type        = list(string)
+  default     = []
+}
+
 variable "inventory_bucket_name" {
   description = "Bucket created for the inventory reports."
   type        = string

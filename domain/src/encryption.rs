@@ -70,6 +70,19 @@ pub fn detect_client_side(user_metadata: &HashMap<String, String>) -> ClientSide
     ClientSideDetection { format, inconsistent: versions > 1 }
 }
 
+/// The KMS key named in an S3 Encryption Client envelope's metadata: `kms_cmk_id` of the
+/// material description (`x-amz-matdesc`, V1/V2; `x-amz-m`, V3) or the encryption context
+/// (`x-amz-t`, V3). The legacy `kms` wrapping always stores it; `kms+context` writers may (the
+/// AWS SDKs' current clients do not: the key is then only known from kms:Decrypt).
+pub fn client_side_kms_key(user_metadata: &HashMap<String, String>) -> Option<String> {
+    ["x-amz-matdesc", "x-amz-t", "x-amz-m"].iter().find_map(|name| {
+        let (_, text) = user_metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        let parsed: serde_json::Value = serde_json::from_str(text).ok()?;
+        let id = parsed.get("kms_cmk_id")?.as_str()?.trim();
+        (!id.is_empty()).then(|| id.to_string())
+    })
+}
+
 /// The server-side type from `x-amz-server-side-encryption` and the SSE-C algorithm header.
 fn server_side_kind(sse: Option<&str>, sse_customer_algorithm: Option<&str>) -> EncryptionType {
     // SSE-C responses carry only the customer-algorithm header, never the SSE header.
@@ -103,6 +116,7 @@ pub fn observe_headers_detailed(
             bucket_key_enabled,
             client_side: Some(format),
             server_side_under_client_side: (server_side != EncryptionType::None).then_some(server_side),
+            client_side_kms_key_id: client_side_kms_key(user_metadata),
         },
         None => ObservedEncryption {
             kind: server_side,
@@ -110,6 +124,7 @@ pub fn observe_headers_detailed(
             bucket_key_enabled,
             client_side: None,
             server_side_under_client_side: None,
+            client_side_kms_key_id: None,
         },
     };
     HeaderObservation { observed, client_side_inconsistent: detection.inconsistent }
@@ -186,10 +201,13 @@ impl EncryptionSummaryBuilder {
         let s = &mut self.summary;
         s.objects_inspected += 1;
         *s.counts.entry(obs.kind).or_insert(0) += 1;
-        if let Some(key) = obs.kms_key_id.as_deref().filter(|k| !k.is_empty())
-            && !self.keys.contains(key)
-        {
-            self.keys.insert(key.to_string());
+        // Server-side keys and the keys wrapping client-side data keys alike.
+        for key in [&obs.kms_key_id, &obs.client_side_kms_key_id] {
+            if let Some(key) = key.as_deref().filter(|k| !k.is_empty())
+                && !self.keys.contains(key)
+            {
+                self.keys.insert(key.to_string());
+            }
         }
         match obs.bucket_key_enabled {
             Some(true) => s.bucket_key_enabled += 1,
@@ -431,5 +449,48 @@ mod tests {
         for (name, observations, default, expected) in cases {
             assert_eq!(summarise(observations, Some(default)).differs_from_default, *expected, "{name}");
         }
+    }
+
+    #[test]
+    fn the_kms_key_wrapping_a_client_side_data_key_is_a_key_of_the_dataset() {
+        let with = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        // Legacy `kms` wrapping (V1) and V2 material descriptions name the key...
+        let v1 = with(&[("x-amz-key", "x"), ("x-amz-matdesc", r#"{"kms_cmk_id":"alias/team"}"#)]);
+        let v2 = with(&[
+            ("x-amz-key-v2", "x"),
+            ("x-amz-wrap-alg", "kms+context"),
+            (
+                "X-Amz-Matdesc",
+                &format!(r#"{{"aws:x-amz-cek-alg":"AES/GCM/NoPadding","kms_cmk_id":"{ARN_B}"}}"#),
+            ),
+        ]);
+        // ... V3 its encryption context; AWS's current clients write no kms_cmk_id at all.
+        let v3 = with(&[("x-amz-3", "x"), ("x-amz-t", &format!(r#"{{"kms_cmk_id":" {ARN_A} "}}"#))]);
+        let v3_plain = with(&[("x-amz-3", "x"), ("x-amz-t", r#"{"aws:x-amz-cek-alg":"115"}"#)]);
+        assert_eq!(client_side_kms_key(&v1).as_deref(), Some("alias/team"));
+        assert_eq!(client_side_kms_key(&v2).as_deref(), Some(ARN_B));
+        assert_eq!(client_side_kms_key(&v3).as_deref(), Some(ARN_A));
+        assert_eq!(client_side_kms_key(&v3_plain), None);
+        assert_eq!(client_side_kms_key(&with(&[("x-amz-matdesc", "not json")])), None);
+        assert_eq!(client_side_kms_key(&with(&[("x-amz-matdesc", r#"{"kms_cmk_id":7}"#)])), None);
+
+        // SSE-KMS (key A) under client-side encryption wrapped with key B: both keys count,
+        // only the server-side layer is compared with the bucket default.
+        let obs = observe_headers(Some("aws:kms"), Some(ARN_A), None, None, &v2);
+        assert_eq!(obs.kms_key_id.as_deref(), Some(ARN_A));
+        assert_eq!(obs.client_side_kms_key_id.as_deref(), Some(ARN_B));
+        let plain = observe_headers(Some("aws:kms"), Some(ARN_A), None, None, &HashMap::new());
+        assert_eq!(plain.client_side_kms_key_id, None, "not client-side: no wrapping key");
+        let default = BucketDefaultEncryption {
+            kind: EncryptionType::SseKms,
+            kms_key_arn: Some(ARN_A.into()),
+            bucket_key_enabled: false,
+        };
+        let s = summarise(&[obs, kms(ARN_A)], Some(&default));
+        assert_eq!(s.kms_key_arns, [ARN_A, ARN_B]);
+        assert!(s.mixed_keys);
+        assert!(!s.differs_from_default);
     }
 }

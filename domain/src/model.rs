@@ -221,6 +221,9 @@ pub struct ObservedEncryption {
     pub client_side: Option<ClientSideFormat>,
     /// The server-side layer underneath client-side encryption, if any.
     pub server_side_under_client_side: Option<EncryptionType>,
+    /// The KMS key that wraps a client-side object's data key: `kms_cmk_id` of its material
+    /// description / encryption context, or the key KMS named when it unwrapped the data key.
+    pub client_side_kms_key_id: Option<String>,
 }
 
 impl ObservedEncryption {
@@ -232,6 +235,7 @@ impl ObservedEncryption {
             bucket_key_enabled: None,
             client_side: None,
             server_side_under_client_side: None,
+            client_side_kms_key_id: None,
         }
     }
 }

@@ -269,3 +269,38 @@ async fn disabled_and_pending_deletion_keys_are_reported_on_the_buckets_that_use
     assert!(!report.readiness.extraction.ready);
     assert!(report.readiness.extraction.reasons.iter().any(|r| r.contains(disabled.as_str())));
 }
+
+#[test]
+fn sse_c_key_secrets_are_probed_as_the_connector_without_showing_their_value() {
+    let estate = Estate::get(Flavor::LocalStack);
+    let key = estate.expected.ssec_key_b64.clone().expect("the estate records its SSE-C key");
+    let run = s3_connector_e2e::check_as(
+        &estate.endpoint,
+        "test",
+        "test",
+        &[
+            "estate-secure",
+            "--sse-c-key",
+            "estate-secure/ssec/=secretsmanager:estate/ssec-key",
+            "--sse-c-key",
+            "estate-secure/other/=secretsmanager:estate/no-such-secret",
+        ],
+    );
+    let probes = run.probes("SSE_C_KEY_SECRET");
+    assert_eq!(probes.len(), 2, "{}", run.stderr);
+    assert_eq!(
+        (probes[0]["resource"].as_str(), probes[0]["status"].as_str()),
+        (Some("estate/ssec-key"), Some("PASS"))
+    );
+    let missing = probes[1];
+    assert_eq!(missing["status"], "FAIL");
+    assert_eq!(missing["problem_code"], "SSE_C_KEY_SECRET_UNREADABLE");
+    assert_eq!(missing["evidence"]["error_code"], "ResourceNotFoundException", "{missing}");
+    let fix = statement(missing);
+    assert_eq!(fix["Action"], serde_json::json!(["secretsmanager:GetSecretValue"]));
+    assert!(
+        fix["Resource"].as_str().is_some_and(|r| r.ends_with(":secret:estate/no-such-secret-??????")),
+        "{fix}"
+    );
+    assert!(!run.report.to_string().contains(&key) && !run.stderr.contains(&key), "the key is never shown");
+}

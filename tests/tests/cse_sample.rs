@@ -3,7 +3,9 @@
 //! encryption context, a 2 MiB Parquet file, a tampered key commitment). See `seed_estate.py`
 //! (`build_cse_extras`) for what the estate holds.
 
-use s3_connector_e2e::{Estate, ExpectedCseObject, Flavor, binary_as, extract_as, type_family, u64_field};
+use s3_connector_e2e::{
+    Estate, ExpectedCseObject, Flavor, binary_as, extract_as, strings, type_family, u64_field,
+};
 use serde_json::Value;
 
 struct Sampled {
@@ -207,6 +209,9 @@ fn extract_with_cse_kms_gives_the_client_side_datasets_real_schemas() {
             continue;
         }
         assert_eq!(ds["schema"]["available"], Value::Bool(true), "{prefix}: {ds}");
+        // The KMS key that wraps the data keys (named by kms:Decrypt) is a key of the dataset,
+        // next to the SSE layer's keys (none here: the bucket default is SSE-S3).
+        assert_eq!(strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.as_str()], "{prefix}: {ds}");
         let got: Vec<(String, String)> = ds["schema"]["fields"]
             .as_array()
             .expect("fields")

@@ -869,3 +869,68 @@ async fn samples_beyond_the_concurrency_limit_are_refused_and_a_client_leaving_f
         }
     }
 }
+
+/// Streams an extraction of `targets` and keeps its records as proto3 JSON.
+async fn extract_over_grpc(server: &ServerProcess, targets: &[&str]) -> s3_connector_e2e::RunResult {
+    let request = pb::ExtractMetadataRequest { scope: scope(targets), ..Default::default() };
+    let mut stream =
+        server.client().await.extract_metadata(request).await.expect("stream starts").into_inner();
+    let mut records = Vec::new();
+    while let Some(item) = stream.next().await {
+        records.push(serde_json::to_value(item.expect("no error mid-stream")).expect("proto3 JSON"));
+    }
+    s3_connector_e2e::RunResult { exit_code: 0, error: None, records }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_metadata_decrypts_client_side_objects_when_the_extraction_keys_allow_it() {
+    let estate = Estate::get(Flavor::Moto);
+    let cse = estate.expected.cse.as_ref().expect("the estate has client-side encrypted objects");
+    let bucket = cse.objects[0].bucket.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ssec.key");
+    std::fs::write(&key_file, estate.expected.ssec_key_b64.clone().expect("SSE-C key")).unwrap();
+
+    // Without [extraction] keys: client-side datasets keep their problem and have no schema;
+    // capabilities say nothing is decrypted beyond what S3 undoes.
+    let plain = ServerProcess::start(&config_for(&estate.endpoint, ""));
+    let caps =
+        plain.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
+    assert_eq!(caps.sample_decryption, ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"]);
+    assert!(caps.extract_decryption.is_empty(), "{:?}", caps.extract_decryption);
+    let run = extract_over_grpc(&plain, &[&bucket]).await;
+    let ds = run.dataset(&bucket, "cse-v3/", "csv").expect("the cse-v3 dataset");
+    assert!(!ds["schema"]["available"].as_bool().unwrap_or(false), "{ds}");
+    assert!(run.problem_codes(&bucket, "cse-v3/").contains(&"CLIENT_SIDE_ENCRYPTED".to_string()));
+    drop(plain);
+
+    // With them: real schemas, and the wrapping KMS key among the dataset's keys.
+    let config = format!(
+        "{}\n[extraction]\ncse_kms = true\n\n[sampling]\ncse_kms = true\nallow_sse_c_over_loopback_http = true\n\
+         sse_c_keys = [\"estate-secure/ssec/=file:{}\"]\n",
+        config_for(&estate.endpoint, ""),
+        key_file.display()
+    );
+    let server = ServerProcess::try_start_in(dir, &config, &[], Some(TOKEN))
+        .unwrap_or_else(|f| panic!("{}", f.stderr));
+    let caps =
+        server.client().await.get_capabilities(pb::GetCapabilitiesRequest {}).await.unwrap().into_inner();
+    for mode in ["SSE_C", "CSE_V2", "CSE_V3"] {
+        assert!(caps.sample_decryption.contains(&mode.to_string()), "{mode}: {:?}", caps.sample_decryption);
+    }
+    assert!(!caps.sample_decryption.contains(&"CSE_V1".to_string()), "V1 only by opt-in");
+    assert_eq!(caps.extract_decryption, ["CSE_V2", "CSE_V3"]);
+    let run = extract_over_grpc(&server, &[&bucket]).await;
+    for (prefix, format, columns) in
+        [("cse-v3/", "csv", vec!["id", "name", "active"]), ("cse-v2/", "jsonl", vec!["id", "secret"])]
+    {
+        let ds = run.dataset(&bucket, prefix, format).unwrap_or_else(|| panic!("dataset {prefix}"));
+        assert_eq!(ds["schema"]["available"], Value::Bool(true), "{prefix}: {ds}");
+        let names: Vec<&str> =
+            ds["schema"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, columns, "{prefix}");
+        assert_eq!(ds["encryption"]["counts"][0]["type"], "CLIENT_SIDE", "{prefix}: {ds}");
+        assert_eq!(s3_connector_e2e::strings(&ds["encryption"]["kmsKeyArns"]), [cse.kms_key_arn.as_str()]);
+        assert!(!run.problem_codes(&bucket, prefix).contains(&"CLIENT_SIDE_ENCRYPTED".to_string()));
+    }
+}

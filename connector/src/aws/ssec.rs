@@ -172,6 +172,19 @@ pub enum SseCError {
     },
 }
 
+/// The Secrets Manager secrets (names or ARNs) named by SSE-C key rules, for `check`.
+pub fn secret_ids(rules: &[String]) -> Result<Vec<String>, SseCError> {
+    let mut secrets = Vec::new();
+    for text in rules {
+        if let KeySource::SecretsManager { secret_id, .. } = parse_rule(text)?.source
+            && !secrets.contains(&secret_id)
+        {
+            secrets.push(secret_id);
+        }
+    }
+    Ok(secrets)
+}
+
 /// Parses `BUCKET[/PREFIX]=env:VARIABLE`, `BUCKET[/PREFIX]=file:PATH` or
 /// `BUCKET[/PREFIX]=secretsmanager:SECRET_ID[#JSON_FIELD]`.
 pub fn parse_rule(text: &str) -> Result<SseCRule, SseCError> {

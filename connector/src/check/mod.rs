@@ -91,6 +91,8 @@ pub struct CheckServices {
     pub base_sts: Option<Arc<dyn SecurityTokenService>>,
     /// The sampling user, when one is given.
     pub sampling: Option<SamplingServices>,
+    /// Secrets Manager as the service identity, for [`CheckOptions::sse_c_key_secrets`].
+    pub secrets: Option<Arc<dyn crate::aws::ssec::SecretSource>>,
     /// Configured region (fallback for a bucket whose location cannot be read).
     pub region: String,
 }
@@ -122,6 +124,7 @@ impl CheckServices {
                 sts: sts(user.sts_client()),
                 store: Arc::new(SdkObjectStore::new(user.s3_client(), stats.clone())),
             }),
+            secrets: Some(Arc::new(crate::aws::ssec::SdkSecrets::new(service.secrets_client()))),
             region: service.region(),
         }
     }
@@ -147,11 +150,20 @@ pub struct CheckOptions {
     /// Inventory configuration ids the connector consumes: read with
     /// GetBucketInventoryConfiguration (and reported missing) instead of listing them all.
     pub inventory_ids: Vec<String>,
+    /// Secrets Manager secrets (names or ARNs) holding SSE-C keys the connector reads at
+    /// start-up (`secretsmanager:` key sources): each is read once, its value discarded.
+    pub sse_c_key_secrets: Vec<String>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { role: None, concurrency: 8, objects_per_bucket: 16, inventory_ids: Vec::new() }
+        CheckOptions {
+            role: None,
+            concurrency: 8,
+            objects_per_bucket: 16,
+            inventory_ids: Vec::new(),
+            sse_c_key_secrets: Vec::new(),
+        }
     }
 }
 
@@ -250,6 +262,8 @@ async fn run_check_unboxed(
     if let Some(sampling) = &services.sampling {
         run.sampling_probes(sampling, &keys).await;
     }
+    // 6. SSE-C keys kept in Secrets Manager (read as the connector).
+    run.sse_c_secret_probes(identity.as_ref()).await;
 
     let probes = std::mem::take(&mut run.probes);
     let findings = std::mem::take(&mut run.findings);
@@ -1346,6 +1360,73 @@ impl Run<'_> {
         let results: Vec<ProbeResult> = in_order(sampling_calls, self.options.concurrency.max(1)).await;
         self.probes.extend(results);
     }
+}
+
+impl Run<'_> {
+    async fn sse_c_secret_probes(&mut self, identity: Option<&CallerIdentity>) {
+        let mut seen: Vec<&String> = Vec::new();
+        for id in &self.options.sse_c_key_secrets {
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let Some(secrets) = &self.services.secrets else {
+                self.probes.push(skipped(ProbeKind::SseCKeySecret, id, "no Secrets Manager client"));
+                continue;
+            };
+            // The value is dropped (and zeroized) at once: only readability matters here.
+            let result = match secrets.secret_value(id).await {
+                Ok(_) => ProbeResult::new(
+                    ProbeKind::SseCKeySecret,
+                    id,
+                    ProbeStatus::Pass,
+                    "the SSE-C key secret is readable (value not shown)",
+                ),
+                Err(message) => {
+                    let statement = allow(
+                        "ReadSseCKeySecrets",
+                        &["secretsmanager:GetSecretValue"],
+                        &secret_resource(id, identity, &self.services.region),
+                    );
+                    ProbeResult::new(
+                        ProbeKind::SseCKeySecret,
+                        id,
+                        ProbeStatus::Fail,
+                        format!("cannot read the SSE-C key secret {id}"),
+                    )
+                    .evidence(Evidence {
+                        error_code: message.split(": ").nth(1).map(str::to_string),
+                        message,
+                        http_status: None,
+                    })
+                    .problem("SSE_C_KEY_SECRET_UNREADABLE")
+                    .remedy(
+                        format!(
+                            "Allow {} secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its KMS key when it is a customer managed key); `s3-connector policy` adds it with `sse_c_key_secrets`.",
+                            who(identity.map(|i| i.arn.as_str()))
+                        ),
+                        Some(&statement),
+                    )
+                }
+            };
+            self.probes.push(result);
+        }
+    }
+}
+
+/// The IAM resource of a secret named by `id`: its ARN, or — for a name — the ARN pattern with
+/// AWS's random 6-character suffix (`-??????`) in the caller's account and region.
+fn secret_resource(id: &str, identity: Option<&CallerIdentity>, region: &str) -> String {
+    if id.starts_with("arn:") {
+        return id.to_string();
+    }
+    let (partition, account) = identity
+        .and_then(|i| {
+            let mut parts = i.arn.split(':');
+            Some((parts.nth(1)?.to_string(), i.account.clone()))
+        })
+        .unwrap_or_else(|| ("aws".into(), "*".into()));
+    format!("arn:{partition}:secretsmanager:{region}:{account}:secret:{id}-??????")
 }
 
 async fn head_of<'a>(

@@ -182,6 +182,7 @@ pub fn generate(known: &KnownSetup<'_>) -> Option<PolicyDocuments> {
         }),
         forwarding_lambda: None,
         sampling_principals: Vec::new(),
+        sse_c_key_secrets: Vec::new(),
     };
     policy::generate(&setup).ok()
 }

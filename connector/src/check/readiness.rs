@@ -33,6 +33,8 @@ fn blocks(p: &ProbeResult, source_buckets: &[&str]) -> (bool, bool, bool) {
         }
         ProbeKind::InventoryDestination | ProbeKind::InventoryKeyPolicy => (false, true, false),
         ProbeKind::SamplingIdentity | ProbeKind::SamplingDecrypt => (false, false, true),
+        // SSE-C keys are read at start-up: without them SSE-C objects cannot be sampled.
+        ProbeKind::SseCKeySecret => (false, false, true),
         // Informational for the connector; inventory configurations are judged per bucket below.
         ProbeKind::ConfusedDeputy
         | ProbeKind::BucketRegion

@@ -54,6 +54,9 @@ pub enum ProbeKind {
     SamplingIdentity,
     /// A 1-byte ranged GET per key as the sampling user.
     SamplingDecrypt,
+    /// secretsmanager:GetSecretValue of a secret holding an SSE-C key, as the connector (the
+    /// value is never shown).
+    SseCKeySecret,
 }
 
 impl ProbeKind {
@@ -75,6 +78,7 @@ impl ProbeKind {
             ProbeKind::BucketPolicy => "BUCKET_POLICY",
             ProbeKind::SamplingIdentity => "SAMPLING_IDENTITY",
             ProbeKind::SamplingDecrypt => "SAMPLING_DECRYPT",
+            ProbeKind::SseCKeySecret => "SSE_C_KEY_SECRET",
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct CheckArgs {
     /// Session name of the sampling user's role session.
     #[arg(long, default_value = "s3-connector-sampling")]
     pub sampling_session_name: String,
+    /// SSE-C key rule, as for `sample` (repeatable): the `secretsmanager:` sources are read
+    /// once as the connector (secretsmanager:GetSecretValue), their values never shown.
+    #[arg(long = "sse-c-key", value_name = "RULE")]
+    pub sse_c_keys: Vec<String>,
 }
 
 /// Runs `check`; returns the exit code (docs/check.md).
@@ -100,6 +104,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
         concurrency: args.concurrency.max(1),
         objects_per_bucket: args.objects_per_bucket.max(1),
         inventory_ids: args.inventory_ids.clone(),
+        sse_c_key_secrets: crate::aws::ssec::secret_ids(&args.sse_c_keys)?,
     };
     let started = std::time::Instant::now();
     let report = check::run_check(&services, &scope, &options).await.context("check failed")?;

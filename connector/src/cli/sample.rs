@@ -22,7 +22,8 @@ pub const EXIT_NOT_SAMPLED: i32 = 3;
 pub enum Mode {
     /// The first rows.
     Head,
-    /// Random rows (reservoir over the read window; random row groups for Parquet).
+    /// Random rows (reservoir over the read window; random row groups for Parquet, random
+    /// stripes for ORC).
     Random,
 }
 

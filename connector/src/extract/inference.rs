@@ -68,13 +68,18 @@ impl KeyResolver {
 }
 
 fn observed_from_response(enc: &ResponseEncryption) -> ObservedEncryption {
-    observe_headers(
+    let mut observed = observe_headers(
         enc.sse.as_deref(),
         enc.kms_key_id.as_deref(),
         enc.bucket_key_enabled,
         enc.sse_customer_algorithm.as_deref(),
         &enc.crypto_metadata,
-    )
+    );
+    // The key KMS named when it unwrapped the data key beats a hint in the metadata.
+    if let Some(arn) = enc.client_side_read.as_ref().and_then(|r| r.kms_key_arn.clone()) {
+        observed.client_side_kms_key_id = Some(arn);
+    }
+    observed
 }
 
 /// What reading one file gave.
@@ -101,6 +106,17 @@ impl DatasetWork<'_> {
         }
     }
 
+    /// Normalises the observed KMS keys (server-side, and wrapping a client-side data key) to
+    /// ARNs, as far as DescribeKey allows.
+    async fn resolve_keys(&self, observed: &mut ObservedEncryption) {
+        if let Some(id) = observed.kms_key_id.take() {
+            observed.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
+        }
+        if let Some(id) = observed.client_side_kms_key_id.take() {
+            observed.client_side_kms_key_id = Some(self.ctx.keys.resolve(&id).await);
+        }
+    }
+
     fn encryption_problem(&self, code: &'static str, key: &str, message: String, summary: &str) -> Problem {
         let mut p = Problem::new(code, Severity::Warning, self.bucket, message);
         p.dataset_prefix = Some(self.prefix.to_string());
@@ -123,9 +139,7 @@ impl DatasetWork<'_> {
             && let Ok(head) = self.ctx.services.store.head(self.bucket, &object.key).await
         {
             let mut obs = observed_from_response(&head.encryption);
-            if let Some(id) = obs.kms_key_id.take() {
-                obs.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
-            }
+            self.resolve_keys(&mut obs).await;
             if matches!(obs.kind, EncryptionType::SseKms | EncryptionType::DsseKms) {
                 err.kind = AwsErrorKind::KmsAccessDenied;
                 known_key = obs.kms_key_id.clone();
@@ -169,9 +183,7 @@ impl DatasetWork<'_> {
             }
         };
         let mut observed = observed_from_response(&read.encryption);
-        if let Some(id) = observed.kms_key_id.take() {
-            observed.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
-        }
+        self.resolve_keys(&mut observed).await;
         // Never parse ciphertext as if it were data (decrypted reads are plaintext: see cse.rs).
         if observed.kind == EncryptionType::ClientSide && read.encryption.client_side_read.is_none() {
             let problem = self.encryption_problem(
@@ -266,9 +278,7 @@ impl DatasetWork<'_> {
         match self.ctx.services.store.head(self.bucket, &object.key).await {
             Ok(head) => {
                 let mut obs = observed_from_response(&head.encryption);
-                if let Some(id) = obs.kms_key_id.take() {
-                    obs.kms_key_id = Some(self.ctx.keys.resolve(&id).await);
-                }
+                self.resolve_keys(&mut obs).await;
                 Some(obs)
             }
             // An empty-bodied 400 on HEAD is what S3 answers for an SSE-C object without its key.

@@ -9,6 +9,9 @@
 //!   Parquet ─► GET tail ─► footer ─► plan (row groups × projected chunks)
 //!           ─► GET each span of adjacent chunks
 //!           ─► domain::sample::parquet::sample
+//!   ORC     ─► GET tail (PostScript, Footer, Metadata) ─► plan (stripes)
+//!           ─► GET the stripes' footers (small stripes whole) ─► projected streams
+//!           ─► GET each span of adjacent streams ─► domain::sample::orc::sample
 //! ```
 //!
 //! AWS failures become [`SampleFailure::Denied`] with the same problem codes as extraction
@@ -21,6 +24,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use s3_connector_domain::format::{DetectedFormat, detect_from_content, detect_from_key};
 use s3_connector_domain::model::{Compression, EncryptionType, FileFormat};
+use s3_connector_domain::sample::orc::{self, OrcSampleError};
 use s3_connector_domain::sample::parquet::{self as pq, ParquetSampleError, SparseFile};
 use s3_connector_domain::sample::{Sample, SampleFileError, SampleLimits, SampleMode, sample_text_head};
 use s3_connector_domain::schema::{Fetched, InferenceLimits, InferenceStep};
@@ -40,7 +44,7 @@ pub struct SampleOptions {
     pub limits: SampleLimits,
     /// Bytes read for text formats and decompressed at most.
     pub inference: InferenceLimits,
-    /// Bytes of column chunks read at most for Parquet.
+    /// Bytes of column chunks (Parquet) or column streams (ORC) read at most.
     pub max_chunk_bytes: u64,
     /// Ranged GETs in flight at once (Parquet chunks).
     pub concurrency: usize,
@@ -184,6 +188,9 @@ pub async fn sample_object(
     if detected.format == FileFormat::Parquet && detected.compression == Compression::None {
         return sample_parquet(&target, options).await;
     }
+    if detected.format == FileFormat::Orc && detected.compression == Compression::None {
+        return sample_orc(&target, options).await;
+    }
     let head = target.get(ByteRange::Head(options.inference.max_read_bytes.max(1024))).await?;
     let encryption = encryption_of(&head.encryption);
     if encryption == EncryptionType::ClientSide && head.encryption.client_side_read.is_none() {
@@ -196,6 +203,9 @@ pub async fn sample_object(
     }
     if detected.format == FileFormat::Parquet {
         return sample_parquet(&target, options).await;
+    }
+    if detected.format == FileFormat::Orc {
+        return sample_orc(&target, options).await;
     }
     let bytes_read = head.bytes.len() as u64;
     let opts = options.clone();
@@ -277,21 +287,7 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
     let mut file = SparseFile::new(tail.object_size);
     file.insert(tail.start, tail.bytes.clone());
     // Adjacent column chunks (a row group's projected columns) are fetched as one span.
-    let spans = pq::coalesce(&plan.ranges, PARQUET_MAX_GAP);
-    let mut queue = spans.iter().copied();
-    let mut running = FuturesUnordered::new();
-    loop {
-        while running.len() < options.concurrency.max(1) {
-            let Some((start, len)) = queue.next() else { break };
-            running.push(async move { (start, target.get(ByteRange::Span { start, len }).await) });
-        }
-        let Some((start, read)) = running.next().await else { break };
-        let read = read?;
-        bytes_read += read.bytes.len() as u64;
-        // A server that ignored the range sent the object from byte 0.
-        let at = if read.start == start { start } else { read.start };
-        file.insert(at, Bytes::clone(&read.bytes));
-    }
+    bytes_read += fetch_spans(target, &mut file, &plan.ranges, options.concurrency).await?;
     let opts = options.clone();
     let fields_for_rows = fields.clone();
     let plan_for_rows = plan.clone();
@@ -313,6 +309,112 @@ async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<
 /// Gap between planned Parquet column chunks still fetched as one span: reading a few
 /// unwanted bytes is cheaper than another request.
 const PARQUET_MAX_GAP: u64 = 64 * 1024;
+
+/// Fetches `ranges` not yet in `file` (those with gaps of at most [`PARQUET_MAX_GAP`] merged
+/// into one span), `concurrency` GETs at a time, into `file`. Returns the bytes fetched.
+async fn fetch_spans(
+    target: &Target<'_>,
+    file: &mut SparseFile,
+    ranges: &[(u64, u64)],
+    concurrency: usize,
+) -> Result<u64, SampleFailure> {
+    let missing: Vec<(u64, u64)> = ranges.iter().copied().filter(|&(s, l)| !file.holds(s, l)).collect();
+    let spans = pq::coalesce(&missing, PARQUET_MAX_GAP);
+    let mut queue = spans.iter().copied();
+    let mut running = FuturesUnordered::new();
+    let mut bytes_read = 0;
+    loop {
+        while running.len() < concurrency.max(1) {
+            let Some((start, len)) = queue.next() else { break };
+            running.push(async move { (start, target.get(ByteRange::Span { start, len }).await) });
+        }
+        let Some((start, read)) = running.next().await else { break };
+        let read = read?;
+        bytes_read += read.bytes.len() as u64;
+        // A server that ignored the range sent the object from byte 0.
+        let at = if read.start == start { start } else { read.start };
+        file.insert(at, Bytes::clone(&read.bytes));
+    }
+    Ok(bytes_read)
+}
+
+fn orc_failure(target: &Target<'_>, e: OrcSampleError) -> SampleFailure {
+    target.file(e.code(), e.to_string())
+}
+
+/// ORC: the tail (one suffix GET, a second only for a tail larger than the probe), the chosen
+/// stripes' footers (small stripes whole), then the projected columns' streams.
+async fn sample_orc(target: &Target<'_>, options: &SampleOptions) -> Result<ObjectSample, SampleFailure> {
+    // orc-rust reads the last 16 KiB first: a smaller probe would always cost a second GET.
+    let probe = options.inference.footer_probe_bytes.max(16 * 1024);
+    let mut tail = target.get(ByteRange::Suffix(probe)).await?;
+    let encryption = encryption_of(&tail.encryption);
+    if encryption == EncryptionType::ClientSide && tail.encryption.client_side_read.is_none() {
+        return Err(SampleFailure::ClientSideEncrypted {
+            bucket: target.bucket.into(),
+            key: target.key.into(),
+        });
+    }
+    let mut bytes_read = tail.bytes.len() as u64;
+    let needed = orc::tail_length(&tail.bytes, tail.object_size).map_err(|e| orc_failure(target, e))?;
+    if needed > tail.bytes.len() as u64 {
+        if needed > options.max_chunk_bytes {
+            return Err(orc_failure(
+                target,
+                OrcSampleError::TooLarge { needed, limit: options.max_chunk_bytes },
+            ));
+        }
+        tail = target.get(ByteRange::Suffix(needed)).await?;
+        bytes_read += tail.bytes.len() as u64;
+    }
+    // The schema as extraction reports it (same names and types).
+    let fetched = Fetched { bytes: &tail.bytes, start: tail.start, object_size: tail.object_size };
+    let detected = DetectedFormat { format: FileFormat::Orc, compression: Compression::None };
+    let fields = match s3_connector_domain::schema::infer(detected, fetched, &options.inference) {
+        Ok(InferenceStep::Done(file)) => file.schema.fields,
+        Ok(InferenceStep::NeedSuffix { .. }) => {
+            return Err(target.file("FILE_MALFORMED", "the footer could not be read".into()));
+        }
+        Err(e) => return Err(target.file(e.code(), e.to_string())),
+    };
+    let mut file = SparseFile::new(tail.object_size);
+    file.insert(tail.start, tail.bytes.clone());
+    let (footer, mut plan) = {
+        let file = file.clone();
+        let opts = options.clone();
+        let fields = fields.clone();
+        blocking(move || {
+            let footer = orc::read_footer(&file)?;
+            let plan = orc::plan(&footer, &fields, &opts.columns, opts.mode, &opts.limits)?;
+            Ok::<_, OrcSampleError>((footer, plan))
+        })
+        .await
+        .map_err(|m| target.file("INTERNAL_ERROR", m))?
+        .map_err(|e| orc_failure(target, e))?
+    };
+    bytes_read += fetch_spans(target, &mut file, &plan.footer_ranges, options.concurrency).await?;
+    let (ranges, plan) = {
+        let (file, footer, max) = (file.clone(), footer.clone(), options.max_chunk_bytes);
+        blocking(move || orc::stream_ranges(&file, &footer, &mut plan, max).map(|r| (r, plan)))
+            .await
+            .map_err(|m| target.file("INTERNAL_ERROR", m))?
+            .map_err(|e| orc_failure(target, e))?
+    };
+    bytes_read += fetch_spans(target, &mut file, &ranges, options.concurrency).await?;
+    let opts = options.clone();
+    let result = blocking(move || orc::sample(file, &footer, &plan, &fields, opts.mode, &opts.limits))
+        .await
+        .map_err(|m| target.file("INTERNAL_ERROR", m))?;
+    let sample = result.map_err(|e| orc_failure(target, e))?;
+    Ok(ObjectSample {
+        bucket: target.bucket.into(),
+        key: target.key.into(),
+        format: FileFormat::Orc,
+        encryption,
+        sample,
+        bytes_read,
+    })
+}
 
 /// Files of a dataset tried at most.
 const DATASET_FILES: usize = 3;

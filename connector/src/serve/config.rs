@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub sampling: SamplingSection,
     /// Incremental extraction (`ExtractIncremental`).
     pub incremental: IncrementalSection,
+    /// Client-side decryption for schema inference (`ExtractMetadata`, `ExtractIncremental`).
+    pub extraction: ExtractionSection,
 }
 
 /// `[server]`.
@@ -263,6 +265,48 @@ impl Default for SamplingSection {
     }
 }
 
+/// `[extraction]`: client-side decryption for schema inference, as `extract --cse-*` does.
+/// Extraction reads (and calls KMS) with the connector's identity of the request's connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractionSection {
+    /// Decrypt client-side encrypted objects whose data key is KMS-wrapped, calling kms:Decrypt
+    /// as the connector. Default false (such datasets get a CLIENT_SIDE_ENCRYPTED problem and no
+    /// schema).
+    pub cse_kms: bool,
+    /// Raw client-side master keys: `BUCKET[/PREFIX]=aes:env:VARIABLE`, `=aes:file:PATH` or
+    /// `=rsa:file:PATH`. Read at start-up. Default none.
+    pub cse_master_keys: Vec<String>,
+    /// Also decrypt legacy V1 (AES-CBC, unauthenticated) objects. Default false.
+    pub cse_allow_v1: bool,
+    /// Client-side encrypted objects up to this size are decrypted whole (authenticated);
+    /// larger ones by ranges. Default 1 MiB.
+    pub cse_full_decrypt_max_bytes: u64,
+}
+
+impl ExtractionSection {
+    /// The client-side decryption settings of this section.
+    pub fn cse_settings(&self) -> crate::cse::CseSettings {
+        crate::cse::CseSettings {
+            kms: self.cse_kms,
+            master_keys: self.cse_master_keys.clone(),
+            allow_v1: self.cse_allow_v1,
+            full_decrypt_max_bytes: Some(self.cse_full_decrypt_max_bytes),
+        }
+    }
+}
+
+impl Default for ExtractionSection {
+    fn default() -> Self {
+        ExtractionSection {
+            cse_kms: false,
+            cse_master_keys: Vec::new(),
+            cse_allow_v1: false,
+            cse_full_decrypt_max_bytes: crate::cse::DEFAULT_FULL_DECRYPT_MAX_BYTES,
+        }
+    }
+}
+
 /// `[incremental]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -445,6 +489,11 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
     cse_master_keys              [\"BUCKET[/PREFIX]=aes:env:VAR\" | \"...=aes:file:PATH\" | \"...=rsa:file:PATH\"]: raw master keys (default none)
     cse_allow_v1                 also decrypt legacy V1 (AES-CBC, unauthenticated) objects (default false)
     cse_full_decrypt_max_bytes   objects up to this size are decrypted whole and authenticated, larger by ranges (default 1 MiB)
+  [extraction]                   client-side decryption for schema inference (ExtractMetadata, ExtractIncremental), as the connector
+    cse_kms                      decrypt client-side objects with KMS-wrapped keys (default false)
+    cse_master_keys              raw master keys, same rules as [sampling] (default none)
+    cse_allow_v1                 also decrypt legacy V1 objects (default false)
+    cse_full_decrypt_max_bytes   whole-object decryption up to this size (default 1 MiB)
 ";
 
 #[cfg(test)]

@@ -292,6 +292,7 @@ pub fn policy_setup(request: Option<&pb::PolicySetup>) -> Result<PolicySetup, Se
             destination_key_arn: non_empty(&l.destination_key_arn),
         }),
         sampling_principals: s.sampling_principals.clone(),
+        sse_c_key_secrets: s.sse_c_key_secrets.clone(),
     })
 }
 
@@ -615,5 +616,11 @@ mod tests {
         assert_eq!(field_of(from_policy_error(err)), "setup.account_id");
         setup.account_id = "123456789012".into();
         assert!(policy::generate(&policy_setup(Some(&setup)).unwrap()).is_ok());
+        setup.sse_c_key_secrets = vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:k".into()];
+        let docs = policy::generate(&policy_setup(Some(&setup)).unwrap()).unwrap();
+        assert!(docs.connector_identity_policy.to_string().contains("secretsmanager:GetSecretValue"));
+        setup.sse_c_key_secrets = vec!["not-an-arn".into()];
+        let err = policy::generate(&policy_setup(Some(&setup)).unwrap()).unwrap_err();
+        assert_eq!(field_of(from_policy_error(err)), "setup.sse_c_key_secrets[0]");
     }
 }

@@ -237,8 +237,16 @@ pub async fn start(config: ServeConfig, options: StartOptions) -> Result<Running
             reason: e.to_string(),
         })
     })?;
+    let extract_cse =
+        crate::cse::ClientSideDecryption::load(&config.extraction.cse_settings()).map_err(|e| {
+            ServeError::Config(config::ConfigFileError::Value {
+                key: "extraction.cse_master_keys",
+                reason: e.to_string(),
+            })
+        })?;
     let api = ConnectorApi::new(config.clone(), draining.clone(), stop_streams.clone(), sse_c)
-        .with_client_side_decryption(cse.map(Arc::new));
+        .with_client_side_decryption(cse.map(Arc::new))
+        .with_extraction_decryption(extract_cse.map(Arc::new));
     let mut builder = Server::builder();
     let tls_on = tls.is_some();
     if let Some(tls) = tls {

@@ -40,6 +40,8 @@ pub struct ConnectorApi {
     sse_c: Option<Arc<crate::aws::ssec::SseCKeys>>,
     /// Client-side decryption for sampling, loaded at start-up.
     cse: Option<Arc<crate::cse::ClientSideDecryption>>,
+    /// Client-side decryption for schema inference (`[extraction] cse_*`), loaded at start-up.
+    extract_cse: Option<Arc<crate::cse::ClientSideDecryption>>,
 }
 
 impl ConnectorApi {
@@ -61,6 +63,7 @@ impl ConnectorApi {
             stop_streams,
             sse_c,
             cse: None,
+            extract_cse: None,
         }
     }
 
@@ -68,6 +71,27 @@ impl ConnectorApi {
     pub fn with_client_side_decryption(mut self, cse: Option<Arc<crate::cse::ClientSideDecryption>>) -> Self {
         self.cse = cse;
         self
+    }
+
+    /// Decrypts client-side encrypted objects for schema inference (`[extraction] cse_*`).
+    pub fn with_extraction_decryption(mut self, cse: Option<Arc<crate::cse::ClientSideDecryption>>) -> Self {
+        self.extract_cse = cse;
+        self
+    }
+
+    /// The S3/KMS seams of an extraction: reads through client-side decryption when
+    /// `[extraction]` configures it (KMS unwrapping as the same identity as the reads), as
+    /// `extract --cse-*` does.
+    fn extraction_services(&self, aws: &AwsContext, stats: Arc<RequestStats>) -> Services {
+        let mut services = Services::from_aws(aws, stats.clone());
+        if let Some(config) = &self.extract_cse {
+            services.store = Arc::new(crate::cse::DecryptingStore::new(
+                services.store.clone(),
+                config.clone(),
+                Some(Arc::new(crate::cse::SdkDataKeyDecryptor::new(aws.kms_client(), stats))),
+            ));
+        }
+        services
     }
 
     fn refuse_when_draining(&self) -> Result<(), ServiceError> {
@@ -312,7 +336,7 @@ impl ConnectorApi {
         let aws = self.contexts.get(&settings).await?;
 
         let stats = Arc::new(RequestStats::default());
-        let services = Services::from_aws(&aws, stats.clone());
+        let services = self.extraction_services(&aws, stats.clone());
         let inventory = inventory.map(|spec| {
             let cfg = &self.config.incremental;
             crate::extract::InventoryInput {
@@ -437,7 +461,7 @@ impl ConnectorApi {
         let stats = Arc::new(RequestStats::default());
         let source = Arc::new(SdkInventorySource::from_aws(&aws, stats.clone()));
         let inference = SchemaInference {
-            services: Services::from_aws(&aws, stats),
+            services: self.extraction_services(&aws, stats),
             limits: convert::extract_limits(req.limits.as_ref(), &self.config.limits),
         };
         let buffer = self.config.limits.stream_buffer as usize;
@@ -529,8 +553,15 @@ impl ConnectorApi {
         };
         let stats = Arc::new(RequestStats::default());
         let services = CheckServices::from_sdk(&aws, base.as_ref(), user.as_ref(), stats);
-        let options =
-            CheckOptions { role, inventory_ids: req.inventory_ids.clone(), ..CheckOptions::default() };
+        // The server's own SSE-C key secrets (`[sampling] sse_c_keys`, validated at start-up).
+        let sse_c_key_secrets = crate::aws::ssec::secret_ids(&self.config.sampling.sse_c_keys)
+            .map_err(|e| ServiceError::invalid("sampling.sse_c_keys", e.to_string()))?;
+        let options = CheckOptions {
+            role,
+            inventory_ids: req.inventory_ids.clone(),
+            sse_c_key_secrets,
+            ..CheckOptions::default()
+        };
         let report = run_check(&services, &CheckScope { targets }, &options)
             .await
             .map_err(|e| ServiceError::invalid("targets", e.to_string()))?;
@@ -693,11 +724,9 @@ impl ConnectorApi {
             compressions: compressions.iter().map(|c| c.as_str().to_string()).collect(),
             encryption_modes: encryption.iter().map(|e| e.as_str().to_string()).collect(),
             // Server-side encryption S3 undoes for the user; SSE-C and client-side decryption
-            // are not wired into sampling yet.
-            sample_decryption: ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            // only as configured.
+            sample_decryption: sample_decryption(self.sse_c.is_some(), self.cse.as_deref()),
+            extract_decryption: cse_formats(self.extract_cse.as_deref()),
             implemented_rpcs: IMPLEMENTED_RPCS.iter().map(|s| s.to_string()).collect(),
             limits: Some(pb::ServerLimits {
                 max_concurrent_extractions: l.max_concurrent_extractions,
@@ -711,6 +740,28 @@ impl ConnectorApi {
             }),
         }
     }
+}
+
+/// What sampling decrypts: what S3 undoes for the reader, SSE-C with configured keys, and the
+/// client-side formats of [`cse_formats`].
+fn sample_decryption(sse_c: bool, cse: Option<&crate::cse::ClientSideDecryption>) -> Vec<String> {
+    let mut modes: Vec<String> =
+        ["NONE", "SSE_S3", "SSE_KMS", "DSSE_KMS"].iter().map(|s| s.to_string()).collect();
+    if sse_c {
+        modes.push("SSE_C".into());
+    }
+    modes.extend(cse_formats(cse));
+    modes
+}
+
+/// Client-side formats decrypted under `cse` (none without it): V2 and V3, V1 by opt-in.
+fn cse_formats(cse: Option<&crate::cse::ClientSideDecryption>) -> Vec<String> {
+    let Some(cse) = cse else { return Vec::new() };
+    let mut formats = vec!["CSE_V2".to_string(), "CSE_V3".to_string()];
+    if cse.allows_v1() {
+        formats.insert(0, "CSE_V1".into());
+    }
+    formats
 }
 
 #[cfg(test)]

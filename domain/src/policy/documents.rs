@@ -96,6 +96,11 @@ impl<'a> Validated<'a> {
             }
         }
 
+        for (i, secret) in setup.sse_c_key_secrets.iter().enumerate() {
+            let field = format!("sse_c_key_secrets[{i}]");
+            validate::secret_arn(&field, secret, partition, &setup.region)?;
+        }
+
         Ok(Validated {
             setup,
             s3_via_service: format!("s3.{}.{suffix}", setup.region),
@@ -204,6 +209,16 @@ impl<'a> Validated<'a> {
             statements.push(statement("DecryptViaS3", &["kms:Decrypt"], keys.clone(), Some(self.via_s3())));
             // DescribeKey is called directly (not through S3) to resolve and check keys.
             statements.push(statement("DescribeKeys", &["kms:DescribeKey"], keys, None));
+        }
+        let secrets = dedup(s.sse_c_key_secrets.clone());
+        if !secrets.is_empty() {
+            // SSE-C keys are read once (start-up / each CLI run) as the connector, not the user.
+            statements.push(statement(
+                "ReadSseCKeySecrets",
+                &["secretsmanager:GetSecretValue"],
+                secrets,
+                None,
+            ));
         }
         document(statements)
     }

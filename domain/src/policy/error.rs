@@ -115,6 +115,18 @@ pub enum PolicyError {
         /// The setup's partition.
         partition: String,
     },
+    /// A Secrets Manager secret ARN that is malformed.
+    #[error(
+        "{field}: {value:?} is not a Secrets Manager secret ARN `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>`: {reason}"
+    )]
+    InvalidSecretArn {
+        /// Path of the field in the setup.
+        field: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An IAM role ARN that is malformed.
     #[error(
         "{field}: {value:?} is not an IAM role ARN `arn:<partition>:iam::<account>:role/<name>`: {reason}"
@@ -197,6 +209,7 @@ impl PolicyError {
             PolicyError::KeyRegionMismatch { .. } => "POLICY_KEY_REGION_MISMATCH",
             PolicyError::PartitionMismatch { .. } => "POLICY_PARTITION_MISMATCH",
             PolicyError::InvalidRoleArn { .. } => "POLICY_INVALID_ROLE_ARN",
+            PolicyError::InvalidSecretArn { .. } => "POLICY_INVALID_SECRET_ARN",
             PolicyError::InvalidName { .. } => "POLICY_INVALID_NAME",
             PolicyError::InvalidTrustedPrincipal { .. } => "POLICY_INVALID_TRUSTED_PRINCIPAL",
             PolicyError::InvalidExternalId { .. } => "POLICY_INVALID_EXTERNAL_ID",
@@ -221,6 +234,7 @@ impl PolicyError {
             | PolicyError::KeyRegionMismatch { field, .. }
             | PolicyError::PartitionMismatch { field, .. }
             | PolicyError::InvalidRoleArn { field, .. }
+            | PolicyError::InvalidSecretArn { field, .. }
             | PolicyError::InvalidName { field, .. }
             | PolicyError::InvalidTrustedPrincipal { field, .. }
             | PolicyError::InvalidExternalId { field, .. }

@@ -63,6 +63,11 @@ pub struct PolicySetup {
     /// Role ARNs of the people allowed to sample object contents.
     #[serde(default)]
     pub sampling_principals: Vec<String>,
+    /// ARNs of the AWS Secrets Manager secrets holding SSE-C keys (the `secretsmanager:` key
+    /// sources of `--sse-c-key` / `sampling.sse_c_keys`): the connector reads them with its own
+    /// identity (`secretsmanager:GetSecretValue`).
+    #[serde(default)]
+    pub sse_c_key_secrets: Vec<String>,
 }
 
 fn default_partition() -> String {
@@ -83,6 +88,7 @@ impl fmt::Debug for PolicySetup {
             .field("inventory", &self.inventory)
             .field("forwarding_lambda", &self.forwarding_lambda)
             .field("sampling_principals", &self.sampling_principals)
+            .field("sse_c_key_secrets", &self.sse_c_key_secrets)
             .finish()
     }
 }

@@ -27,6 +27,7 @@ fn base(source_buckets: Vec<SourceBucket>) -> PolicySetup {
         inventory: None,
         forwarding_lambda: None,
         sampling_principals: Vec::new(),
+        sse_c_key_secrets: Vec::new(),
     }
 }
 
@@ -55,7 +56,8 @@ pub fn same_key() -> PolicySetup {
     }
 }
 
-/// Preset 2: every key differs. Sources under key A and key B (and one SSE-S3 bucket),
+/// Preset 2: every key differs. Sources under key A and key B (and one SSE-S3 bucket; SSE-C
+/// objects whose key is in Secrets Manager),
 /// inventory reports under key C, forwarding destination under key B; two samplers.
 pub fn different_keys() -> PolicySetup {
     PolicySetup {
@@ -74,6 +76,9 @@ pub fn different_keys() -> PolicySetup {
         sampling_principals: vec![
             "arn:aws:iam::111122223333:role/analyst".to_string(),
             "arn:aws:iam::111122223333:role/data/steward".to_string(),
+        ],
+        sse_c_key_secrets: vec![
+            "arn:aws:secretsmanager:us-east-1:111122223333:secret:acme/finance-sse-c-AbC123".to_string(),
         ],
         ..base(vec![
             source("acme-raw", Some(KEY_A)),

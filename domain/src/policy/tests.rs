@@ -268,7 +268,8 @@ fn preset_different_keys() {
             "ListInventoryDestination",
             "ReadInventoryReports",
             "DecryptViaS3",
-            "DescribeKeys"
+            "DescribeKeys",
+            "ReadSseCKeySecrets"
         ]
     );
     let sources = ["arn:aws:s3:::acme-raw", "arn:aws:s3:::acme-finance", "arn:aws:s3:::acme-public"];
@@ -296,6 +297,13 @@ fn preset_different_keys() {
     // Source keys first (SSE-S3 bucket contributes none), then the report key.
     check(statement(id, "DecryptViaS3"), &["kms:Decrypt"], &[KEY_A, KEY_B, KEY_C], via_s3());
     check(statement(id, "DescribeKeys"), &["kms:DescribeKey"], &[KEY_A, KEY_B, KEY_C], None);
+    // SSE-C keys in Secrets Manager: read by the connector itself.
+    check(
+        statement(id, "ReadSseCKeySecrets"),
+        &["secretsmanager:GetSecretValue"],
+        &["arn:aws:secretsmanager:us-east-1:111122223333:secret:acme/finance-sse-c-AbC123"],
+        None,
+    );
 
     assert_eq!(docs.connector_trust_policy, trust_policy());
 
@@ -668,6 +676,32 @@ fn invalid_setups_name_the_field() {
             "POLICY_DUPLICATE_PRINCIPAL",
             "sampling_principals[1]",
         ),
+        (
+            |s| s.sse_c_key_secrets.push("arn:aws:ssm:us-east-1:111122223333:parameter/k".into()),
+            "POLICY_INVALID_SECRET_ARN",
+            "sse_c_key_secrets[0]",
+        ),
+        (
+            |s| {
+                s.sse_c_key_secrets
+                    .push("arn:aws:secretsmanager:eu-west-1:111122223333:secret:k-AbC123".into())
+            },
+            "POLICY_INVALID_SECRET_ARN",
+            "sse_c_key_secrets[0]",
+        ),
+        (
+            |s| s.sse_c_key_secrets.push("arn:aws:secretsmanager:us-east-1:111122223333:secret:a?b".into()),
+            "POLICY_INVALID_SECRET_ARN",
+            "sse_c_key_secrets[0]",
+        ),
+        (
+            |s| {
+                s.sse_c_key_secrets
+                    .push("arn:aws-us-gov:secretsmanager:us-east-1:111122223333:secret:k".into())
+            },
+            "POLICY_PARTITION_MISMATCH",
+            "sse_c_key_secrets[0]",
+        ),
     ];
     for (mutate, code, field) in cases {
         let mut setup = presets::same_key();
@@ -828,4 +862,25 @@ proptest! {
             let _ = render_text(&docs);
         }
     }
+}
+
+#[test]
+fn sse_c_key_secrets_are_read_by_the_connector_and_accept_the_suffix_pattern() {
+    let mut setup = presets::same_key();
+    let id = generate(&setup).expect("valid").connector_identity_policy;
+    assert!(!sids(&id).contains(&"ReadSseCKeySecrets"), "no secrets, no statement");
+    let named = "arn:aws:secretsmanager:us-east-1:111122223333:secret:team/key-??????";
+    setup.sse_c_key_secrets = vec![named.into(), named.into()];
+    let docs = generate(&setup).expect("valid");
+    lint_all(&docs);
+    check(
+        statement(&docs.connector_identity_policy, "ReadSseCKeySecrets"),
+        &["secretsmanager:GetSecretValue"],
+        &[named],
+        None,
+    );
+    assert!(
+        docs.sampling_policy.as_ref().is_some_and(|p| !p.to_string().contains("secretsmanager")),
+        "users never read the keys"
+    );
 }

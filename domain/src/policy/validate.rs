@@ -235,6 +235,36 @@ pub(crate) fn function_name(field: &str, value: &str) -> Result<(), PolicyError>
 }
 
 /// Checks an IAM role ARN `arn:<partition>:iam::<account>:role[/path/]name` in the partition.
+/// Checks a Secrets Manager secret ARN in the setup's partition and region. The name may end
+/// with AWS's random 6-character suffix, or with `-??????` (IAM's pattern for "any suffix").
+pub(crate) fn secret_arn(field: &str, value: &str, partition: &str, region: &str) -> Result<(), PolicyError> {
+    let invalid =
+        |reason| PolicyError::InvalidSecretArn { field: field.to_string(), value: value.to_string(), reason };
+    let arn = split_arn(value).ok_or_else(|| invalid("not an ARN"))?;
+    if arn.service != "secretsmanager" {
+        return Err(invalid("the service must be `secretsmanager`"));
+    }
+    if !is_account_id(arn.account) {
+        return Err(invalid("the account must be 12 digits"));
+    }
+    let name = arn
+        .resource
+        .strip_prefix("secret:")
+        .ok_or_else(|| invalid("the resource must be `secret:<name>`"))?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-?".contains(c);
+    if name.is_empty() || name.len() > 512 || !name.chars().all(allowed) {
+        return Err(invalid("the secret name must be 1-512 of A-Z a-z 0-9 / _ + = . @ -"));
+    }
+    if name.contains('?') && !name.ends_with("-??????") {
+        return Err(invalid("`?` is only allowed as the `-??????` suffix pattern"));
+    }
+    same_partition(field, value, arn.partition, partition)?;
+    if arn.region != region {
+        return Err(invalid("the secret must be in the setup's region"));
+    }
+    Ok(())
+}
+
 pub(crate) fn role_arn(field: &str, value: &str, partition: &str) -> Result<(), PolicyError> {
     role_arn_rule(value, partition).map_err(|reason| match reason {
         RoleArnProblem::Invalid(reason) => {

@@ -120,13 +120,13 @@ fn decimal(bytes: &[u8], scale: usize) -> Value {
     Value::String(format!("{sign}{whole}.{frac}"))
 }
 
-fn date(days: i32) -> Value {
+pub(super) fn date(days: i32) -> Value {
     chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
         .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?))
         .map_or_else(|| Value::from(days), |d| Value::String(d.format("%Y-%m-%d").to_string()))
 }
 
-fn time_of_day(micros: i64) -> Value {
+pub(super) fn time_of_day(micros: i64) -> Value {
     let secs = micros.div_euclid(1_000_000);
     let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
     u32::try_from(secs)
@@ -136,7 +136,7 @@ fn time_of_day(micros: i64) -> Value {
 }
 
 /// A timestamp `n` units (`per_second` per second) after the epoch.
-fn timestamp(n: i64, per_second: i64, utc: bool) -> Value {
+pub(super) fn timestamp(n: i64, per_second: i64, utc: bool) -> Value {
     let secs = n.div_euclid(per_second);
     let nanos = (n.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32;
     match chrono::DateTime::from_timestamp(secs, nanos) {

@@ -5,9 +5,10 @@
 //! decompressed byte window: `Head` takes the first rows, `Random` draws a uniform reservoir over
 //! the rows of the window. A window that stops before the end of the file never yields its
 //! trailing partial line (or array element). Avro rows come from the complete blocks of a head
-//! read ([`avro`]); Parquet from planned ranged reads ([`parquet`]). Sample data is never logged: errors name the row and column, not the values.
+//! read ([`avro`]); Parquet and ORC from planned ranged reads ([`parquet`], [`orc`]). Sample data is never logged: errors name the row and column, not the values.
 
 pub mod avro;
+pub mod orc;
 pub mod parquet;
 
 use rand::rngs::StdRng;

@@ -205,7 +205,23 @@ impl SparseFile {
         self.pieces.push((start, bytes));
     }
 
-    fn find(&self, start: u64, length: u64) -> Option<Bytes> {
+    /// True when the bytes `start..start + length` were fetched (in one piece).
+    pub fn holds(&self, start: u64, length: u64) -> bool {
+        self.find(start, length).is_some()
+    }
+
+    /// The size of the whole file.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The fetched bytes from `start` to the end of the piece holding it.
+    pub(crate) fn from(&self, start: u64) -> Option<Bytes> {
+        let (at, bytes) = self.pieces.iter().find(|(at, b)| start >= *at && start < at + b.len() as u64)?;
+        Some(bytes.slice((start - at) as usize..))
+    }
+
+    pub(crate) fn find(&self, start: u64, length: u64) -> Option<Bytes> {
         self.pieces.iter().find_map(|(at, bytes)| {
             let end = at + bytes.len() as u64;
             (start >= *at && start + length <= end).then(|| {
@@ -226,13 +242,9 @@ impl ChunkReader for SparseFile {
     type T = bytes::buf::Reader<Bytes>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        let piece = self
-            .pieces
-            .iter()
-            .find(|(at, b)| start >= *at && start < at + b.len() as u64)
-            .ok_or_else(|| ParquetError::General(format!("byte {start} was not fetched")))?;
-        let from = (start - piece.0) as usize;
-        Ok(bytes::Buf::reader(piece.1.slice(from..)))
+        let piece =
+            self.from(start).ok_or_else(|| ParquetError::General(format!("byte {start} was not fetched")))?;
+        Ok(bytes::Buf::reader(piece))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {

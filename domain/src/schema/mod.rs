@@ -12,7 +12,7 @@ mod delimited;
 mod error;
 mod json;
 mod merge;
-mod orc;
+pub(crate) mod orc;
 mod parquet;
 pub(crate) mod scalar;
 
