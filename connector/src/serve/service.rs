@@ -309,13 +309,17 @@ impl ConnectorApi {
             Some(location) => Some(convert::inventory_spec(Some(location))?),
             None => None,
         };
-        let mut scope_message = req.scope.clone().unwrap_or_default();
-        if let Some(spec) = &inventory
-            && scope_message.targets.is_empty()
-        {
-            scope_message.targets = vec![spec.source_bucket.clone()];
-        }
-        let scope = convert::extract_scope(Some(&scope_message))?;
+        let scope = match &inventory {
+            // Without a report the scope is required (a missing one is named as `scope`).
+            None => convert::extract_scope(req.scope.as_ref())?,
+            Some(spec) => {
+                let mut scope_message = req.scope.clone().unwrap_or_default();
+                if scope_message.targets.is_empty() {
+                    scope_message.targets = vec![spec.source_bucket.clone()];
+                }
+                convert::extract_scope(Some(&scope_message))?
+            }
+        };
         if let Some(spec) = &inventory
             && (scope.targets.len() != 1 || scope.targets[0].bucket != spec.source_bucket)
         {
