@@ -150,6 +150,19 @@ impl Target<'_> {
             .await
             .map_err(|e| self.denied(&e))
     }
+
+    /// The encryption a read reports; a client-side encrypted object that was not decrypted
+    /// (no key configured) is refused rather than parsed as if it were plaintext.
+    fn readable_encryption(&self, read: &ResponseEncryption) -> Result<EncryptionType, SampleFailure> {
+        let encryption = encryption_of(read);
+        if encryption == EncryptionType::ClientSide && read.client_side_read.is_none() {
+            return Err(SampleFailure::ClientSideEncrypted {
+                bucket: self.bucket.into(),
+                key: self.key.into(),
+            });
+        }
+        Ok(encryption)
+    }
 }
 
 fn encryption_of(enc: &ResponseEncryption) -> EncryptionType {
@@ -192,10 +205,7 @@ pub async fn sample_object(
         return sample_orc(&target, options).await;
     }
     let head = target.get(ByteRange::Head(options.inference.max_read_bytes.max(1024))).await?;
-    let encryption = encryption_of(&head.encryption);
-    if encryption == EncryptionType::ClientSide && head.encryption.client_side_read.is_none() {
-        return Err(SampleFailure::ClientSideEncrypted { bucket: bucket.into(), key: key.into() });
-    }
+    let encryption = target.readable_encryption(&head.encryption)?;
     if detected.format == FileFormat::Unknown
         && let Some(found) = detect_from_content(&head.bytes)
     {
@@ -240,13 +250,7 @@ fn parquet_failure(target: &Target<'_>, e: ParquetSampleError) -> SampleFailure 
 async fn sample_parquet(target: &Target<'_>, options: &SampleOptions) -> Result<ObjectSample, SampleFailure> {
     let probe = options.inference.footer_probe_bytes.max(8);
     let mut tail = target.get(ByteRange::Suffix(probe)).await?;
-    let encryption = encryption_of(&tail.encryption);
-    if encryption == EncryptionType::ClientSide && tail.encryption.client_side_read.is_none() {
-        return Err(SampleFailure::ClientSideEncrypted {
-            bucket: target.bucket.into(),
-            key: target.key.into(),
-        });
-    }
+    let encryption = target.readable_encryption(&tail.encryption)?;
     let mut bytes_read = tail.bytes.len() as u64;
     let metadata = match pq::footer_metadata(&tail.bytes).map_err(|e| parquet_failure(target, e))? {
         Ok(m) => m,
@@ -348,13 +352,7 @@ async fn sample_orc(target: &Target<'_>, options: &SampleOptions) -> Result<Obje
     // orc-rust reads the last 16 KiB first: a smaller probe would always cost a second GET.
     let probe = options.inference.footer_probe_bytes.max(16 * 1024);
     let mut tail = target.get(ByteRange::Suffix(probe)).await?;
-    let encryption = encryption_of(&tail.encryption);
-    if encryption == EncryptionType::ClientSide && tail.encryption.client_side_read.is_none() {
-        return Err(SampleFailure::ClientSideEncrypted {
-            bucket: target.bucket.into(),
-            key: target.key.into(),
-        });
-    }
+    let encryption = target.readable_encryption(&tail.encryption)?;
     let mut bytes_read = tail.bytes.len() as u64;
     let needed = orc::tail_length(&tail.bytes, tail.object_size).map_err(|e| orc_failure(target, e))?;
     if needed > tail.bytes.len() as u64 {
