@@ -114,7 +114,8 @@ pub struct ExtractArgs {
     /// `s3://bucket/{table}/{partition_key}={partition_value}/*`.
     #[arg(long = "template", value_name = "TEMPLATE")]
     pub templates: Vec<String>,
-    /// Write JSON Lines here instead of stdout (written as FILE.partial, renamed when done).
+    /// Write JSON Lines here instead of stdout (written as FILE.partial, renamed when done; a
+    /// device or FIFO is written in place).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Connection options.

@@ -91,7 +91,7 @@ pub struct IncrementalArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Write JSON Lines here instead of stdout (written as FILE.partial, renamed once every
-    /// change is written, before the state advances).
+    /// change is written, before the state advances; a device or FIFO is written in place).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Connection options.
