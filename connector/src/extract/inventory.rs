@@ -59,13 +59,9 @@ pub(crate) struct OpenReport {
 /// Finds the report, verifies and parses its manifest, and checks that it can serve a full
 /// extraction of `bucket` (the manifest's source bucket, a `Size` column).
 pub(crate) async fn open_report(input: &InventoryInput, bucket: &str) -> Result<OpenReport, ExtractError> {
+    // `Extractor::run` has checked that `bucket` is the report's source bucket.
     let spec = &input.spec;
-    if spec.source_bucket != bucket {
-        return Err(ExtractError::InventoryScope(format!(
-            "the inventory describes s3://{}, not s3://{bucket}",
-            spec.source_bucket
-        )));
-    }
+    debug_assert_eq!(spec.source_bucket, bucket);
     let source = input.source.as_ref();
     let configuration_id =
         incremental::resolve_configuration(source, spec).await.map_err(ExtractError::inventory)?;

@@ -265,7 +265,7 @@ async fn remove_superseded(
     loop {
         let page = source.list_page(&request).await?;
         for object in page.objects {
-            let name = &object.key[folder.len()..];
+            let Some(name) = object.key.strip_prefix(folder) else { continue };
             if name != keep && name.starts_with("snapshot-") && name.ends_with(".snap") {
                 stale.push(object.key);
             }

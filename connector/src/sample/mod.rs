@@ -365,30 +365,33 @@ async fn sample_orc(target: &Target<'_>, options: &SampleOptions) -> Result<Obje
         tail = target.get(ByteRange::Suffix(needed)).await?;
         bytes_read += tail.bytes.len() as u64;
     }
-    // The schema as extraction reports it (same names and types).
-    let fetched = Fetched { bytes: &tail.bytes, start: tail.start, object_size: tail.object_size };
-    let detected = DetectedFormat { format: FileFormat::Orc, compression: Compression::None };
-    let fields = match s3_connector_domain::schema::infer(detected, fetched, &options.inference) {
-        Ok(InferenceStep::Done(file)) => file.schema.fields,
-        Ok(InferenceStep::NeedSuffix { .. }) => {
-            return Err(target.file("FILE_MALFORMED", "the footer could not be read".into()));
-        }
-        Err(e) => return Err(target.file(e.code(), e.to_string())),
-    };
     let mut file = SparseFile::new(tail.object_size);
     file.insert(tail.start, tail.bytes.clone());
-    let (footer, mut plan) = {
+    // Footer parsing is CPU work: the schema as extraction reports it (same names and types),
+    // then the footer and the plan, off the async runtime.
+    let (fields, footer, mut plan) = {
         let file = file.clone();
         let opts = options.clone();
-        let fields = fields.clone();
+        let (bytes, start, object_size) = (tail.bytes.clone(), tail.start, tail.object_size);
         blocking(move || {
-            let footer = orc::read_footer(&file)?;
-            let plan = orc::plan(&footer, &fields, &opts.columns, opts.mode, &opts.limits)?;
-            Ok::<_, OrcSampleError>((footer, plan))
+            let fetched = Fetched { bytes: &bytes, start, object_size };
+            let detected = DetectedFormat { format: FileFormat::Orc, compression: Compression::None };
+            let fields = match s3_connector_domain::schema::infer(detected, fetched, &opts.inference) {
+                Ok(InferenceStep::Done(found)) => found.schema.fields,
+                Ok(InferenceStep::NeedSuffix { .. }) => {
+                    return Err(("FILE_MALFORMED", "the footer could not be read".to_string()));
+                }
+                Err(e) => return Err((e.code(), e.to_string())),
+            };
+            let orc_err = |e: OrcSampleError| (e.code(), e.to_string());
+            let footer = orc::read_footer(&file).map_err(orc_err)?;
+            let plan =
+                orc::plan(&footer, &fields, &opts.columns, opts.mode, &opts.limits).map_err(orc_err)?;
+            Ok((fields, footer, plan))
         })
         .await
         .map_err(|m| target.file("INTERNAL_ERROR", m))?
-        .map_err(|e| orc_failure(target, e))?
+        .map_err(|(code, message)| target.file(code, message))?
     };
     bytes_read += fetch_spans(target, &mut file, &plan.footer_ranges, options.concurrency).await?;
     let (ranges, plan) = {
