@@ -322,6 +322,19 @@ pub struct IncrementalSection {
     pub max_parquet_file_bytes: u64,
 }
 
+impl IncrementalSection {
+    /// How inventory data files are read (`ExtractIncremental`, and `ExtractMetadata` from an
+    /// inventory report).
+    pub fn read_options(&self) -> crate::incremental::IncrementalOptions {
+        crate::incremental::IncrementalOptions {
+            file_concurrency: self.file_concurrency.max(1) as usize,
+            max_decompressed_bytes: self.max_decompressed_bytes.max(1024),
+            max_parquet_file_bytes: self.max_parquet_file_bytes.max(1024),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for IncrementalSection {
     fn default() -> Self {
         IncrementalSection {

@@ -341,21 +341,10 @@ impl ConnectorApi {
 
         let stats = Arc::new(RequestStats::default());
         let services = self.extraction_services(&aws, stats.clone());
-        let inventory = inventory.map(|spec| {
-            let cfg = &self.config.incremental;
-            crate::extract::InventoryInput {
-                source: Arc::new(crate::incremental::source::SdkInventorySource::from_aws(
-                    &aws,
-                    stats.clone(),
-                )),
-                spec,
-                options: crate::incremental::IncrementalOptions {
-                    file_concurrency: cfg.file_concurrency.max(1) as usize,
-                    max_decompressed_bytes: cfg.max_decompressed_bytes.max(1024),
-                    max_parquet_file_bytes: cfg.max_parquet_file_bytes.max(1024),
-                    ..Default::default()
-                },
-            }
+        let inventory = inventory.map(|spec| crate::extract::InventoryInput {
+            source: Arc::new(crate::incremental::source::SdkInventorySource::from_aws(&aws, stats.clone())),
+            spec,
+            options: self.config.incremental.read_options(),
         });
         let buffer = self.config.limits.stream_buffer as usize;
         let (tx, records) = mpsc::channel(buffer);
@@ -449,13 +438,7 @@ impl ConnectorApi {
                 .into());
             }
         };
-        let options = IncrementalOptions {
-            file_concurrency: cfg.file_concurrency.max(1) as usize,
-            max_decompressed_bytes: cfg.max_decompressed_bytes.max(1024),
-            max_parquet_file_bytes: cfg.max_parquet_file_bytes.max(1024),
-            dry_run: req.dry_run,
-            ..IncrementalOptions::default()
-        };
+        let options = IncrementalOptions { dry_run: req.dry_run, ..cfg.read_options() };
         let permit = self
             .extractions
             .clone()
