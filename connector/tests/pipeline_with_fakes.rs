@@ -37,6 +37,8 @@ struct FakeStore {
     buckets: BTreeMap<String, BTreeMap<String, FakeObject>>,
     deny_listing: Vec<String>,
     gets: Mutex<u64>,
+    /// Keys returned by listings without a delimiter, in request order.
+    flat_listed: Arc<Mutex<Vec<String>>>,
 }
 
 fn aws_error(
@@ -123,6 +125,9 @@ impl ObjectStore for FakeStore {
             }
         }
         page.next = (end < entries.len()).then(|| end.to_string());
+        if request.delimiter.is_none() {
+            self.flat_listed.lock().unwrap().extend(page.objects.iter().map(|o| o.key.clone()));
+        }
         Ok(page)
     }
 
@@ -302,7 +307,7 @@ fn store() -> FakeStore {
     let mut buckets = BTreeMap::new();
     buckets.insert("data-lake".to_string(), objects);
     buckets.insert("private-lake".to_string(), BTreeMap::new());
-    FakeStore { buckets, deny_listing: vec!["private-lake".into()], gets: Mutex::new(0) }
+    FakeStore { buckets, deny_listing: vec!["private-lake".into()], ..FakeStore::default() }
 }
 
 fn services(store: FakeStore) -> Services {
@@ -447,7 +452,8 @@ async fn runs_of_prefixes_list_every_object_exactly_once() {
     objects.insert("table05.zzz/part-0.csv".into(), ok(2));
     let mut buckets = BTreeMap::new();
     buckets.insert("wide-lake".to_string(), objects);
-    let store = FakeStore { buckets, deny_listing: vec![], gets: Mutex::new(0) };
+    let store = FakeStore { buckets, ..FakeStore::default() };
+    let flat_listed = store.flat_listed.clone();
     let limits = ExtractLimits { listing_concurrency: 3, ..ExtractLimits::default() };
     let (events, outcome) = run_with(store, &["wide-lake"], limits).await;
     let mut files: BTreeMap<String, u64> = BTreeMap::new();
@@ -468,4 +474,12 @@ async fn runs_of_prefixes_list_every_object_exactly_once() {
     let expected_objects: u64 = (0..12).map(|t| t % 3 + 1).sum::<u64>() + 12 + 1;
     assert_eq!(outcome.objects, expected_objects, "no object listed twice or missed");
     assert!(outcome.unlisted_buckets.is_empty());
+    // A run lists its last folder by prefix, so no shard's pages run into the next shard:
+    // the server returns every key once (requests and bytes as a bare listing).
+    let mut listed = flat_listed.lock().unwrap().clone();
+    let returned = listed.len();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(returned, listed.len(), "a key was returned by two shards' listings");
+    assert!(listed.iter().any(|k| k.starts_with("table11/")), "the last shard lists its folders");
 }

@@ -489,6 +489,7 @@ async fn list_shard(
         start_after: if single { None } else { start_after_for(&first) },
     };
     let mut next_open = 0usize; // index of the first prefix not yet reported done
+    let last = shard.prefixes.len().saturating_sub(1);
     'pages: loop {
         let page = match ctx.services.store.list_page(&request).await {
             Ok(page) => page,
@@ -501,6 +502,7 @@ async fn list_shard(
         let mut objects = Vec::with_capacity(page.objects.len());
         let mut finished = Vec::new();
         let mut reached_stop = false;
+        let mut last_key = None;
         for object in page.objects {
             if shard.stop_at.as_deref().is_some_and(|stop| object.key.as_str() >= stop) {
                 reached_stop = true;
@@ -515,6 +517,7 @@ async fn list_shard(
                 next_open += 1;
             }
             // Objects between prefixes sit at the root level: the root listing has them.
+            last_key = Some(object.key.clone());
             if shard.prefixes.get(next_open).is_some_and(|open| object.key.starts_with(open.as_str())) {
                 objects.push(object);
             }
@@ -532,6 +535,18 @@ async fn list_shard(
             break 'pages;
         }
         match page.next {
+            // Once only the shard's last prefix is left, list just that prefix: an open-ended
+            // run listing would return keys of the next shard on its last page, listed twice.
+            Some(_)
+                if !single
+                    && next_open == last
+                    && let Some(tail) = shard.prefixes.get(last)
+                    && request.prefix != *tail =>
+            {
+                request.start_after = last_key.filter(|k| k.starts_with(tail.as_str()));
+                request.prefix = tail.clone();
+                request.continuation = None;
+            }
             Some(token) => request.continuation = Some(token),
             None => break,
         }
