@@ -27,7 +27,7 @@ use bytes::Bytes;
 use s3_connector_domain::dataset::GroupingConfig;
 use s3_connector_domain::inventory::snapshot::{
     DEFAULT_RUN_LEN, DatasetDiffAggregator, DiffEntry, ObjectChange, ReportDisposition, SnapshotBuilder,
-    SnapshotHeader, StateStore, merge_join,
+    SnapshotHeader, StateStore,
 };
 use s3_connector_domain::inventory::{
     InventoryFormat, InventoryRecord, Manifest, RowError, csv, location, manifest, orc, parquet,
@@ -176,34 +176,40 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     outcome?;
     let read_and_sort = read_started.elapsed();
     let rows = builder.rows_seen();
-    let built_at = Instant::now();
-    let info = builder.finish(&snapshot_path)?;
-    std::fs::remove_dir_all(&spill).ok();
-    let finish = built_at.elapsed();
-
-    let diff_started = Instant::now();
+    // The final merge writes the new snapshot and diffs it against the previous one in one
+    // pass, as `incremental` does.
+    let merged_at = Instant::now();
     let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
-    let mut datasets = 0usize;
-    if previous.is_some() {
-        let old = store
-            .current_snapshot(&info.header.source_bucket, &info.header.configuration_id)?
-            .ok_or("state pointer without snapshot")?;
-        let new = s3_connector_domain::inventory::snapshot::SnapshotReader::open(&info.path)?;
-        let mut agg = DatasetDiffAggregator::new(&info.header.source_bucket, GroupingConfig::default());
-        for entry in merge_join(old.prefetch()?, new.prefetch()?) {
-            let entry = entry?;
-            if let DiffEntry::Change(change) = &entry {
-                match change {
-                    ObjectChange::Added(_) => added += 1,
-                    ObjectChange::Removed(_) => removed += 1,
-                    ObjectChange::Changed { .. } => changed += 1,
-                }
+    let old = match previous {
+        Some(_) => Some(
+            store
+                .current_snapshot(&manifest.source_bucket, &report.config_id)?
+                .ok_or("state pointer without snapshot")?
+                .prefetch()?,
+        ),
+        None => None,
+    };
+    let diffing = old.is_some();
+    let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
+    let info = builder.finish_with_diff(&snapshot_path, old.into_iter().flatten(), |entry| {
+        if let DiffEntry::Change(change) = &entry {
+            match change {
+                ObjectChange::Added(_) => added += 1,
+                ObjectChange::Removed(_) => removed += 1,
+                ObjectChange::Changed { .. } => changed += 1,
             }
+        }
+        if diffing {
             agg.add(&entry);
         }
-        datasets = agg.finish().len();
+        Ok::<_, BoxError>(())
+    })??;
+    let datasets = if diffing { agg.finish().len() } else { 0 };
+    if !diffing {
+        (added, removed, changed) = (0, 0, 0);
     }
-    let diff = diff_started.elapsed();
+    std::fs::remove_dir_all(&spill).ok();
+    let merge_diff = merged_at.elapsed();
     store.advance(&info)?;
     println!(
         "{}",
@@ -214,8 +220,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
             "objects": info.object_count,
             "added": added, "removed": removed, "changed": changed, "datasets_changed": datasets,
             "read_sort_s": read_and_sort.as_secs_f64(),
-            "finish_s": finish.as_secs_f64(),
-            "diff_rollup_s": diff.as_secs_f64(),
+            "merge_diff_rollup_s": merge_diff.as_secs_f64(),
             "total_s": started.elapsed().as_secs_f64(),
             "peak_rss_mib": peak_rss_mib(),
         })

@@ -9,8 +9,10 @@
 //!   → data files, ≤ file_concurrency at once: GET body stream ─► mpsc ─► blocking thread
 //!        (Md5Reader ─► gzip ─► CSV rows, or MD5-checked Parquet bytes ─► rows) ─► batches
 //!        ─► one blocking SnapshotBuilder (external sort, all versions → current objects)
-//!   → merge_join(previous snapshot, new snapshot) on a blocking thread: ObjectChange records
-//!        as they come, DatasetDiffAggregator → DatasetChange records at the end
+//!   → one blocking pass: the final merge of the sorted runs writes the new snapshot and is
+//!        merge-joined against the previous snapshot as it goes (SnapshotBuilder::
+//!        finish_with_diff): ObjectChange records as they come, DatasetDiffAggregator →
+//!        DatasetChange records at the end
 //!   → Commit barrier: the consumer confirms every record is written (CLI: flushed, fsynced,
 //!        renamed) or taken by the gRPC stream
 //!   → state advance (not for dry runs) → summary record
@@ -18,7 +20,8 @@
 //!
 //! Any failure before the advance (an unreadable or corrupt file, a malformed row, a denied
 //! GET, a closed output) ends the run with a typed [`IncrementalError`] and the previous state
-//! untouched; the rerun builds the same snapshot (same id) and emits the same changes.
+//! untouched; the rerun builds the same snapshot and emits the same changes under the same id
+//! (the run id names the report, so it is known before the snapshot is written).
 
 pub mod error;
 pub mod source;
@@ -36,9 +39,9 @@ use s3_connector_domain::dataset::{Classification, DatasetKey, Grouper, Grouping
 use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
-    DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry, ObjectChange,
-    ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject, SnapshotReader,
-    merge_join,
+    BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry,
+    ObjectChange, ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    SnapshotReader,
 };
 use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, orc, parquet};
 use s3_connector_domain::model::ObjectMeta;
@@ -589,15 +592,16 @@ pub(crate) async fn read_report_rows(
     Ok((files_read, rows_read))
 }
 
-/// Builds the snapshot of the report's rows at `path`.
-async fn build_snapshot(
+/// Reads the report's rows into a snapshot builder (sorted runs spilled next to `path`); the
+/// final merge is left to the caller.
+async fn sort_report_rows(
     source: Arc<dyn InventorySource>,
     manifest: &Manifest,
     header: SnapshotHeader,
-    path: PathBuf,
+    path: &std::path::Path,
     options: Arc<IncrementalOptions>,
     summary: &mut pb::IncrementalSummary,
-) -> Result<SnapshotInfo, IncrementalError> {
+) -> Result<SnapshotBuilder, IncrementalError> {
     file_reader(manifest.file_format)?;
     let spill_dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InventoryRecord>>(options.file_concurrency.max(1) * 2);
@@ -614,12 +618,15 @@ async fn build_snapshot(
     let (files, rows) = read_report_rows(source, manifest, options, rows_tx).await?;
     summary.files_read += files;
     summary.rows_read += rows;
-    let builder =
-        builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))??;
-    tokio::task::spawn_blocking(move || builder.finish(&path))
-        .await
-        .map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?
-        .map_err(IncrementalError::Build)
+    builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?
+}
+
+/// A build error as the run reports it: errors of the previous snapshot keep their own type.
+fn build_error(e: BuildError) -> IncrementalError {
+    match e {
+        BuildError::Snapshot(e) => IncrementalError::Snapshot(e),
+        other => IncrementalError::Build(other),
+    }
 }
 
 /// Runs one incremental extraction, sending its records (and the commit barrier) to `sink`.
@@ -758,31 +765,28 @@ async fn run_unboxed(
         summary.previous_snapshot_id = p.snapshot_id.clone();
     }
 
-    let info =
-        build_snapshot(source.clone(), &manifest, header, snapshot_path, options.clone(), &mut summary)
-            .await?;
-    let run_id = info.snapshot_id();
+    // Known before the snapshot is written (it names the report), so object changes can
+    // stream while it is.
+    let run_id = header.snapshot_id();
     summary.snapshot_id = run_id.clone();
-    summary.object_count = info.object_count;
+    let builder =
+        sort_report_rows(source.clone(), &manifest, header, &snapshot_path, options.clone(), &mut summary)
+            .await?;
 
-    // The diff: object changes stream out as the merge-join finds them.
+    // The final merge writes the new snapshot and merge-joins it against the previous one in
+    // the same pass: object changes stream out as they are found.
     let old = state.store().current_snapshot(&bucket, &configuration_id)?;
-    let new = SnapshotReader::open(&info.path)?;
     let diff_sink = sink.clone();
     let (diff_bucket, diff_run) = (bucket.clone(), run_id.clone());
     let diffed = tokio::task::spawn_blocking(move || {
         let cfg = GroupingConfig::default();
         let mut aggregator = DatasetDiffAggregator::new(&diff_bucket, cfg.clone());
         let mut counts = DiffCounts::default();
-        let old: Box<dyn Iterator<Item = _> + Send> = match old {
-            // Both snapshots decode on their own threads, ahead of the join.
-            Some(reader) => Box::new(reader.prefetch()?),
-            None => Box::new(std::iter::empty()),
-        };
-        for entry in merge_join(old, new.prefetch()?) {
-            let entry = entry?;
+        // The previous snapshot decodes on its own thread, ahead of the join.
+        let old = old.map(SnapshotReader::prefetch).transpose()?;
+        let info = builder.finish_with_diff(&snapshot_path, old.into_iter().flatten(), |entry| {
             aggregator.add(&entry);
-            let DiffEntry::Change(change) = &entry else { continue };
+            let DiffEntry::Change(change) = &entry else { return Ok(()) };
             let now = match change {
                 ObjectChange::Added(o) => {
                     counts.added += 1;
@@ -800,14 +804,16 @@ async fn run_unboxed(
             let prefix = dataset_prefix(&diff_bucket, now, &cfg);
             let record = changes::object_change(&diff_bucket, change, prefix.as_deref());
             let record = changes::envelope(&diff_run, pb::change_record::Record::Object(record));
-            if diff_sink.blocking_send(Output::Record(Box::new(record))).is_err() {
-                return Err(IncrementalError::OutputClosed);
-            }
-        }
-        Ok::<_, IncrementalError>((aggregator.finish(), counts))
+            diff_sink
+                .blocking_send(Output::Record(Box::new(record)))
+                .map_err(|_| IncrementalError::OutputClosed)
+        })?;
+        let info = info.map_err(build_error)?;
+        Ok::<_, IncrementalError>((info, aggregator.finish(), counts))
     });
-    let (datasets, counts): (Vec<DatasetChange>, DiffCounts) =
+    let (info, datasets, counts): (SnapshotInfo, Vec<DatasetChange>, DiffCounts) =
         diffed.await.map_err(|e| IncrementalError::Internal(format!("diff task failed: {e}")))??;
+    summary.object_count = info.object_count;
     summary.objects_added = counts.added;
     summary.objects_removed = counts.removed;
     summary.objects_changed = counts.changed;

@@ -81,6 +81,24 @@ pub struct SnapshotHeader {
     pub report_timestamp_ms: i64,
 }
 
+impl SnapshotHeader {
+    /// The id of the report's snapshot: `<creation ms>-<16 hex digits of the SHA-256 of source
+    /// bucket, configuration id and creation ms>`. It names the report, not the file: a rerun
+    /// of the same report gets the same id, reports of the same objects in CSV, ORC or Parquet
+    /// get the same id, and it is known before the snapshot is written, so changes can stream
+    /// while it is.
+    pub fn snapshot_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [self.source_bucket.as_bytes(), self.configuration_id.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(self.report_timestamp_ms.to_le_bytes());
+        let digest = hex(&hasher.finalize());
+        format!("{}-{}", self.report_timestamp_ms, &digest[..16])
+    }
+}
+
 /// A finished snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -95,11 +113,9 @@ pub struct SnapshotInfo {
 }
 
 impl SnapshotInfo {
-    /// A stable id for this snapshot: equal content gives an equal id, so a rerun of the same
-    /// report emits changes under the same id.
+    /// The report's snapshot id ([`SnapshotHeader::snapshot_id`]).
     pub fn snapshot_id(&self) -> String {
-        let short = self.checksum_hex.get(..16).unwrap_or(&self.checksum_hex);
-        format!("{}-{short}", self.header.report_timestamp_ms)
+        self.header.snapshot_id()
     }
 }
 
@@ -161,7 +177,7 @@ impl SnapshotError {
         SnapshotError::Io { path: path.to_path_buf(), source }
     }
 
-    fn corrupt(path: &Path, detail: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> Self {
         SnapshotError::Corrupt { path: path.to_path_buf(), detail: detail.into() }
     }
 
@@ -741,50 +757,62 @@ impl Iterator for SnapshotReader {
     }
 }
 
-/// Objects decoded ahead of their consumer, in batches.
+/// Items produced ahead of their consumer, in batches.
 const PREFETCH_BATCH: usize = 4096;
 
-/// A [`SnapshotReader`] decoding on its own thread, a few batches ahead: the diff reads two
-/// snapshots at once, and decompressing them is most of its work.
+/// An iterator run on its own thread, a few batches ahead of its consumer: the diff reads
+/// two snapshots at once and the sort merges several runs, and decoding them is most of the
+/// work. Dropping it stops the thread at its next batch. The source should end after its
+/// first error (snapshot and run readers do).
 #[derive(Debug)]
-pub struct PrefetchingReader {
-    batches: std::sync::mpsc::Receiver<Vec<Result<SnapshotObject, SnapshotError>>>,
-    current: std::vec::IntoIter<Result<SnapshotObject, SnapshotError>>,
+pub struct Prefetch<T> {
+    batches: std::sync::mpsc::Receiver<Vec<T>>,
+    current: std::vec::IntoIter<T>,
 }
+
+impl<T: Send + 'static> Prefetch<T> {
+    /// Starts `source` on a thread named `name`.
+    pub(crate) fn spawn<I>(name: &str, source: I) -> io::Result<Self>
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            let mut source = source;
+            loop {
+                let batch: Vec<T> = source.by_ref().take(PREFETCH_BATCH).collect();
+                if batch.is_empty() || tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Prefetch { batches: rx, current: Vec::new().into_iter() })
+    }
+}
+
+impl<T> Iterator for Prefetch<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Some(item);
+            }
+            // A closed channel is the end: the thread stops after the last item.
+            self.current = self.batches.recv().ok()?.into_iter();
+        }
+    }
+}
+
+/// A [`SnapshotReader`] decoding on its own thread.
+pub type PrefetchingReader = Prefetch<Result<SnapshotObject, SnapshotError>>;
 
 impl SnapshotReader {
     /// Moves decoding to a background thread. Dropping the returned reader stops the thread
     /// at its next batch.
     pub fn prefetch(self) -> Result<PrefetchingReader, SnapshotError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
         let path = self.info.path.clone();
-        std::thread::Builder::new()
-            .name("snapshot-read".into())
-            .spawn(move || {
-                let mut reader = self;
-                loop {
-                    let batch: Vec<_> = reader.by_ref().take(PREFETCH_BATCH).collect();
-                    if batch.is_empty() || tx.send(batch).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| SnapshotError::io(&path, e))?;
-        Ok(PrefetchingReader { batches: rx, current: Vec::new().into_iter() })
-    }
-}
-
-impl Iterator for PrefetchingReader {
-    type Item = Result<SnapshotObject, SnapshotError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.current.next() {
-                return Some(item);
-            }
-            // A closed channel is the end: the thread stops after the last item or an error.
-            self.current = self.batches.recv().ok()?.into_iter();
-        }
+        Prefetch::spawn("snapshot-read", self).map_err(|e| SnapshotError::io(&path, e))
     }
 }
 
@@ -819,6 +847,28 @@ mod tests {
             w.push(o).unwrap();
         }
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn the_snapshot_id_names_the_report() {
+        let h = header();
+        assert_eq!(h.snapshot_id(), header().snapshot_id(), "stable");
+        let (prefix, digest) =
+            h.snapshot_id().split_once('-').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap();
+        assert_eq!(prefix, "1704067200000");
+        assert!(digest.len() == 16 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{digest}");
+        let other_bucket = SnapshotHeader { source_bucket: "src2".into(), ..header() };
+        let other_config = SnapshotHeader { configuration_id: "weekly".into(), ..header() };
+        let other_time = SnapshotHeader { report_timestamp_ms: 1, ..header() };
+        // Length-prefixed parts: moving a character between bucket and configuration matters.
+        let shifted =
+            SnapshotHeader { source_bucket: "srcd".into(), configuration_id: "aily".into(), ..header() };
+        let ids: std::collections::BTreeSet<String> =
+            [&h, &other_bucket, &other_config, &other_time, &shifted]
+                .iter()
+                .map(|h| h.snapshot_id())
+                .collect();
+        assert_eq!(ids.len(), 5, "{ids:?}");
     }
 
     #[test]

@@ -16,9 +16,11 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::diff::{DiffEntry, merge_join};
 use super::format::{
-    EntryDecoder, EntryFields, F_DELETE_MARKER, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
-    SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry, temp_sibling, varint_len,
+    EntryDecoder, EntryFields, F_DELETE_MARKER, Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo,
+    SnapshotObject, SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry, temp_sibling,
+    varint_len,
 };
 use crate::inventory::record::InventoryRecord;
 
@@ -239,13 +241,14 @@ const MAX_RUN_BYTES: usize = 256 << 20;
 struct RunReader {
     path: PathBuf,
     decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
+    failed: bool,
 }
 
 impl RunReader {
     fn open(run: &RunFile) -> Result<Self, BuildError> {
         let file = File::open(&run.path).map_err(|e| spill_err(&run.path, e))?;
         let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&run.path, e))?;
-        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)) })
+        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)), failed: false })
     }
 
     fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
@@ -254,6 +257,20 @@ impl RunReader {
             .next_entry()
             .map_err(|d| spill_err(&self.path, d))?
             .map(|(obj, flags)| SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 }))
+    }
+}
+
+/// The rows of a run, ending after the first error.
+impl Iterator for RunReader {
+    type Item = Result<SortRow, BuildError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let row = self.next_row().transpose();
+        self.failed = matches!(row, Some(Err(_)));
+        row
     }
 }
 
@@ -280,38 +297,95 @@ impl Ord for Head {
     }
 }
 
+/// The winning row of each key of several runs, in key order.
+struct RunMerge {
+    readers: Vec<Prefetch<Result<SortRow, BuildError>>>,
+    heap: BinaryHeap<Reverse<Head>>,
+    last_key: Option<String>,
+}
+
+impl RunMerge {
+    fn open(runs: &[RunFile]) -> Result<Self, BuildError> {
+        // Each run decodes on its own thread: decompressing and decoding rows is most of the
+        // merge's work, and the heap only compares keys.
+        let mut readers = Vec::with_capacity(runs.len());
+        for run in runs {
+            let reader = RunReader::open(run)?;
+            readers.push(Prefetch::spawn("snapshot-merge", reader).map_err(|e| spill_err(&run.path, e))?);
+        }
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (run, reader) in readers.iter_mut().enumerate() {
+            if let Some(row) = reader.next().transpose()? {
+                heap.push(Reverse(Head { row, run }));
+            }
+        }
+        Ok(RunMerge { readers, heap, last_key: None })
+    }
+
+    fn next_winner(&mut self) -> Result<Option<SortRow>, BuildError> {
+        while let Some(Reverse(Head { row, run })) = self.heap.pop() {
+            if let Some(reader) = self.readers.get_mut(run)
+                && let Some(next) = reader.next().transpose()?
+            {
+                self.heap.push(Reverse(Head { row: next, run }));
+            }
+            // Heads of one key arrive winner first; later rows of the same key lose.
+            if self.last_key.as_deref() != Some(row.obj.key.as_str()) {
+                match &mut self.last_key {
+                    Some(k) => {
+                        k.clear();
+                        k.push_str(&row.obj.key);
+                    }
+                    None => self.last_key = Some(row.obj.key.clone()),
+                }
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// Merges runs, calling `emit` with the winning row of each key, in key order.
 fn merge_runs(
     runs: &[RunFile],
     mut emit: impl FnMut(&SortRow) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
-    let mut readers = runs.iter().map(RunReader::open).collect::<Result<Vec<_>, _>>()?;
-    let mut heap = BinaryHeap::with_capacity(readers.len());
-    for (run, reader) in readers.iter_mut().enumerate() {
-        if let Some(row) = reader.next_row()? {
-            heap.push(Reverse(Head { row, run }));
-        }
-    }
-    let mut last_key: Option<String> = None;
-    while let Some(Reverse(Head { row, run })) = heap.pop() {
-        // Heads of one key arrive winner first; later rows of the same key lose.
-        if last_key.as_deref() != Some(row.obj.key.as_str()) {
-            emit(&row)?;
-            match &mut last_key {
-                Some(k) => {
-                    k.clear();
-                    k.push_str(&row.obj.key);
-                }
-                None => last_key = Some(row.obj.key.clone()),
-            }
-        }
-        if let Some(reader) = readers.get_mut(run)
-            && let Some(next) = reader.next_row()?
-        {
-            heap.push(Reverse(Head { row: next, run }));
-        }
+    let mut merge = RunMerge::open(runs)?;
+    while let Some(row) = merge.next_winner()? {
+        emit(&row)?;
     }
     Ok(())
+}
+
+/// The snapshot's objects as the final merge produces them, each written to the snapshot as
+/// it passes. A merge failure is kept in `failure` and ends the stream with an error, so a
+/// merge-join over it stops instead of taking the rest of the old side as removed.
+struct WrittenObjects<'a> {
+    merge: RunMerge,
+    writer: &'a mut SnapshotWriter,
+    failure: &'a mut Option<BuildError>,
+    spill_dir: &'a Path,
+}
+
+impl Iterator for WrittenObjects<'_> {
+    type Item = Result<SnapshotObject, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failure.is_some() {
+            return None;
+        }
+        loop {
+            match self.merge.next_winner() {
+                Ok(Some(row)) if row.delete_marker => continue,
+                Ok(Some(row)) => return Some(self.writer.push(&row.obj).map(|()| row.obj)),
+                Ok(None) => return None,
+                Err(e) => {
+                    *self.failure = Some(e);
+                    return Some(Err(SnapshotError::corrupt(self.spill_dir, "merging the sort runs failed")));
+                }
+            }
+        }
+    }
 }
 
 /// Builds a snapshot from inventory rows in any order.
@@ -411,13 +485,77 @@ impl SnapshotBuilder {
 
     /// Merges everything into a snapshot at `path` (written atomically).
     pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
+        self.prepare_final_merge()?;
+        let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
+        merge_runs(&self.runs, |row| {
+            if !row.delete_marker {
+                snapshot.push(&row.obj)?;
+            }
+            Ok(())
+        })?;
+        self.runs.clear();
+        Ok(snapshot.finish()?)
+    }
+
+    /// Like [`finish`](Self::finish), and in the same pass merge-joins the new snapshot's
+    /// objects against `old` (the previous snapshot, key-sorted), calling `on_entry` with every
+    /// [`DiffEntry`] in key order: the new snapshot is never read back. The snapshot appears
+    /// at `path` only after the last entry was accepted; an error of `on_entry` (the outer
+    /// error) or of the build leaves no file there.
+    pub fn finish_with_diff<E>(
+        mut self,
+        path: &Path,
+        old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
+        mut on_entry: impl FnMut(DiffEntry) -> Result<(), E>,
+    ) -> Result<Result<SnapshotInfo, BuildError>, E> {
+        let prepared =
+            self.prepare_final_merge().and_then(|()| Ok(SnapshotWriter::create(path, self.header.clone())?));
+        let mut writer = match prepared {
+            Ok(writer) => writer,
+            Err(e) => return Ok(Err(e)),
+        };
+        let merge = match RunMerge::open(&self.runs) {
+            Ok(merge) => merge,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut failure = None;
+        let joined = {
+            let new = WrittenObjects {
+                merge,
+                writer: &mut writer,
+                failure: &mut failure,
+                spill_dir: &self.spill_dir,
+            };
+            let mut joined = Ok(());
+            for entry in merge_join(old, new) {
+                match entry {
+                    Ok(entry) => on_entry(entry)?,
+                    Err(e) => {
+                        joined = Err(BuildError::Snapshot(e));
+                        break;
+                    }
+                }
+            }
+            joined
+        };
+        if let Some(e) = failure {
+            return Ok(Err(e));
+        }
+        if let Err(e) = joined {
+            return Ok(Err(e));
+        }
+        self.runs.clear();
+        Ok(writer.finish().map_err(BuildError::from))
+    }
+
+    /// Spills the last buffer and merges runs in passes until at most [`MAX_FAN_IN`] are left.
+    fn prepare_final_merge(&mut self) -> Result<(), BuildError> {
         self.join_spill()?;
         if self.buffer.len() > 0 {
             let buffer = std::mem::take(&mut self.buffer);
             self.runs.push(buffer.spill(&self.spill_dir, self.run_seq)?);
             self.run_seq += 1;
         }
-        // Reduce the run count to MAX_FAN_IN by merging groups into new runs.
         while self.runs.len() > MAX_FAN_IN {
             let mut next = Vec::new();
             for group in std::mem::take(&mut self.runs).chunks(MAX_FAN_IN) {
@@ -428,15 +566,7 @@ impl SnapshotBuilder {
             }
             self.runs = next;
         }
-        let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
-        merge_runs(&self.runs, |row| {
-            if !row.delete_marker {
-                snapshot.push(&row.obj)?;
-            }
-            Ok(())
-        })?;
-        self.runs.clear();
-        Ok(snapshot.finish()?)
+        Ok(())
     }
 }
 
@@ -565,8 +695,88 @@ mod tests {
         assert_eq!(keys, expected);
     }
 
+    /// The fused final merge and diff, over `old` objects and `records`.
+    fn fused(
+        old: &[SnapshotObject],
+        records: &[InventoryRecord],
+        run_len: usize,
+    ) -> (tempfile::TempDir, SnapshotInfo, Vec<DiffEntry>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+        for r in records {
+            b.push(r).unwrap();
+        }
+        let mut entries = Vec::new();
+        let info = b
+            .finish_with_diff(&dir.path().join("s.snap"), old.iter().cloned().map(Ok), |e| {
+                entries.push(e);
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        (dir, info, entries)
+    }
+
+    #[test]
+    fn a_refused_entry_leaves_no_snapshot_and_no_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), 2);
+        for i in 0..10 {
+            let key = format!("k{i}");
+            b.push(&InventoryRecord { bucket: "src".into(), key, ..Default::default() }).unwrap();
+        }
+        let mut seen = 0;
+        let outcome = b.finish_with_diff(&dir.path().join("s.snap"), std::iter::empty(), |_| {
+            seen += 1;
+            if seen == 3 { Err("closed") } else { Ok(()) }
+        });
+        assert_eq!(outcome.err(), Some("closed"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no snapshot, no temporaries");
+    }
+
+    #[test]
+    fn an_old_side_error_ends_the_pass_without_a_snapshot() {
+        let old = vec![
+            Ok(SnapshotObject { key: "a".into(), ..Default::default() }),
+            Err(SnapshotError::ChecksumMismatch { path: "old.snap".into() }),
+            Ok(SnapshotObject { key: "z".into(), ..Default::default() }),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
+        b.push(&InventoryRecord { bucket: "src".into(), key: "m".into(), ..Default::default() }).unwrap();
+        let mut removed = 0;
+        let outcome = b.finish_with_diff(&dir.path().join("s.snap"), old, |e| {
+            removed +=
+                usize::from(matches!(e, DiffEntry::Change(super::super::diff::ObjectChange::Removed(_))));
+            Ok::<_, ()>(())
+        });
+        let err = outcome.unwrap().unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_CHECKSUM_MISMATCH", "{err}");
+        assert_eq!(removed, 0, "the error comes before `a` is judged, and `z` is never reached");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The fused pass writes the same snapshot as `finish` and yields the same entries as a
+        /// merge-join of the previous snapshot against it.
+        #[test]
+        fn fused_finish_equals_finish_then_merge_join(
+            old_records in arb_records(40),
+            records in arb_records(60),
+            run_len in 1usize..8,
+        ) {
+            let old: Vec<SnapshotObject> =
+                current_objects(old_records).iter().map(SnapshotObject::from).collect();
+            let (_dir, objs) = build(&records, run_len);
+            let expected: Vec<DiffEntry> =
+                merge_join(old.iter().cloned().map(Ok), objs.iter().cloned().map(Ok)).map(Result::unwrap).collect();
+            let (_fdir, info, entries) = fused(&old, &records, run_len);
+            proptest::prop_assert_eq!(&entries, &expected);
+            let written: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+            proptest::prop_assert_eq!(written, objs);
+        }
+
         /// External sort with tiny runs equals the in-memory reduction.
         #[test]
         fn tiny_runs_equal_in_memory(records in arb_records(60), run_len in 1usize..8) {
