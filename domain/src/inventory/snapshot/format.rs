@@ -758,7 +758,9 @@ impl Iterator for SnapshotReader {
 }
 
 /// Items produced ahead of their consumer, in batches.
-const PREFETCH_BATCH: usize = 4096;
+pub(crate) const PREFETCH_BATCH: usize = 4096;
+/// Batches a prefetching thread may have ready before it waits.
+pub(crate) const PREFETCH_DEPTH: usize = 4;
 
 /// An iterator run on its own thread, a few batches ahead of its consumer: the diff reads
 /// two snapshots at once and the sort merges several runs, and decoding them is most of the
@@ -771,16 +773,18 @@ pub struct Prefetch<T> {
 }
 
 impl<T: Send + 'static> Prefetch<T> {
-    /// Starts `source` on a thread named `name`.
-    pub(crate) fn spawn<I>(name: &str, source: I) -> io::Result<Self>
+    /// Starts `source` on a thread named `name`, at most `depth` batches of `batch` items
+    /// ahead (plus the one being filled).
+    pub(crate) fn spawn<I>(name: &str, source: I, batch: usize, depth: usize) -> io::Result<Self>
     where
         I: Iterator<Item = T> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        let batch_len = batch.max(1);
         std::thread::Builder::new().name(name.into()).spawn(move || {
             let mut source = source;
             loop {
-                let batch: Vec<T> = source.by_ref().take(PREFETCH_BATCH).collect();
+                let batch: Vec<T> = source.by_ref().take(batch_len).collect();
                 if batch.is_empty() || tx.send(batch).is_err() {
                     return;
                 }
@@ -812,7 +816,8 @@ impl SnapshotReader {
     /// at its next batch.
     pub fn prefetch(self) -> Result<PrefetchingReader, SnapshotError> {
         let path = self.info.path.clone();
-        Prefetch::spawn("snapshot-read", self).map_err(|e| SnapshotError::io(&path, e))
+        Prefetch::spawn("snapshot-read", self, PREFETCH_BATCH, PREFETCH_DEPTH)
+            .map_err(|e| SnapshotError::io(&path, e))
     }
 }
 

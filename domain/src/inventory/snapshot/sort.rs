@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use super::diff::{DiffEntry, merge_join};
 use super::format::{
-    EntryDecoder, EntryFields, F_DELETE_MARKER, Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo,
-    SnapshotObject, SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry, temp_sibling,
-    varint_len,
+    EntryDecoder, EntryFields, F_DELETE_MARKER, PREFETCH_BATCH, Prefetch, SnapshotError, SnapshotHeader,
+    SnapshotInfo, SnapshotObject, SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry,
+    temp_sibling, varint_len,
 };
 use crate::inventory::record::InventoryRecord;
 
@@ -151,6 +151,9 @@ impl RunWriter {
 /// Where one buffered row lies in its [`RunBuffer`]'s arena.
 #[derive(Debug, Clone, Copy)]
 struct RowRef {
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons of the sort end
+    /// here, without touching the arena.
+    key_prefix: u64,
     start: usize,
     key_start: u32,
     key_end: u32,
@@ -177,7 +180,11 @@ impl RunBuffer {
         let key_start = 2 + varint_len(record.key.len() as u64);
         let key_end = key_start + record.key.len();
         let end = self.arena.len() - start;
+        let mut prefix = [0u8; 8];
+        let head = &record.key.as_bytes()[..record.key.len().min(8)];
+        prefix[..head.len()].copy_from_slice(head);
         self.rows.push(RowRef {
+            key_prefix: u64::from_be_bytes(prefix),
             start,
             key_start: key_start as u32,
             key_end: key_end as u32,
@@ -205,9 +212,10 @@ impl RunBuffer {
         }
     }
 
-    /// The same order as [`SortRow::order`].
+    /// The same order as [`SortRow::order`]. Zero padding keeps the prefix order the key
+    /// order: a key shorter than 8 bytes that is a prefix of another ties on the prefix.
     fn order(&self, a: &RowRef, b: &RowRef) -> Ordering {
-        self.key(a).cmp(self.key(b)).then_with(|| {
+        a.key_prefix.cmp(&b.key_prefix).then_with(|| self.key(a).cmp(self.key(b))).then_with(|| {
             (b.last_modified_ms, b.delete_marker)
                 .cmp(&(a.last_modified_ms, a.delete_marker))
                 .then_with(|| self.decode(a).order(&self.decode(b)))
@@ -218,8 +226,14 @@ impl RunBuffer {
         self.rows.len()
     }
 
-    /// Sorts, keeps each key's winner and writes the run.
-    fn spill(mut self, spill_dir: &Path, seq: usize) -> Result<RunFile, BuildError> {
+    /// An empty buffer sized like `full`: the second run does not regrow from nothing.
+    fn with_capacity_of(full: &RunBuffer) -> RunBuffer {
+        RunBuffer { arena: Vec::with_capacity(full.arena.len()), rows: Vec::with_capacity(full.rows.len()) }
+    }
+
+    /// Sorts, keeps each key's winner and writes the run; returns the run and this buffer,
+    /// emptied but with its capacity, for the next run (no regrowth, no fresh pages).
+    fn spill(mut self, spill_dir: &Path, seq: usize) -> Result<(RunFile, RunBuffer), BuildError> {
         let mut rows = std::mem::take(&mut self.rows);
         rows.sort_unstable_by(|a, b| self.order(a, b));
         let mut writer = RunWriter::create(spill_dir, seq)?;
@@ -230,9 +244,17 @@ impl RunBuffer {
             }
             prev = Some(row);
         }
-        writer.finish()
+        let run = writer.finish()?;
+        rows.clear();
+        self.rows = rows;
+        self.arena.clear();
+        Ok((run, self))
     }
 }
+
+/// Rows the final merge decodes ahead, over all runs (per run: two queued batches and one
+/// being filled, of `MERGE_PREFETCH_ROWS / runs` rows each).
+const MERGE_PREFETCH_ROWS: usize = 64 * 1024;
 
 /// Arena bytes after which a run is spilled whatever its row count.
 const MAX_RUN_BYTES: usize = 256 << 20;
@@ -308,10 +330,14 @@ impl RunMerge {
     fn open(runs: &[RunFile]) -> Result<Self, BuildError> {
         // Each run decodes on its own thread: decompressing and decoding rows is most of the
         // merge's work, and the heap only compares keys.
+        // Rows decoded ahead are bounded in total, not per run: with up to MAX_FAN_IN runs, a
+        // fixed per-run batch would hold hundreds of megabytes.
+        let batch = (MERGE_PREFETCH_ROWS / runs.len().max(1)).clamp(256, PREFETCH_BATCH);
         let mut readers = Vec::with_capacity(runs.len());
         for run in runs {
             let reader = RunReader::open(run)?;
-            readers.push(Prefetch::spawn("snapshot-merge", reader).map_err(|e| spill_err(&run.path, e))?);
+            let prefetch = Prefetch::spawn("snapshot-merge", reader, batch, 2);
+            readers.push(prefetch.map_err(|e| spill_err(&run.path, e))?);
         }
         let mut heap = BinaryHeap::with_capacity(readers.len());
         for (run, reader) in readers.iter_mut().enumerate() {
@@ -397,7 +423,9 @@ pub struct SnapshotBuilder {
     spill_dir: PathBuf,
     run_len: usize,
     buffer: RunBuffer,
-    spilling: Option<std::thread::JoinHandle<Result<RunFile, BuildError>>>,
+    spilling: Option<std::thread::JoinHandle<Result<(RunFile, RunBuffer), BuildError>>>,
+    /// The buffer of the last run written, emptied, for the run after the current one.
+    spare: Option<RunBuffer>,
     runs: Vec<RunFile>,
     run_seq: usize,
     rows_seen: u64,
@@ -426,6 +454,7 @@ impl SnapshotBuilder {
             run_len: run_len.max(1),
             buffer: RunBuffer::default(),
             spilling: None,
+            spare: None,
             runs: Vec::new(),
             run_seq: 0,
             rows_seen: 0,
@@ -461,18 +490,20 @@ impl SnapshotBuilder {
     /// Waits for the run being written, if any.
     fn join_spill(&mut self) -> Result<(), BuildError> {
         if let Some(handle) = self.spilling.take() {
-            let run = handle.join().map_err(|_| BuildError::Spill {
+            let (run, spare) = handle.join().map_err(|_| BuildError::Spill {
                 path: self.spill_dir.clone(),
                 detail: "the run writer thread panicked".into(),
             })??;
             self.runs.push(run);
+            self.spare = Some(spare);
         }
         Ok(())
     }
 
     fn spill_in_background(&mut self) -> Result<(), BuildError> {
         self.join_spill()?;
-        let buffer = std::mem::take(&mut self.buffer);
+        let next = self.spare.take().unwrap_or_else(|| RunBuffer::with_capacity_of(&self.buffer));
+        let buffer = std::mem::replace(&mut self.buffer, next);
         let (dir, seq) = (self.spill_dir.clone(), self.run_seq);
         self.run_seq += 1;
         let spawned = std::thread::Builder::new()
@@ -551,9 +582,10 @@ impl SnapshotBuilder {
     /// Spills the last buffer and merges runs in passes until at most [`MAX_FAN_IN`] are left.
     fn prepare_final_merge(&mut self) -> Result<(), BuildError> {
         self.join_spill()?;
+        self.spare = None;
         if self.buffer.len() > 0 {
             let buffer = std::mem::take(&mut self.buffer);
-            self.runs.push(buffer.spill(&self.spill_dir, self.run_seq)?);
+            self.runs.push(buffer.spill(&self.spill_dir, self.run_seq)?.0);
             self.run_seq += 1;
         }
         while self.runs.len() > MAX_FAN_IN {
