@@ -36,6 +36,6 @@ fi
 echo "==> building (release)"
 cargo build --release --locked --bin s3-connector --example bare_list
 
-"$py" "$repo/bench/extract_bench.py" --endpoint "$LOCALSTACK_ENDPOINT" --bucket bench-estate \
+"$py" "$repo/bench/extract_bench.py" --endpoint "$LOCALSTACK_ENDPOINT" --bucket bench-estate --server-pid "${LOCALSTACK_PID:-0}" \
   --connector "$repo/target/release/s3-connector" --bare-list "$repo/target/release/examples/bare_list" \
   --expected "$out/bench-expected.json" --out "$out" -- "${EXTRACT_ARGS[@]}"

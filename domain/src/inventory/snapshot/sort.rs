@@ -252,8 +252,8 @@ impl RunBuffer {
     }
 }
 
-/// Rows the final merge decodes ahead, over all runs (per run: two queued batches and one
-/// being filled, of `MERGE_PREFETCH_ROWS / runs` rows each).
+/// Rows a merge decodes ahead, over all its threads (per thread: two queued batches and one
+/// being filled).
 const MERGE_PREFETCH_ROWS: usize = 64 * 1024;
 
 /// Arena bytes after which a run is spilled whatever its row count.
@@ -319,39 +319,62 @@ impl Ord for Head {
     }
 }
 
+/// Rows of one or more runs, in merge order.
+type RowSource = Box<dyn Iterator<Item = Result<SortRow, BuildError>> + Send>;
+
+/// Threads that decode (and, for many runs, pre-merge) runs ahead of the final merge.
+const MERGE_THREADS: usize = 4;
+
 /// The winning row of each key of several runs, in key order.
 struct RunMerge {
-    readers: Vec<Prefetch<Result<SortRow, BuildError>>>,
+    sources: Vec<RowSource>,
     heap: BinaryHeap<Reverse<Head>>,
     last_key: Option<String>,
+    failed: bool,
 }
 
 impl RunMerge {
+    /// Decoding rows is most of a merge's work, so it runs ahead on up to [`MERGE_THREADS`]
+    /// threads: one per run for a few runs; for more, each thread merges a group of runs
+    /// (keeping each key's winner within the group, which is safe: a row that loses in its
+    /// group loses overall), and this merge only combines the groups.
     fn open(runs: &[RunFile]) -> Result<Self, BuildError> {
-        // Each run decodes on its own thread: decompressing and decoding rows is most of the
-        // merge's work, and the heap only compares keys.
-        // Rows decoded ahead are bounded in total, not per run: with up to MAX_FAN_IN runs, a
-        // fixed per-run batch would hold hundreds of megabytes.
-        let batch = (MERGE_PREFETCH_ROWS / runs.len().max(1)).clamp(256, PREFETCH_BATCH);
-        let mut readers = Vec::with_capacity(runs.len());
-        for run in runs {
-            let reader = RunReader::open(run)?;
-            let prefetch = Prefetch::spawn("snapshot-merge", reader, batch, 2);
-            readers.push(prefetch.map_err(|e| spill_err(&run.path, e))?);
+        let readers = runs.iter().map(RunReader::open).collect::<Result<Vec<_>, _>>()?;
+        let groups = readers.len().div_ceil(MERGE_THREADS).max(1);
+        // Rows decoded ahead are bounded in total: three batches per thread.
+        let batch = (MERGE_PREFETCH_ROWS / readers.len().clamp(1, MERGE_THREADS)).min(PREFETCH_BATCH);
+        let mut sources: Vec<RowSource> = Vec::new();
+        let mut readers = readers.into_iter().peekable();
+        while readers.peek().is_some() {
+            let group: Vec<RunReader> = readers.by_ref().take(groups).collect();
+            let path = group.first().map(|r| r.path.clone()).unwrap_or_default();
+            let source: RowSource = if group.len() == 1 {
+                Box::new(group.into_iter().flatten())
+            } else {
+                Box::new(RunMerge::inline(group.into_iter().map(|r| Box::new(r) as RowSource).collect())?)
+            };
+            let prefetch =
+                Prefetch::spawn("snapshot-merge", source, batch, 2).map_err(|e| spill_err(&path, e))?;
+            sources.push(Box::new(prefetch));
         }
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (run, reader) in readers.iter_mut().enumerate() {
-            if let Some(row) = reader.next().transpose()? {
+        RunMerge::inline(sources)
+    }
+
+    /// A merge of `sources` on the caller's thread.
+    fn inline(mut sources: Vec<RowSource>) -> Result<Self, BuildError> {
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (run, source) in sources.iter_mut().enumerate() {
+            if let Some(row) = source.next().transpose()? {
                 heap.push(Reverse(Head { row, run }));
             }
         }
-        Ok(RunMerge { readers, heap, last_key: None })
+        Ok(RunMerge { sources, heap, last_key: None, failed: false })
     }
 
     fn next_winner(&mut self) -> Result<Option<SortRow>, BuildError> {
         while let Some(Reverse(Head { row, run })) = self.heap.pop() {
-            if let Some(reader) = self.readers.get_mut(run)
-                && let Some(next) = reader.next().transpose()?
+            if let Some(source) = self.sources.get_mut(run)
+                && let Some(next) = source.next().transpose()?
             {
                 self.heap.push(Reverse(Head { row: next, run }));
             }
@@ -368,6 +391,20 @@ impl RunMerge {
             }
         }
         Ok(None)
+    }
+}
+
+/// The winners in key order, ending after the first error.
+impl Iterator for RunMerge {
+    type Item = Result<SortRow, BuildError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let row = self.next_winner().transpose();
+        self.failed = matches!(row, Some(Err(_)));
+        row
     }
 }
 
