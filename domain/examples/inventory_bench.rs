@@ -177,37 +177,31 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let read_and_sort = read_started.elapsed();
     let rows = builder.rows_seen();
     // The final merge writes the new snapshot and diffs it against the previous one in one
-    // pass, as `incremental` does.
+    // pass, as `incremental` does; a first report only builds its snapshot.
     let merged_at = Instant::now();
     let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
-    let old = match previous {
-        Some(_) => Some(
-            store
+    let (info, datasets) = match previous {
+        None => (builder.finish(&snapshot_path)?, 0),
+        Some(_) => {
+            let old = store
                 .current_snapshot(&manifest.source_bucket, &report.config_id)?
                 .ok_or("state pointer without snapshot")?
-                .prefetch()?,
-        ),
-        None => None,
+                .prefetch()?;
+            let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
+            let info = builder.finish_with_diff(&snapshot_path, old, |entry| {
+                if let DiffEntry::Change(change) = &entry {
+                    match change {
+                        ObjectChange::Added(_) => added += 1,
+                        ObjectChange::Removed(_) => removed += 1,
+                        ObjectChange::Changed { .. } => changed += 1,
+                    }
+                }
+                agg.add(&entry);
+                Ok::<_, BoxError>(())
+            })??;
+            (info, agg.finish().len())
+        }
     };
-    let diffing = old.is_some();
-    let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
-    let info = builder.finish_with_diff(&snapshot_path, old.into_iter().flatten(), |entry| {
-        if let DiffEntry::Change(change) = &entry {
-            match change {
-                ObjectChange::Added(_) => added += 1,
-                ObjectChange::Removed(_) => removed += 1,
-                ObjectChange::Changed { .. } => changed += 1,
-            }
-        }
-        if diffing {
-            agg.add(&entry);
-        }
-        Ok::<_, BoxError>(())
-    })??;
-    let datasets = if diffing { agg.finish().len() } else { 0 };
-    if !diffing {
-        (added, removed, changed) = (0, 0, 0);
-    }
     std::fs::remove_dir_all(&spill).ok();
     let merge_diff = merged_at.elapsed();
     store.advance(&info)?;

@@ -502,7 +502,6 @@ async fn list_shard(
         let mut objects = Vec::with_capacity(page.objects.len());
         let mut finished = Vec::new();
         let mut reached_stop = false;
-        let mut last_key = None;
         for object in page.objects {
             if shard.stop_at.as_deref().is_some_and(|stop| object.key.as_str() >= stop) {
                 reached_stop = true;
@@ -517,12 +516,13 @@ async fn list_shard(
                 next_open += 1;
             }
             // Objects between prefixes sit at the root level: the root listing has them.
-            last_key = Some(object.key.clone());
             if shard.prefixes.get(next_open).is_some_and(|open| object.key.starts_with(open.as_str())) {
                 objects.push(object);
             }
         }
         ctx.progress.objects_listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
+        // Where a listing narrowed to the shard's last prefix resumes (see below).
+        let last_key = objects.last().map(|o| o.key.clone());
         if !objects.is_empty() && tx.send(ListingMessage::Objects(objects)).await.is_err() {
             return;
         }

@@ -1,11 +1,13 @@
 //! Snapshots of processed reports and the day-over-day diff.
 //!
 //! Flow of one incremental run: [`StateStore::begin`] decides whether the report is new →
-//! [`SnapshotBuilder`] turns its rows (any order, all versions) into a sorted snapshot file
-//! with bounded memory → [`merge_join`] streams it against the previous snapshot, feeding
+//! [`SnapshotBuilder`] sorts its rows (any order, all versions) into spilled runs with bounded
+//! memory → [`SnapshotBuilder::finish_with_diff`] merges the runs into the new snapshot file
+//! and, in the same pass, [`merge_join`]s it against the previous snapshot, feeding
 //! [`ObjectChange`]s to the consumer and [`DatasetDiffAggregator`] → once every change was
 //! delivered, [`StateStore::advance`] switches the pointer. A crash anywhere before that
-//! leaves the previous state, and the rerun produces the same snapshot id and changes.
+//! leaves the previous state, and the rerun produces the same snapshot id
+//! ([`SnapshotHeader::snapshot_id`], which names the report) and changes.
 
 pub mod datasets;
 pub mod diff;

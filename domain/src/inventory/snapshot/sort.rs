@@ -1,9 +1,12 @@
 //! Building a snapshot from an unsorted stream of inventory rows with bounded memory.
 //!
-//! Rows are encoded into an arena up to `run_len` rows, then sorted, reduced and spilled as
-//! a zstd run file in the spill directory on a background thread; [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when
-//! there are more than [`MAX_FAN_IN`]) straight into the snapshot writer. Peak memory is
-//! two runs of `run_len` rows plus one decoded row and one buffer per open run.
+//! Rows are encoded into an arena up to `run_len` rows, then sorted (by 8-byte key chunks),
+//! reduced and spilled as a zstd run file in the spill directory on a background thread.
+//! [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when there are more
+//! than [`MAX_FAN_IN`]) straight into the snapshot writer; [`SnapshotBuilder::finish_with_diff`]
+//! does the same and merge-joins the result against the previous snapshot in that pass. Peak
+//! memory is two runs of `run_len` rows plus the rows decoded ahead of the merge (bounded by
+//! `MERGE_PREFETCH_ROWS`) and one buffer per open run.
 //!
 //! All-versions rows reduce like [`crate::inventory::reduce::current_objects`]: non-latest
 //! rows are dropped; among competing latest rows for a key the newest wins, then the delete
@@ -305,36 +308,53 @@ const MAX_RUN_BYTES: usize = 256 << 20;
 struct RunReader {
     path: PathBuf,
     decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
-    failed: bool,
 }
 
 impl RunReader {
     fn open(run: &RunFile) -> Result<Self, BuildError> {
         let file = File::open(&run.path).map_err(|e| spill_err(&run.path, e))?;
         let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&run.path, e))?;
-        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)), failed: false })
-    }
-
-    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
-        Ok(self
-            .decoder
-            .next_entry()
-            .map_err(|d| spill_err(&self.path, d))?
-            .map(|(obj, flags)| SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 }))
+        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)) })
     }
 }
 
-/// The rows of a run, ending after the first error.
-impl Iterator for RunReader {
+/// A source of rows in merge order; `Ok(None)` at its end.
+trait NextRow {
+    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError>;
+}
+
+/// A [`NextRow`] source as an iterator that ends after its first error.
+struct Rows<S> {
+    source: S,
+    failed: bool,
+}
+
+impl<S: NextRow> Rows<S> {
+    fn new(source: S) -> Self {
+        Rows { source, failed: false }
+    }
+}
+
+impl<S: NextRow> Iterator for Rows<S> {
     type Item = Result<SortRow, BuildError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
-        let row = self.next_row().transpose();
+        let row = self.source.next_row().transpose();
         self.failed = matches!(row, Some(Err(_)));
         row
+    }
+}
+
+impl NextRow for RunReader {
+    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
+        Ok(self
+            .decoder
+            .next_entry()
+            .map_err(|d| spill_err(&self.path, d))?
+            .map(|(obj, flags)| SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 }))
     }
 }
 
@@ -372,7 +392,6 @@ struct RunMerge {
     sources: Vec<RowSource>,
     heap: BinaryHeap<Reverse<Head>>,
     last_key: Option<String>,
-    failed: bool,
 }
 
 impl RunMerge {
@@ -391,9 +410,10 @@ impl RunMerge {
             let group: Vec<RunReader> = readers.by_ref().take(groups).collect();
             let path = group.first().map(|r| r.path.clone()).unwrap_or_default();
             let source: RowSource = if group.len() == 1 {
-                Box::new(group.into_iter().flatten())
+                Box::new(group.into_iter().flat_map(Rows::new))
             } else {
-                Box::new(RunMerge::inline(group.into_iter().map(|r| Box::new(r) as RowSource).collect())?)
+                let runs = group.into_iter().map(|r| Box::new(Rows::new(r)) as RowSource).collect();
+                Box::new(Rows::new(RunMerge::inline(runs)?))
             };
             let prefetch =
                 Prefetch::spawn("snapshot-merge", source, batch, 2).map_err(|e| spill_err(&path, e))?;
@@ -410,7 +430,7 @@ impl RunMerge {
                 heap.push(Reverse(Head { row, run }));
             }
         }
-        Ok(RunMerge { sources, heap, last_key: None, failed: false })
+        Ok(RunMerge { sources, heap, last_key: None })
     }
 
     fn next_winner(&mut self) -> Result<Option<SortRow>, BuildError> {
@@ -436,17 +456,10 @@ impl RunMerge {
     }
 }
 
-/// The winners in key order, ending after the first error.
-impl Iterator for RunMerge {
-    type Item = Result<SortRow, BuildError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        let row = self.next_winner().transpose();
-        self.failed = matches!(row, Some(Err(_)));
-        row
+/// The winners in key order.
+impl NextRow for RunMerge {
+    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
+        self.next_winner()
     }
 }
 
