@@ -39,6 +39,10 @@ struct FakeStore {
     gets: Mutex<u64>,
     /// Keys returned by listings without a delimiter, in request order.
     flat_listed: Arc<Mutex<Vec<String>>>,
+    /// Listing requests with a delimiter.
+    delimited_requests: Arc<Mutex<u64>>,
+    /// Last-modified times by key (others: 1,700,000,000,000).
+    last_modified: BTreeMap<String, i64>,
 }
 
 fn aws_error(
@@ -108,7 +112,9 @@ impl ObjectStore for FakeStore {
                     Some(ObjectMeta {
                         key: key.clone(),
                         size: o.body.len() as u64,
-                        last_modified_ms: Some(1_700_000_000_000),
+                        last_modified_ms: Some(
+                            self.last_modified.get(key).copied().unwrap_or(1_700_000_000_000),
+                        ),
                         etag: None,
                         storage_class: None,
                     }),
@@ -127,6 +133,8 @@ impl ObjectStore for FakeStore {
         page.next = (end < entries.len()).then(|| end.to_string());
         if request.delimiter.is_none() {
             self.flat_listed.lock().unwrap().extend(page.objects.iter().map(|o| o.key.clone()));
+        } else {
+            *self.delimited_requests.lock().unwrap() += 1;
         }
         Ok(page)
     }
@@ -436,10 +444,9 @@ async fn closing_the_output_stops_the_run() {
     assert!(matches!(err, s3_connector::extract::ExtractError::OutputClosed), "{err}");
 }
 
-#[tokio::test]
-async fn runs_of_prefixes_list_every_object_exactly_once() {
-    // 12 dataset folders plus root-level files sorting between them, listed as runs of 4
-    // folders (3 shards) with 2-entry pages: every page boundary and run boundary is crossed.
+/// 12 dataset folders plus root-level files sorting between them, with a nested folder and
+/// a folder whose name extends another's ("table05.zzz/").
+fn wide_lake() -> FakeStore {
     let mut objects = BTreeMap::new();
     let ok =
         |rows| FakeObject { body: csv(rows), encryption: kms_encryption(KEY_ARN), behaviour: Behaviour::Ok };
@@ -450,36 +457,116 @@ async fn runs_of_prefixes_list_every_object_exactly_once() {
         objects.insert(format!("table{t:02}.csv"), ok(2));
     }
     objects.insert("table05.zzz/part-0.csv".into(), ok(2));
+    objects.insert("table07/nested/part-9.csv".into(), ok(2));
     let mut buckets = BTreeMap::new();
     buckets.insert("wide-lake".to_string(), objects);
-    let store = FakeStore { buckets, ..FakeStore::default() };
-    let flat_listed = store.flat_listed.clone();
-    let limits = ExtractLimits { listing_concurrency: 3, ..ExtractLimits::default() };
-    let (events, outcome) = run_with(store, &["wide-lake"], limits).await;
-    let mut files: BTreeMap<String, u64> = BTreeMap::new();
-    for e in &events {
-        if let ExtractEvent::Dataset(d) = e {
-            files.insert(d.aggregate.key().prefix.clone(), d.aggregate.file_count());
+    FakeStore { buckets, ..FakeStore::default() }
+}
+
+#[tokio::test]
+async fn a_listing_split_at_any_page_lists_every_object_exactly_once() {
+    // Pages of 2 entries: splitting after 1..=21 pages crosses every kind of split point (inside
+    // a folder, at its end, at a root-level file); 100 pages never splits. Runs of up to 3
+    // folders (listing concurrency 3) cross every shard boundary.
+    let total_pages = 19; // 38 objects
+    for split_after in (1..=total_pages).chain([100]) {
+        let store = wide_lake();
+        let flat_listed = store.flat_listed.clone();
+        let delimited = store.delimited_requests.clone();
+        let limits = ExtractLimits {
+            listing_concurrency: 3,
+            listing_split_after_pages: split_after,
+            ..ExtractLimits::default()
+        };
+        let (events, outcome) = run_with(store, &["wide-lake"], limits).await;
+        let mut files: BTreeMap<String, u64> = BTreeMap::new();
+        let mut shards = None;
+        for e in &events {
+            match e {
+                ExtractEvent::Dataset(d) => {
+                    files.insert(d.aggregate.key().prefix.clone(), d.aggregate.file_count());
+                }
+                ExtractEvent::Bucket(b) => shards = Some(b.listing_shards),
+                _ => {}
+            }
+        }
+        for t in 0..12 {
+            let expected = (t % 3 + 1) as u64;
+            assert_eq!(
+                files.get(&format!("table{t:02}/")),
+                Some(&expected),
+                "split after {split_after}: {files:?}"
+            );
+        }
+        assert_eq!(files.get(""), Some(&12), "split after {split_after}: root-level files counted once");
+        assert_eq!(files.get("table05.zzz/"), Some(&1), "split after {split_after}");
+        assert_eq!(files.get("table07/nested/"), Some(&1), "split after {split_after}");
+        let expected_objects: u64 = (0..12).map(|t| t % 3 + 1).sum::<u64>() + 12 + 2;
+        assert_eq!(
+            outcome.objects, expected_objects,
+            "split after {split_after}: an object listed twice or missed"
+        );
+        assert!(outcome.unlisted_buckets.is_empty());
+        // No shard's pages run into another's: the server returns every key once (requests and
+        // bytes as a bare listing).
+        let mut listed = flat_listed.lock().unwrap().clone();
+        let returned = listed.len();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(returned, listed.len(), "split after {split_after}: a key was returned by two listings");
+        let delimited = *delimited.lock().unwrap();
+        if split_after >= total_pages {
+            assert_eq!(shards, Some(1), "a listing that ends within {split_after} pages is not split");
+            assert_eq!(delimited, 0, "no delimiter listing without a split");
+            assert_eq!(returned as u64, expected_objects, "one flat pass returns every key");
+        } else {
+            assert!(shards.is_some_and(|s| s > 1), "split after {split_after}: {shards:?} listings");
+            assert!(delimited > 0, "split after {split_after}: the rest is found by a delimiter listing");
         }
     }
-    for t in 0..12 {
-        assert_eq!(
-            files.get(&format!("table{t:02}/")),
-            Some(&((t % 3 + 1) as u64)),
-            "table{t:02}: {files:?}"
-        );
+}
+
+#[tokio::test]
+async fn one_listing_at_a_time_never_splits() {
+    let store = wide_lake();
+    let delimited = store.delimited_requests.clone();
+    let limits =
+        ExtractLimits { listing_concurrency: 1, listing_split_after_pages: 1, ..ExtractLimits::default() };
+    let (_, outcome) = run_with(store, &["wide-lake"], limits).await;
+    assert_eq!(outcome.objects, 38);
+    assert_eq!(*delimited.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_survey_finds_a_key_change_on_the_newest_object() {
+    // 40 objects under one key, then the most recent one written under another (a rotation):
+    // key order is not time order, so only a probe of the newest object sees the change.
+    const NEW_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/99999999-8888-7777-6666-555555555555";
+    let mut objects = BTreeMap::new();
+    let mut last_modified = BTreeMap::new();
+    for i in 0..40i64 {
+        let key = format!("rotated/part-{i:02}.csv");
+        let (encryption, at) = if i == 17 {
+            (kms_encryption(NEW_KEY), 1_700_000_900_000)
+        } else {
+            (kms_encryption(KEY_ARN), 1_700_000_000_000 + i * 1_000)
+        };
+        objects.insert(key.clone(), FakeObject { body: csv(3), encryption, behaviour: Behaviour::Ok });
+        last_modified.insert(key, at);
     }
-    assert_eq!(files.get(""), Some(&12), "root-level files counted once");
-    assert_eq!(files.get("table05.zzz/"), Some(&1));
-    let expected_objects: u64 = (0..12).map(|t| t % 3 + 1).sum::<u64>() + 12 + 1;
-    assert_eq!(outcome.objects, expected_objects, "no object listed twice or missed");
-    assert!(outcome.unlisted_buckets.is_empty());
-    // A run lists its last folder by prefix, so no shard's pages run into the next shard:
-    // the server returns every key once (requests and bytes as a bare listing).
-    let mut listed = flat_listed.lock().unwrap().clone();
-    let returned = listed.len();
-    listed.sort();
-    listed.dedup();
-    assert_eq!(returned, listed.len(), "a key was returned by two shards' listings");
-    assert!(listed.iter().any(|k| k.starts_with("table11/")), "the last shard lists its folders");
+    let mut buckets = BTreeMap::new();
+    buckets.insert("rotating-lake".to_string(), objects);
+    let store = FakeStore { buckets, last_modified, ..FakeStore::default() };
+    let (events, _) = run(store, &["rotating-lake"]).await;
+    let dataset = events
+        .iter()
+        .find_map(|e| match e {
+            ExtractEvent::Dataset(d) if d.aggregate.key().prefix == "rotated/" => Some(d),
+            _ => None,
+        })
+        .expect("the dataset record");
+    assert!(dataset.encryption.mixed_keys, "{:?}", dataset.encryption);
+    assert!(dataset.encryption.kms_key_arns.iter().any(|k| k == NEW_KEY), "{:?}", dataset.encryption);
+    // Two schema reads and two probes: four objects inspected out of 40.
+    assert_eq!(dataset.encryption.objects_inspected, 4);
 }

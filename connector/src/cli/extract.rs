@@ -121,9 +121,13 @@ pub struct ExtractArgs {
     /// Connection options.
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Shards (top-level prefixes) listed in parallel.
+    /// LIST requests in flight at once per bucket (once a listing is split).
     #[arg(long, default_value_t = 8)]
     pub listing_concurrency: usize,
+    /// Pages listed sequentially before the rest of a listing is split into top-level folders
+    /// listed in parallel.
+    #[arg(long, default_value_t = crate::extract::DEFAULT_LISTING_SPLIT_AFTER_PAGES)]
+    pub listing_split_after_pages: usize,
     /// Datasets inferred in parallel.
     #[arg(long, default_value_t = 16)]
     pub inference_concurrency: usize,
@@ -133,8 +137,8 @@ pub struct ExtractArgs {
     /// Files tried per dataset when reads fail.
     #[arg(long, default_value_t = 4)]
     pub schema_candidates: usize,
-    /// HEAD requests per dataset to survey encryption.
-    #[arg(long, default_value_t = 4)]
+    /// HEAD requests per dataset to survey encryption (the oldest and the newest object first).
+    #[arg(long, default_value_t = crate::extract::DEFAULT_ENCRYPTION_PROBES)]
     pub encryption_probes: usize,
     /// Bytes read per file for text formats and Avro.
     #[arg(long, default_value_t = 1024 * 1024)]
@@ -182,6 +186,7 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     };
     let limits = ExtractLimits {
         listing_concurrency: args.listing_concurrency.max(1),
+        listing_split_after_pages: args.listing_split_after_pages.max(1),
         inference_concurrency: args.inference_concurrency.max(1),
         schema_files: args.schema_files.max(1),
         schema_candidates: args.schema_candidates.max(1),

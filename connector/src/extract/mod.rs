@@ -4,15 +4,16 @@
 //!
 //! ```text
 //! GetBucketEncryption ─┐
-//! root listing (delimiter "/") ─► shards ─► buffer_unordered(listing) ─► pages ─► Grouper
-//!                                                          shard done ─► finished datasets
+//! flat sequential listing ─(large: split)─► shards ─► buffer_unordered(listing) ─► pages ─► Grouper
+//!                                                          folder done ─► finished datasets
 //!                                    finished datasets ─► bounded inference (ranged GETs, HEAD
 //!                                    probes, spawn_blocking parse) ─► DatasetReport ─► sink
 //! ```
 //!
 //! Memory is bounded by the per-dataset aggregates: objects are folded into the grouper as
-//! pages arrive and never collected. A dataset whose root lies inside a shard is inferred as
-//! soon as that shard is listed, so inference overlaps the listing of other shards.
+//! pages arrive and never collected. A dataset whose root lies inside a top-level folder is
+//! inferred as soon as the ordered listing has passed that folder, so inference overlaps the
+//! rest of the listing.
 
 pub(crate) mod inference;
 pub mod inventory;
@@ -65,18 +66,32 @@ pub struct ExtractScope {
     pub templates: Vec<String>,
 }
 
+/// Sequential pages before a listing splits. A split costs about one request per shard (a
+/// partial last page each) plus the delimiter listing: after 32 pages, under a third of what
+/// was already listed with 8 shards, and nothing beside a listing long enough to gain from it.
+pub const DEFAULT_LISTING_SPLIT_AFTER_PAGES: usize = 32;
+
+/// HEAD probes per dataset: the oldest and the newest object. An encryption change (a new
+/// default key, a rotation to another key, a re-encryption) splits a dataset in time, so its
+/// two ends find it wherever it fell, where random picks often miss a recent change.
+pub const DEFAULT_ENCRYPTION_PROBES: usize = 2;
+
 /// Limits and concurrency.
 #[derive(Debug, Clone)]
 pub struct ExtractLimits {
-    /// Shards listed at once.
+    /// LIST requests in flight at once per bucket.
     pub listing_concurrency: usize,
+    /// Pages a scope prefix is listed sequentially before the rest is split into shards
+    /// listed in parallel (never split when `listing_concurrency` is 1).
+    pub listing_split_after_pages: usize,
     /// Datasets inferred at once.
     pub inference_concurrency: usize,
     /// Files whose schema is read per dataset (when readable).
     pub schema_files: usize,
     /// Files tried per dataset when reads fail.
     pub schema_candidates: usize,
-    /// HEAD requests per dataset to survey encryption.
+    /// HEAD requests per dataset to survey encryption: the oldest and the newest object
+    /// first, then sampled ones.
     pub encryption_probes: usize,
     /// Byte and record caps of inference.
     pub inference: InferenceLimits,
@@ -86,10 +101,11 @@ impl Default for ExtractLimits {
     fn default() -> Self {
         ExtractLimits {
             listing_concurrency: 8,
+            listing_split_after_pages: DEFAULT_LISTING_SPLIT_AFTER_PAGES,
             inference_concurrency: 16,
             schema_files: 2,
             schema_candidates: 4,
-            encryption_probes: 4,
+            encryption_probes: DEFAULT_ENCRYPTION_PROBES,
             inference: InferenceLimits::default(),
         }
     }
@@ -441,6 +457,9 @@ struct Shard {
     prefixes: Vec<String>,
     /// The first prefix of the next shard: listing stops at it.
     stop_at: Option<String>,
+    /// For a shard of one prefix whose start the sequential listing already returned: the
+    /// last key returned, where this shard resumes.
+    resume_after: Option<String>,
 }
 
 /// Splits the root's sorted common prefixes into at most `max_shards` contiguous runs.
@@ -458,7 +477,10 @@ fn plan_shards(prefixes: Vec<String>, max_shards: usize) -> Vec<Shard> {
         runs.push(iter.by_ref().take(size).collect());
     }
     let firsts: Vec<Option<String>> = runs.iter().skip(1).map(|r| r.first().cloned()).chain([None]).collect();
-    runs.into_iter().zip(firsts).map(|(prefixes, stop_at)| Shard { prefixes, stop_at }).collect()
+    runs.into_iter()
+        .zip(firsts)
+        .map(|(prefixes, stop_at)| Shard { prefixes, stop_at, resume_after: None })
+        .collect()
 }
 
 /// The greatest practical key below every key that starts with `prefix` (which ends with the
@@ -468,124 +490,235 @@ fn start_after_for(prefix: &str) -> Option<String> {
     Some(format!("{stem}.{}", '\u{10FFFF}'.to_string().repeat(4)))
 }
 
-/// Lists one shard flat and in order; a prefix is reported done as soon as the listing has
-/// moved past it, so its datasets can be inferred while the rest is still being listed.
-async fn list_shard(
+/// The top-level folder of `key` under `root` (`root` + first segment + "/"), or `None` for
+/// an object at the root level.
+fn folder_of<'k>(root: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(root)?;
+    rest.find('/').map(|i| &key[..root.len() + i + 1])
+}
+
+/// The requests of one bucket's listing: every LIST call holds one of `listing_concurrency`
+/// permits for its duration (never while sending results), however the work is split.
+struct Lister {
     ctx: Arc<RunContext>,
     bucket: String,
-    root_prefix: String,
-    shard: Shard,
+    permits: Arc<tokio::sync::Semaphore>,
     tx: mpsc::Sender<ListingMessage>,
-) {
-    let single = shard.prefixes.len() == 1;
-    let first = shard.prefixes.first().cloned().unwrap_or_default();
-    // A shard of one prefix lists exactly that prefix; a run lists the root prefix from just
-    // before its first member.
-    let mut request = ListRequest {
-        bucket,
-        prefix: if single { first.clone() } else { root_prefix },
-        delimiter: None,
-        continuation: None,
-        start_after: if single { None } else { start_after_for(&first) },
-    };
-    let mut next_open = 0usize; // index of the first prefix not yet reported done
-    let last = shard.prefixes.len().saturating_sub(1);
-    'pages: loop {
-        let page = match ctx.services.store.list_page(&request).await {
-            Ok(page) => page,
+}
+
+impl Lister {
+    async fn page(&self, request: &ListRequest) -> Result<crate::aws::ListPage, AwsError> {
+        // The semaphore is never closed; without a permit the call still runs, unbounded.
+        let _permit = self.permits.acquire().await.ok();
+        self.ctx.services.store.list_page(request).await
+    }
+
+    /// Lists `root`: flat and sequentially first, as a bare listing would; once that has taken
+    /// `listing_split_after_pages` pages and is not finished, the rest is split into shards
+    /// listed in parallel. A small listing so costs no more requests than a bare one, and a
+    /// large one pays the split's extra requests (one delimiter page per 1,000 folders, one
+    /// partial last page per shard) only when they are small beside what is left. Returns the
+    /// number of listings run (1, plus the shards of a split).
+    async fn list_root(self: Arc<Self>, root: String) -> u64 {
+        let limits = &self.ctx.limits;
+        let mut request = ListRequest {
+            bucket: self.bucket.clone(),
+            prefix: root.clone(),
+            delimiter: None,
+            continuation: None,
+            start_after: None,
+        };
+        // The top-level folder the ordered listing is in: done once a key outside it arrives.
+        let mut open: Option<String> = None;
+        let mut pages = 0usize;
+        loop {
+            let page = match self.page(&request).await {
+                Ok(page) => page,
+                Err(e) => {
+                    // Everything from here on is unlisted: the failure names the root.
+                    let _ = self.tx.send(ListingMessage::ShardFailed(root, e)).await;
+                    return 1;
+                }
+            };
+            pages += 1;
+            let mut finished = Vec::new();
+            for object in &page.objects {
+                let folder = folder_of(&root, &object.key);
+                if folder != open.as_deref() {
+                    finished.extend(open.take());
+                    open = folder.map(str::to_string);
+                }
+            }
+            let last_key = page.objects.last().map(|o| o.key.clone());
+            self.ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+            if !page.objects.is_empty() && self.tx.send(ListingMessage::Objects(page.objects)).await.is_err()
+            {
+                return 1;
+            }
+            for folder in finished {
+                if self.tx.send(ListingMessage::ShardDone(folder)).await.is_err() {
+                    return 1;
+                }
+            }
+            match (page.next, last_key) {
+                (None, _) => break,
+                (Some(_), Some(last))
+                    if limits.listing_concurrency > 1 && pages >= limits.listing_split_after_pages =>
+                {
+                    return 1 + self.clone().split(root, open, last).await;
+                }
+                (Some(token), _) => request.continuation = Some(token),
+            }
+        }
+        if let Some(folder) = open {
+            let _ = self.tx.send(ListingMessage::ShardDone(folder)).await;
+        }
+        1
+    }
+
+    /// Lists what follows `last_key` under `root` in parallel: the folder `open` from just
+    /// after `last_key`, and the folders after it (found by one delimiter listing, which also
+    /// returns the remaining root-level objects) as contiguous shards. Returns the shard count.
+    async fn split(self: Arc<Self>, root: String, open: Option<String>, last_key: String) -> u64 {
+        let folders = match self.list_level(&root, Some(last_key.clone())).await {
+            Ok(folders) => folders,
             Err(e) => {
-                let failed = shard.prefixes.get(next_open).cloned().unwrap_or(first);
-                let _ = tx.send(ListingMessage::ShardFailed(failed, e)).await;
-                return;
+                let _ = self.tx.send(ListingMessage::ShardFailed(open.unwrap_or(root), e)).await;
+                return 0;
             }
         };
-        let mut objects = Vec::with_capacity(page.objects.len());
-        let mut finished = Vec::new();
-        let mut reached_stop = false;
-        for object in page.objects {
-            if shard.stop_at.as_deref().is_some_and(|stop| object.key.as_str() >= stop) {
-                reached_stop = true;
+        let mut shards = Vec::new();
+        if let Some(folder) = &open {
+            shards.push(Shard {
+                prefixes: vec![folder.clone()],
+                stop_at: None,
+                resume_after: Some(last_key),
+            });
+        }
+        // S3 rolls the open folder's remaining keys up into a common prefix too.
+        let rest: Vec<String> = folders.into_iter().filter(|f| Some(f) != open.as_ref()).collect();
+        shards.extend(plan_shards(rest, self.ctx.limits.listing_concurrency));
+        let count = shards.len() as u64;
+        let mut listings = Vec::with_capacity(shards.len());
+        for shard in shards {
+            listings.push(self.clone().list_shard(root.clone(), shard));
+        }
+        crate::concurrency::unordered(listings, self.ctx.limits.listing_concurrency).await;
+        count
+    }
+
+    /// One level of `prefix` with a delimiter, after `start_after`: sends the objects at that
+    /// level and returns the folders.
+    async fn list_level(&self, prefix: &str, start_after: Option<String>) -> Result<Vec<String>, AwsError> {
+        let mut folders = Vec::new();
+        let mut request = ListRequest {
+            bucket: self.bucket.clone(),
+            prefix: prefix.to_string(),
+            delimiter: Some("/".into()),
+            continuation: None,
+            start_after,
+        };
+        loop {
+            let page = self.page(&request).await?;
+            self.ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+            folders.extend(page.common_prefixes);
+            if !page.objects.is_empty() && self.tx.send(ListingMessage::Objects(page.objects)).await.is_err()
+            {
                 break;
             }
-            // Close every prefix the ordered listing has moved past.
-            while let Some(open) = shard.prefixes.get(next_open) {
-                if object.key.starts_with(open.as_str()) || object.key.as_str() < open.as_str() {
+            match page.next {
+                Some(token) => request.continuation = Some(token),
+                None => break,
+            }
+        }
+        Ok(folders)
+    }
+
+    /// Lists one shard flat and in order; a prefix is reported done as soon as the listing
+    /// has moved past it, so its datasets can be inferred while the rest is still being listed.
+    async fn list_shard(self: Arc<Self>, root_prefix: String, shard: Shard) {
+        let tx = &self.tx;
+        let single = shard.prefixes.len() == 1;
+        let first = shard.prefixes.first().cloned().unwrap_or_default();
+        // A shard of one prefix lists exactly that prefix; a run lists the root prefix from
+        // just before its first member.
+        let mut request = ListRequest {
+            bucket: self.bucket.clone(),
+            prefix: if single { first.clone() } else { root_prefix },
+            delimiter: None,
+            continuation: None,
+            start_after: if single { shard.resume_after.clone() } else { start_after_for(&first) },
+        };
+        let mut next_open = 0usize; // index of the first prefix not yet reported done
+        let last = shard.prefixes.len().saturating_sub(1);
+        'pages: loop {
+            let page = match self.page(&request).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let failed = shard.prefixes.get(next_open).cloned().unwrap_or(first);
+                    let _ = tx.send(ListingMessage::ShardFailed(failed, e)).await;
+                    return;
+                }
+            };
+            let mut objects = Vec::with_capacity(page.objects.len());
+            let mut finished = Vec::new();
+            let mut reached_stop = false;
+            for object in page.objects {
+                if shard.stop_at.as_deref().is_some_and(|stop| object.key.as_str() >= stop) {
+                    reached_stop = true;
                     break;
                 }
-                finished.push(open.clone());
-                next_open += 1;
+                // Close every prefix the ordered listing has moved past.
+                while let Some(open) = shard.prefixes.get(next_open) {
+                    if object.key.starts_with(open.as_str()) || object.key.as_str() < open.as_str() {
+                        break;
+                    }
+                    finished.push(open.clone());
+                    next_open += 1;
+                }
+                // Objects between prefixes sit at the root level: the root listing has them.
+                if shard.prefixes.get(next_open).is_some_and(|open| object.key.starts_with(open.as_str())) {
+                    objects.push(object);
+                }
             }
-            // Objects between prefixes sit at the root level: the root listing has them.
-            if shard.prefixes.get(next_open).is_some_and(|open| object.key.starts_with(open.as_str())) {
-                objects.push(object);
+            self.ctx.progress.objects_listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
+            // Where a listing narrowed to the shard's last prefix resumes (see below).
+            let last_key = objects.last().map(|o| o.key.clone());
+            if !objects.is_empty() && tx.send(ListingMessage::Objects(objects)).await.is_err() {
+                return;
+            }
+            for prefix in finished {
+                if tx.send(ListingMessage::ShardDone(prefix)).await.is_err() {
+                    return;
+                }
+            }
+            if reached_stop {
+                break 'pages;
+            }
+            match page.next {
+                // Once only the shard's last prefix is left, list just that prefix: an
+                // open-ended run listing would return keys of the next shard on its last page,
+                // listed twice.
+                Some(_)
+                    if !single
+                        && next_open == last
+                        && let Some(tail) = shard.prefixes.get(last)
+                        && request.prefix != *tail =>
+                {
+                    request.start_after = last_key.filter(|k| k.starts_with(tail.as_str()));
+                    request.prefix = tail.clone();
+                    request.continuation = None;
+                }
+                Some(token) => request.continuation = Some(token),
+                None => break,
             }
         }
-        ctx.progress.objects_listed.fetch_add(objects.len() as u64, Ordering::Relaxed);
-        // Where a listing narrowed to the shard's last prefix resumes (see below).
-        let last_key = objects.last().map(|o| o.key.clone());
-        if !objects.is_empty() && tx.send(ListingMessage::Objects(objects)).await.is_err() {
-            return;
-        }
-        for prefix in finished {
+        for prefix in shard.prefixes.into_iter().skip(next_open) {
             if tx.send(ListingMessage::ShardDone(prefix)).await.is_err() {
                 return;
             }
         }
-        if reached_stop {
-            break 'pages;
-        }
-        match page.next {
-            // Once only the shard's last prefix is left, list just that prefix: an open-ended
-            // run listing would return keys of the next shard on its last page, listed twice.
-            Some(_)
-                if !single
-                    && next_open == last
-                    && let Some(tail) = shard.prefixes.get(last)
-                    && request.prefix != *tail =>
-            {
-                request.start_after = last_key.filter(|k| k.starts_with(tail.as_str()));
-                request.prefix = tail.clone();
-                request.continuation = None;
-            }
-            Some(token) => request.continuation = Some(token),
-            None => break,
-        }
     }
-    for prefix in shard.prefixes.into_iter().skip(next_open) {
-        if tx.send(ListingMessage::ShardDone(prefix)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The root listing: one level with a delimiter, yielding root objects and shard prefixes.
-async fn list_root(
-    ctx: &RunContext,
-    bucket: &str,
-    prefix: &str,
-    tx: &mpsc::Sender<ListingMessage>,
-) -> Result<Vec<String>, AwsError> {
-    let mut shards = Vec::new();
-    let mut request = ListRequest {
-        bucket: bucket.to_string(),
-        prefix: prefix.to_string(),
-        delimiter: Some("/".into()),
-        continuation: None,
-        start_after: None,
-    };
-    loop {
-        let page = ctx.services.store.list_page(&request).await?;
-        ctx.progress.objects_listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
-        shards.extend(page.common_prefixes);
-        if !page.objects.is_empty() && tx.send(ListingMessage::Objects(page.objects)).await.is_err() {
-            break;
-        }
-        match page.next {
-            Some(token) => request.continuation = Some(token),
-            None => break,
-        }
-    }
-    Ok(shards)
 }
 
 impl RunContext {
@@ -629,37 +762,22 @@ impl RunContext {
     }
 }
 
-/// Lists a bucket: the root level of each prefix, then its shards in parallel; returns the
-/// number of shards.
+/// Lists a bucket: each scope prefix sequentially first, split into parallel shards once it
+/// proves large (see [`Lister::list_root`]); returns the number of listings run.
 async fn list_bucket(
     ctx: Arc<RunContext>,
     bucket: String,
     prefixes: Vec<String>,
     tx: mpsc::Sender<ListingMessage>,
 ) -> u64 {
-    // Shards: contiguous runs of each root prefix's common prefixes, at most as many per root
-    // as may be listed at once.
-    let mut shards = Vec::new();
-    for prefix in &prefixes {
-        match list_root(&ctx, &bucket, prefix, &tx).await {
-            Ok(found) => shards.extend(
-                plan_shards(found, ctx.limits.listing_concurrency)
-                    .into_iter()
-                    .map(|shard| (prefix.clone(), shard)),
-            ),
-            Err(e) => {
-                let _ = tx.send(ListingMessage::ShardFailed(prefix.clone(), e)).await;
-                return 0u64;
-            }
-        }
+    let concurrency = ctx.limits.listing_concurrency.max(1);
+    let lister =
+        Arc::new(Lister { ctx, bucket, permits: Arc::new(tokio::sync::Semaphore::new(concurrency)), tx });
+    let mut roots = Vec::with_capacity(prefixes.len());
+    for prefix in prefixes {
+        roots.push(lister.clone().list_root(prefix));
     }
-    let shard_count = shards.len() as u64;
-    let mut listings = Vec::with_capacity(shards.len());
-    for (root, shard) in shards {
-        listings.push(list_shard(ctx.clone(), bucket.clone(), root, shard, tx.clone()));
-    }
-    crate::concurrency::unordered(listings, ctx.limits.listing_concurrency).await;
-    shard_count
+    crate::concurrency::unordered(roots, concurrency).await.into_iter().sum()
 }
 
 async fn extract_bucket(

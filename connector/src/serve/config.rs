@@ -145,10 +145,13 @@ pub struct LimitsSection {
     pub max_concurrent_extractions: u32,
     /// Records buffered per stream before the extraction waits for the client. Default 64.
     pub stream_buffer: u32,
-    /// Default shards listed in parallel per extraction. Default 8.
+    /// Default LIST requests in flight per bucket and extraction. Default 8.
     pub listing_concurrency: u32,
     /// Maximum a request may ask for. Default 32.
     pub max_listing_concurrency: u32,
+    /// Pages a listing runs sequentially before its rest is split into top-level folders
+    /// listed in parallel. Default 32.
+    pub listing_split_after_pages: u32,
     /// Default datasets inferred in parallel. Default 16.
     pub inference_concurrency: u32,
     /// Maximum a request may ask for. Default 64.
@@ -159,7 +162,7 @@ pub struct LimitsSection {
     pub schema_candidates: u32,
     /// Maximum of both. Default 16.
     pub max_schema_files: u32,
-    /// Default HEAD probes per dataset. Default 4.
+    /// Default HEAD probes per dataset (the oldest and the newest object first). Default 2.
     pub encryption_probes: u32,
     /// Maximum a request may ask for. Default 32.
     pub max_encryption_probes: u32,
@@ -184,12 +187,13 @@ impl Default for LimitsSection {
             stream_buffer: 64,
             listing_concurrency: 8,
             max_listing_concurrency: 32,
+            listing_split_after_pages: crate::extract::DEFAULT_LISTING_SPLIT_AFTER_PAGES as u32,
             inference_concurrency: 16,
             max_inference_concurrency: 64,
             schema_files: 2,
             schema_candidates: 4,
             max_schema_files: 16,
-            encryption_probes: 4,
+            encryption_probes: crate::extract::DEFAULT_ENCRYPTION_PROBES as u32,
             max_encryption_probes: 32,
             max_read_bytes: 1024 * 1024,
             max_read_bytes_limit: 16 * 1024 * 1024,
@@ -397,6 +401,7 @@ impl ServeConfig {
             ("limits.max_concurrent_extractions", self.limits.max_concurrent_extractions),
             ("limits.stream_buffer", self.limits.stream_buffer),
             ("limits.listing_concurrency", self.limits.listing_concurrency),
+            ("limits.listing_split_after_pages", self.limits.listing_split_after_pages),
             ("limits.inference_concurrency", self.limits.inference_concurrency),
             ("limits.schema_files", self.limits.schema_files),
             ("limits.max_records", self.limits.max_records),
@@ -485,9 +490,10 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
     max_concurrent_extractions   extractions at once; beyond: RESOURCE_EXHAUSTED (default 4)
     stream_buffer                records buffered per stream (default 64)
     listing_concurrency / max_listing_concurrency         default 8 / max 32
+    listing_split_after_pages    sequential pages before a listing splits (default 32)
     inference_concurrency / max_inference_concurrency     default 16 / max 64
     schema_files, schema_candidates / max_schema_files    default 2, 4 / max 16
-    encryption_probes / max_encryption_probes             default 4 / max 32
+    encryption_probes / max_encryption_probes             default 2 / max 32
     max_read_bytes / max_read_bytes_limit                 default 1 MiB / max 16 MiB
     max_decompressed_bytes / max_decompressed_bytes_limit default 8 MiB / max 64 MiB
     max_records / max_records_limit                       default 1000 / max 100000

@@ -206,6 +206,7 @@ pub fn extract_limits(request: Option<&pb::ExtractLimits>, server: &LimitsSectio
             server.listing_concurrency.into(),
             server.max_listing_concurrency.into(),
         )),
+        listing_split_after_pages: as_usize(server.listing_split_after_pages.into()).max(1),
         inference_concurrency: as_usize(pick(
             r.inference_concurrency.into(),
             server.inference_concurrency.into(),
@@ -587,7 +588,7 @@ mod tests {
         let server = LimitsSection::default();
         let l = extract_limits(None, &server);
         assert_eq!(l.listing_concurrency, 8);
-        assert_eq!(l.encryption_probes, 4);
+        assert_eq!(l.encryption_probes, 2);
         let asked = pb::ExtractLimits {
             listing_concurrency: 10_000,
             encryption_probes: Some(0),

@@ -113,6 +113,11 @@ pub struct DatasetAggregate {
     // Bottom-k partitions by tuple hash, each with its own best-ranked object; this is what
     // spreads candidates across partitions instead of following the object distribution.
     by_partition: BTreeMap<PartitionSlot, (Rank, ObjectMeta)>,
+    // The oldest and the newest non-empty object (by last-modified, then key). A change of
+    // encryption (a new default key, a re-encryption job) splits a dataset in time, so
+    // probing both ends finds it wherever the change fell, which random picks mostly miss.
+    oldest: Option<ObjectMeta>,
+    newest: Option<ObjectMeta>,
     // Inventory-listed encryption of every object; `None` for a bucket listing, which does
     // not report encryption.
     listed_encryption: Option<ListedEncryptionCounts>,
@@ -151,6 +156,8 @@ impl DatasetAggregate {
             partition_tuples: HashSet::new(),
             pool: BTreeMap::new(),
             by_partition: BTreeMap::new(),
+            oldest: None,
+            newest: None,
             listed_encryption: None,
         }
     }
@@ -184,6 +191,22 @@ impl DatasetAggregate {
         // Empty objects have no schema to read and are normally junk already.
         if obj.size > 0 {
             self.offer(obj, partition, &placement.partitions);
+            if self.probe_limit > 0 {
+                self.track_ends(obj);
+            }
+        }
+    }
+
+    fn track_ends(&mut self, obj: &ObjectMeta) {
+        let Some(ms) = obj.last_modified_ms else {
+            return;
+        };
+        let at = (ms, obj.key.as_str());
+        if self.oldest.as_ref().is_none_or(|held| at < moment(held)) {
+            assign(&mut self.oldest, obj);
+        }
+        if self.newest.as_ref().is_none_or(|held| at > moment(held)) {
+            assign(&mut self.newest, obj);
         }
     }
 
@@ -263,7 +286,10 @@ impl DatasetAggregate {
     /// Objects currently held for candidate selection (bounded by twice the candidate counts,
     /// whatever the number of objects added).
     pub fn retained_objects(&self) -> usize {
-        self.pool.len() + self.by_partition.len()
+        self.pool.len()
+            + self.by_partition.len()
+            + usize::from(self.oldest.is_some())
+            + usize::from(self.newest.is_some())
     }
 
     /// The dataset's display name: the last prefix segment, or the bucket for the root.
@@ -336,14 +362,44 @@ impl DatasetAggregate {
         self.ordered_candidates().into_iter().take(self.schema_limit).cloned().collect()
     }
 
-    /// Up to `encryption_probes` objects chosen the same way, disjoint from
+    /// Up to `encryption_probes` objects: the oldest and the newest (by last-modified) first,
+    /// then objects chosen as the schema candidates are, disjoint from
     /// [`schema_candidates`](Self::schema_candidates) when the dataset has enough objects;
     /// otherwise topped up with schema candidates so that small datasets are still probed.
+    /// Distinct keys only.
     pub fn encryption_probe_candidates(&self) -> Vec<ObjectMeta> {
         let ordered = self.ordered_candidates();
         let split = self.schema_limit.min(ordered.len());
         let (schema, others) = ordered.split_at(split);
-        others.iter().chain(schema.iter()).take(self.probe_limit).map(|o| (*o).clone()).collect()
+        let ends = [self.oldest.as_ref(), self.newest.as_ref()].into_iter().flatten();
+        let mut seen: HashSet<&str> = HashSet::new();
+        ends.chain(others.iter().copied())
+            .chain(schema.iter().copied())
+            .filter(|o| seen.insert(o.key.as_str()))
+            .take(self.probe_limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// When an object was written, ties broken by key (held objects always have a time).
+fn moment(obj: &ObjectMeta) -> (i64, &str) {
+    (obj.last_modified_ms.unwrap_or_default(), obj.key.as_str())
+}
+
+/// Makes `slot` a copy of `obj`, reusing the held key's buffer: in a dataset listed in time
+/// order the newest object changes with nearly every object added.
+fn assign(slot: &mut Option<ObjectMeta>, obj: &ObjectMeta) {
+    match slot {
+        Some(held) => {
+            let ObjectMeta { key, size, last_modified_ms, etag, storage_class } = held;
+            key.clone_from(&obj.key);
+            *size = obj.size;
+            *last_modified_ms = obj.last_modified_ms;
+            etag.clone_from(&obj.etag);
+            storage_class.clone_from(&obj.storage_class);
+        }
+        None => *slot = Some(obj.clone()),
     }
 }
 

@@ -618,3 +618,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn probes_start_with_the_oldest_and_newest_objects_whatever_the_listing_order() {
+    // 500 objects written over 500 seconds; the key order is not the time order.
+    let mut objects: Vec<ObjectMeta> = (0..500i64)
+        .map(|i| obj_at(&format!("t/part-{:03}.csv", (i * 7) % 500), 10, 1_000 * (i + 1)))
+        .collect();
+    // A tie at the newest time: the greater key is the newest.
+    objects.push(obj_at("t/part-zz-late.csv", 10, 500_000));
+    let key = DatasetKey { prefix: "t/".into(), format: FileFormat::Csv };
+    let build = |objects: &[ObjectMeta]| {
+        let mut d = DatasetAggregate::with_limits("bkt", key.clone(), 4, 2);
+        for o in objects {
+            d.add(o, &place(&o.key, &GroupingConfig::default()));
+        }
+        d
+    };
+    let forward = build(&objects);
+    objects.reverse();
+    let backward = build(&objects);
+    let probes: Vec<String> = forward.encryption_probe_candidates().into_iter().map(|o| o.key).collect();
+    assert_eq!(probes, ["t/part-000.csv", "t/part-zz-late.csv"], "oldest, then newest");
+    assert_eq!(forward.encryption_probe_candidates(), backward.encryption_probe_candidates());
+    // More probes add sampled objects after the two ends, all distinct.
+    let mut wide = DatasetAggregate::with_limits("bkt", key.clone(), 4, 6);
+    for o in &objects {
+        wide.add(o, &place(&o.key, &GroupingConfig::default()));
+    }
+    let probes = wide.encryption_probe_candidates();
+    assert_eq!(probes.len(), 6);
+    assert_eq!((probes[0].key.as_str(), probes[1].key.as_str()), ("t/part-000.csv", "t/part-zz-late.csv"));
+    let mut keys: Vec<&str> = probes.iter().map(|o| o.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 6);
+}
+
+#[test]
+fn a_single_object_is_probed_once() {
+    let key = DatasetKey { prefix: "t/".into(), format: FileFormat::Csv };
+    let mut d = DatasetAggregate::with_limits("bkt", key, 4, 4);
+    d.add(&obj_at("t/a.csv", 5, 7), &place("t/a.csv", &GroupingConfig::default()));
+    let probes = d.encryption_probe_candidates();
+    assert_eq!(probes.len(), 1);
+    assert_eq!(probes[0].key, "t/a.csv");
+}
