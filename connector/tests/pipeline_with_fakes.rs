@@ -538,9 +538,9 @@ async fn one_listing_at_a_time_never_splits() {
 }
 
 #[tokio::test]
-async fn the_survey_finds_a_key_change_on_the_newest_object() {
+async fn a_key_change_on_the_newest_object_is_found() {
     // 40 objects under one key, then the most recent one written under another (a rotation):
-    // key order is not time order, so only a probe of the newest object sees the change.
+    // key order is not time order, and a random sample of 3 in 40 would mostly miss it.
     const NEW_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/99999999-8888-7777-6666-555555555555";
     let mut objects = BTreeMap::new();
     let mut last_modified = BTreeMap::new();
@@ -567,6 +567,8 @@ async fn the_survey_finds_a_key_change_on_the_newest_object() {
         .expect("the dataset record");
     assert!(dataset.encryption.mixed_keys, "{:?}", dataset.encryption);
     assert!(dataset.encryption.kms_key_arns.iter().any(|k| k == NEW_KEY), "{:?}", dataset.encryption);
-    // Two schema reads and two probes: four objects inspected out of 40.
-    assert_eq!(dataset.encryption.objects_inspected, 4);
+    // Two schema reads (the newest and the oldest) and one probe: three objects out of 40.
+    assert_eq!(dataset.encryption.objects_inspected, 3);
+    let read: Vec<&str> = dataset.sources.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(read, ["rotated/part-17.csv", "rotated/part-00.csv"], "newest, then oldest");
 }

@@ -137,7 +137,8 @@ pub struct ExtractArgs {
     /// Files tried per dataset when reads fail.
     #[arg(long, default_value_t = 4)]
     pub schema_candidates: usize,
-    /// HEAD requests per dataset to survey encryption (the oldest and the newest object first).
+    /// HEAD requests per dataset to survey encryption, beyond the schema reads
+    /// (which see the newest and the oldest object).
     #[arg(long, default_value_t = crate::extract::DEFAULT_ENCRYPTION_PROBES)]
     pub encryption_probes: usize,
     /// Bytes read per file for text formats and Avro.

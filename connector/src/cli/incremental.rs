@@ -110,7 +110,8 @@ pub struct IncrementalArgs {
     /// Files whose schema is read and merged per re-inferred dataset.
     #[arg(long, default_value_t = 2)]
     pub schema_files: usize,
-    /// HEAD requests per re-inferred dataset to survey encryption (the oldest and the newest object first).
+    /// HEAD requests per re-inferred dataset to survey encryption, beyond the schema reads
+    /// (which see the newest and the oldest object).
     #[arg(long, default_value_t = crate::extract::DEFAULT_ENCRYPTION_PROBES)]
     pub encryption_probes: usize,
     /// No summary on stderr.

@@ -71,10 +71,10 @@ pub struct ExtractScope {
 /// was already listed with 8 shards, and nothing beside a listing long enough to gain from it.
 pub const DEFAULT_LISTING_SPLIT_AFTER_PAGES: usize = 32;
 
-/// HEAD probes per dataset: the oldest and the newest object. An encryption change (a new
-/// default key, a rotation to another key, a re-encryption) splits a dataset in time, so its
-/// two ends find it wherever it fell, where random picks often miss a recent change.
-pub const DEFAULT_ENCRYPTION_PROBES: usize = 2;
+/// HEAD probes per dataset, beyond the schema reads. The reads already see the encryption of
+/// the dataset's newest and oldest objects, which find a change made over time (a new default
+/// key, a rotation, a re-encryption) wherever it fell; a probe adds a sampled object.
+pub const DEFAULT_ENCRYPTION_PROBES: usize = 1;
 
 /// Limits and concurrency.
 #[derive(Debug, Clone)]
@@ -90,8 +90,8 @@ pub struct ExtractLimits {
     pub schema_files: usize,
     /// Files tried per dataset when reads fail.
     pub schema_candidates: usize,
-    /// HEAD requests per dataset to survey encryption: the oldest and the newest object
-    /// first, then sampled ones.
+    /// HEAD requests per dataset to survey encryption, on sampled objects other than the
+    /// schema reads (which read the newest and the oldest object).
     pub encryption_probes: usize,
     /// Byte and record caps of inference.
     pub inference: InferenceLimits,

@@ -162,7 +162,7 @@ pub struct LimitsSection {
     pub schema_candidates: u32,
     /// Maximum of both. Default 16.
     pub max_schema_files: u32,
-    /// Default HEAD probes per dataset (the oldest and the newest object first). Default 2.
+    /// Default HEAD probes per dataset, beyond the schema reads. Default 1.
     pub encryption_probes: u32,
     /// Maximum a request may ask for. Default 32.
     pub max_encryption_probes: u32,
@@ -493,7 +493,7 @@ Configuration keys (TOML file via --config; override with env S3_CONNECTOR_<SECT
     listing_split_after_pages    sequential pages before a listing splits (default 32)
     inference_concurrency / max_inference_concurrency     default 16 / max 64
     schema_files, schema_candidates / max_schema_files    default 2, 4 / max 16
-    encryption_probes / max_encryption_probes             default 2 / max 32
+    encryption_probes / max_encryption_probes             default 1 / max 32
     max_read_bytes / max_read_bytes_limit                 default 1 MiB / max 16 MiB
     max_decompressed_bytes / max_decompressed_bytes_limit default 8 MiB / max 64 MiB
     max_records / max_records_limit                       default 1000 / max 100000

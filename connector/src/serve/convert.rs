@@ -588,7 +588,7 @@ mod tests {
         let server = LimitsSection::default();
         let l = extract_limits(None, &server);
         assert_eq!(l.listing_concurrency, 8);
-        assert_eq!(l.encryption_probes, 2);
+        assert_eq!(l.encryption_probes, 1);
         let asked = pb::ExtractLimits {
             listing_concurrency: 10_000,
             encryption_probes: Some(0),

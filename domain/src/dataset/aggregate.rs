@@ -113,9 +113,9 @@ pub struct DatasetAggregate {
     // Bottom-k partitions by tuple hash, each with its own best-ranked object; this is what
     // spreads candidates across partitions instead of following the object distribution.
     by_partition: BTreeMap<PartitionSlot, (Rank, ObjectMeta)>,
-    // The oldest and the newest non-empty object (by last-modified, then key). A change of
-    // encryption (a new default key, a re-encryption job) splits a dataset in time, so
-    // probing both ends finds it wherever the change fell, which random picks mostly miss.
+    // The oldest and the newest non-empty object (by last-modified, then key), read first for
+    // the schema: schemas evolve and encryption changes (a new default key, a re-encryption
+    // job) over time, so both ends show a change wherever it fell, which random picks miss.
     oldest: Option<ObjectMeta>,
     newest: Option<ObjectMeta>,
     // Inventory-listed encryption of every object; `None` for a bucket listing, which does
@@ -191,7 +191,7 @@ impl DatasetAggregate {
         // Empty objects have no schema to read and are normally junk already.
         if obj.size > 0 {
             self.offer(obj, partition, &placement.partitions);
-            if self.probe_limit > 0 {
+            if self.capacity() > 0 {
                 self.track_ends(obj);
             }
         }
@@ -268,14 +268,16 @@ impl DatasetAggregate {
         }
     }
 
-    /// Candidates in selection order: one object per partition (partitions in hash order), then
-    /// the rest of the sample by rank. Distinct keys only.
+    /// Candidates in selection order: the newest and the oldest object (when the listing gives
+    /// times), one object per partition (partitions in hash order), then the rest of the sample
+    /// by rank. Distinct keys only.
     fn ordered_candidates(&self) -> Vec<&ObjectMeta> {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
+        let ends = [self.newest.as_ref(), self.oldest.as_ref()].into_iter().flatten();
         let reps = self.by_partition.values().map(|(_, o)| o);
         let rest = self.pool.values();
-        for obj in reps.chain(rest) {
+        for obj in ends.chain(reps).chain(rest) {
             if seen.insert(obj.key.as_str()) {
                 out.push(obj);
             }
@@ -356,29 +358,22 @@ impl DatasetAggregate {
     }
 
     /// Up to `schema_candidates` non-empty objects to infer the schema from, chosen
-    /// deterministically and spread across partitions (the first two come from different
-    /// partitions whenever the dataset has two).
+    /// deterministically: the newest and the oldest object when the listing gives times, then
+    /// spread across partitions (without times, the first two come from different partitions
+    /// whenever the dataset has two).
     pub fn schema_candidates(&self) -> Vec<ObjectMeta> {
         self.ordered_candidates().into_iter().take(self.schema_limit).cloned().collect()
     }
 
-    /// Up to `encryption_probes` objects: the oldest and the newest (by last-modified) first,
-    /// then objects chosen as the schema candidates are, disjoint from
-    /// [`schema_candidates`](Self::schema_candidates) when the dataset has enough objects;
-    /// otherwise topped up with schema candidates so that small datasets are still probed.
-    /// Distinct keys only.
+    /// Up to `encryption_probes` objects chosen the same way, disjoint from
+    /// [`schema_candidates`](Self::schema_candidates) (which start with the dataset's two ends)
+    /// when the dataset has enough objects; otherwise topped up with schema candidates so that
+    /// small datasets are still probed.
     pub fn encryption_probe_candidates(&self) -> Vec<ObjectMeta> {
         let ordered = self.ordered_candidates();
         let split = self.schema_limit.min(ordered.len());
         let (schema, others) = ordered.split_at(split);
-        let ends = [self.oldest.as_ref(), self.newest.as_ref()].into_iter().flatten();
-        let mut seen: HashSet<&str> = HashSet::new();
-        ends.chain(others.iter().copied())
-            .chain(schema.iter().copied())
-            .filter(|o| seen.insert(o.key.as_str()))
-            .take(self.probe_limit)
-            .cloned()
-            .collect()
+        others.iter().chain(schema.iter()).take(self.probe_limit).map(|o| (*o).clone()).collect()
     }
 }
 

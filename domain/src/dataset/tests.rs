@@ -620,7 +620,7 @@ proptest! {
 }
 
 #[test]
-fn probes_start_with_the_oldest_and_newest_objects_whatever_the_listing_order() {
+fn schema_candidates_start_with_the_newest_and_oldest_objects_whatever_the_listing_order() {
     // 500 objects written over 500 seconds; the key order is not the time order.
     let mut objects: Vec<ObjectMeta> = (0..500i64)
         .map(|i| obj_at(&format!("t/part-{:03}.csv", (i * 7) % 500), 10, 1_000 * (i + 1)))
@@ -638,28 +638,25 @@ fn probes_start_with_the_oldest_and_newest_objects_whatever_the_listing_order() 
     let forward = build(&objects);
     objects.reverse();
     let backward = build(&objects);
-    let probes: Vec<String> = forward.encryption_probe_candidates().into_iter().map(|o| o.key).collect();
-    assert_eq!(probes, ["t/part-000.csv", "t/part-zz-late.csv"], "oldest, then newest");
+    let schema: Vec<String> = forward.schema_candidates().into_iter().map(|o| o.key).collect();
+    assert_eq!(schema.len(), 4);
+    assert_eq!(schema[..2], ["t/part-zz-late.csv", "t/part-000.csv"], "newest, then oldest");
+    assert_eq!(forward.schema_candidates(), backward.schema_candidates());
     assert_eq!(forward.encryption_probe_candidates(), backward.encryption_probe_candidates());
-    // More probes add sampled objects after the two ends, all distinct.
-    let mut wide = DatasetAggregate::with_limits("bkt", key.clone(), 4, 6);
-    for o in &objects {
-        wide.add(o, &place(&o.key, &GroupingConfig::default()));
-    }
-    let probes = wide.encryption_probe_candidates();
-    assert_eq!(probes.len(), 6);
-    assert_eq!((probes[0].key.as_str(), probes[1].key.as_str()), ("t/part-000.csv", "t/part-zz-late.csv"));
-    let mut keys: Vec<&str> = probes.iter().map(|o| o.key.as_str()).collect();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), 6);
+    // Probes are other objects, all distinct.
+    let probes = forward.encryption_probe_candidates();
+    assert_eq!(probes.len(), 2);
+    assert!(probes.iter().all(|p| !schema.contains(&p.key)), "{probes:?}");
+    assert_ne!(probes[0].key, probes[1].key);
+    assert!(forward.retained_objects() <= 2 * 6 + 2);
 }
 
 #[test]
-fn a_single_object_is_probed_once() {
+fn a_single_object_is_read_and_probed() {
     let key = DatasetKey { prefix: "t/".into(), format: FileFormat::Csv };
     let mut d = DatasetAggregate::with_limits("bkt", key, 4, 4);
     d.add(&obj_at("t/a.csv", 5, 7), &place("t/a.csv", &GroupingConfig::default()));
+    assert_eq!(d.schema_candidates().len(), 1);
     let probes = d.encryption_probe_candidates();
     assert_eq!(probes.len(), 1);
     assert_eq!(probes[0].key, "t/a.csv");
