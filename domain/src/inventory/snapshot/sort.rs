@@ -1,7 +1,8 @@
 //! Building a snapshot from an unsorted stream of inventory rows with bounded memory.
 //!
 //! Rows are encoded into an arena up to `run_len` rows, then sorted (by 8-byte key chunks),
-//! reduced and spilled as a zstd run file in the spill directory on a background thread.
+//! reduced and spilled as a zstd run file in the spill directory on a background thread. The
+//! last run is sorted and merged from memory (a report that fits in one run spills nothing).
 //! [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when there are more
 //! than [`MAX_FAN_IN`]) straight into the snapshot writer; [`SnapshotBuilder::finish_with_diff`]
 //! does the same and merge-joins the result against the previous snapshot in that pass. Peak
@@ -261,6 +262,24 @@ impl RunBuffer {
         RunBuffer { arena: Vec::with_capacity(full.arena.len()), rows: Vec::with_capacity(full.rows.len()) }
     }
 
+    /// Sorts and keeps each key's winner, in memory: the last run of a build is merged from
+    /// here instead of being written and read back (for a report that fits in one run, no
+    /// spill file at all).
+    fn into_memory_run(mut self) -> MemoryRun {
+        let mut rows = std::mem::take(&mut self.rows);
+        self.sort_by_chunks(&mut rows, 0);
+        let mut kept = 0;
+        for i in 0..rows.len() {
+            if kept == 0 || self.key(&rows[kept - 1]) != self.key(&rows[i]) {
+                rows[kept] = rows[i];
+                kept += 1;
+            }
+        }
+        rows.truncate(kept);
+        self.rows = rows;
+        MemoryRun { buffer: self, next: 0 }
+    }
+
     /// Sorts, keeps each key's winner and writes the run; returns the run and this buffer,
     /// emptied but with its capacity, for the next run (no regrowth, no fresh pages).
     fn spill(mut self, spill_dir: &Path, seq: usize) -> Result<(RunFile, RunBuffer), BuildError> {
@@ -358,6 +377,23 @@ impl NextRow for RunReader {
     }
 }
 
+/// A run kept in memory, sorted with each key's winner only: rows are decoded from the arena
+/// as the merge takes them.
+struct MemoryRun {
+    buffer: RunBuffer,
+    next: usize,
+}
+
+impl NextRow for MemoryRun {
+    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
+        let Some(row) = self.buffer.rows.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        Ok(Some(self.buffer.decode(row)))
+    }
+}
+
 /// Heap slot: the head row of one run.
 struct Head {
     row: SortRow,
@@ -399,20 +435,27 @@ impl RunMerge {
     /// threads: one per run for a few runs; for more, each thread merges a group of runs
     /// (keeping each key's winner within the group, which is safe: a row that loses in its
     /// group loses overall), and this merge only combines the groups.
-    fn open(runs: &[RunFile]) -> Result<Self, BuildError> {
-        let readers = runs.iter().map(RunReader::open).collect::<Result<Vec<_>, _>>()?;
+    fn open(runs: &[RunFile], memory: Option<MemoryRun>, spill_dir: &Path) -> Result<Self, BuildError> {
+        let mut readers: Vec<(PathBuf, RowSource)> = Vec::with_capacity(runs.len() + 1);
+        for run in runs {
+            let reader = RunReader::open(run)?;
+            readers.push((reader.path.clone(), Box::new(Rows::new(reader))));
+        }
+        if let Some(memory) = memory {
+            readers.push((spill_dir.to_path_buf(), Box::new(Rows::new(memory))));
+        }
         let groups = readers.len().div_ceil(MERGE_THREADS).max(1);
         // Rows decoded ahead are bounded in total: three batches per thread.
         let batch = (MERGE_PREFETCH_ROWS / readers.len().clamp(1, MERGE_THREADS)).min(PREFETCH_BATCH);
         let mut sources: Vec<RowSource> = Vec::new();
         let mut readers = readers.into_iter().peekable();
         while readers.peek().is_some() {
-            let group: Vec<RunReader> = readers.by_ref().take(groups).collect();
-            let path = group.first().map(|r| r.path.clone()).unwrap_or_default();
+            let mut group: Vec<(PathBuf, RowSource)> = readers.by_ref().take(groups).collect();
+            let path = group.first().map(|(path, _)| path.clone()).unwrap_or_default();
             let source: RowSource = if group.len() == 1 {
-                Box::new(group.into_iter().flat_map(Rows::new))
+                group.pop().map(|(_, source)| source).unwrap_or_else(|| Box::new(std::iter::empty()))
             } else {
-                let runs = group.into_iter().map(|r| Box::new(Rows::new(r)) as RowSource).collect();
+                let runs = group.into_iter().map(|(_, source)| source).collect();
                 Box::new(Rows::new(RunMerge::inline(runs)?))
             };
             let prefetch =
@@ -466,9 +509,11 @@ impl NextRow for RunMerge {
 /// Merges runs, calling `emit` with the winning row of each key, in key order.
 fn merge_runs(
     runs: &[RunFile],
+    memory: Option<MemoryRun>,
+    spill_dir: &Path,
     mut emit: impl FnMut(&SortRow) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
-    let mut merge = RunMerge::open(runs)?;
+    let mut merge = RunMerge::open(runs, memory, spill_dir)?;
     while let Some(row) = merge.next_winner()? {
         emit(&row)?;
     }
@@ -608,9 +653,9 @@ impl SnapshotBuilder {
 
     /// Merges everything into a snapshot at `path` (written atomically).
     pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
-        self.prepare_final_merge()?;
+        let memory = self.prepare_final_merge()?;
         let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
-        merge_runs(&self.runs, |row| {
+        merge_runs(&self.runs, memory, &self.spill_dir, |row| {
             if !row.delete_marker {
                 snapshot.push(&row.obj)?;
             }
@@ -631,13 +676,14 @@ impl SnapshotBuilder {
         old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
         mut on_entry: impl FnMut(DiffEntry) -> Result<(), E>,
     ) -> Result<Result<SnapshotInfo, BuildError>, E> {
-        let prepared =
-            self.prepare_final_merge().and_then(|()| Ok(SnapshotWriter::create(path, self.header.clone())?));
-        let mut writer = match prepared {
-            Ok(writer) => writer,
+        let prepared = self
+            .prepare_final_merge()
+            .and_then(|memory| Ok((memory, SnapshotWriter::create(path, self.header.clone())?)));
+        let (memory, mut writer) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
         };
-        let merge = match RunMerge::open(&self.runs) {
+        let merge = match RunMerge::open(&self.runs, memory, &self.spill_dir) {
             Ok(merge) => merge,
             Err(e) => return Ok(Err(e)),
         };
@@ -671,26 +717,23 @@ impl SnapshotBuilder {
         Ok(writer.finish().map_err(BuildError::from))
     }
 
-    /// Spills the last buffer and merges runs in passes until at most [`MAX_FAN_IN`] are left.
-    fn prepare_final_merge(&mut self) -> Result<(), BuildError> {
+    /// Sorts the last buffer into a run kept in memory (returned) and merges the spilled runs
+    /// in passes until at most [`MAX_FAN_IN`] are left.
+    fn prepare_final_merge(&mut self) -> Result<Option<MemoryRun>, BuildError> {
         self.join_spill()?;
         self.spare = None;
-        if self.buffer.len() > 0 {
-            let buffer = std::mem::take(&mut self.buffer);
-            self.runs.push(buffer.spill(&self.spill_dir, self.run_seq)?.0);
-            self.run_seq += 1;
-        }
+        let memory = (self.buffer.len() > 0).then(|| std::mem::take(&mut self.buffer).into_memory_run());
         while self.runs.len() > MAX_FAN_IN {
             let mut next = Vec::new();
             for group in std::mem::take(&mut self.runs).chunks(MAX_FAN_IN) {
                 let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
                 self.run_seq += 1;
-                merge_runs(group, |row| writer.push(row))?;
+                merge_runs(group, None, &self.spill_dir, |row| writer.push(row))?;
                 next.push(writer.finish()?);
             }
             self.runs = next;
         }
-        Ok(())
+        Ok(memory)
     }
 }
 
@@ -839,6 +882,54 @@ mod tests {
             .unwrap()
             .unwrap();
         (dir, info, entries)
+    }
+
+    /// Spill files in `dir` while the final pass runs.
+    fn runs_during_final_pass(records: usize, run_len: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+        for i in 0..records {
+            // Two versions of every key, so the in-memory run must reduce them as a spill would.
+            for modified in [1, 2] {
+                let key = format!("k{:04}", (i * 7919) % records);
+                let r = InventoryRecord {
+                    bucket: "src".into(),
+                    key,
+                    last_modified_ms: Some(modified),
+                    ..Default::default()
+                };
+                b.push(&r).unwrap();
+            }
+        }
+        let mut files = Vec::new();
+        let mut keys = Vec::new();
+        b.finish_with_diff(&dir.path().join("s.snap"), std::iter::empty(), |e| {
+            if files.is_empty() {
+                files = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains("run-"))
+                    .collect();
+            }
+            // No old snapshot: every object is added.
+            if let DiffEntry::Change(crate::inventory::snapshot::ObjectChange::Added(o)) = e {
+                keys.push((o.key, o.last_modified_ms));
+            }
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+        let expected: Vec<_> = (0..records).map(|i| (format!("k{i:04}"), Some(2))).collect();
+        assert_eq!(keys, expected, "every key once, its newest version, in order");
+        files
+    }
+
+    #[test]
+    fn the_last_run_is_merged_from_memory() {
+        // 200 rows in runs of 1,000: nothing is spilled.
+        assert!(runs_during_final_pass(100, 1_000).is_empty());
+        // 2,000 rows in runs of 600: three runs spilled, the last 200 rows stay in memory.
+        assert_eq!(runs_during_final_pass(1_000, 600).len(), 3);
     }
 
     #[test]
