@@ -18,8 +18,13 @@ const INFERENCE_CODES: &[&str] = &[
 ];
 
 async fn extract_all(estate: &Estate) -> RunResult {
-    let buckets: Vec<&str> = estate.expected.buckets.iter().map(|b| b.name.as_str()).collect();
-    let run = estate.extract(&buckets).await;
+    extract_all_with(estate, &[]).await
+}
+
+async fn extract_all_with(estate: &Estate, options: &[&str]) -> RunResult {
+    let mut args: Vec<&str> = estate.expected.buckets.iter().map(|b| b.name.as_str()).collect();
+    args.extend_from_slice(options);
+    let run = estate.extract(&args).await;
     assert_eq!(run.error, None, "the run failed");
     assert_eq!(run.exit_code, 0, "every estate bucket exists: exit code 0");
     run
@@ -203,4 +208,29 @@ async fn localstack_estate_is_catalogued_as_intended() {
     check_buckets(&estate, &run);
     check_datasets(&estate, &run);
     check_summary(&run);
+}
+
+/// Pages of 3 keys, split after 2 pages: every bucket of the estate is listed by a sequential
+/// start, a delimiter listing after its last key (`StartAfter` with a delimiter) and parallel
+/// shards, through the emulator's own pagination. The records must be the same as ever.
+async fn split_listing_catalogues_the_estate_as_intended(flavor: Flavor) {
+    let estate = Estate::get(flavor);
+    let options =
+        ["--listing-page-size", "3", "--listing-split-after-pages", "2", "--listing-concurrency", "3"];
+    let run = extract_all_with(&estate, &options).await;
+    check_buckets(&estate, &run);
+    check_datasets(&estate, &run);
+    check_summary(&run);
+    let split = run.of_kind("bucket").iter().filter(|b| u64_field(b, "listingShards") > 1).count();
+    assert!(split > 0, "[{flavor:?}] no bucket listing was split");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_estate_listed_in_split_pages_is_catalogued_as_intended() {
+    split_listing_catalogues_the_estate_as_intended(Flavor::Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localstack_estate_listed_in_split_pages_is_catalogued_as_intended() {
+    split_listing_catalogues_the_estate_as_intended(Flavor::LocalStack).await;
 }

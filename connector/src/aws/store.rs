@@ -26,6 +26,8 @@ pub struct ListRequest {
     pub continuation: Option<String>,
     /// List only keys after this one (first page only).
     pub start_after: Option<String>,
+    /// Keys per page (`MaxKeys`); `None`: the service's maximum, 1,000.
+    pub max_keys: Option<i32>,
 }
 
 /// One page of a listing.
@@ -308,6 +310,9 @@ impl ObjectStore for SdkObjectStore {
             call = call.continuation_token(token);
         } else if let Some(after) = &request.start_after {
             call = call.start_after(after);
+        }
+        if let Some(max_keys) = request.max_keys {
+            call = call.max_keys(max_keys);
         }
         let out = call.send().await.map_err(|e| {
             let prefix = (!request.prefix.is_empty()).then_some(request.prefix.as_str());

@@ -402,6 +402,7 @@ async fn check_bucket(
             delimiter: None,
             continuation: None,
             start_after: None,
+            max_keys: None,
         };
         let probe = ProbeResult::new(ProbeKind::ListBucket, bucket, ProbeStatus::Pass, "").bucket(bucket);
         match services.store.list_page(&request).await {
@@ -835,6 +836,7 @@ async fn check_inventory(
             delimiter: None,
             continuation: None,
             start_after: None,
+            max_keys: None,
         };
         let probe = ProbeResult::new(ProbeKind::InventoryDestination, dest, ProbeStatus::Pass, "")
             .bucket(dest)

@@ -128,6 +128,10 @@ pub struct ExtractArgs {
     /// listed in parallel.
     #[arg(long, default_value_t = crate::extract::DEFAULT_LISTING_SPLIT_AFTER_PAGES)]
     pub listing_split_after_pages: usize,
+    /// Keys per LIST page (1–1000; default: the service's maximum, 1,000). Smaller pages mean
+    /// more requests: for stores that limit response sizes, and for tests.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub listing_page_size: Option<i32>,
     /// Datasets inferred in parallel.
     #[arg(long, default_value_t = 16)]
     pub inference_concurrency: usize,
@@ -188,6 +192,7 @@ pub async fn run(args: ExtractArgs) -> anyhow::Result<i32> {
     let limits = ExtractLimits {
         listing_concurrency: args.listing_concurrency.max(1),
         listing_split_after_pages: args.listing_split_after_pages.max(1),
+        listing_page_size: args.listing_page_size,
         inference_concurrency: args.inference_concurrency.max(1),
         schema_files: args.schema_files.max(1),
         schema_candidates: args.schema_candidates.max(1),

@@ -84,6 +84,8 @@ pub struct ExtractLimits {
     /// Pages a scope prefix is listed sequentially before the rest is split into shards
     /// listed in parallel (never split when `listing_concurrency` is 1).
     pub listing_split_after_pages: usize,
+    /// Keys per LIST page (`MaxKeys`); `None`: the service's maximum (1,000 on S3).
+    pub listing_page_size: Option<i32>,
     /// Datasets inferred at once.
     pub inference_concurrency: usize,
     /// Files whose schema is read per dataset (when readable).
@@ -102,6 +104,7 @@ impl Default for ExtractLimits {
         ExtractLimits {
             listing_concurrency: 8,
             listing_split_after_pages: DEFAULT_LISTING_SPLIT_AFTER_PAGES,
+            listing_page_size: None,
             inference_concurrency: 16,
             schema_files: 2,
             schema_candidates: 4,
@@ -527,6 +530,7 @@ impl Lister {
             delimiter: None,
             continuation: None,
             start_after: None,
+            max_keys: limits.listing_page_size,
         };
         // The top-level folder the ordered listing is in: done once a key outside it arrives.
         let mut open: Option<String> = None;
@@ -617,6 +621,7 @@ impl Lister {
             delimiter: Some("/".into()),
             continuation: None,
             start_after,
+            max_keys: self.ctx.limits.listing_page_size,
         };
         loop {
             let page = self.page(&request).await?;
@@ -648,6 +653,7 @@ impl Lister {
             delimiter: None,
             continuation: None,
             start_after: if single { shard.resume_after.clone() } else { start_after_for(&first) },
+            max_keys: self.ctx.limits.listing_page_size,
         };
         let mut next_open = 0usize; // index of the first prefix not yet reported done
         let last = shard.prefixes.len().saturating_sub(1);

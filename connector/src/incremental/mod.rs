@@ -284,6 +284,7 @@ pub async fn locate_report(
         delimiter: Some("/".into()),
         continuation: None,
         start_after: None,
+        max_keys: None,
     };
     loop {
         let page = source.list_page(&request).await.map_err(IncrementalError::Aws)?;
@@ -308,6 +309,7 @@ pub async fn locate_report(
                 delimiter: Some("/".into()),
                 continuation: None,
                 start_after: None,
+                max_keys: None,
             })
             .await
             .map_err(IncrementalError::Aws)?;

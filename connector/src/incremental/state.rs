@@ -260,6 +260,7 @@ async fn remove_superseded(
         delimiter: Some("/".into()),
         continuation: None,
         start_after: None,
+        max_keys: None,
     };
     let mut stale = Vec::new();
     loop {

@@ -442,6 +442,7 @@ pub async fn sample_uri(
         delimiter: None,
         continuation: None,
         start_after: None,
+        max_keys: None,
     };
     let page = store.list_page(&request).await.map_err(|e| target.denied(&e))?;
     let grouping = s3_connector_domain::dataset::GroupingConfig::default();

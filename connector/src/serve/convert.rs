@@ -207,6 +207,7 @@ pub fn extract_limits(request: Option<&pb::ExtractLimits>, server: &LimitsSectio
             server.max_listing_concurrency.into(),
         )),
         listing_split_after_pages: as_usize(server.listing_split_after_pages.into()).max(1),
+        listing_page_size: None,
         inference_concurrency: as_usize(pick(
             r.inference_concurrency.into(),
             server.inference_concurrency.into(),
