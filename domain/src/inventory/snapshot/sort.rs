@@ -257,6 +257,14 @@ impl RunBuffer {
         }
     }
 
+    /// An empty buffer for the first run, reserved for `run_len` rows of typical size: growing
+    /// by doubling would copy the arena and fault its pages in again at every step. The
+    /// reservation is address space only until rows are written.
+    fn for_run(run_len: usize) -> RunBuffer {
+        let rows = run_len.min(MAX_RESERVED_ROWS);
+        RunBuffer { arena: Vec::with_capacity(rows * TYPICAL_ENTRY_BYTES), rows: Vec::with_capacity(rows) }
+    }
+
     /// An empty buffer sized like `full`: the second run does not regrow from nothing.
     fn with_capacity_of(full: &RunBuffer) -> RunBuffer {
         RunBuffer { arena: Vec::with_capacity(full.arena.len()), rows: Vec::with_capacity(full.rows.len()) }
@@ -319,6 +327,11 @@ fn key_chunk(key: &[u8], offset: usize) -> u64 {
 /// Rows a merge decodes ahead, over all its threads (per thread: two queued batches and one
 /// being filled).
 const MERGE_PREFETCH_ROWS: usize = 64 * 1024;
+
+/// Rows a first run reserves room for at most, and the entry size it assumes (key of about 60
+/// bytes, ETag, size, time, storage class, flags).
+const MAX_RESERVED_ROWS: usize = 1 << 20;
+const TYPICAL_ENTRY_BYTES: usize = 128;
 
 /// Arena bytes after which a run is spilled whatever its row count.
 const MAX_RUN_BYTES: usize = 256 << 20;
@@ -589,7 +602,7 @@ impl SnapshotBuilder {
             header,
             spill_dir: spill_dir.to_path_buf(),
             run_len: run_len.max(1),
-            buffer: RunBuffer::default(),
+            buffer: RunBuffer::for_run(run_len.max(1)),
             spilling: None,
             spare: None,
             runs: Vec::new(),
