@@ -364,6 +364,17 @@ fn problems(events: &[ExtractEvent]) -> HashMap<String, Vec<s3_connector::extrac
     by_prefix
 }
 
+/// The dataset record of `prefix`.
+fn dataset<'a>(events: &'a [ExtractEvent], prefix: &str) -> &'a s3_connector::extract::report::DatasetReport {
+    events
+        .iter()
+        .find_map(|e| match e {
+            ExtractEvent::Dataset(d) if d.aggregate.key().prefix == prefix => Some(&**d),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no dataset record for {prefix}"))
+}
+
 #[tokio::test]
 async fn a_bare_access_denied_on_an_sse_kms_object_is_reported_as_a_kms_denial() {
     let (events, _) = run(store(), &["data-lake"]).await;
@@ -389,13 +400,7 @@ async fn throttling_and_mid_run_deletion_are_problems_not_failures() {
     assert_eq!(problems["gone/"][0].code, "OBJECT_NOT_FOUND");
     assert!(outcome.unlisted_buckets.is_empty());
     // The good dataset still has its schema, encryption normalised to the key ARN.
-    let good = events
-        .iter()
-        .find_map(|e| match e {
-            ExtractEvent::Dataset(d) if d.aggregate.key().prefix == "good/" => Some(d),
-            _ => None,
-        })
-        .expect("good dataset");
+    let good = dataset(&events, "good/");
     let schema = good.schema.as_ref().expect("schema read");
     let names: Vec<&str> = schema.schema.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["id", "name", "amount"]);
@@ -558,13 +563,7 @@ async fn a_key_change_on_the_newest_object_is_found() {
     buckets.insert("rotating-lake".to_string(), objects);
     let store = FakeStore { buckets, last_modified, ..FakeStore::default() };
     let (events, _) = run(store, &["rotating-lake"]).await;
-    let dataset = events
-        .iter()
-        .find_map(|e| match e {
-            ExtractEvent::Dataset(d) if d.aggregate.key().prefix == "rotated/" => Some(d),
-            _ => None,
-        })
-        .expect("the dataset record");
+    let dataset = dataset(&events, "rotated/");
     assert!(dataset.encryption.mixed_keys, "{:?}", dataset.encryption);
     assert!(dataset.encryption.kms_key_arns.iter().any(|k| k == NEW_KEY), "{:?}", dataset.encryption);
     // Two schema reads (the newest and the oldest) and one probe: three objects out of 40.

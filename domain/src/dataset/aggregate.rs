@@ -285,8 +285,8 @@ impl DatasetAggregate {
         out
     }
 
-    /// Objects currently held for candidate selection (bounded by twice the candidate counts,
-    /// whatever the number of objects added).
+    /// Objects currently held for candidate selection (bounded by twice the candidate counts
+    /// plus the two ends, whatever the number of objects added).
     pub fn retained_objects(&self) -> usize {
         self.pool.len()
             + self.by_partition.len()

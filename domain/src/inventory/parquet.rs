@@ -83,10 +83,13 @@ impl ParquetRecords {
             Err(_) => (Vec::new(), 0, Some("decoder failed unexpectedly".to_string())),
         };
         self.row += rows;
-        // `next` loads a group only once `pending` is empty: take the vector's buffer as is
+        // `next` loads a group once `pending` is empty: then take the vector's buffer as is
         // (O(1)) instead of copying every 384-byte record into the deque.
-        debug_assert!(self.pending.is_empty());
-        self.pending = VecDeque::from(records);
+        if self.pending.is_empty() {
+            self.pending = VecDeque::from(records);
+        } else {
+            self.pending.extend(records);
+        }
         if let Some(detail) = failure {
             let error = self.unreadable(detail);
             self.pending.push_back(Err(error));

@@ -463,13 +463,14 @@ impl RunMerge {
         let mut sources: Vec<RowSource> = Vec::new();
         let mut readers = readers.into_iter().peekable();
         while readers.peek().is_some() {
-            let mut group: Vec<(PathBuf, RowSource)> = readers.by_ref().take(groups).collect();
+            let group: Vec<(PathBuf, RowSource)> = readers.by_ref().take(groups).collect();
             let path = group.first().map(|(path, _)| path.clone()).unwrap_or_default();
-            let source: RowSource = if group.len() == 1 {
-                group.pop().map(|(_, source)| source).unwrap_or_else(|| Box::new(std::iter::empty()))
-            } else {
-                let runs = group.into_iter().map(|(_, source)| source).collect();
-                Box::new(Rows::new(RunMerge::inline(runs)?))
+            let source: RowSource = match <[_; 1]>::try_from(group) {
+                Ok([(_, single)]) => single,
+                Err(group) => {
+                    let runs = group.into_iter().map(|(_, source)| source).collect();
+                    Box::new(Rows::new(RunMerge::inline(runs)?))
+                }
             };
             let prefetch =
                 Prefetch::spawn("snapshot-merge", source, batch, 2).map_err(|e| spill_err(&path, e))?;
