@@ -185,10 +185,9 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
         Some(_) => {
             let old = store
                 .current_snapshot(&manifest.source_bucket, &report.config_id)?
-                .ok_or("state pointer without snapshot")?
-                .prefetch()?;
+                .ok_or("state pointer without snapshot")?;
             let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
-            let info = builder.finish_with_diff(&snapshot_path, old, |entry| {
+            let info = builder.finish_with_diff(&snapshot_path, Some(old), |entry| {
                 if let DiffEntry::Change(change) = &entry {
                     match change {
                         ObjectChange::Added(_) => added += 1,

@@ -784,9 +784,7 @@ async fn run_unboxed(
         let cfg = GroupingConfig::default();
         let mut aggregator = DatasetDiffAggregator::new(&diff_bucket, cfg.clone());
         let mut counts = DiffCounts::default();
-        // The previous snapshot decodes on its own thread, ahead of the join.
-        let old = old.map(SnapshotReader::prefetch).transpose()?;
-        let info = builder.finish_with_diff(&snapshot_path, old.into_iter().flatten(), |entry| {
+        let info = builder.finish_with_diff(&snapshot_path, old, |entry| {
             aggregator.add(&entry);
             let DiffEntry::Change(change) = &entry else { return Ok(()) };
             let now = match change {

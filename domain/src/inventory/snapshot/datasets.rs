@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::diff::{DiffEntry, ObjectChange};
-use super::format::SnapshotObject;
 use crate::dataset::{DatasetKey, DatasetPlacer, GroupingConfig};
+use crate::inventory::record::EncryptionStatus;
 
 /// Whether a dataset appeared, disappeared or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,10 +43,10 @@ pub struct DatasetSide {
 }
 
 impl DatasetSide {
-    fn add(&mut self, obj: &SnapshotObject) {
+    fn add(&mut self, size: Option<u64>, encryption_status: Option<&EncryptionStatus>) {
         self.objects += 1;
-        self.bytes = self.bytes.saturating_add(obj.size.unwrap_or(0));
-        let status = obj.encryption_status.as_ref().map_or("UNKNOWN", |s| s.as_str());
+        self.bytes = self.bytes.saturating_add(size.unwrap_or(0));
+        let status = encryption_status.map_or("UNKNOWN", |s| s.as_str());
         // Look up first: the common case does not allocate.
         match self.encryption.get_mut(status) {
             Some(n) => *n += 1,
@@ -125,9 +125,9 @@ impl DatasetDiffAggregator {
         }
     }
 
-    /// The dataset of `obj`, or `None` for junk.
-    fn place(&mut self, obj: &SnapshotObject) -> Option<DatasetKey> {
-        self.placer.dataset(&self.bucket, &obj.key, obj.size.unwrap_or(0), &self.cfg)
+    /// The dataset of an object, or `None` for junk.
+    fn place(&mut self, key: &str, size: Option<u64>) -> Option<DatasetKey> {
+        self.placer.dataset(&self.bucket, key, size.unwrap_or(0), &self.cfg)
     }
 
     fn slot(&mut self, key: DatasetKey) -> &mut Accumulator {
@@ -135,52 +135,52 @@ impl DatasetDiffAggregator {
     }
 
     /// Accounts for one merge-join step.
-    pub fn add(&mut self, entry: &DiffEntry) {
+    pub fn add(&mut self, entry: &DiffEntry<'_>) {
         match entry {
             DiffEntry::Unchanged(obj) => {
                 // Same key and size on both sides, hence the same placement: classify once.
-                if let Some(ds) = self.place(obj) {
+                if let Some(ds) = self.place(obj.key, obj.size) {
                     let acc = self.slot(ds);
-                    acc.before.add(obj);
-                    acc.after.add(obj);
+                    acc.before.add(obj.size, obj.encryption_status.as_ref());
+                    acc.after.add(obj.size, obj.encryption_status.as_ref());
                 }
             }
             DiffEntry::Change(ObjectChange::Added(obj)) => {
-                if let Some(ds) = self.place(obj) {
+                if let Some(ds) = self.place(&obj.key, obj.size) {
                     let acc = self.slot(ds);
                     acc.added += 1;
-                    acc.after.add(obj);
+                    acc.after.add(obj.size, obj.encryption_status.as_ref());
                 }
             }
             DiffEntry::Change(ObjectChange::Removed(obj)) => {
-                if let Some(ds) = self.place(obj) {
+                if let Some(ds) = self.place(&obj.key, obj.size) {
                     let acc = self.slot(ds);
                     acc.removed += 1;
-                    acc.before.add(obj);
+                    acc.before.add(obj.size, obj.encryption_status.as_ref());
                 }
             }
             DiffEntry::Change(ObjectChange::Changed { old, new, .. }) => {
                 // A size change can turn an empty (junk) object into data or back, so each
                 // side is placed on its own.
-                let (before, after) = (self.place(old), self.place(new));
+                let (before, after) = (self.place(&old.key, old.size), self.place(&new.key, new.size));
                 if before == after {
                     if let Some(ds) = before {
                         let acc = self.slot(ds);
                         acc.changed += 1;
-                        acc.before.add(old);
-                        acc.after.add(new);
+                        acc.before.add(old.size, old.encryption_status.as_ref());
+                        acc.after.add(new.size, new.encryption_status.as_ref());
                     }
                     return;
                 }
                 if let Some(ds) = before {
                     let acc = self.slot(ds);
                     acc.removed += 1;
-                    acc.before.add(old);
+                    acc.before.add(old.size, old.encryption_status.as_ref());
                 }
                 if let Some(ds) = after {
                     let acc = self.slot(ds);
                     acc.added += 1;
-                    acc.after.add(new);
+                    acc.after.add(new.size, new.encryption_status.as_ref());
                 }
             }
         }
@@ -224,7 +224,7 @@ impl DatasetDiffAggregator {
 mod tests {
     use super::*;
     use crate::dataset::Grouper;
-    use crate::inventory::record::EncryptionStatus;
+    use crate::inventory::snapshot::format::SnapshotObject;
     use crate::inventory::snapshot::merge_join;
     use crate::inventory::snapshot::test_support::arb_objects;
 
@@ -237,11 +237,18 @@ mod tests {
         }
     }
 
+    fn join_into(agg: &mut DatasetDiffAggregator, old: &[SnapshotObject], new: &[SnapshotObject]) {
+        merge_join(old.iter().cloned().map(Ok), new.iter().cloned().map(Ok), |e| {
+            agg.add(&e);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    }
+
     fn run(old: &[SnapshotObject], new: &[SnapshotObject]) -> Vec<DatasetChange> {
         let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
-        for entry in merge_join(old.iter().cloned().map(Ok), new.iter().cloned().map(Ok)) {
-            agg.add(&entry.unwrap());
-        }
+        join_into(&mut agg, old, new);
         agg.finish()
     }
 
@@ -297,9 +304,7 @@ mod tests {
         #[test]
         fn after_side_matches_grouper(old in arb_objects(30), new in arb_objects(30)) {
             let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
-            for entry in merge_join(old.iter().cloned().map(Ok), new.iter().cloned().map(Ok)) {
-                agg.add(&entry.unwrap());
-            }
+            join_into(&mut agg, &old, &new);
             let sides: BTreeMap<DatasetKey, (u64, u64)> = agg
                 .datasets
                 .iter()

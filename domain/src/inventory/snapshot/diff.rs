@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::format::{SnapshotError, SnapshotObject};
+use super::format::{ObjectView, SnapshotError, SnapshotObject};
 
 /// One compared field of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,130 +123,74 @@ impl ObjectChange {
 }
 
 /// One step of the merge-join: a change, or an object equal in both snapshots. Dataset
-/// aggregation needs the unchanged objects too (to know whether a dataset is new or gone).
+/// aggregation needs the unchanged objects too (to know whether a dataset is new or gone);
+/// they are nearly all of a day's objects, so they come as views, not copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiffEntry {
+pub enum DiffEntry<'a> {
     /// Present and identical in both.
-    Unchanged(SnapshotObject),
+    Unchanged(ObjectView<'a>),
     /// A change.
     Change(ObjectChange),
 }
 
-/// Merge-join of two key-sorted object streams (typically [`super::SnapshotReader`]s).
+/// Merge-join of two key-sorted streams of owned objects, calling `on_entry` with every
+/// object of either side once, in key order. The first error of either stream ends the join
+/// (the inner error); an error of `on_entry` ends it too (the outer error). The inputs must be
+/// strictly increasing by key (snapshot readers check this themselves).
 ///
-/// Yields every object of either side once, in key order; the first error ends the stream.
-/// The inputs must be strictly increasing by key (snapshot readers check this themselves).
-pub struct MergeJoin<O, N> {
-    old: O,
-    new: N,
-    old_head: Option<SnapshotObject>,
-    new_head: Option<SnapshotObject>,
-    started: bool,
-    failed: bool,
-}
-
-impl<O, N> fmt::Debug for MergeJoin<O, N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MergeJoin")
-            .field("old_head", &self.old_head)
-            .field("new_head", &self.new_head)
-            .finish()
+/// The incremental run does not use this: its final pass joins encoded entries
+/// ([`super::SnapshotBuilder::finish_with_diff`]). This is the plain form of the same join.
+pub fn merge_join<E>(
+    old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
+    new: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
+    mut on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
+) -> Result<Result<(), SnapshotError>, E> {
+    use std::cmp::Ordering;
+    let (mut old, mut new) = (old.into_iter(), new.into_iter());
+    let read = |head: &mut Option<SnapshotObject>,
+                side: &mut dyn Iterator<Item = Result<SnapshotObject, SnapshotError>>| {
+        side.next().transpose().map(|next| *head = next)
+    };
+    let (mut old_head, mut new_head) = (None, None);
+    if let Err(e) = read(&mut old_head, &mut old).and_then(|()| read(&mut new_head, &mut new)) {
+        return Ok(Err(e));
     }
-}
-
-/// Every object of both streams, changed or not.
-pub fn merge_join<O, N>(old: O, new: N) -> MergeJoin<O::IntoIter, N::IntoIter>
-where
-    O: IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
-    N: IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
-{
-    MergeJoin {
-        old: old.into_iter(),
-        new: new.into_iter(),
-        old_head: None,
-        new_head: None,
-        started: false,
-        failed: false,
-    }
-}
-
-/// Only the changes between two key-sorted streams.
-pub fn diff<O, N>(old: O, new: N) -> impl Iterator<Item = Result<ObjectChange, SnapshotError>>
-where
-    O: IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
-    N: IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
-{
-    merge_join(old, new).filter_map(|entry| match entry {
-        Ok(DiffEntry::Unchanged(_)) => None,
-        Ok(DiffEntry::Change(change)) => Some(Ok(change)),
-        Err(e) => Some(Err(e)),
-    })
-}
-
-impl<O, N> MergeJoin<O, N>
-where
-    O: Iterator<Item = Result<SnapshotObject, SnapshotError>>,
-    N: Iterator<Item = Result<SnapshotObject, SnapshotError>>,
-{
-    fn step(&mut self) -> Result<Option<DiffEntry>, SnapshotError> {
-        if !self.started {
-            self.started = true;
-            self.old_head = self.old.next().transpose()?;
-            self.new_head = self.new.next().transpose()?;
-        }
-        let entry = match (self.old_head.take(), self.new_head.take()) {
-            (None, None) => return Ok(None),
-            (Some(old), None) => {
-                self.old_head = self.old.next().transpose()?;
-                DiffEntry::Change(ObjectChange::Removed(old))
+    loop {
+        let read = match (old_head.take(), new_head.take()) {
+            (None, None) => return Ok(Ok(())),
+            (Some(o), None) => {
+                on_entry(DiffEntry::Change(ObjectChange::Removed(o)))?;
+                read(&mut old_head, &mut old)
             }
-            (None, Some(new)) => {
-                self.new_head = self.new.next().transpose()?;
-                DiffEntry::Change(ObjectChange::Added(new))
+            (None, Some(n)) => {
+                on_entry(DiffEntry::Change(ObjectChange::Added(n)))?;
+                read(&mut new_head, &mut new)
             }
-            (Some(old), Some(new)) => match old.key.cmp(&new.key) {
-                std::cmp::Ordering::Less => {
-                    self.new_head = Some(new);
-                    self.old_head = self.old.next().transpose()?;
-                    DiffEntry::Change(ObjectChange::Removed(old))
+            (Some(o), Some(n)) => match o.key.cmp(&n.key) {
+                Ordering::Less => {
+                    new_head = Some(n);
+                    on_entry(DiffEntry::Change(ObjectChange::Removed(o)))?;
+                    read(&mut old_head, &mut old)
                 }
-                std::cmp::Ordering::Greater => {
-                    self.old_head = Some(old);
-                    self.new_head = self.new.next().transpose()?;
-                    DiffEntry::Change(ObjectChange::Added(new))
+                Ordering::Greater => {
+                    old_head = Some(o);
+                    on_entry(DiffEntry::Change(ObjectChange::Added(n)))?;
+                    read(&mut new_head, &mut new)
                 }
-                std::cmp::Ordering::Equal => {
-                    self.old_head = self.old.next().transpose()?;
-                    self.new_head = self.new.next().transpose()?;
-                    let fields = ChangedFields::between(&old, &new);
+                Ordering::Equal => {
+                    let fields = ChangedFields::between(&o, &n);
                     if fields.is_empty() {
-                        DiffEntry::Unchanged(new)
+                        on_entry(DiffEntry::Unchanged(n.view()))?;
                     } else {
-                        DiffEntry::Change(ObjectChange::Changed { old, new, fields })
+                        on_entry(DiffEntry::Change(ObjectChange::Changed { old: o, new: n, fields }))?;
                     }
+                    read(&mut old_head, &mut old).and_then(|()| read(&mut new_head, &mut new))
                 }
             },
         };
-        Ok(Some(entry))
-    }
-}
-
-impl<O, N> Iterator for MergeJoin<O, N>
-where
-    O: Iterator<Item = Result<SnapshotObject, SnapshotError>>,
-    N: Iterator<Item = Result<SnapshotObject, SnapshotError>>,
-{
-    type Item = Result<DiffEntry, SnapshotError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
+        if let Err(e) = read {
+            return Ok(Err(e));
         }
-        let step = self.step();
-        if step.is_err() {
-            self.failed = true;
-        }
-        step.transpose()
     }
 }
 
@@ -257,6 +201,22 @@ mod tests {
     use crate::inventory::snapshot::SnapshotReader;
     use crate::inventory::snapshot::test_support::{arb_objects, write_snapshot};
     use std::collections::BTreeMap;
+
+    /// Only the changes of a merge-join.
+    fn changes(
+        old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
+        new: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
+    ) -> Result<Vec<ObjectChange>, SnapshotError> {
+        let mut changes = Vec::new();
+        merge_join(old, new, |e| {
+            if let DiffEntry::Change(c) = e {
+                changes.push(c);
+            }
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {})?;
+        Ok(changes)
+    }
 
     fn naive(old: &[SnapshotObject], new: &[SnapshotObject]) -> Vec<ObjectChange> {
         let old: BTreeMap<_, _> = old.iter().map(|o| (o.key.clone(), o.clone())).collect();
@@ -290,7 +250,7 @@ mod tests {
             bucket_key_enabled: Some(true),
             ..old.clone()
         };
-        let changes: Vec<_> = diff([Ok(old.clone())], [Ok(new.clone())]).collect::<Result<_, _>>().unwrap();
+        let changes = changes([Ok(old.clone())], [Ok(new.clone())]).unwrap();
         let ObjectChange::Changed { fields, .. } = &changes[0] else { panic!("{changes:?}") };
         let names: Vec<_> = fields.iter().map(ChangedField::as_str).collect();
         assert_eq!(names, ["ENCRYPTION_STATUS", "BUCKET_KEY"]);
@@ -301,9 +261,27 @@ mod tests {
     fn error_ends_the_stream() {
         let err = SnapshotError::Corrupt { path: "old.snap".into(), detail: "x".into() };
         let a = SnapshotObject { key: "a".into(), ..Default::default() };
-        let items: Vec<_> = diff(vec![Ok(a.clone()), Err(err)], vec![Ok(a)]).collect();
-        assert_eq!(items.len(), 1);
-        assert!(items[0].as_ref().unwrap_err().to_string().contains("old.snap"));
+        let z = SnapshotObject { key: "z".into(), ..Default::default() };
+        let mut seen = Vec::new();
+        let outcome = merge_join(vec![Ok(a.clone()), Err(err)], vec![Ok(a), Ok(z)], |e| {
+            seen.push(format!("{e:?}"));
+            Ok::<_, ()>(())
+        });
+        assert!(outcome.unwrap().unwrap_err().to_string().contains("old.snap"));
+        assert_eq!(seen.len(), 1, "`a` is judged, then the error ends the join before `z`: {seen:?}");
+    }
+
+    #[test]
+    fn a_consumer_error_ends_the_join() {
+        let objs: Vec<_> =
+            ["a", "b", "c"].map(|k| SnapshotObject { key: k.into(), ..Default::default() }).into();
+        let mut seen = 0;
+        let outcome = merge_join(Vec::new(), objs.into_iter().map(Ok), |_| {
+            seen += 1;
+            if seen == 2 { Err("closed") } else { Ok(()) }
+        });
+        assert_eq!(outcome.err(), Some("closed"));
+        assert_eq!(seen, 2);
     }
 
     proptest::proptest! {
@@ -314,11 +292,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let old_path = write_snapshot(dir.path(), "old.snap", &old);
             let new_path = write_snapshot(dir.path(), "new.snap", &new);
-            let streamed: Vec<_> = diff(
+            let streamed = changes(
                 SnapshotReader::open(&old_path).unwrap(),
                 SnapshotReader::open(&new_path).unwrap(),
             )
-            .collect::<Result<_, _>>()
             .unwrap();
             proptest::prop_assert_eq!(streamed, naive(&old, &new));
         }

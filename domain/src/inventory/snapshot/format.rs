@@ -69,6 +69,56 @@ impl From<&InventoryRecord> for SnapshotObject {
     }
 }
 
+impl SnapshotObject {
+    /// This object as a view.
+    pub fn view(&self) -> ObjectView<'_> {
+        ObjectView {
+            key: &self.key,
+            size: self.size,
+            etag: self.etag.as_deref(),
+            last_modified_ms: self.last_modified_ms,
+            storage_class: self.storage_class.as_deref(),
+            encryption_status: self.encryption_status.clone(),
+            bucket_key_enabled: self.bucket_key_enabled,
+        }
+    }
+}
+
+/// A snapshot object borrowed from where it is stored (an encoded entry, mostly): the final
+/// pass hands unchanged objects, nearly all of them, to its consumer without allocating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectView<'a> {
+    /// Object key, decoded.
+    pub key: &'a str,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// ETag (quotes stripped).
+    pub etag: Option<&'a str>,
+    /// Last-modified time, milliseconds since the Unix epoch.
+    pub last_modified_ms: Option<i64>,
+    /// Storage class.
+    pub storage_class: Option<&'a str>,
+    /// Server-side encryption status (owned: only [`EncryptionStatus::Other`] allocates).
+    pub encryption_status: Option<EncryptionStatus>,
+    /// S3 Bucket Key status.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+impl ObjectView<'_> {
+    /// The owned object.
+    pub fn to_object(&self) -> SnapshotObject {
+        SnapshotObject {
+            key: self.key.to_owned(),
+            size: self.size,
+            etag: self.etag.map(str::to_owned),
+            last_modified_ms: self.last_modified_ms,
+            storage_class: self.storage_class.map(str::to_owned),
+            encryption_status: self.encryption_status.clone(),
+            bucket_key_enabled: self.bucket_key_enabled,
+        }
+    }
+}
+
 /// What a snapshot describes; stored as JSON in the file header.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,6 +397,105 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Where one flat entry lies in a buffer. A flat entry is encoded against an empty previous
+/// key (flags, 0, key length, key, fields), so it stands alone: the sort's runs, the merge and
+/// the diff move and compare entries as bytes, and two entries of one key are equal objects
+/// when their bytes after the key and their flags are equal (the encoding is canonical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlatEntry {
+    /// First byte (the flags).
+    pub start: usize,
+    /// The key's bytes, relative to `start`.
+    pub key_start: u32,
+    pub key_end: u32,
+    /// Length of the whole entry.
+    pub end: u32,
+    /// Decoded while copying: the sort orders versions of a key by it.
+    pub last_modified_ms: Option<i64>,
+    pub flags: u8,
+}
+
+/// Decodes a flat entry (as [`FlatEntry`] describes) into a view of its bytes.
+pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
+    let mut at = 0usize;
+    let byte = |at: &mut usize| -> Result<u8, String> {
+        let b = *entry.get(*at).ok_or("entry cut short")?;
+        *at += 1;
+        Ok(b)
+    };
+    let varint = |at: &mut usize| -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = byte(at)?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    };
+    let text = |at: &mut usize, what: &str| -> Result<&str, String> {
+        let len = usize::try_from(varint(at)?).map_err(|_| format!("{what} too long"))?;
+        let bytes = entry.get(*at..at.saturating_add(len)).ok_or("entry cut short")?;
+        *at += len;
+        std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
+    };
+    let flags = byte(&mut at)?;
+    if varint(&mut at)? != 0 {
+        return Err("a flat entry shares no key prefix".into());
+    }
+    let mut view = ObjectView {
+        key: text(&mut at, "key")?,
+        size: None,
+        etag: None,
+        last_modified_ms: None,
+        storage_class: None,
+        encryption_status: None,
+        bucket_key_enabled: None,
+    };
+    if flags & F_SIZE != 0 {
+        view.size = Some(varint(&mut at)?);
+    }
+    if flags & F_ETAG != 0 {
+        view.etag = Some(text(&mut at, "etag")?);
+    }
+    if flags & F_MODIFIED != 0 {
+        view.last_modified_ms = Some(unzigzag(varint(&mut at)?));
+    }
+    if flags & F_CLASS != 0 {
+        view.storage_class = Some(text(&mut at, "storage class")?);
+    }
+    if flags & F_ENCRYPTION != 0 {
+        view.encryption_status = Some(match byte(&mut at)? {
+            5 => EncryptionStatus::Other(text(&mut at, "encryption status")?.to_owned()),
+            code => known_encryption(code)?,
+        });
+    }
+    if flags & F_BUCKET_KEY != 0 {
+        view.bucket_key_enabled = Some(flags & F_BUCKET_KEY_ON != 0);
+    }
+    if at != entry.len() {
+        return Err(format!("{} bytes after the entry", entry.len() - at));
+    }
+    Ok(view)
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// The status of encryption codes 0–4 (5, `Other`, carries its text).
+fn known_encryption(code: u8) -> Result<EncryptionStatus, String> {
+    Ok(match code {
+        0 => EncryptionStatus::SseS3,
+        1 => EncryptionStatus::SseC,
+        2 => EncryptionStatus::SseKms,
+        3 => EncryptionStatus::DsseKms,
+        4 => EncryptionStatus::NotSse,
+        other => return Err(format!("unknown encryption code {other}")),
+    })
+}
+
 /// Decodes entries from a byte stream. Errors are plain strings; the caller adds the file.
 /// Entries are read a few bytes at a time, so `R` is buffered: over a zstd stream, use
 /// [`buffered`], else every varint byte would be a call into the decoder.
@@ -397,18 +546,22 @@ impl<R: BufRead> EntryDecoder<R> {
         String::from_utf8(self.bytes()?).map_err(|_| format!("{what} is not UTF-8"))
     }
 
-    /// The next entry and its flags, or `None` at a clean end of stream.
-    pub(crate) fn next_entry(&mut self) -> Result<Option<(SnapshotObject, u8)>, String> {
+    /// The flags byte of the next entry, or `None` at a clean end of stream.
+    fn first_byte(&mut self) -> Result<Option<u8>, String> {
         let mut first = [0u8; 1];
         loop {
             match self.inner.read(&mut first) {
                 Ok(0) => return Ok(None),
-                Ok(_) => break,
+                Ok(_) => return Ok(Some(first[0])),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         }
-        let flags = first[0];
+    }
+
+    /// Reads the key into `prev_key`: the suffix goes straight behind the shared prefix, no
+    /// buffer per entry.
+    fn read_key(&mut self) -> Result<(), String> {
         let shared = self.varint()?;
         if shared > self.prev_key.len() as u64 {
             return Err(format!("shared prefix {shared} longer than the previous key"));
@@ -417,11 +570,76 @@ impl<R: BufRead> EntryDecoder<R> {
         if suffix_len > MAX_FIELD_LEN {
             return Err(format!("field length {suffix_len} exceeds {MAX_FIELD_LEN}"));
         }
-        // The suffix is read straight behind the shared prefix: no buffer per entry.
         self.prev_key.truncate(shared as usize);
         let at = self.prev_key.len();
         self.prev_key.resize(at + suffix_len as usize, 0);
-        self.inner.read_exact(&mut self.prev_key[at..]).map_err(|e| format!("entry cut short: {e}"))?;
+        self.inner.read_exact(&mut self.prev_key[at..]).map_err(|e| format!("entry cut short: {e}"))
+    }
+
+    /// Copies a length-prefixed field to `out`.
+    fn copy_bytes(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        let len = self.varint()?;
+        if len > MAX_FIELD_LEN {
+            return Err(format!("field length {len} exceeds {MAX_FIELD_LEN}"));
+        }
+        put_varint(out, len);
+        let at = out.len();
+        out.resize(at + len as usize, 0);
+        self.inner.read_exact(&mut out[at..]).map_err(|e| format!("entry cut short: {e}"))
+    }
+
+    /// Appends the next entry to `out` as a flat entry, copying its fields without decoding
+    /// them (nor checking their UTF-8: [`decode_flat`] does, for the entries that are decoded),
+    /// or `None` at a clean end of stream.
+    pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
+        let Some(flags) = self.first_byte()? else { return Ok(None) };
+        self.read_key()?;
+        let start = out.len();
+        out.push(flags);
+        out.push(0);
+        put_varint(out, self.prev_key.len() as u64);
+        let key_start = out.len() - start;
+        out.extend_from_slice(&self.prev_key);
+        let key_end = out.len() - start;
+        if flags & F_SIZE != 0 {
+            put_varint(out, self.varint()?);
+        }
+        if flags & F_ETAG != 0 {
+            self.copy_bytes(out)?;
+        }
+        let mut last_modified_ms = None;
+        if flags & F_MODIFIED != 0 {
+            let z = self.varint()?;
+            last_modified_ms = Some(unzigzag(z));
+            put_varint(out, z);
+        }
+        if flags & F_CLASS != 0 {
+            self.copy_bytes(out)?;
+        }
+        if flags & F_ENCRYPTION != 0 {
+            let code = self.byte()?;
+            out.push(code);
+            if code == 5 {
+                self.copy_bytes(out)?;
+            } else {
+                known_encryption(code)?;
+            }
+        }
+        let len = |n: usize| u32::try_from(n).map_err(|_| "entry too long".to_string());
+        Ok(Some(FlatEntry {
+            start,
+            key_start: len(key_start)?,
+            key_end: len(key_end)?,
+            end: len(out.len() - start)?,
+            last_modified_ms,
+            flags,
+        }))
+    }
+
+    /// The next entry and its flags, or `None` at a clean end of stream.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(SnapshotObject, u8)>, String> {
+        let Some(flags) = self.first_byte()? else { return Ok(None) };
+        self.read_key()?;
         let key = String::from_utf8(self.prev_key.clone()).map_err(|_| "key is not UTF-8".to_string())?;
         let mut obj = SnapshotObject { key, ..SnapshotObject::default() };
         if flags & F_SIZE != 0 {
@@ -431,21 +649,15 @@ impl<R: BufRead> EntryDecoder<R> {
             obj.etag = Some(self.string("etag")?);
         }
         if flags & F_MODIFIED != 0 {
-            let z = self.varint()?;
-            obj.last_modified_ms = Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+            obj.last_modified_ms = Some(unzigzag(self.varint()?));
         }
         if flags & F_CLASS != 0 {
             obj.storage_class = Some(self.string("storage class")?);
         }
         if flags & F_ENCRYPTION != 0 {
             obj.encryption_status = Some(match self.byte()? {
-                0 => EncryptionStatus::SseS3,
-                1 => EncryptionStatus::SseC,
-                2 => EncryptionStatus::SseKms,
-                3 => EncryptionStatus::DsseKms,
-                4 => EncryptionStatus::NotSse,
                 5 => EncryptionStatus::Other(self.string("encryption status")?),
-                other => return Err(format!("unknown encryption code {other}")),
+                code => known_encryption(code)?,
             });
         }
         if flags & F_BUCKET_KEY != 0 {
@@ -483,8 +695,10 @@ pub struct SnapshotWriter {
     tmp_path: PathBuf,
     header: SnapshotHeader,
     encoder: Option<zstd::Encoder<'static, HashingWriter>>,
-    prev_key: Option<String>,
+    prev_key: Option<Vec<u8>>,
     buf: Vec<u8>,
+    /// An owned object's flat entry, for [`Self::push`].
+    flat: Vec<u8>,
     count: u64,
 }
 
@@ -522,29 +736,54 @@ impl SnapshotWriter {
             encoder: Some(encoder),
             prev_key: None,
             buf: Vec::with_capacity(256),
+            flat: Vec::with_capacity(256),
             count: 0,
         })
     }
 
     /// Appends one object; keys must be strictly increasing.
     pub fn push(&mut self, obj: &SnapshotObject) -> Result<(), SnapshotError> {
+        let mut flat = std::mem::take(&mut self.flat);
+        flat.clear();
+        encode_entry(&mut flat, "", obj, 0);
+        let key_start = 2 + varint_len(obj.key.len() as u64);
+        let pushed = self.push_flat(&flat, key_start, key_start + obj.key.len());
+        self.flat = flat;
+        pushed
+    }
+
+    /// Appends one flat entry (see [`FlatEntry`]) whose key is `entry[key_start..key_end]`;
+    /// keys must be strictly increasing. Only the key's shared prefix is re-encoded.
+    pub(crate) fn push_flat(
+        &mut self,
+        entry: &[u8],
+        key_start: usize,
+        key_end: usize,
+    ) -> Result<(), SnapshotError> {
+        let key = &entry[key_start..key_end];
         if let Some(prev) = &self.prev_key
-            && obj.key.as_str() <= prev.as_str()
+            && key <= prev.as_slice()
         {
-            return Err(SnapshotError::Unsorted { path: self.path.clone(), key: obj.key.clone() });
+            let key = String::from_utf8_lossy(key).into_owned();
+            return Err(SnapshotError::Unsorted { path: self.path.clone(), key });
+        }
+        if entry[0] & F_DELETE_MARKER != 0 {
+            return Err(SnapshotError::corrupt(&self.path, "a delete marker written as an object"));
         }
         self.buf.clear();
-        encode_entry(&mut self.buf, self.prev_key.as_deref().unwrap_or(""), obj, 0);
+        reencode_entry(
+            &mut self.buf,
+            self.prev_key.as_deref().unwrap_or_default(),
+            entry,
+            key_start,
+            key_end,
+        );
         let encoder =
             self.encoder.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
         encoder.write_all(&self.buf).map_err(|e| SnapshotError::io(&self.tmp_path, e))?;
-        match &mut self.prev_key {
-            Some(prev) => {
-                prev.clear();
-                prev.push_str(&obj.key);
-            }
-            None => self.prev_key = Some(obj.key.clone()),
-        }
+        let prev = self.prev_key.get_or_insert_with(Vec::new);
+        prev.clear();
+        prev.extend_from_slice(key);
         self.count += 1;
         Ok(())
     }
@@ -625,6 +864,8 @@ pub struct SnapshotReader {
     info: SnapshotInfo,
     decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
     prev_key: Option<String>,
+    /// The previous key of [`Self::next_flat`].
+    last_flat_key: Vec<u8>,
     read: u64,
     done: bool,
 }
@@ -697,6 +938,7 @@ impl SnapshotReader {
             },
             decoder: EntryDecoder::new(buffered(decoder)),
             prev_key: None,
+            last_flat_key: Vec::new(),
             read: 0,
             done: false,
         })
@@ -733,6 +975,36 @@ impl SnapshotReader {
                 Ok(Some(obj))
             }
         }
+    }
+}
+
+impl SnapshotReader {
+    /// Appends the next object to `out` as a flat entry (see [`FlatEntry`]), or `None` after
+    /// the last; checks order and count as iteration does, but not the fields' UTF-8 (checked
+    /// where an entry is decoded).
+    pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, SnapshotError> {
+        let path = &self.info.path;
+        let Some(entry) = self.decoder.next_flat(out).map_err(|d| SnapshotError::corrupt(path, d))? else {
+            if self.read != self.info.object_count {
+                return Err(SnapshotError::corrupt(
+                    path,
+                    format!("{} objects, header says {}", self.read, self.info.object_count),
+                ));
+            }
+            return Ok(None);
+        };
+        if entry.flags & F_DELETE_MARKER != 0 {
+            return Err(SnapshotError::corrupt(path, "delete-marker flag in a snapshot"));
+        }
+        let key = &out[entry.start + entry.key_start as usize..entry.start + entry.key_end as usize];
+        if self.read > 0 && key <= self.last_flat_key.as_slice() {
+            let key = String::from_utf8_lossy(key).into_owned();
+            return Err(SnapshotError::Unsorted { path: path.clone(), key });
+        }
+        self.last_flat_key.clear();
+        self.last_flat_key.extend_from_slice(key);
+        self.read += 1;
+        Ok(Some(entry))
     }
 }
 
@@ -805,19 +1077,6 @@ impl<T> Iterator for Prefetch<T> {
             // A closed channel is the end: the thread stops after the last item.
             self.current = self.batches.recv().ok()?.into_iter();
         }
-    }
-}
-
-/// A [`SnapshotReader`] decoding on its own thread.
-pub type PrefetchingReader = Prefetch<Result<SnapshotObject, SnapshotError>>;
-
-impl SnapshotReader {
-    /// Moves decoding to a background thread. Dropping the returned reader stops the thread
-    /// at its next batch.
-    pub fn prefetch(self) -> Result<PrefetchingReader, SnapshotError> {
-        let path = self.info.path.clone();
-        Prefetch::spawn("snapshot-read", self, PREFETCH_BATCH, PREFETCH_DEPTH)
-            .map_err(|e| SnapshotError::io(&path, e))
     }
 }
 

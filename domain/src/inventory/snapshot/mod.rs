@@ -16,9 +16,9 @@ pub mod sort;
 pub mod state;
 
 pub use datasets::{DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide};
-pub use diff::{ChangedField, ChangedFields, DiffEntry, MergeJoin, ObjectChange, diff, merge_join};
+pub use diff::{ChangedField, ChangedFields, DiffEntry, ObjectChange, merge_join};
 pub use format::{
-    PrefetchingReader, SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    ObjectView, SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
     SnapshotReader, SnapshotWriter,
 };
 pub use sort::{BuildError, DEFAULT_RUN_LEN, MAX_FAN_IN, SnapshotBuilder, build_snapshot};
@@ -127,6 +127,22 @@ pub(crate) mod test_support {
                 })
                 .collect()
         })
+    }
+
+    /// A merge-join step with the unchanged object owned, to compare runs.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum OwnedEntry {
+        Unchanged(SnapshotObject),
+        Change(ObjectChange),
+    }
+
+    impl From<DiffEntry<'_>> for OwnedEntry {
+        fn from(e: DiffEntry<'_>) -> Self {
+            match e {
+                DiffEntry::Unchanged(view) => OwnedEntry::Unchanged(view.to_object()),
+                DiffEntry::Change(change) => OwnedEntry::Change(change),
+            }
+        }
     }
 
     pub(crate) fn write_snapshot(dir: &Path, name: &str, objs: &[SnapshotObject]) -> PathBuf {

@@ -14,17 +14,16 @@
 //! marker, then the greatest kept fields (so the result does not depend on row order); a key
 //! whose winner is a delete marker is absent.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::diff::{DiffEntry, merge_join};
+use super::diff::{ChangedFields, DiffEntry, ObjectChange};
 use super::format::{
-    EntryDecoder, EntryFields, F_DELETE_MARKER, PREFETCH_BATCH, Prefetch, SnapshotError, SnapshotHeader,
-    SnapshotInfo, SnapshotObject, SnapshotWriter, buffered, encode_entry, encode_fields, reencode_entry,
-    temp_sibling, varint_len,
+    EntryDecoder, EntryFields, F_DELETE_MARKER, FlatEntry, ObjectView, PREFETCH_BATCH, PREFETCH_DEPTH,
+    Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, SnapshotWriter, buffered,
+    decode_flat, encode_fields, reencode_entry, temp_sibling, varint_len,
 };
 use crate::inventory::record::InventoryRecord;
 
@@ -70,26 +69,6 @@ impl BuildError {
     }
 }
 
-/// A row as sorted: the kept fields plus the delete-marker bit needed to reduce versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SortRow {
-    obj: SnapshotObject,
-    delete_marker: bool,
-}
-
-impl SortRow {
-    /// Key ascending, then the winning row first (newest, delete marker, greatest fields).
-    fn order(&self, other: &Self) -> Ordering {
-        self.obj.key.cmp(&other.obj.key).then_with(|| {
-            (other.obj.last_modified_ms, other.delete_marker, &other.obj).cmp(&(
-                self.obj.last_modified_ms,
-                self.delete_marker,
-                &self.obj,
-            ))
-        })
-    }
-}
-
 /// A spill run on disk, removed when dropped.
 struct RunFile {
     path: PathBuf,
@@ -122,25 +101,13 @@ impl RunWriter {
         Ok(RunWriter { file: RunFile { path }, encoder, prev_key: Vec::new(), buf: Vec::new() })
     }
 
-    fn push(&mut self, row: &SortRow) -> Result<(), BuildError> {
+    /// Appends a flat entry (see [`FlatEntry`]), delete-marker flag included.
+    fn push(&mut self, row: Flat<'_>) -> Result<(), BuildError> {
         self.buf.clear();
-        let flags = if row.delete_marker { F_DELETE_MARKER } else { 0 };
-        let prev = std::str::from_utf8(&self.prev_key).unwrap_or_default();
-        encode_entry(&mut self.buf, prev, &row.obj, flags);
-        self.write_buf(row.obj.key.as_bytes())
-    }
-
-    /// Appends an entry of a [`RunBuffer`] (encoded without prefix sharing).
-    fn push_encoded(&mut self, entry: &[u8], key_start: usize, key_end: usize) -> Result<(), BuildError> {
-        self.buf.clear();
-        reencode_entry(&mut self.buf, &self.prev_key, entry, key_start, key_end);
-        self.write_buf(&entry[key_start..key_end])
-    }
-
-    fn write_buf(&mut self, key: &[u8]) -> Result<(), BuildError> {
+        reencode_entry(&mut self.buf, &self.prev_key, row.entry(), row.key_start(), row.key_end());
         self.encoder.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
         self.prev_key.clear();
-        self.prev_key.extend_from_slice(key);
+        self.prev_key.extend_from_slice(row.key());
         Ok(())
     }
 
@@ -203,24 +170,41 @@ impl RunBuffer {
         &self.arena[row.start + row.key_start as usize..row.start + row.key_end as usize]
     }
 
-    /// The decoded row, for the rare full comparison of two versions of one key.
-    fn decode(&self, row: &RowRef) -> SortRow {
-        let mut decoder = EntryDecoder::new(self.entry(row));
-        match decoder.next_entry() {
-            Ok(Some((obj, flags))) => SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 },
-            // Unreachable: the entry was encoded just above.
-            _ => SortRow { obj: SnapshotObject::default(), delete_marker: row.delete_marker },
-        }
+    /// The same order as the merge's ([`Flat::merge_order`]), with the 8-byte prefix first.
+    /// Zero padding keeps the prefix order the key order: a key shorter than 8 bytes that is a
+    /// prefix of another ties on the prefix.
+    fn order(&self, a: &RowRef, b: &RowRef) -> Ordering {
+        a.key_prefix.cmp(&b.key_prefix).then_with(|| {
+            let (a, b) = (Flat { buffer: self, row: a }, Flat { buffer: self, row: b });
+            a.merge_order(b)
+        })
     }
 
-    /// The same order as [`SortRow::order`]. Zero padding keeps the prefix order the key
-    /// order: a key shorter than 8 bytes that is a prefix of another ties on the prefix.
-    fn order(&self, a: &RowRef, b: &RowRef) -> Ordering {
-        a.key_prefix.cmp(&b.key_prefix).then_with(|| self.key(a).cmp(self.key(b))).then_with(|| {
-            (b.last_modified_ms, b.delete_marker)
-                .cmp(&(a.last_modified_ms, a.delete_marker))
-                .then_with(|| self.decode(a).order(&self.decode(b)))
-        })
+    /// Adds the row of a flat entry just appended to the arena.
+    fn add_row(&mut self, entry: FlatEntry) {
+        let at = entry.start;
+        let key = &self.arena[at + entry.key_start as usize..at + entry.key_end as usize];
+        self.rows.push(RowRef {
+            key_prefix: key_chunk(key, 0),
+            start: at,
+            key_start: entry.key_start,
+            key_end: entry.key_end,
+            end: entry.end,
+            last_modified_ms: entry.last_modified_ms,
+            delete_marker: entry.flags & F_DELETE_MARKER != 0,
+        });
+    }
+
+    /// Appends a copy of another buffer's row.
+    fn push_copy(&mut self, row: Flat<'_>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(row.entry());
+        self.rows.push(RowRef { start, ..*row.row });
+    }
+
+    /// An empty batch for `rows` rows of typical size.
+    fn batch(rows: usize) -> RunBuffer {
+        RunBuffer { arena: Vec::with_capacity(rows * TYPICAL_ENTRY_BYTES), rows: Vec::with_capacity(rows) }
     }
 
     fn len(&self) -> usize {
@@ -273,7 +257,7 @@ impl RunBuffer {
     /// Sorts and keeps each key's winner, in memory: the last run of a build is merged from
     /// here instead of being written and read back (for a report that fits in one run, no
     /// spill file at all).
-    fn into_memory_run(mut self) -> MemoryRun {
+    fn into_memory_run(mut self) -> RunBuffer {
         let mut rows = std::mem::take(&mut self.rows);
         self.sort_by_chunks(&mut rows, 0);
         let mut kept = 0;
@@ -285,7 +269,7 @@ impl RunBuffer {
         }
         rows.truncate(kept);
         self.rows = rows;
-        MemoryRun { buffer: self, next: 0 }
+        self
     }
 
     /// Sorts, keeps each key's winner and writes the run; returns the run and this buffer,
@@ -297,7 +281,7 @@ impl RunBuffer {
         let mut prev: Option<&RowRef> = None;
         for row in &rows {
             if prev.is_none_or(|p| self.key(p) != self.key(row)) {
-                writer.push_encoded(self.entry(row), row.key_start as usize, row.key_end as usize)?;
+                writer.push(Flat { buffer: &self, row })?;
             }
             prev = Some(row);
         }
@@ -336,231 +320,362 @@ const TYPICAL_ENTRY_BYTES: usize = 128;
 /// Arena bytes after which a run is spilled whatever its row count.
 const MAX_RUN_BYTES: usize = 256 << 20;
 
-/// Reads a run back in order.
-struct RunReader {
-    path: PathBuf,
-    decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
+/// One row of a [`RunBuffer`]: a flat entry and what the sort knows of it.
+#[derive(Debug, Clone, Copy)]
+struct Flat<'a> {
+    buffer: &'a RunBuffer,
+    row: &'a RowRef,
 }
 
-impl RunReader {
-    fn open(run: &RunFile) -> Result<Self, BuildError> {
-        let file = File::open(&run.path).map_err(|e| spill_err(&run.path, e))?;
-        let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&run.path, e))?;
-        Ok(RunReader { path: run.path.clone(), decoder: EntryDecoder::new(buffered(decoder)) })
+impl<'a> Flat<'a> {
+    fn entry(self) -> &'a [u8] {
+        self.buffer.entry(self.row)
+    }
+
+    fn key(self) -> &'a [u8] {
+        self.buffer.key(self.row)
+    }
+
+    fn key_start(self) -> usize {
+        self.row.key_start as usize
+    }
+
+    fn key_end(self) -> usize {
+        self.row.key_end as usize
+    }
+
+    fn view(self) -> Result<ObjectView<'a>, String> {
+        decode_flat(self.entry())
+    }
+
+    /// Key ascending, then the winning version of a key first: the newest, then the delete
+    /// marker, then the greatest fields (so the winner does not depend on row order).
+    fn merge_order(self, other: Flat<'_>) -> Ordering {
+        self.key().cmp(other.key()).then_with(|| {
+            let (a, b) = (self.row, other.row);
+            (b.last_modified_ms, b.delete_marker).cmp(&(a.last_modified_ms, a.delete_marker)).then_with(
+                || {
+                    // Rare: two latest rows of one key and time. Both were encoded by this build.
+                    let object = |row: Flat<'_>| row.view().map(|v| v.to_object()).unwrap_or_default();
+                    object(other).cmp(&object(self))
+                },
+            )
+        })
+    }
+
+    /// Whether two entries of one key hold the same object: the encoding is canonical, so
+    /// equal flags and field bytes mean equal fields.
+    fn same_object(self, other: Flat<'_>) -> bool {
+        let (a, b) = (self.entry(), other.entry());
+        a[0] == b[0] && a[self.key_end()..] == b[other.key_end()..]
     }
 }
 
-/// A source of rows in merge order; `Ok(None)` at its end.
-trait NextRow {
-    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError>;
-}
+/// Batches of flat entries in key order; the source ends after its first error.
+type Batches = Box<dyn Iterator<Item = Result<RunBuffer, BuildError>> + Send>;
 
-/// A [`NextRow`] source as an iterator that ends after its first error.
-struct Rows<S> {
-    source: S,
-    failed: bool,
-}
-
-impl<S: NextRow> Rows<S> {
-    fn new(source: S) -> Self {
-        Rows { source, failed: false }
-    }
-}
-
-impl<S: NextRow> Iterator for Rows<S> {
-    type Item = Result<SortRow, BuildError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
+/// Batches of up to `rows` entries, each appended by `next` (false at the end).
+fn batches(
+    rows: usize,
+    mut next: impl FnMut(&mut RunBuffer) -> Result<bool, BuildError> + Send + 'static,
+) -> Batches {
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if done {
             return None;
         }
-        let row = self.source.next_row().transpose();
-        self.failed = matches!(row, Some(Err(_)));
-        row
-    }
+        let mut batch = RunBuffer::batch(rows);
+        while batch.len() < rows {
+            match next(&mut batch) {
+                Ok(true) => {}
+                Ok(false) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        (batch.len() > 0).then_some(Ok(batch))
+    }))
 }
 
-impl NextRow for RunReader {
-    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
-        Ok(self
-            .decoder
-            .next_entry()
-            .map_err(|d| spill_err(&self.path, d))?
-            .map(|(obj, flags)| SortRow { obj, delete_marker: flags & F_DELETE_MARKER != 0 }))
-    }
+/// A spilled run's entries, read back in batches.
+fn run_batches(run: &RunFile, rows: usize) -> Result<Batches, BuildError> {
+    let path = run.path.clone();
+    let file = File::open(&path).map_err(|e| spill_err(&path, e))?;
+    let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&path, e))?;
+    let mut entries = EntryDecoder::new(buffered(decoder));
+    Ok(batches(rows, move |batch| {
+        match entries.next_flat(&mut batch.arena).map_err(|d| spill_err(&path, d))? {
+            Some(entry) => {
+                batch.add_row(entry);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }))
 }
 
-/// A run kept in memory, sorted with each key's winner only: rows are decoded from the arena
-/// as the merge takes them.
-struct MemoryRun {
-    buffer: RunBuffer,
-    next: usize,
+/// The previous snapshot's entries, read ahead on their own thread (order and count checked
+/// by the reader).
+fn old_snapshot_batches(mut reader: SnapshotReader) -> Result<Batches, BuildError> {
+    let path = reader.info().path.clone();
+    let source = batches(PREFETCH_BATCH, move |batch| match reader.next_flat(&mut batch.arena)? {
+        Some(entry) => {
+            batch.add_row(entry);
+            Ok(true)
+        }
+        None => Ok(false),
+    });
+    let ahead = Prefetch::spawn("snapshot-read", source, 1, PREFETCH_DEPTH)
+        .map_err(|e| BuildError::Snapshot(SnapshotError::io(&path, e)))?;
+    Ok(Box::new(ahead))
 }
 
-impl NextRow for MemoryRun {
-    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
-        let Some(row) = self.buffer.rows.get(self.next) else {
-            return Ok(None);
-        };
-        self.next += 1;
-        Ok(Some(self.buffer.decode(row)))
-    }
+/// A key-sorted stream of flat entries, one batch in hand.
+struct Cursor {
+    batch: RunBuffer,
+    at: usize,
+    rest: Option<Batches>,
 }
 
-/// Heap slot: the head row of one run.
-struct Head {
-    row: SortRow,
-    run: usize,
-}
+impl Cursor {
+    /// A cursor on `rest`'s first entry.
+    fn new(rest: Batches) -> Result<Self, BuildError> {
+        let mut cursor = Cursor { batch: RunBuffer::default(), at: 0, rest: Some(rest) };
+        cursor.refill()?;
+        Ok(cursor)
+    }
 
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+    /// A cursor over one sorted batch.
+    fn of(batch: RunBuffer) -> Self {
+        Cursor { batch, at: 0, rest: None }
     }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.row.order(&other.row).then(self.run.cmp(&other.run))
-    }
-}
 
-/// Rows of one or more runs, in merge order.
-type RowSource = Box<dyn Iterator<Item = Result<SortRow, BuildError>> + Send>;
+    fn head(&self) -> Option<Flat<'_>> {
+        self.batch.rows.get(self.at).map(|row| Flat { buffer: &self.batch, row })
+    }
+
+    fn advance(&mut self) -> Result<(), BuildError> {
+        self.at += 1;
+        self.refill()
+    }
+
+    fn refill(&mut self) -> Result<(), BuildError> {
+        while self.at >= self.batch.len() {
+            let Some(rest) = &mut self.rest else { return Ok(()) };
+            match rest.next() {
+                Some(batch) => {
+                    self.batch = batch?;
+                    self.at = 0;
+                }
+                None => self.rest = None,
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Threads that decode (and, for many runs, pre-merge) runs ahead of the final merge.
 const MERGE_THREADS: usize = 4;
 
-/// The winning row of each key of several runs, in key order.
+/// The winning row of each key of several cursors, in key order. Entries stay in their
+/// batches: the merge compares and hands out bytes, and decodes nothing.
 struct RunMerge {
-    sources: Vec<RowSource>,
-    heap: BinaryHeap<Reverse<Head>>,
-    last_key: Option<String>,
+    cursors: Vec<Cursor>,
+    /// Cursors with a head, the greatest head first (the next row is popped off the end).
+    by_head: Vec<usize>,
+    last_key: Option<Vec<u8>>,
+    /// The cursor whose head was handed out last, advanced on the next call.
+    taken: Option<usize>,
 }
 
 impl RunMerge {
     /// Decoding rows is most of a merge's work, so it runs ahead on up to [`MERGE_THREADS`]
     /// threads: one per run for a few runs; for more, each thread merges a group of runs
     /// (keeping each key's winner within the group, which is safe: a row that loses in its
-    /// group loses overall), and this merge only combines the groups.
-    fn open(runs: &[RunFile], memory: Option<MemoryRun>, spill_dir: &Path) -> Result<Self, BuildError> {
-        let mut readers: Vec<(PathBuf, RowSource)> = Vec::with_capacity(runs.len() + 1);
-        for run in runs {
-            let reader = RunReader::open(run)?;
-            readers.push((reader.path.clone(), Box::new(Rows::new(reader))));
-        }
-        if let Some(memory) = memory {
-            readers.push((spill_dir.to_path_buf(), Box::new(Rows::new(memory))));
-        }
-        let groups = readers.len().div_ceil(MERGE_THREADS).max(1);
+    /// group loses overall), and this merge only combines the groups. The in-memory run is
+    /// read where it is.
+    fn open(runs: &[RunFile], memory: Option<RunBuffer>) -> Result<Self, BuildError> {
         // Rows decoded ahead are bounded in total: three batches per thread.
-        let batch = (MERGE_PREFETCH_ROWS / readers.len().clamp(1, MERGE_THREADS)).min(PREFETCH_BATCH);
-        let mut sources: Vec<RowSource> = Vec::new();
-        let mut readers = readers.into_iter().peekable();
-        while readers.peek().is_some() {
-            let group: Vec<(PathBuf, RowSource)> = readers.by_ref().take(groups).collect();
-            let path = group.first().map(|(path, _)| path.clone()).unwrap_or_default();
-            let source: RowSource = match <[_; 1]>::try_from(group) {
-                Ok([(_, single)]) => single,
-                Err(group) => {
-                    let runs = group.into_iter().map(|(_, source)| source).collect();
-                    Box::new(Rows::new(RunMerge::inline(runs)?))
+        let rows = (MERGE_PREFETCH_ROWS / runs.len().clamp(1, MERGE_THREADS)).min(PREFETCH_BATCH);
+        let mut cursors = Vec::with_capacity(MERGE_THREADS + 1);
+        for group in runs.chunks(runs.len().div_ceil(MERGE_THREADS).max(1)) {
+            let source = match group {
+                [run] => run_batches(run, rows)?,
+                runs => {
+                    let cursors = runs.iter().map(|run| Cursor::new(run_batches(run, rows)?));
+                    let mut merge = RunMerge::new(cursors.collect::<Result<_, _>>()?);
+                    batches(rows, move |batch| {
+                        Ok(merge.next_winner()?.map(|row| batch.push_copy(row)).is_some())
+                    })
                 }
             };
-            let prefetch =
-                Prefetch::spawn("snapshot-merge", source, batch, 2).map_err(|e| spill_err(&path, e))?;
-            sources.push(Box::new(prefetch));
+            let path = &group[0].path;
+            let ahead = Prefetch::spawn("snapshot-merge", source, 1, 2).map_err(|e| spill_err(path, e))?;
+            cursors.push(Cursor::new(Box::new(ahead))?);
         }
-        RunMerge::inline(sources)
+        cursors.extend(memory.map(Cursor::of));
+        Ok(RunMerge::new(cursors))
     }
 
-    /// A merge of `sources` on the caller's thread.
-    fn inline(mut sources: Vec<RowSource>) -> Result<Self, BuildError> {
-        let mut heap = BinaryHeap::with_capacity(sources.len());
-        for (run, source) in sources.iter_mut().enumerate() {
-            if let Some(row) = source.next().transpose()? {
-                heap.push(Reverse(Head { row, run }));
-            }
+    fn new(cursors: Vec<Cursor>) -> Self {
+        let mut merge = RunMerge { cursors, by_head: Vec::new(), last_key: None, taken: None };
+        for i in 0..merge.cursors.len() {
+            merge.insert(i);
         }
-        Ok(RunMerge { sources, heap, last_key: None })
+        merge
     }
 
-    fn next_winner(&mut self) -> Result<Option<SortRow>, BuildError> {
-        while let Some(Reverse(Head { row, run })) = self.heap.pop() {
-            if let Some(source) = self.sources.get_mut(run)
-                && let Some(next) = source.next().transpose()?
-            {
-                self.heap.push(Reverse(Head { row: next, run }));
-            }
+    /// Puts cursor `i` in its place by head, if it has one; ties go by cursor, so the merge
+    /// is deterministic.
+    fn insert(&mut self, i: usize) {
+        let Some(head) = self.cursors[i].head() else { return };
+        let at = self.by_head.partition_point(|&j| {
+            self.cursors[j].head().is_some_and(|other| other.merge_order(head).then(j.cmp(&i)).is_gt())
+        });
+        self.by_head.insert(at, i);
+    }
+
+    /// The next key's winning row, valid until the next call.
+    fn next_winner(&mut self) -> Result<Option<Flat<'_>>, BuildError> {
+        Ok(self.next_index()?.and_then(|i| self.cursors[i].head()))
+    }
+
+    /// The cursor whose head is the next key's winning row.
+    fn next_index(&mut self) -> Result<Option<usize>, BuildError> {
+        if let Some(i) = self.taken.take() {
+            self.cursors[i].advance()?;
+            self.insert(i);
+        }
+        while let Some(i) = self.by_head.pop() {
+            let Some(head) = self.cursors[i].head() else { continue };
             // Heads of one key arrive winner first; later rows of the same key lose.
-            if self.last_key.as_deref() != Some(row.obj.key.as_str()) {
-                match &mut self.last_key {
-                    Some(k) => {
-                        k.clear();
-                        k.push_str(&row.obj.key);
-                    }
-                    None => self.last_key = Some(row.obj.key.clone()),
-                }
-                return Ok(Some(row));
+            if self.last_key.as_deref() == Some(head.key()) {
+                self.cursors[i].advance()?;
+                self.insert(i);
+                continue;
+            }
+            let last = self.last_key.get_or_insert_with(Vec::new);
+            last.clear();
+            last.extend_from_slice(head.key());
+            self.taken = Some(i);
+            return Ok(Some(i));
+        }
+        Ok(None)
+    }
+
+    /// The next winning row that is an object (not a delete marker), as a cursor index.
+    fn next_object(&mut self) -> Result<Option<usize>, BuildError> {
+        while let Some(i) = self.next_index()? {
+            if self.cursors[i].head().is_some_and(|row| !row.row.delete_marker) {
+                return Ok(Some(i));
             }
         }
         Ok(None)
     }
 }
 
-/// The winners in key order.
-impl NextRow for RunMerge {
-    fn next_row(&mut self) -> Result<Option<SortRow>, BuildError> {
-        self.next_winner()
+/// Why the fused final pass stopped early.
+enum Stop<E> {
+    Build(BuildError),
+    Consumer(E),
+}
+
+impl<E> From<BuildError> for Stop<E> {
+    fn from(e: BuildError) -> Self {
+        Stop::Build(e)
     }
 }
 
-/// Merges runs, calling `emit` with the winning row of each key, in key order.
-fn merge_runs(
-    runs: &[RunFile],
-    memory: Option<MemoryRun>,
+impl<E> From<SnapshotError> for Stop<E> {
+    fn from(e: SnapshotError) -> Self {
+        Stop::Build(BuildError::Snapshot(e))
+    }
+}
+
+/// Which side(s) of the join hold the least key.
+enum Least<'a, 'b> {
+    Old(Flat<'a>),
+    New(Flat<'b>),
+    Both(Flat<'a>, Flat<'b>),
+}
+
+fn least<'a, 'b>(old: Option<Flat<'a>>, new: Option<Flat<'b>>) -> Option<Least<'a, 'b>> {
+    Some(match (old, new) {
+        (None, None) => return None,
+        (Some(o), None) => Least::Old(o),
+        (None, Some(n)) => Least::New(n),
+        (Some(o), Some(n)) => match o.key().cmp(n.key()) {
+            Ordering::Less => Least::Old(o),
+            Ordering::Greater => Least::New(n),
+            Ordering::Equal => Least::Both(o, n),
+        },
+    })
+}
+
+/// The old snapshot's cursor and its file, for errors.
+struct OldSide {
+    path: PathBuf,
+    cursor: Cursor,
+}
+
+/// Merge-joins the merge's objects (written to `writer` as they pass) against `old`, calling
+/// `on_entry` in key order. Entries are compared as bytes; only changed, added and removed
+/// objects are decoded into owned objects, unchanged ones are handed out as views.
+fn join_into<E>(
+    merge: &mut RunMerge,
+    old: Option<OldSide>,
+    writer: &mut SnapshotWriter,
     spill_dir: &Path,
-    mut emit: impl FnMut(&SortRow) -> Result<(), BuildError>,
-) -> Result<(), BuildError> {
-    let mut merge = RunMerge::open(runs, memory, spill_dir)?;
-    while let Some(row) = merge.next_winner()? {
-        emit(&row)?;
+    on_entry: &mut impl FnMut(DiffEntry<'_>) -> Result<(), E>,
+) -> Result<(), Stop<E>> {
+    let (old_path, mut old) = old.map_or((PathBuf::new(), None), |o| (o.path, Some(o.cursor)));
+    let old_object =
+        |row: Flat<'_>| row.view().map(|v| v.to_object()).map_err(|d| SnapshotError::corrupt(&old_path, d));
+    fn new_view<'a>(row: Flat<'a>, spill_dir: &Path) -> Result<ObjectView<'a>, BuildError> {
+        row.view().map_err(|d| spill_err(spill_dir, d))
     }
-    Ok(())
-}
-
-/// The snapshot's objects as the final merge produces them, each written to the snapshot as
-/// it passes. A merge failure is kept in `failure` and ends the stream with an error, so a
-/// merge-join over it stops instead of taking the rest of the old side as removed.
-struct WrittenObjects<'a> {
-    merge: RunMerge,
-    writer: &'a mut SnapshotWriter,
-    failure: &'a mut Option<BuildError>,
-    spill_dir: &'a Path,
-}
-
-impl Iterator for WrittenObjects<'_> {
-    type Item = Result<SnapshotObject, SnapshotError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failure.is_some() {
-            return None;
-        }
-        loop {
-            match self.merge.next_winner() {
-                Ok(Some(row)) if row.delete_marker => continue,
-                Ok(Some(row)) => return Some(self.writer.push(&row.obj).map(|()| row.obj)),
-                Ok(None) => return None,
-                Err(e) => {
-                    *self.failure = Some(e);
-                    return Some(Err(SnapshotError::corrupt(self.spill_dir, "merging the sort runs failed")));
-                }
+    let mut new_at = merge.next_object()?;
+    loop {
+        let new = new_at.and_then(|i| merge.cursors[i].head());
+        let Some(least) = least(old.as_ref().and_then(Cursor::head), new) else { return Ok(()) };
+        let (old_moves, new_moves) = match least {
+            Least::Old(o) => {
+                on_entry(DiffEntry::Change(ObjectChange::Removed(old_object(o)?))).map_err(Stop::Consumer)?;
+                (true, false)
             }
+            Least::New(n) => {
+                writer.push_flat(n.entry(), n.key_start(), n.key_end())?;
+                on_entry(DiffEntry::Change(ObjectChange::Added(new_view(n, spill_dir)?.to_object())))
+                    .map_err(Stop::Consumer)?;
+                (false, true)
+            }
+            Least::Both(o, n) => {
+                writer.push_flat(n.entry(), n.key_start(), n.key_end())?;
+                let entry = if o.same_object(n) {
+                    DiffEntry::Unchanged(new_view(n, spill_dir)?)
+                } else {
+                    let (old, new) = (old_object(o)?, new_view(n, spill_dir)?.to_object());
+                    let fields = ChangedFields::between(&old, &new);
+                    if fields.is_empty() {
+                        DiffEntry::Unchanged(new_view(n, spill_dir)?)
+                    } else {
+                        DiffEntry::Change(ObjectChange::Changed { old, new, fields })
+                    }
+                };
+                on_entry(entry).map_err(Stop::Consumer)?;
+                (true, true)
+            }
+        };
+        if let Some(cursor) = old.as_mut().filter(|_| old_moves) {
+            cursor.advance()?;
+        }
+        if new_moves {
+            new_at = merge.next_object()?;
         }
     }
 }
@@ -669,71 +784,65 @@ impl SnapshotBuilder {
     pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
         let memory = self.prepare_final_merge()?;
         let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
-        merge_runs(&self.runs, memory, &self.spill_dir, |row| {
-            if !row.delete_marker {
-                snapshot.push(&row.obj)?;
+        let mut merge = RunMerge::open(&self.runs, memory)?;
+        while let Some(i) = merge.next_object()? {
+            if let Some(row) = merge.cursors[i].head() {
+                snapshot.push_flat(row.entry(), row.key_start(), row.key_end())?;
             }
-            Ok(())
-        })?;
+        }
+        drop(merge);
         self.runs.clear();
         Ok(snapshot.finish()?)
     }
 
     /// Like [`finish`](Self::finish), and in the same pass merge-joins the new snapshot's
-    /// objects against `old` (the previous snapshot, key-sorted), calling `on_entry` with every
+    /// objects against `old` (the previous snapshot), calling `on_entry` with every
     /// [`DiffEntry`] in key order: the new snapshot is never read back. The snapshot appears
     /// at `path` only after the last entry was accepted; an error of `on_entry` (the outer
-    /// error) or of the build leaves no file there.
+    /// error) or of the build or the old snapshot leaves no file there.
     pub fn finish_with_diff<E>(
+        self,
+        path: &Path,
+        old: Option<SnapshotReader>,
+        on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
+    ) -> Result<Result<SnapshotInfo, BuildError>, E> {
+        let old = old.map(|reader| {
+            let path = reader.info().path.clone();
+            Ok(OldSide { path, cursor: Cursor::new(old_snapshot_batches(reader)?)? })
+        });
+        match old.transpose() {
+            Ok(old) => self.finish_joined(path, old, on_entry),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn finish_joined<E>(
         mut self,
         path: &Path,
-        old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
-        mut on_entry: impl FnMut(DiffEntry) -> Result<(), E>,
+        old: Option<OldSide>,
+        mut on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
     ) -> Result<Result<SnapshotInfo, BuildError>, E> {
-        let prepared = self
-            .prepare_final_merge()
-            .and_then(|memory| Ok((memory, SnapshotWriter::create(path, self.header.clone())?)));
-        let (memory, mut writer) = match prepared {
+        let prepared = self.prepare_final_merge().and_then(|memory| {
+            let writer = SnapshotWriter::create(path, self.header.clone())?;
+            Ok((RunMerge::open(&self.runs, memory)?, writer))
+        });
+        let (mut merge, mut writer) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
         };
-        let merge = match RunMerge::open(&self.runs, memory, &self.spill_dir) {
-            Ok(merge) => merge,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut failure = None;
-        let joined = {
-            let new = WrittenObjects {
-                merge,
-                writer: &mut writer,
-                failure: &mut failure,
-                spill_dir: &self.spill_dir,
-            };
-            let mut joined = Ok(());
-            for entry in merge_join(old, new) {
-                match entry {
-                    Ok(entry) => on_entry(entry)?,
-                    Err(e) => {
-                        joined = Err(BuildError::Snapshot(e));
-                        break;
-                    }
-                }
-            }
-            joined
-        };
-        if let Some(e) = failure {
-            return Ok(Err(e));
+        match join_into(&mut merge, old, &mut writer, &self.spill_dir, &mut on_entry) {
+            Ok(()) => {}
+            Err(Stop::Build(e)) => return Ok(Err(e)),
+            Err(Stop::Consumer(e)) => return Err(e),
         }
-        if let Err(e) = joined {
-            return Ok(Err(e));
-        }
+        drop(merge);
         self.runs.clear();
         Ok(writer.finish().map_err(BuildError::from))
     }
 
     /// Sorts the last buffer into a run kept in memory (returned) and merges the spilled runs
     /// in passes until at most [`MAX_FAN_IN`] are left.
-    fn prepare_final_merge(&mut self) -> Result<Option<MemoryRun>, BuildError> {
+    fn prepare_final_merge(&mut self) -> Result<Option<RunBuffer>, BuildError> {
         self.join_spill()?;
         self.spare = None;
         let memory = (self.buffer.len() > 0).then(|| std::mem::take(&mut self.buffer).into_memory_run());
@@ -742,7 +851,10 @@ impl SnapshotBuilder {
             for group in std::mem::take(&mut self.runs).chunks(MAX_FAN_IN) {
                 let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
                 self.run_seq += 1;
-                merge_runs(group, None, &self.spill_dir, |row| writer.push(row))?;
+                let mut merge = RunMerge::open(group, None)?;
+                while let Some(row) = merge.next_winner()? {
+                    writer.push(row)?;
+                }
                 next.push(writer.finish()?);
             }
             self.runs = next;
@@ -781,8 +893,10 @@ pub fn build_snapshot<E>(
 mod tests {
     use super::*;
     use crate::inventory::reduce::current_objects;
+    use crate::inventory::snapshot::format::SnapshotObject;
     use crate::inventory::snapshot::format::SnapshotReader;
-    use crate::inventory::snapshot::test_support::{arb_records, header};
+    use crate::inventory::snapshot::merge_join;
+    use crate::inventory::snapshot::test_support::{OwnedEntry, arb_records, header, write_snapshot};
 
     fn build(records: &[InventoryRecord], run_len: usize) -> (tempfile::TempDir, Vec<SnapshotObject>) {
         let dir = tempfile::tempdir().unwrap();
@@ -876,21 +990,24 @@ mod tests {
         assert_eq!(keys, expected);
     }
 
-    /// The fused final merge and diff, over `old` objects and `records`.
+    /// The fused final merge and diff of `records` against a snapshot of `old`.
     fn fused(
         old: &[SnapshotObject],
         records: &[InventoryRecord],
         run_len: usize,
-    ) -> (tempfile::TempDir, SnapshotInfo, Vec<DiffEntry>) {
+    ) -> (tempfile::TempDir, SnapshotInfo, Vec<OwnedEntry>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+        let old = SnapshotReader::open(&write_snapshot(dir.path(), "old.snap", old)).unwrap();
+        let spill = dir.path().join("spill");
+        std::fs::create_dir(&spill).unwrap();
+        let mut b = SnapshotBuilder::new(header(), &spill, run_len);
         for r in records {
             b.push(r).unwrap();
         }
         let mut entries = Vec::new();
         let info = b
-            .finish_with_diff(&dir.path().join("s.snap"), old.iter().cloned().map(Ok), |e| {
-                entries.push(e);
+            .finish_with_diff(&dir.path().join("s.snap"), Some(old), |e| {
+                entries.push(OwnedEntry::from(e));
                 Ok::<_, ()>(())
             })
             .unwrap()
@@ -917,7 +1034,7 @@ mod tests {
         }
         let mut files = Vec::new();
         let mut keys = Vec::new();
-        b.finish_with_diff(&dir.path().join("s.snap"), std::iter::empty(), |e| {
+        b.finish_with_diff(&dir.path().join("s.snap"), None, |e| {
             if files.is_empty() {
                 files = std::fs::read_dir(dir.path())
                     .unwrap()
@@ -926,7 +1043,7 @@ mod tests {
                     .collect();
             }
             // No old snapshot: every object is added.
-            if let DiffEntry::Change(crate::inventory::snapshot::ObjectChange::Added(o)) = e {
+            if let DiffEntry::Change(ObjectChange::Added(o)) = e {
                 keys.push((o.key, o.last_modified_ms));
             }
             Ok::<_, ()>(())
@@ -955,7 +1072,7 @@ mod tests {
             b.push(&InventoryRecord { bucket: "src".into(), key, ..Default::default() }).unwrap();
         }
         let mut seen = 0;
-        let outcome = b.finish_with_diff(&dir.path().join("s.snap"), std::iter::empty(), |_| {
+        let outcome = b.finish_with_diff(&dir.path().join("s.snap"), None, |_| {
             seen += 1;
             if seen == 3 { Err("closed") } else { Ok(()) }
         });
@@ -963,25 +1080,35 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no snapshot, no temporaries");
     }
 
+    /// One batch of the old side, holding `keys`.
+    fn old_batch(keys: &[&str]) -> RunBuffer {
+        let mut batch = RunBuffer::default();
+        for key in keys {
+            batch.push(&InventoryRecord { bucket: "src".into(), key: (*key).into(), ..Default::default() });
+        }
+        batch
+    }
+
     #[test]
     fn an_old_side_error_ends_the_pass_without_a_snapshot() {
-        let old = vec![
-            Ok(SnapshotObject { key: "a".into(), ..Default::default() }),
-            Err(SnapshotError::ChecksumMismatch { path: "old.snap".into() }),
-            Ok(SnapshotObject { key: "z".into(), ..Default::default() }),
+        let old: Vec<Result<RunBuffer, BuildError>> = vec![
+            Ok(old_batch(&["a"])),
+            Err(BuildError::Snapshot(SnapshotError::ChecksumMismatch { path: "old.snap".into() })),
+            Ok(old_batch(&["z"])),
         ];
+        let old =
+            OldSide { path: "old.snap".into(), cursor: Cursor::new(Box::new(old.into_iter())).unwrap() };
         let dir = tempfile::tempdir().unwrap();
         let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
         b.push(&InventoryRecord { bucket: "src".into(), key: "m".into(), ..Default::default() }).unwrap();
         let mut removed = 0;
-        let outcome = b.finish_with_diff(&dir.path().join("s.snap"), old, |e| {
-            removed +=
-                usize::from(matches!(e, DiffEntry::Change(super::super::diff::ObjectChange::Removed(_))));
+        let outcome = b.finish_joined(&dir.path().join("s.snap"), Some(old), |e| {
+            removed += usize::from(matches!(e, DiffEntry::Change(ObjectChange::Removed(_))));
             Ok::<_, ()>(())
         });
         let err = outcome.unwrap().unwrap_err();
         assert_eq!(err.code(), "SNAPSHOT_CHECKSUM_MISMATCH", "{err}");
-        assert_eq!(removed, 0, "the error comes before `a` is judged, and `z` is never reached");
+        assert_eq!(removed, 1, "`a`, before the error, is judged; `z`, after it, is never reached");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -1021,8 +1148,13 @@ mod tests {
             let old: Vec<SnapshotObject> =
                 current_objects(old_records).iter().map(SnapshotObject::from).collect();
             let (_dir, objs) = build(&records, run_len);
-            let expected: Vec<DiffEntry> =
-                merge_join(old.iter().cloned().map(Ok), objs.iter().cloned().map(Ok)).map(Result::unwrap).collect();
+            let mut expected = Vec::new();
+            merge_join(old.iter().cloned().map(Ok), objs.iter().cloned().map(Ok), |e| {
+                expected.push(OwnedEntry::from(e));
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
             let (_fdir, info, entries) = fused(&old, &records, run_len);
             proptest::prop_assert_eq!(&entries, &expected);
             let written: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
