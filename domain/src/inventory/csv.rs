@@ -195,13 +195,17 @@ impl<R: Read> CsvRecords<R> {
                 column: column.to_string(),
                 detail,
             };
-            let value = if *column == InventoryColumn::Key {
-                decode_key(raw)
-                    .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?
+            // Values are borrowed from the row; the key, URL-decoded, is moved in.
+            if *column == InventoryColumn::Key {
+                let key = decode_key(raw)
+                    .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?;
+                builder.set_key(key);
             } else {
-                std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?.to_string()
-            };
-            builder.set_text(column, &value)?;
+                builder.set_text(
+                    column,
+                    std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?,
+                )?;
+            }
         }
         builder.finish()
     }

@@ -26,14 +26,19 @@ pub enum EncryptionStatus {
 impl EncryptionStatus {
     /// Parses the column value (case-insensitive); unknown values are kept as [`Self::Other`].
     pub fn parse(value: &str) -> EncryptionStatus {
-        match value.trim().to_ascii_uppercase().as_str() {
-            "SSE-S3" => EncryptionStatus::SseS3,
-            "SSE-C" => EncryptionStatus::SseC,
-            "SSE-KMS" => EncryptionStatus::SseKms,
-            "DSSE-KMS" => EncryptionStatus::DsseKms,
-            "NOT-SSE" => EncryptionStatus::NotSse,
-            _ => EncryptionStatus::Other(value.to_string()),
-        }
+        // Every row has one: compared in place, no uppercased copy.
+        const KNOWN: [(&str, EncryptionStatus); 5] = [
+            ("SSE-S3", EncryptionStatus::SseS3),
+            ("SSE-C", EncryptionStatus::SseC),
+            ("SSE-KMS", EncryptionStatus::SseKms),
+            ("DSSE-KMS", EncryptionStatus::DsseKms),
+            ("NOT-SSE", EncryptionStatus::NotSse),
+        ];
+        let trimmed = value.trim();
+        KNOWN
+            .into_iter()
+            .find(|(name, _)| trimmed.eq_ignore_ascii_case(name))
+            .map_or_else(|| EncryptionStatus::Other(value.to_string()), |(_, status)| status)
     }
 
     /// The inventory spelling.
@@ -292,6 +297,11 @@ impl<'a> RecordBuilder<'a> {
 
     fn ctx(&self) -> Ctx<'a> {
         Ctx { file: self.file, row: self.row }
+    }
+
+    /// Sets the key, already decoded.
+    pub(crate) fn set_key(&mut self, key: String) {
+        self.record.key = key;
     }
 
     /// Sets a column from its text form; `value` is already decoded (CSV keys are URL-decoded by

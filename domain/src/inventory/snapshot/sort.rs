@@ -96,8 +96,8 @@ impl RunWriter {
     fn create(spill_dir: &Path, seq: usize) -> Result<Self, BuildError> {
         let path = temp_sibling(&spill_dir.join(format!("run-{seq}.spill")));
         let file = File::create(&path).map_err(|e| spill_err(&path, e))?;
-        // Level 1: runs are short-lived, speed matters more than size.
-        let encoder = zstd::Encoder::new(BufWriter::new(file), 1).map_err(|e| spill_err(&path, e))?;
+        // A fast negative level: runs are short-lived, so speed matters more than size.
+        let encoder = zstd::Encoder::new(BufWriter::new(file), -3).map_err(|e| spill_err(&path, e))?;
         Ok(RunWriter { file: RunFile { path }, encoder, prev_key: Vec::new(), buf: Vec::new() })
     }
 
