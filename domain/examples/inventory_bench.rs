@@ -26,8 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use bytes::Bytes;
 use s3_connector_domain::dataset::GroupingConfig;
 use s3_connector_domain::inventory::snapshot::{
-    DEFAULT_RUN_LEN, DatasetDiffAggregator, DiffEntry, ObjectChange, ReportDisposition, SnapshotBuilder,
-    SnapshotHeader, StateStore,
+    DEFAULT_RUN_LEN, DatasetDiffAggregator, DiffEntry, ObjectChange, ReportDisposition, RowBatch,
+    SnapshotBuilder, SnapshotHeader, StateStore,
 };
 use s3_connector_domain::inventory::{
     InventoryFormat, InventoryRecord, Manifest, RowError, csv, location, manifest, orc, parquet,
@@ -84,13 +84,15 @@ fn read_file(
     path: &Path,
     file: &s3_connector_domain::inventory::ManifestFile,
     manifest: &Manifest,
-    tx: &std::sync::mpsc::SyncSender<Vec<InventoryRecord>>,
+    template: &RowBatch,
+    tx: &std::sync::mpsc::SyncSender<RowBatch>,
 ) -> Result<(), BoxError> {
-    let mut batch = Vec::with_capacity(4096);
+    // Rows are encoded here, on the reading thread, as `incremental` does.
+    let mut batch = template.empty_like();
     let mut send = |record: Result<InventoryRecord, RowError>| -> Result<(), BoxError> {
-        batch.push(record?);
-        if batch.len() == 4096 {
-            tx.send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))?;
+        batch.push(&record?)?;
+        if batch.rows_seen() == 4096 {
+            tx.send(std::mem::replace(&mut batch, template.empty_like()))?;
         }
         Ok(())
     };
@@ -117,7 +119,7 @@ fn read_file(
             }
         }
     }
-    if !batch.is_empty() {
+    if batch.rows_seen() > 0 {
         tx.send(batch)?;
     }
     Ok(())
@@ -145,28 +147,27 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let spill = snapshot_path.with_extension("spill");
     std::fs::create_dir_all(&spill)?;
     let mut builder = SnapshotBuilder::new(header, &spill, a.run_len);
-    let (tx, rx) = sync_channel::<Vec<InventoryRecord>>(64);
+    let (tx, rx) = sync_channel::<RowBatch>(64);
+    let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let read_started = Instant::now();
     let outcome: Result<(), BoxError> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..a.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
-                let (next, manifest, root) = (&next, &manifest, &root);
+                let (next, manifest, root, template) = (&next, &manifest, &root, &template);
                 scope.spawn(move || -> Result<(), BoxError> {
                     loop {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(file) = manifest.files.get(n) else { return Ok(()) };
-                        read_file(&root.join(&file.key), file, manifest, &tx)?;
+                        read_file(&root.join(&file.key), file, manifest, template, &tx)?;
                     }
                 })
             })
             .collect();
         drop(tx);
         for batch in rx {
-            for record in &batch {
-                builder.push(record)?;
-            }
+            builder.push_batch(batch)?;
         }
         for w in workers {
             w.join().map_err(|_| "reader thread panicked")??;

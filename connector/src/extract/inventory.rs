@@ -90,7 +90,7 @@ pub(crate) async fn feed(
     let (rows_tx, mut rows_rx) =
         mpsc::channel::<Vec<InventoryRecord>>(input.options.file_concurrency.max(1) * 2);
     let options = Arc::new(input.options.clone());
-    let read = incremental::read_report_rows(input.source.clone(), &manifest, options, rows_tx);
+    let read = incremental::read_report_rows(input.source.clone(), &manifest, options, rows_tx, Vec::new());
     let forward = {
         let tx = tx.clone();
         async move {

@@ -40,7 +40,7 @@ use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
     BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry,
-    ObjectChange, ReportDisposition, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
     SnapshotReader,
 };
 use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, orc, parquet};
@@ -392,35 +392,82 @@ impl Read for ChannelReader {
     }
 }
 
-/// Sends rows to the builder in batches; `false` once the builder is gone.
-struct Batcher {
-    tx: mpsc::Sender<Vec<InventoryRecord>>,
-    batch: Vec<InventoryRecord>,
+/// How a reader packs a file's rows for their consumer: as they are (`extract
+/// --from-inventory` groups them) or encoded for the snapshot builder on the reader's own
+/// thread (`incremental`; the parsed rows never cross threads).
+pub(crate) trait Batch: Send + 'static {
+    /// An empty batch for the same consumer.
+    fn empty_like(&self) -> Self;
+    /// Adds one row.
+    fn add(&mut self, record: InventoryRecord) -> Result<(), IncrementalError>;
+    /// Rows added.
+    fn rows(&self) -> usize;
 }
 
-impl Batcher {
-    fn push(&mut self, record: InventoryRecord) -> bool {
-        self.batch.push(record);
-        if self.batch.len() >= BATCH_ROWS { self.flush() } else { true }
+impl Batch for Vec<InventoryRecord> {
+    fn empty_like(&self) -> Self {
+        Vec::with_capacity(BATCH_ROWS)
+    }
+
+    fn add(&mut self, record: InventoryRecord) -> Result<(), IncrementalError> {
+        self.push(record);
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Batch for RowBatch {
+    fn empty_like(&self) -> Self {
+        RowBatch::empty_like(self)
+    }
+
+    fn add(&mut self, record: InventoryRecord) -> Result<(), IncrementalError> {
+        self.push(&record).map_err(build_error)
+    }
+
+    fn rows(&self) -> usize {
+        usize::try_from(self.rows_seen()).unwrap_or(usize::MAX)
+    }
+}
+
+/// Sends a file's rows to their consumer in batches.
+struct Batcher<B> {
+    tx: mpsc::Sender<B>,
+    batch: B,
+}
+
+impl<B: Batch> Batcher<B> {
+    fn new(tx: mpsc::Sender<B>, template: &B) -> Self {
+        Batcher { tx, batch: template.empty_like() }
+    }
+
+    /// `Ok(false)` once the consumer is gone.
+    fn push(&mut self, record: InventoryRecord) -> Result<bool, IncrementalError> {
+        self.batch.add(record)?;
+        Ok(if self.batch.rows() >= BATCH_ROWS { self.flush() } else { true })
     }
 
     fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
+        if self.batch.rows() == 0 {
             return true;
         }
-        self.tx.blocking_send(std::mem::take(&mut self.batch)).is_ok()
+        let next = self.batch.empty_like();
+        self.tx.blocking_send(std::mem::replace(&mut self.batch, next)).is_ok()
     }
 }
 
 /// Pushes a file's rows into the batcher; the first error (fatal or a malformed row) stops it.
-fn drain_rows(
+fn drain_rows<B: Batch>(
     rows: impl Iterator<Item = Result<InventoryRecord, RowError>>,
-    batcher: &mut Batcher,
+    batcher: &mut Batcher<B>,
 ) -> Result<u64, IncrementalError> {
     let mut count = 0u64;
     for row in rows {
         count += 1;
-        if !batcher.push(row?) {
+        if !batcher.push(row?)? {
             return Err(IncrementalError::OutputClosed);
         }
     }
@@ -431,14 +478,14 @@ fn drain_rows(
 }
 
 /// Reads one data file into `rows`; returns the number of rows read.
-async fn read_data_file(
+async fn read_data_file<B: Batch>(
     source: Arc<dyn InventorySource>,
     bucket: String,
     file: ManifestFile,
     reader: FileReader,
     columns: Arc<Vec<InventoryColumn>>,
     options: Arc<IncrementalOptions>,
-    rows: mpsc::Sender<Vec<InventoryRecord>>,
+    (rows, template): (mpsc::Sender<B>, B),
 ) -> Result<u64, IncrementalError> {
     let mut body = match source.get(&bucket, &file.key).await {
         Ok(body) => body,
@@ -456,7 +503,7 @@ async fn read_data_file(
             let parse = tokio::task::spawn_blocking(move || {
                 let reader = ChannelReader { chunks: chunk_rx, current: Bytes::new() };
                 let records = csv::read_verified_csv_gz(&file, reader, &columns, limit)?;
-                drain_rows(records, &mut Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) })
+                drain_rows(records, &mut Batcher::new(rows, &template))
             });
             // The download error, if any, is the real cause of a short stream.
             let failed: Arc<Mutex<Option<AwsError>>> = Arc::default();
@@ -489,7 +536,7 @@ async fn read_data_file(
             let bytes = collect_capped(&mut body, &bucket, &file.key, options.max_parquet_file_bytes).await?;
             tokio::task::spawn_blocking(move || {
                 file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
-                let mut batcher = Batcher { tx: rows, batch: Vec::with_capacity(BATCH_ROWS) };
+                let mut batcher = Batcher::new(rows, &template);
                 if columnar == FileReader::Orc {
                     drain_rows(orc::read_orc(&file.key, bytes)?, &mut batcher)
                 } else {
@@ -548,15 +595,16 @@ struct DiffCounts {
 }
 
 /// Reads every data file of `manifest` (at most `file_concurrency` at once; each MD5-verified
-/// while it streams) and sends its rows to `rows` in batches. Stops at the first failure (the
-/// other reads are dropped). Returns the files and rows read.
+/// while it streams) and sends its rows to `rows` in batches like `template`. Stops at the
+/// first failure (the other reads are dropped). Returns the files and rows read.
 ///
 /// Shared by the incremental snapshot and `extract --from-inventory`.
-pub(crate) async fn read_report_rows(
+pub(crate) async fn read_report_rows<B: Batch>(
     source: Arc<dyn InventorySource>,
     manifest: &Manifest,
     options: Arc<IncrementalOptions>,
-    rows: mpsc::Sender<Vec<InventoryRecord>>,
+    rows: mpsc::Sender<B>,
+    template: B,
 ) -> Result<(u64, u64), IncrementalError> {
     let reader = file_reader(manifest.file_format)?;
     let columns = Arc::new(manifest.file_schema.clone());
@@ -569,7 +617,7 @@ pub(crate) async fn read_report_rows(
             reader,
             columns.clone(),
             options.clone(),
-            rows.clone(),
+            (rows.clone(), template.empty_like()),
         ));
     }
     drop(rows);
@@ -606,18 +654,17 @@ async fn sort_report_rows(
 ) -> Result<SnapshotBuilder, IncrementalError> {
     file_reader(manifest.file_format)?;
     let spill_dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InventoryRecord>>(options.file_concurrency.max(1) * 2);
-    let run_len = options.sort_run_rows;
+    let (rows_tx, mut rows_rx) = mpsc::channel(options.file_concurrency.max(1) * 2);
+    let mut builder = SnapshotBuilder::new(header, &spill_dir, options.sort_run_rows);
+    // Readers encode rows on their own threads; this one only appends them to sort runs.
+    let template = builder.row_batch();
     let builder = tokio::task::spawn_blocking(move || {
-        let mut builder = SnapshotBuilder::new(header, &spill_dir, run_len);
         while let Some(batch) = rows_rx.blocking_recv() {
-            for record in &batch {
-                builder.push(record)?;
-            }
+            builder.push_batch(batch).map_err(build_error)?;
         }
         Ok::<_, IncrementalError>(builder)
     });
-    let (files, rows) = read_report_rows(source, manifest, options, rows_tx).await?;
+    let (files, rows) = read_report_rows(source, manifest, options, rows_tx, template).await?;
     summary.files_read += files;
     summary.rows_read += rows;
     builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?

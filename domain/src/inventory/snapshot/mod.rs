@@ -21,7 +21,7 @@ pub use format::{
     ObjectView, SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
     SnapshotReader, SnapshotWriter,
 };
-pub use sort::{BuildError, DEFAULT_RUN_LEN, MAX_FAN_IN, SnapshotBuilder, build_snapshot};
+pub use sort::{BuildError, DEFAULT_RUN_LEN, MAX_FAN_IN, RowBatch, SnapshotBuilder, build_snapshot};
 pub use state::{ReportDisposition, STATE_FORMAT_VERSION, StateError, StatePointer, StateStore};
 
 #[cfg(test)]

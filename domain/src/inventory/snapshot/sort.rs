@@ -680,6 +680,53 @@ fn join_into<E>(
     }
 }
 
+/// Whether `record` goes into a snapshot of `bucket`: non-latest versions do not; a row of
+/// another bucket is an error.
+fn admit(bucket: &str, record: &InventoryRecord) -> Result<bool, BuildError> {
+    if record.bucket != bucket {
+        return Err(BuildError::BucketMismatch {
+            expected: bucket.to_string(),
+            found: record.bucket.clone(),
+            key: record.key.clone(),
+        });
+    }
+    Ok(record.is_latest != Some(false))
+}
+
+/// Rows a [`RowBatch`] is sized for.
+const ROW_BATCH_ROWS: usize = 4096;
+
+/// Rows encoded for a [`SnapshotBuilder`] on the thread that parsed them
+/// ([`SnapshotBuilder::row_batch`]): the parsed rows are dropped where they were allocated, and
+/// the builder's thread only copies bytes ([`SnapshotBuilder::push_batch`]).
+#[derive(Debug)]
+pub struct RowBatch {
+    bucket: std::sync::Arc<str>,
+    buffer: RunBuffer,
+    rows_seen: u64,
+}
+
+impl RowBatch {
+    /// Adds one row, as [`SnapshotBuilder::push`] would.
+    pub fn push(&mut self, record: &InventoryRecord) -> Result<(), BuildError> {
+        self.rows_seen += 1;
+        if admit(&self.bucket, record)? {
+            self.buffer.push(record);
+        }
+        Ok(())
+    }
+
+    /// Rows pushed, kept or not.
+    pub fn rows_seen(&self) -> u64 {
+        self.rows_seen
+    }
+
+    /// An empty batch for the same builder.
+    pub fn empty_like(&self) -> RowBatch {
+        RowBatch { bucket: self.bucket.clone(), buffer: RunBuffer::batch(ROW_BATCH_ROWS), rows_seen: 0 }
+    }
+}
+
 /// Builds a snapshot from inventory rows in any order.
 ///
 /// Runs are sorted and written on a background thread while the next run fills, so the
@@ -730,18 +777,35 @@ impl SnapshotBuilder {
     /// Adds one row. Non-latest versions are dropped at once; rows of another bucket are an
     /// error.
     pub fn push(&mut self, record: &InventoryRecord) -> Result<(), BuildError> {
-        if record.bucket != self.header.source_bucket {
-            return Err(BuildError::BucketMismatch {
-                expected: self.header.source_bucket.clone(),
-                found: record.bucket.clone(),
-                key: record.key.clone(),
-            });
-        }
         self.rows_seen += 1;
-        if record.is_latest == Some(false) {
-            return Ok(());
+        if admit(&self.header.source_bucket, record)? {
+            self.buffer.push(record);
+            self.spill_if_full()?;
         }
-        self.buffer.push(record);
+        Ok(())
+    }
+
+    /// An empty batch for this builder's rows, to fill where they are read.
+    pub fn row_batch(&self) -> RowBatch {
+        RowBatch {
+            bucket: self.header.source_bucket.as_str().into(),
+            buffer: RunBuffer::batch(ROW_BATCH_ROWS),
+            rows_seen: 0,
+        }
+    }
+
+    /// Adds a batch of rows encoded elsewhere ([`RowBatch::push`]): only their bytes are
+    /// copied here. Runs are cut at `run_len` rows as with [`push`](Self::push).
+    pub fn push_batch(&mut self, batch: RowBatch) -> Result<(), BuildError> {
+        self.rows_seen += batch.rows_seen;
+        for row in &batch.buffer.rows {
+            self.buffer.push_copy(Flat { buffer: &batch.buffer, row });
+            self.spill_if_full()?;
+        }
+        Ok(())
+    }
+
+    fn spill_if_full(&mut self) -> Result<(), BuildError> {
         if self.buffer.len() >= self.run_len || self.buffer.arena.len() >= MAX_RUN_BYTES {
             self.spill_in_background()?;
         }
@@ -919,6 +983,18 @@ mod tests {
         let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
         let r = InventoryRecord { bucket: "other".into(), key: "k".into(), ..Default::default() };
         let err = b.push(&r).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_BUCKET_MISMATCH");
+        assert!(err.to_string().contains("s3://other/k"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_refuses_another_bucket_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SnapshotBuilder::new(header(), dir.path(), 4);
+        let mut batch = b.row_batch().empty_like();
+        batch.push(&InventoryRecord { bucket: "src".into(), key: "a".into(), ..Default::default() }).unwrap();
+        let r = InventoryRecord { bucket: "other".into(), key: "k".into(), ..Default::default() };
+        let err = batch.push(&r).unwrap_err();
         assert_eq!(err.code(), "SNAPSHOT_BUCKET_MISMATCH");
         assert!(err.to_string().contains("s3://other/k"), "{err}");
     }
@@ -1159,6 +1235,31 @@ mod tests {
             proptest::prop_assert_eq!(&entries, &expected);
             let written: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
             proptest::prop_assert_eq!(written, objs);
+        }
+
+        /// Rows pushed in batches encoded apart give the snapshot rows pushed one by one give,
+        /// whatever the batch and run sizes (runs are cut inside batches).
+        #[test]
+        fn batches_build_what_single_rows_build(
+            records in arb_records(80),
+            batch_len in 1usize..12,
+            run_len in 1usize..9,
+        ) {
+            let (_dir, expected) = build(&records, run_len);
+            let dir = tempfile::tempdir().unwrap();
+            let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+            for chunk in records.chunks(batch_len) {
+                let mut batch = b.row_batch();
+                for r in chunk {
+                    batch.push(r).unwrap();
+                }
+                proptest::prop_assert_eq!(batch.rows_seen(), chunk.len() as u64);
+                b.push_batch(batch).unwrap();
+            }
+            proptest::prop_assert_eq!(b.rows_seen(), records.len() as u64);
+            let info = b.finish(&dir.path().join("s.snap")).unwrap();
+            let objs: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+            proptest::prop_assert_eq!(objs, expected);
         }
 
         /// External sort with tiny runs equals the in-memory reduction.
