@@ -156,7 +156,8 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
             .map(|_| {
                 let tx = tx.clone();
                 let (next, manifest, root, template) = (&next, &manifest, &root, &template);
-                scope.spawn(move || -> Result<(), BoxError> {
+                let named = std::thread::Builder::new().name("inventory-read".into());
+                named.spawn_scoped(scope, move || -> Result<(), BoxError> {
                     loop {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(file) = manifest.files.get(n) else { return Ok(()) };
@@ -164,7 +165,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
                     }
                 })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         drop(tx);
         for batch in rx {
             builder.push_batch(batch)?;
