@@ -8,28 +8,42 @@ use crate::model::{Compression, FileFormat};
 /// Private stand-in for the shared `format::detect_from_key`; swapped for it at merge, which is
 /// why every caller goes through this one function.
 pub(crate) fn format_from_key(key: &str) -> (FileFormat, Compression) {
-    let file = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
-    let (stem, compression) = [
+    // Every listed key comes through here: extensions are compared ignoring case, in place.
+    fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+        let at = s.len().checked_sub(suffix.len())?;
+        // An ASCII suffix matched byte for byte starts on a character boundary.
+        s.as_bytes()[at..].eq_ignore_ascii_case(suffix.as_bytes()).then(|| &s[..at])
+    }
+    const COMPRESSIONS: [(&str, Compression); 5] = [
         (".gz", Compression::Gzip),
         (".gzip", Compression::Gzip),
         (".zst", Compression::Zstd),
         (".zstd", Compression::Zstd),
         (".bz2", Compression::Bzip2),
-    ]
-    .iter()
-    .find_map(|(ext, c)| file.strip_suffix(ext).map(|stem| (stem, *c)))
-    .unwrap_or((file.as_str(), Compression::None));
-    let format = match stem.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("csv") => FileFormat::Csv,
-        Some("tsv") | Some("tab") => FileFormat::Tsv,
-        Some("psv") => FileFormat::Psv,
-        Some("jsonl") | Some("ndjson") => FileFormat::JsonLines,
-        Some("json") => FileFormat::Json,
-        Some("parquet") | Some("parq") | Some("pq") => FileFormat::Parquet,
-        Some("avro") => FileFormat::Avro,
-        Some("orc") => FileFormat::Orc,
-        _ => FileFormat::Unknown,
-    };
+    ];
+    const FORMATS: [(&str, FileFormat); 12] = [
+        ("csv", FileFormat::Csv),
+        ("tsv", FileFormat::Tsv),
+        ("tab", FileFormat::Tsv),
+        ("psv", FileFormat::Psv),
+        ("jsonl", FileFormat::JsonLines),
+        ("ndjson", FileFormat::JsonLines),
+        ("json", FileFormat::Json),
+        ("parquet", FileFormat::Parquet),
+        ("parq", FileFormat::Parquet),
+        ("pq", FileFormat::Parquet),
+        ("avro", FileFormat::Avro),
+        ("orc", FileFormat::Orc),
+    ];
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let (stem, compression) = COMPRESSIONS
+        .iter()
+        .find_map(|(ext, c)| strip_suffix_ignore_case(file, ext).map(|stem| (stem, *c)))
+        .unwrap_or((file, Compression::None));
+    let format = stem
+        .rsplit_once('.')
+        .and_then(|(_, ext)| FORMATS.iter().find(|(name, _)| ext.eq_ignore_ascii_case(name)))
+        .map_or(FileFormat::Unknown, |(_, format)| *format);
     (format, compression)
 }
 

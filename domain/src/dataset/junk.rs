@@ -61,20 +61,21 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
     if file == "_SUCCESS" || file.starts_with("_started_") || file.starts_with("_committed_") {
         return Some(JunkReason::SuccessMarker);
     }
-    if file.to_ascii_lowercase().ends_with(".crc") {
+    // Every listed key comes through here: no lowercased copy, one pass over the folders.
+    if file.len() >= 4 && file.as_bytes()[file.len() - 4..].eq_ignore_ascii_case(b".crc") {
         return Some(JunkReason::Checksum);
     }
     if file.ends_with(".instruction") {
         return Some(JunkReason::EncryptionInstructions);
     }
-    let mut dir_segments = dirs.split('/').filter(|s| !s.is_empty());
-    if dir_segments
-        .clone()
-        .any(|s| s == "_temporary" || s == "_spark_metadata" || s.starts_with(".spark-staging"))
-    {
-        return Some(JunkReason::Temporary);
+    let mut hidden_dir = false;
+    for segment in dirs.split('/') {
+        if segment == "_temporary" || segment == "_spark_metadata" || segment.starts_with(".spark-staging") {
+            return Some(JunkReason::Temporary);
+        }
+        hidden_dir |= segment.starts_with('.');
     }
-    if file.starts_with('.') || file.starts_with('_') || dir_segments.any(|s| s.starts_with('.')) {
+    if file.starts_with('.') || file.starts_with('_') || hidden_dir {
         return Some(JunkReason::Hidden);
     }
     if size == 0 {

@@ -156,6 +156,8 @@ pub fn classify(bucket: &str, obj: &ObjectMeta, cfg: &GroupingConfig) -> Classif
 pub struct DatasetPlacer {
     folder: String,
     prefix: String,
+    /// The last prefix a path template gave (templates are not cached by folder).
+    template_prefix: String,
 }
 
 impl DatasetPlacer {
@@ -167,6 +169,19 @@ impl DatasetPlacer {
         size: u64,
         cfg: &GroupingConfig,
     ) -> Option<DatasetKey> {
+        self.place(bucket, key, size, cfg)
+            .map(|(prefix, format)| DatasetKey { prefix: prefix.to_string(), format })
+    }
+
+    /// Like [`dataset`](Self::dataset), with the prefix borrowed: nothing is allocated for an
+    /// object in the folder of the one before.
+    pub fn place(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        size: u64,
+        cfg: &GroupingConfig,
+    ) -> Option<(&str, FileFormat)> {
         if !cfg.templates.is_empty() {
             let meta = ObjectMeta {
                 key: key.to_string(),
@@ -176,7 +191,10 @@ impl DatasetPlacer {
                 storage_class: None,
             };
             return match classify(bucket, &meta, cfg) {
-                Classification::Data(placement) => Some(placement.dataset),
+                Classification::Data(placement) => {
+                    self.template_prefix = placement.dataset.prefix;
+                    Some((&self.template_prefix, placement.dataset.format))
+                }
                 Classification::Junk(_) => None,
             };
         }
@@ -189,10 +207,10 @@ impl DatasetPlacer {
             self.folder.clear();
             self.folder.push_str(folder);
             self.prefix = placement.dataset.prefix;
-            return Some(DatasetKey { prefix: self.prefix.clone(), format: placement.dataset.format });
+            return Some((&self.prefix, placement.dataset.format));
         }
         let (format, _) = heuristics::format_from_key(key);
-        Some(DatasetKey { prefix: self.prefix.clone(), format })
+        Some((&self.prefix, format))
     }
 }
 

@@ -111,6 +111,9 @@ pub struct DatasetDiffAggregator {
     bucket: String,
     cfg: GroupingConfig,
     datasets: BTreeMap<DatasetKey, Accumulator>,
+    /// The dataset last accounted for, out of `datasets`: objects come in key order, so runs
+    /// of one dataset skip the map.
+    current: Option<(DatasetKey, Accumulator)>,
     placer: DatasetPlacer,
 }
 
@@ -121,17 +124,38 @@ impl DatasetDiffAggregator {
             bucket: bucket.to_string(),
             cfg,
             datasets: BTreeMap::new(),
+            current: None,
             placer: DatasetPlacer::default(),
         }
     }
 
-    /// The dataset of an object, or `None` for junk.
-    fn place(&mut self, key: &str, size: Option<u64>) -> Option<DatasetKey> {
-        self.placer.dataset(&self.bucket, key, size.unwrap_or(0), &self.cfg)
+    /// Applies `update` to the accumulator of the object's dataset, if it is data.
+    fn account(&mut self, key: &str, size: Option<u64>, update: impl FnOnce(&mut Accumulator)) {
+        let Some((prefix, format)) = self.placer.place(&self.bucket, key, size.unwrap_or(0), &self.cfg)
+        else {
+            return;
+        };
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(current, _)| current.prefix != prefix || current.format != format)
+        {
+            let key = DatasetKey { prefix: prefix.to_string(), format };
+            let acc = self.datasets.remove(&key).unwrap_or_default();
+            if let Some((done, done_acc)) = self.current.replace((key, acc)) {
+                self.datasets.insert(done, done_acc);
+            }
+        }
+        if let Some((_, acc)) = &mut self.current {
+            update(acc);
+        }
     }
 
-    fn slot(&mut self, key: DatasetKey) -> &mut Accumulator {
-        self.datasets.entry(key).or_default()
+    /// Every dataset's accumulator, the current one back in the map.
+    fn settle(&mut self) {
+        if let Some((key, acc)) = self.current.take() {
+            self.datasets.insert(key, acc);
+        }
     }
 
     /// Accounts for one merge-join step.
@@ -139,60 +163,49 @@ impl DatasetDiffAggregator {
         match entry {
             DiffEntry::Unchanged(obj) => {
                 // Same key and size on both sides, hence the same placement: classify once.
-                if let Some(ds) = self.place(obj.key, obj.size) {
-                    let acc = self.slot(ds);
-                    acc.before.add(obj.size, obj.encryption_status.as_ref());
-                    acc.after.add(obj.size, obj.encryption_status.as_ref());
-                }
+                let status = obj.encryption_status.as_ref();
+                self.account(obj.key, obj.size, |acc| {
+                    acc.before.add(obj.size, status);
+                    acc.after.add(obj.size, status);
+                });
             }
-            DiffEntry::Change(ObjectChange::Added(obj)) => {
-                if let Some(ds) = self.place(&obj.key, obj.size) {
-                    let acc = self.slot(ds);
-                    acc.added += 1;
-                    acc.after.add(obj.size, obj.encryption_status.as_ref());
-                }
-            }
-            DiffEntry::Change(ObjectChange::Removed(obj)) => {
-                if let Some(ds) = self.place(&obj.key, obj.size) {
-                    let acc = self.slot(ds);
-                    acc.removed += 1;
-                    acc.before.add(obj.size, obj.encryption_status.as_ref());
-                }
-            }
+            DiffEntry::Change(ObjectChange::Added(obj)) => self.account(&obj.key, obj.size, |acc| {
+                acc.added += 1;
+                acc.after.add(obj.size, obj.encryption_status.as_ref());
+            }),
+            DiffEntry::Change(ObjectChange::Removed(obj)) => self.account(&obj.key, obj.size, |acc| {
+                acc.removed += 1;
+                acc.before.add(obj.size, obj.encryption_status.as_ref());
+            }),
             DiffEntry::Change(ObjectChange::Changed { old, new, .. }) => {
+                let (before, after) = (old.encryption_status.as_ref(), new.encryption_status.as_ref());
                 // A size change can turn an empty (junk) object into data or back, so each
                 // side is placed on its own.
-                let (before, after) = (self.place(&old.key, old.size), self.place(&new.key, new.size));
-                if before == after {
-                    if let Some(ds) = before {
-                        let acc = self.slot(ds);
+                let moved = self.placer.dataset(&self.bucket, &old.key, old.size.unwrap_or(0), &self.cfg)
+                    != self.placer.dataset(&self.bucket, &new.key, new.size.unwrap_or(0), &self.cfg);
+                if moved {
+                    self.account(&old.key, old.size, |acc| {
+                        acc.removed += 1;
+                        acc.before.add(old.size, before);
+                    });
+                    self.account(&new.key, new.size, |acc| {
+                        acc.added += 1;
+                        acc.after.add(new.size, after);
+                    });
+                } else {
+                    self.account(&new.key, new.size, |acc| {
                         acc.changed += 1;
-                        acc.before.add(old.size, old.encryption_status.as_ref());
-                        acc.after.add(new.size, new.encryption_status.as_ref());
-                    }
-                    return;
-                }
-                if let Some(ds) = before {
-                    let acc = self.slot(ds);
-                    acc.removed += 1;
-                    acc.before.add(old.size, old.encryption_status.as_ref());
-                }
-                if let Some(ds) = after {
-                    let acc = self.slot(ds);
-                    acc.added += 1;
-                    acc.after.add(new.size, new.encryption_status.as_ref());
+                        acc.before.add(old.size, before);
+                        acc.after.add(new.size, after);
+                    });
                 }
             }
         }
     }
 
-    /// Number of datasets seen so far (either side).
-    pub fn datasets_seen(&self) -> usize {
-        self.datasets.len()
-    }
-
     /// The datasets with at least one added, removed or changed object, ordered by key.
-    pub fn finish(self) -> Vec<DatasetChange> {
+    pub fn finish(mut self) -> Vec<DatasetChange> {
+        self.settle();
         let bucket = self.bucket;
         self.datasets
             .into_iter()
@@ -305,6 +318,7 @@ mod tests {
         fn after_side_matches_grouper(old in arb_objects(30), new in arb_objects(30)) {
             let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
             join_into(&mut agg, &old, &new);
+            agg.settle();
             let sides: BTreeMap<DatasetKey, (u64, u64)> = agg
                 .datasets
                 .iter()
