@@ -1,7 +1,7 @@
 //! Building a snapshot from an unsorted stream of inventory rows with bounded memory.
 //!
 //! Rows are encoded into an arena up to `run_len` rows, then sorted (by 8-byte key chunks),
-//! reduced and spilled as a zstd run file in the spill directory on a background thread. The
+//! reduced and spilled as a run file in the spill directory on a background thread. The
 //! last run is sorted and merged from memory (a report that fits in one run spills nothing).
 //! [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when there are more
 //! than [`MAX_FAN_IN`]) straight into the snapshot writer; [`SnapshotBuilder::finish_with_diff`]
@@ -16,14 +16,14 @@
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::diff::{ChangedFields, DiffEntry, ObjectChange};
 use super::format::{
     EntryDecoder, EntryFields, F_DELETE_MARKER, FlatEntry, ObjectView, PREFETCH_BATCH, PREFETCH_DEPTH,
-    Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, SnapshotWriter, buffered,
-    decode_flat, encode_fields, reencode_entry, temp_sibling, varint_len,
+    Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, SnapshotWriter, decode_flat,
+    encode_fields, reencode_entry, temp_sibling, varint_len,
 };
 use crate::inventory::record::InventoryRecord;
 
@@ -87,7 +87,7 @@ fn spill_err(path: &Path, e: impl std::fmt::Display) -> BuildError {
 /// Writes sorted, per-key-reduced rows into a new run file.
 struct RunWriter {
     file: RunFile,
-    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    out: BufWriter<File>,
     prev_key: Vec<u8>,
     buf: Vec<u8>,
 }
@@ -96,25 +96,24 @@ impl RunWriter {
     fn create(spill_dir: &Path, seq: usize) -> Result<Self, BuildError> {
         let path = temp_sibling(&spill_dir.join(format!("run-{seq}.spill")));
         let file = File::create(&path).map_err(|e| spill_err(&path, e))?;
-        // A fast negative level: runs are short-lived, so speed matters more than size.
-        let encoder = zstd::Encoder::new(BufWriter::new(file), -3).map_err(|e| spill_err(&path, e))?;
-        Ok(RunWriter { file: RunFile { path }, encoder, prev_key: Vec::new(), buf: Vec::new() })
+        // Not compressed: runs are short-lived and read once, and their keys already share
+        // prefixes; compressing them cost more CPU than the rest of the spill.
+        let out = BufWriter::with_capacity(RUN_IO_BUFFER, file);
+        Ok(RunWriter { file: RunFile { path }, out, prev_key: Vec::new(), buf: Vec::new() })
     }
 
     /// Appends a flat entry (see [`FlatEntry`]), delete-marker flag included.
     fn push(&mut self, row: Flat<'_>) -> Result<(), BuildError> {
         self.buf.clear();
         reencode_entry(&mut self.buf, &self.prev_key, row.entry(), row.key_start(), row.key_end());
-        self.encoder.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
+        self.out.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
         self.prev_key.clear();
         self.prev_key.extend_from_slice(row.key());
         Ok(())
     }
 
-    fn finish(self) -> Result<RunFile, BuildError> {
-        let path = self.file.path.clone();
-        let mut inner = self.encoder.finish().map_err(|e| spill_err(&path, e))?;
-        inner.flush().map_err(|e| spill_err(&path, e))?;
+    fn finish(mut self) -> Result<RunFile, BuildError> {
+        self.out.flush().map_err(|e| spill_err(&self.file.path, e))?;
         Ok(self.file)
     }
 }
@@ -317,6 +316,9 @@ const MERGE_PREFETCH_ROWS: usize = 64 * 1024;
 const MAX_RESERVED_ROWS: usize = 1 << 20;
 const TYPICAL_ENTRY_BYTES: usize = 128;
 
+/// Buffer of a run file's writer and readers.
+const RUN_IO_BUFFER: usize = 256 * 1024;
+
 /// Arena bytes after which a run is spilled whatever its row count.
 const MAX_RUN_BYTES: usize = 256 << 20;
 
@@ -406,8 +408,7 @@ fn batches(
 fn run_batches(run: &RunFile, rows: usize) -> Result<Batches, BuildError> {
     let path = run.path.clone();
     let file = File::open(&path).map_err(|e| spill_err(&path, e))?;
-    let decoder = zstd::Decoder::new(file).map_err(|e| spill_err(&path, e))?;
-    let mut entries = EntryDecoder::new(buffered(decoder));
+    let mut entries = EntryDecoder::new(BufReader::with_capacity(RUN_IO_BUFFER, file));
     Ok(batches(rows, move |batch| {
         match entries.next_flat(&mut batch.arena).map_err(|d| spill_err(&path, d))? {
             Some(entry) => {
