@@ -310,6 +310,33 @@ mod tests {
         assert_eq!(changes[2].after.encryption.get("SSE-KMS"), Some(&1));
     }
 
+    #[test]
+    fn before_and_after_totals_count_every_object() {
+        use EncryptionStatus::*;
+        // Three datasets of 3,000 objects each, one object changed in each.
+        let objs = |dir: &str, n: u64| -> Vec<SnapshotObject> {
+            (0..n).map(|i| o(&format!("{dir}/f{i:05}.csv"), i + 1, SseKms)).collect()
+        };
+        let old: Vec<_> = [objs("a", 3_000), objs("b", 3_000), objs("c", 3_000)].concat();
+        let mut new: Vec<_> = [objs("a", 3_001), objs("b", 3_000), objs("c", 2_999)].concat();
+        new[4_000].encryption_status = Some(SseS3);
+        let summary: Vec<_> = run(&old, &new)
+            .iter()
+            .map(|c| {
+                let counts = (c.objects_added, c.objects_removed, c.objects_changed);
+                (c.dataset.prefix.clone(), counts, c.before.objects, c.after.objects, c.bytes_delta())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("a/".to_string(), (1, 0, 0), 3_000, 3_001, 3_001),
+                ("b/".to_string(), (0, 0, 1), 3_000, 3_000, 0),
+                ("c/".to_string(), (0, 1, 0), 3_000, 2_999, -3_000),
+            ]
+        );
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// The "after" side of every dataset matches what extraction's Grouper builds from the
