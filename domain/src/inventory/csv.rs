@@ -94,6 +94,9 @@ impl<R: Read> Read for Limited<R> {
 
 type Decoder<R> = csv::Reader<Limited<MultiGzDecoder<Source<R>>>>;
 
+/// Decompressed bytes the CSV parser reads at once.
+const CSV_BUFFER: usize = 256 * 1024;
+
 /// Iterator over the rows of one gzipped inventory CSV file.
 ///
 /// Yields one `Result` per row. Row-level errors ([`RowError::is_fatal`] false) are followed by
@@ -129,7 +132,12 @@ pub fn read_csv_gz<R: Read>(
     check_schema(&file, columns)?;
     let decoder =
         Limited { inner: MultiGzDecoder::new(Source(reader)), limit: max_decompressed_bytes, produced: 0 };
-    let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(decoder);
+    // Large reads: each one is a call into inflate (and a copy), so fewer of them cost less.
+    let reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(CSV_BUFFER)
+        .from_reader(decoder);
     Ok(CsvRecords {
         file,
         columns: columns.to_vec(),
