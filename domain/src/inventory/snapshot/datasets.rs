@@ -105,7 +105,7 @@ struct Accumulator {
     after: DatasetSide,
 }
 
-/// Aggregates a [`super::merge_join`] stream (unchanged objects included) into datasets.
+/// Aggregates the steps of a merge-join (unchanged objects included) into datasets.
 #[derive(Debug)]
 pub struct DatasetDiffAggregator {
     bucket: String,

@@ -1,10 +1,11 @@
 //! Snapshots of processed reports and the day-over-day diff.
 //!
 //! Flow of one incremental run: [`StateStore::begin`] decides whether the report is new →
-//! [`SnapshotBuilder`] sorts its rows (any order, all versions) into spilled runs with bounded
-//! memory → [`SnapshotBuilder::finish_with_diff`] merges the runs into the new snapshot file
-//! and, in the same pass, [`merge_join`]s it against the previous snapshot, feeding
-//! [`ObjectChange`]s to the consumer and [`DatasetDiffAggregator`] → once every change was
+//! [`SnapshotBuilder`] sorts its rows (any order, all versions; encoded where they are read,
+//! [`RowBatch`]) into spilled runs with bounded memory → [`SnapshotBuilder::finish_with_diff`]
+//! merges the runs into the new snapshot file and, in the same pass, joins it against the
+//! previous snapshot as encoded entries (the join [`merge_join`] does on owned objects),
+//! feeding [`DiffEntry`]s to the consumer and [`DatasetDiffAggregator`] → once every change was
 //! delivered, [`StateStore::advance`] switches the pointer. A crash anywhere before that
 //! leaves the previous state, and the rerun produces the same snapshot id
 //! ([`SnapshotHeader::snapshot_id`], which names the report) and changes.

@@ -505,6 +505,7 @@ impl RunMerge {
         let rows = (MERGE_PREFETCH_ROWS / runs.len().clamp(1, MERGE_THREADS)).min(PREFETCH_BATCH);
         let mut cursors = Vec::with_capacity(MERGE_THREADS + 1);
         for group in runs.chunks(runs.len().div_ceil(MERGE_THREADS).max(1)) {
+            let Some(first) = group.first() else { continue };
             let source = match group {
                 [run] => run_batches(run, rows)?,
                 runs => {
@@ -515,8 +516,8 @@ impl RunMerge {
                     })
                 }
             };
-            let path = &group[0].path;
-            let ahead = Prefetch::spawn("snapshot-merge", source, 1, 2).map_err(|e| spill_err(path, e))?;
+            let ahead =
+                Prefetch::spawn("snapshot-merge", source, 1, 2).map_err(|e| spill_err(&first.path, e))?;
             cursors.push(Cursor::new(Box::new(ahead))?);
         }
         cursors.extend(memory.map(Cursor::of));
@@ -1164,6 +1165,30 @@ mod tests {
             batch.push(&InventoryRecord { bucket: "src".into(), key: (*key).into(), ..Default::default() });
         }
         batch
+    }
+
+    #[test]
+    fn equal_fields_in_other_bytes_are_unchanged() {
+        let record =
+            InventoryRecord { bucket: "src".into(), key: "k".into(), size: Some(5), ..Default::default() };
+        // The old entry spells size 5 as a two-byte varint: valid, not how this build writes it.
+        let mut old = RunBuffer::default();
+        old.push(&record);
+        assert_eq!(old.arena.pop(), Some(5));
+        old.arena.extend_from_slice(&[0x85, 0x00]);
+        old.rows[0].end += 1;
+        let old = OldSide { path: "old.snap".into(), cursor: Cursor::of(old) };
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
+        b.push(&record).unwrap();
+        let mut entries = Vec::new();
+        b.finish_joined(&dir.path().join("s.snap"), Some(old), |e| {
+            entries.push(OwnedEntry::from(e));
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(entries, [OwnedEntry::Unchanged(SnapshotObject::from(&record))]);
     }
 
     #[test]
