@@ -248,9 +248,14 @@ impl RunBuffer {
         RunBuffer { arena: Vec::with_capacity(rows * TYPICAL_ENTRY_BYTES), rows: Vec::with_capacity(rows) }
     }
 
-    /// An empty buffer sized like `full`: the second run does not regrow from nothing.
+    /// An empty buffer with the capacity of `full`: the second run does not regrow from
+    /// nothing (its capacity, not its length: a run a few bytes longer than the first would
+    /// double the arena, copying it and faulting in fresh pages).
     fn with_capacity_of(full: &RunBuffer) -> RunBuffer {
-        RunBuffer { arena: Vec::with_capacity(full.arena.len()), rows: Vec::with_capacity(full.rows.len()) }
+        RunBuffer {
+            arena: Vec::with_capacity(full.arena.capacity()),
+            rows: Vec::with_capacity(full.rows.capacity()),
+        }
     }
 
     /// Sorts and keeps each key's winner, in memory: the last run of a build is merged from
