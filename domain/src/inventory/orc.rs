@@ -2,7 +2,7 @@
 //! Parquet; keys are not URL-encoded; AWS writes them ZLIB-compressed.
 //!
 //! Decoding is `orc-rust`'s (Arrow record batches, one stripe at a time); each batch's rows go
-//! through the same [`RecordBuilder`] as CSV and Parquet rows, so all three formats give
+//! through the same `RecordBuilder` as CSV and Parquet rows, so all three formats give
 //! identical records.
 
 use std::collections::VecDeque;

@@ -6,7 +6,7 @@
 //! a string's or array's claimed length before reading it, recurses without a depth bound
 //! (a recursive schema over crafted data overflows the stack) and reads a string cut short as
 //! null. Here every length is checked against the bytes left in the block, nesting stops at
-//! [`MAX_DEPTH`], and the values decoded per window are bounded, so hostile files end in a
+//! `MAX_DEPTH`, and the values decoded per window are bounded, so hostile files end in a
 //! typed error. Values keep their JSON types; bytes/fixed are base64, decimals exact strings,
 //! dates `YYYY-MM-DD`, timestamps RFC 3339 (`Z` for UTC instants, none for local ones).
 
