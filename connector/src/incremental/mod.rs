@@ -447,22 +447,23 @@ impl<B: Batch> Batcher<B> {
     /// `Ok(false)` once the consumer is gone.
     fn push(&mut self, record: InventoryRecord) -> Result<bool, IncrementalError> {
         self.batch.add(record)?;
-        Ok(if self.batch.rows() >= BATCH_ROWS { self.flush() } else { true })
-    }
-
-    fn flush(&mut self) -> bool {
-        if self.batch.rows() == 0 {
-            return true;
+        if self.batch.rows() < BATCH_ROWS {
+            return Ok(true);
         }
         let next = self.batch.empty_like();
-        self.tx.blocking_send(std::mem::replace(&mut self.batch, next)).is_ok()
+        Ok(self.tx.blocking_send(std::mem::replace(&mut self.batch, next)).is_ok())
+    }
+
+    /// Sends the last rows; `false` once the consumer is gone.
+    fn finish(self) -> bool {
+        self.batch.rows() == 0 || self.tx.blocking_send(self.batch).is_ok()
     }
 }
 
 /// Pushes a file's rows into the batcher; the first error (fatal or a malformed row) stops it.
 fn drain_rows<B: Batch>(
     rows: impl Iterator<Item = Result<InventoryRecord, RowError>>,
-    batcher: &mut Batcher<B>,
+    mut batcher: Batcher<B>,
 ) -> Result<u64, IncrementalError> {
     let mut count = 0u64;
     for row in rows {
@@ -471,7 +472,7 @@ fn drain_rows<B: Batch>(
             return Err(IncrementalError::OutputClosed);
         }
     }
-    if !batcher.flush() {
+    if !batcher.finish() {
         return Err(IncrementalError::OutputClosed);
     }
     Ok(count)
@@ -503,7 +504,7 @@ async fn read_data_file<B: Batch>(
             let parse = tokio::task::spawn_blocking(move || {
                 let reader = ChannelReader { chunks: chunk_rx, current: Bytes::new() };
                 let records = csv::read_verified_csv_gz(&file, reader, &columns, limit)?;
-                drain_rows(records, &mut Batcher::new(rows, &template))
+                drain_rows(records, Batcher::new(rows, &template))
             });
             // The download error, if any, is the real cause of a short stream.
             let failed: Arc<Mutex<Option<AwsError>>> = Arc::default();
@@ -536,11 +537,11 @@ async fn read_data_file<B: Batch>(
             let bytes = collect_capped(&mut body, &bucket, &file.key, options.max_parquet_file_bytes).await?;
             tokio::task::spawn_blocking(move || {
                 file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
-                let mut batcher = Batcher::new(rows, &template);
+                let batcher = Batcher::new(rows, &template);
                 if columnar == FileReader::Orc {
-                    drain_rows(orc::read_orc(&file.key, bytes)?, &mut batcher)
+                    drain_rows(orc::read_orc(&file.key, bytes)?, batcher)
                 } else {
-                    drain_rows(parquet::read_parquet(&file.key, bytes)?, &mut batcher)
+                    drain_rows(parquet::read_parquet(&file.key, bytes)?, batcher)
                 }
             })
             .await
