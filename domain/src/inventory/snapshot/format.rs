@@ -805,16 +805,67 @@ impl<R: BufRead> EntryDecoder<R> {
 struct HashingWriter {
     inner: BufWriter<File>,
     hasher: Sha256,
+    /// Bytes written since the last request to the syncer.
+    unsynced: u64,
+    syncer: Option<Syncer>,
 }
 
 impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.unsynced = 0;
+            if let Some(syncer) = &self.syncer {
+                syncer.request();
+            }
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Bytes written between two background syncs of a snapshot being written.
+const SYNC_EVERY_BYTES: u64 = 32 << 20;
+
+/// Flushes a snapshot being written to disk on a thread of its own, every
+/// [`SYNC_EVERY_BYTES`]: the final fsync, which the state's crash safety needs, then has little
+/// left to wait for, instead of the whole file.
+struct Syncer {
+    requests: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Syncer {
+    /// A syncer of `file`, or `None` when the file cannot be shared or no thread started (the
+    /// final fsync then does all the work, as it would anyway).
+    fn start(file: &File) -> Option<Syncer> {
+        let file = file.try_clone().ok()?;
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("snapshot-sync".into())
+            .spawn(move || {
+                for () in pending {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(Syncer { requests, thread })
+    }
+
+    /// Asks for a sync unless one is already waiting.
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    /// Waits for the syncs asked for; the first error of any.
+    fn finish(self) -> io::Result<()> {
+        drop(self.requests);
+        self.thread.join().map_err(|_| io::Error::other("the snapshot sync thread panicked"))?
     }
 }
 
@@ -853,7 +904,8 @@ impl SnapshotWriter {
         inner.write_all(&preamble).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         let mut hasher = Sha256::new();
         hasher.update(header_len.to_le_bytes());
-        let mut hashing = HashingWriter { inner, hasher };
+        let syncer = Syncer::start(inner.get_ref());
+        let mut hashing = HashingWriter { inner, hasher, unsynced: 0, syncer };
         hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         let mut encoder =
             zstd::Encoder::new(hashing, ZSTD_LEVEL).map_err(|e| SnapshotError::io(&tmp_path, e))?;
@@ -926,7 +978,10 @@ impl SnapshotWriter {
         let io = |e| SnapshotError::io(&tmp, e);
         let encoder =
             self.encoder.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
-        let hashing = encoder.finish().map_err(io)?;
+        let mut hashing = encoder.finish().map_err(io)?;
+        if let Some(syncer) = hashing.syncer.take() {
+            syncer.finish().map_err(io)?;
+        }
         let checksum = seal(self.count, hashing.hasher);
         let mut file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(SeekFrom::Start(COUNT_OFFSET)).map_err(io)?;
