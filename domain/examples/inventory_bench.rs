@@ -151,7 +151,17 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let read_started = Instant::now();
-    let outcome: Result<(), BoxError> = std::thread::scope(|scope| {
+    let outcome: Result<_, BoxError> = std::thread::scope(|scope| {
+        // The previous snapshot's checksum pass runs while the report is read, as in
+        // `incremental`.
+        let opening =
+            std::thread::Builder::new().name("snapshot-open".into()).spawn_scoped(
+                scope,
+                || match previous {
+                    Some(_) => store.current_snapshot(&manifest.source_bucket, &report.config_id),
+                    None => Ok(None),
+                },
+            )?;
         let workers: Vec<_> = (0..a.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
@@ -173,9 +183,9 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
         for w in workers {
             w.join().map_err(|_| "reader thread panicked")??;
         }
-        Ok(())
+        Ok(opening.join().map_err(|_| "snapshot open thread panicked")??)
     });
-    outcome?;
+    let old = outcome?;
     let read_and_sort = read_started.elapsed();
     let rows = builder.rows_seen();
     // The final merge writes the new snapshot and diffs it against the previous one in one
@@ -185,9 +195,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let (info, datasets) = match previous {
         None => (builder.finish(&snapshot_path)?, 0),
         Some(_) => {
-            let old = store
-                .current_snapshot(&manifest.source_bucket, &report.config_id)?
-                .ok_or("state pointer without snapshot")?;
+            let old = old.ok_or("state pointer without snapshot")?;
             let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
             let info = builder.finish_with_diff(&snapshot_path, Some(old), |entry| {
                 if let DiffEntry::Change(change) = &entry {

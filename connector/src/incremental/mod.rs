@@ -819,13 +819,21 @@ async fn run_unboxed(
     // stream while it is.
     let run_id = header.snapshot_id();
     summary.snapshot_id = run_id.clone();
+    // Opening the previous snapshot checks its SHA-256 over the whole file: done while the
+    // report is read, not after.
+    let opening = {
+        let (store, bucket, configuration_id) =
+            (state.store().clone(), bucket.clone(), configuration_id.clone());
+        tokio::task::spawn_blocking(move || store.current_snapshot(&bucket, &configuration_id))
+    };
     let builder =
         sort_report_rows(source.clone(), &manifest, header, &snapshot_path, options.clone(), &mut summary)
             .await?;
 
     // The final merge writes the new snapshot and merge-joins it against the previous one in
     // the same pass: object changes stream out as they are found.
-    let old = state.store().current_snapshot(&bucket, &configuration_id)?;
+    let old =
+        opening.await.map_err(|e| IncrementalError::Internal(format!("snapshot open failed: {e}")))??;
     let diff_sink = sink.clone();
     let (diff_bucket, diff_run) = (bucket.clone(), run_id.clone());
     let diffed = tokio::task::spawn_blocking(move || {
