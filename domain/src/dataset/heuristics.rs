@@ -8,6 +8,11 @@ use crate::model::{Compression, FileFormat};
 /// Private stand-in for the shared `format::detect_from_key`; swapped for it at merge, which is
 /// why every caller goes through this one function.
 pub(crate) fn format_from_key(key: &str) -> (FileFormat, Compression) {
+    format_from_file(key.rsplit('/').next().unwrap_or(key))
+}
+
+/// [`format_from_key`] for a key's file name (after its last `/`).
+pub(crate) fn format_from_file(file: &str) -> (FileFormat, Compression) {
     // Every listed key comes through here: extensions are compared ignoring case, in place.
     fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
         let at = s.len().checked_sub(suffix.len())?;
@@ -35,7 +40,6 @@ pub(crate) fn format_from_key(key: &str) -> (FileFormat, Compression) {
         ("avro", FileFormat::Avro),
         ("orc", FileFormat::Orc),
     ];
-    let file = key.rsplit('/').next().unwrap_or(key);
     let (stem, compression) = COMPRESSIONS
         .iter()
         .find_map(|(ext, c)| strip_suffix_ignore_case(file, ext).map(|stem| (stem, *c)))

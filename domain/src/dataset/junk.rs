@@ -51,18 +51,17 @@ impl JunkReason {
 /// The order matters: the most specific explanation wins, so an empty `_SUCCESS` is a success
 /// marker rather than a zero-byte file, and `.part-0.crc` is a checksum rather than hidden.
 pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
-    if key.is_empty() || key.ends_with('/') || key.ends_with("_$folder$") {
+    if folder_marker(key) {
         return Some(JunkReason::FolderMarker);
     }
     let (dirs, file) = match key.rfind('/') {
         Some(i) => (&key[..i], &key[i + 1..]),
         None => ("", key),
     };
-    if file == "_SUCCESS" || file.starts_with("_started_") || file.starts_with("_committed_") {
+    if success_marker(file) {
         return Some(JunkReason::SuccessMarker);
     }
-    // Every listed key comes through here: no lowercased copy, one pass over the folders.
-    if file.len() >= 4 && file.as_bytes()[file.len() - 4..].eq_ignore_ascii_case(b".crc") {
+    if checksum_file(file) {
         return Some(JunkReason::Checksum);
     }
     if file.ends_with(".instruction") {
@@ -70,18 +69,56 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
     }
     let mut hidden_dir = false;
     for segment in dirs.split('/') {
-        if segment == "_temporary" || segment == "_spark_metadata" || segment.starts_with(".spark-staging") {
+        if temporary_segment(segment) {
             return Some(JunkReason::Temporary);
         }
         hidden_dir |= segment.starts_with('.');
     }
-    if file.starts_with('.') || file.starts_with('_') || hidden_dir {
+    if hidden_file(file) || hidden_dir {
         return Some(JunkReason::Hidden);
     }
     if size == 0 {
         return Some(JunkReason::ZeroByte);
     }
     None
+}
+
+/// Whether every object under `folder` (a key up to its last `/`) is junk: a temporary or
+/// hidden folder on its path. With [`junk_file`], the same answer as [`junk_reason`] split in
+/// two, so that a key-ordered stream checks each folder once.
+pub(crate) fn junk_folder(folder: &str) -> bool {
+    folder.split('/').any(|segment| temporary_segment(segment) || segment.starts_with('.'))
+}
+
+/// Whether `key`, whose file name is `file`, is junk whatever its folder.
+pub(crate) fn junk_file(key: &str, file: &str, size: u64) -> bool {
+    folder_marker(key)
+        || success_marker(file)
+        || checksum_file(file)
+        || file.ends_with(".instruction")
+        || hidden_file(file)
+        || size == 0
+}
+
+fn folder_marker(key: &str) -> bool {
+    key.is_empty() || key.ends_with('/') || key.ends_with("_$folder$")
+}
+
+fn success_marker(file: &str) -> bool {
+    file == "_SUCCESS" || file.starts_with("_started_") || file.starts_with("_committed_")
+}
+
+/// `.crc` in any case, compared in place: every listed key comes through here.
+fn checksum_file(file: &str) -> bool {
+    file.len() >= 4 && file.as_bytes()[file.len() - 4..].eq_ignore_ascii_case(b".crc")
+}
+
+fn temporary_segment(segment: &str) -> bool {
+    segment == "_temporary" || segment == "_spark_metadata" || segment.starts_with(".spark-staging")
+}
+
+fn hidden_file(file: &str) -> bool {
+    file.starts_with('.') || file.starts_with('_')
 }
 
 #[cfg(test)]

@@ -155,6 +155,8 @@ pub fn classify(bucket: &str, obj: &ObjectMeta, cfg: &GroupingConfig) -> Classif
 #[derive(Debug, Default)]
 pub struct DatasetPlacer {
     folder: String,
+    /// Whether `folder` is temporary or hidden (its objects are all junk).
+    folder_is_junk: bool,
     prefix: String,
     /// The last prefix a path template gave (templates are not cached by folder).
     template_prefix: String,
@@ -198,18 +200,25 @@ impl DatasetPlacer {
                 Classification::Junk(_) => None,
             };
         }
-        if junk::junk_reason(key, size).is_some() {
+        let (folder, file) = key.rfind('/').map_or(("", key), |i| key.split_at(i + 1));
+        if junk::junk_file(key, file, size) {
             return None;
         }
-        let folder = key.rfind('/').map_or("", |i| &key[..=i]);
         if folder != self.folder {
-            let placement = heuristics::place(key);
             self.folder.clear();
             self.folder.push_str(folder);
+            self.folder_is_junk = junk::junk_folder(folder);
+            if self.folder_is_junk {
+                return None;
+            }
+            let placement = heuristics::place(key);
             self.prefix = placement.dataset.prefix;
             return Some((&self.prefix, placement.dataset.format));
         }
-        let (format, _) = heuristics::format_from_key(key);
+        if self.folder_is_junk {
+            return None;
+        }
+        let (format, _) = heuristics::format_from_file(file);
         Some((&self.prefix, format))
     }
 }

@@ -124,6 +124,10 @@ fn junk_rules() {
             Classification::Data(_) => None,
         };
         assert_eq!(got, *expected, "{key}");
+        // The split form the placer uses (file, then folder once per folder) agrees.
+        let (folder, file) = key.rfind('/').map_or(("", *key), |i| key.split_at(i + 1));
+        let split = junk::junk_file(key, file, *size) || junk::junk_folder(folder);
+        assert_eq!(split, expected.is_some(), "{key}");
     }
     let names: Vec<&str> = JunkReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(
