@@ -67,14 +67,11 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
     if file.ends_with(".instruction") {
         return Some(JunkReason::EncryptionInstructions);
     }
-    let mut hidden_dir = false;
-    for segment in dirs.split('/') {
-        if temporary_segment(segment) {
-            return Some(JunkReason::Temporary);
-        }
-        hidden_dir |= segment.starts_with('.');
+    let folder = folder_reason(dirs);
+    if folder == Some(JunkReason::Temporary) {
+        return folder;
     }
-    if hidden_file(file) || hidden_dir {
+    if hidden_file(file) || folder.is_some() {
         return Some(JunkReason::Hidden);
     }
     if size == 0 {
@@ -87,7 +84,20 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
 /// hidden folder on its path. With [`junk_file`], the same answer as [`junk_reason`] split in
 /// two, so that a key-ordered stream checks each folder once.
 pub(crate) fn junk_folder(folder: &str) -> bool {
-    folder.split('/').any(|segment| temporary_segment(segment) || segment.starts_with('.'))
+    folder_reason(folder).is_some()
+}
+
+/// Why every object under `folder` is junk: a temporary folder on its path (whatever else),
+/// or a hidden one.
+fn folder_reason(folder: &str) -> Option<JunkReason> {
+    let mut hidden = false;
+    for segment in folder.split('/') {
+        if temporary_segment(segment) {
+            return Some(JunkReason::Temporary);
+        }
+        hidden |= segment.starts_with('.');
+    }
+    hidden.then_some(JunkReason::Hidden)
 }
 
 /// Whether `key`, whose file name is `file`, is junk whatever its folder.

@@ -26,19 +26,14 @@ pub enum EncryptionStatus {
 impl EncryptionStatus {
     /// Parses the column value (case-insensitive); unknown values are kept as [`Self::Other`].
     pub fn parse(value: &str) -> EncryptionStatus {
-        // Every row has one: compared in place, no uppercased copy.
-        const KNOWN: [(&str, EncryptionStatus); 5] = [
-            ("SSE-S3", EncryptionStatus::SseS3),
-            ("SSE-C", EncryptionStatus::SseC),
-            ("SSE-KMS", EncryptionStatus::SseKms),
-            ("DSSE-KMS", EncryptionStatus::DsseKms),
-            ("NOT-SSE", EncryptionStatus::NotSse),
-        ];
+        // Every row has one: compared in place with the spellings of `as_str`, no uppercased
+        // copy.
+        use EncryptionStatus::*;
         let trimmed = value.trim();
-        KNOWN
+        [SseS3, SseC, SseKms, DsseKms, NotSse]
             .into_iter()
-            .find(|(name, _)| trimmed.eq_ignore_ascii_case(name))
-            .map_or_else(|| EncryptionStatus::Other(value.to_string()), |(_, status)| status)
+            .find(|status| trimmed.eq_ignore_ascii_case(status.as_str()))
+            .unwrap_or_else(|| Other(value.to_string()))
     }
 
     /// The inventory spelling.

@@ -415,37 +415,71 @@ pub(crate) struct FlatEntry {
     pub flags: u8,
 }
 
-/// Decodes a flat entry (as [`FlatEntry`] describes) into a view of its bytes.
-pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
-    let mut at = 0usize;
-    let byte = |at: &mut usize| -> Result<u8, String> {
-        let b = *entry.get(*at).ok_or("entry cut short")?;
-        *at += 1;
-        Ok(b)
-    };
-    let varint = |at: &mut usize| -> Result<u64, String> {
+/// The parts of an encoded entry read from a slice: `None` where the slice ends first, which
+/// the entry-in-buffer parser takes as "read it field by field" and [`decode_flat`] as an error.
+struct SliceReader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> SliceReader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<Result<u64, String>> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let b = byte(at)?;
+            let b = self.byte()?;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
-                return Ok(v);
+                return Some(Ok(v));
             }
         }
-        Err("varint too long".into())
-    };
-    let text = |at: &mut usize, what: &str| -> Result<&str, String> {
-        let len = usize::try_from(varint(at)?).map_err(|_| format!("{what} too long"))?;
-        let bytes = entry.get(*at..at.saturating_add(len)).ok_or("entry cut short")?;
-        *at += len;
-        std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
-    };
-    let flags = byte(&mut at)?;
-    if varint(&mut at)? != 0 {
+        Some(Err("varint too long".into()))
+    }
+
+    /// A length-prefixed field's place in the slice.
+    fn field(&mut self) -> Option<Result<std::ops::Range<usize>, String>> {
+        let len = match self.varint()? {
+            Ok(len) if len <= MAX_FIELD_LEN => len as usize,
+            Ok(len) => return Some(Err(format!("field length {len} exceeds {MAX_FIELD_LEN}"))),
+            Err(e) => return Some(Err(e)),
+        };
+        let range = self.at..self.at + len;
+        (range.end <= self.buf.len()).then(|| {
+            self.at = range.end;
+            Ok(range)
+        })
+    }
+
+    /// A length-prefixed UTF-8 field.
+    fn text(&mut self, what: &str) -> Option<Result<&'a str, String>> {
+        let buf = self.buf;
+        Some(
+            self.field()?.and_then(|range| {
+                std::str::from_utf8(&buf[range]).map_err(|_| format!("{what} is not UTF-8"))
+            }),
+        )
+    }
+}
+
+/// A part every flat entry has whole: the slice ending first is an error.
+fn whole<T>(part: Option<Result<T, String>>) -> Result<T, String> {
+    part.unwrap_or_else(|| Err("entry cut short".into()))
+}
+
+/// Decodes a flat entry (as [`FlatEntry`] describes) into a view of its bytes.
+pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
+    let mut r = SliceReader { buf: entry, at: 0 };
+    let flags = whole(r.byte().map(Ok))?;
+    if whole(r.varint())? != 0 {
         return Err("a flat entry shares no key prefix".into());
     }
     let mut view = ObjectView {
-        key: text(&mut at, "key")?,
+        key: whole(r.text("key"))?,
         size: None,
         etag: None,
         last_modified_ms: None,
@@ -454,28 +488,28 @@ pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
         bucket_key_enabled: None,
     };
     if flags & F_SIZE != 0 {
-        view.size = Some(varint(&mut at)?);
+        view.size = Some(whole(r.varint())?);
     }
     if flags & F_ETAG != 0 {
-        view.etag = Some(text(&mut at, "etag")?);
+        view.etag = Some(whole(r.text("etag"))?);
     }
     if flags & F_MODIFIED != 0 {
-        view.last_modified_ms = Some(unzigzag(varint(&mut at)?));
+        view.last_modified_ms = Some(unzigzag(whole(r.varint())?));
     }
     if flags & F_CLASS != 0 {
-        view.storage_class = Some(text(&mut at, "storage class")?);
+        view.storage_class = Some(whole(r.text("storage class"))?);
     }
     if flags & F_ENCRYPTION != 0 {
-        view.encryption_status = Some(match byte(&mut at)? {
-            5 => EncryptionStatus::Other(text(&mut at, "encryption status")?.to_owned()),
+        view.encryption_status = Some(match whole(r.byte().map(Ok))? {
+            5 => EncryptionStatus::Other(whole(r.text("encryption status"))?.to_owned()),
             code => known_encryption(code)?,
         });
     }
     if flags & F_BUCKET_KEY != 0 {
         view.bucket_key_enabled = Some(flags & F_BUCKET_KEY_ON != 0);
     }
-    if at != entry.len() {
-        return Err(format!("{} bytes after the entry", entry.len() - at));
+    if r.at != entry.len() {
+        return Err(format!("{} bytes after the entry", entry.len() - r.at));
     }
     Ok(view)
 }
@@ -530,41 +564,6 @@ impl EntryLayout {
     /// The layout of the entry at the start of `buf`, or `None` when `buf` ends before it
     /// does; the same checks as [`EntryDecoder::next_flat`]'s field-by-field path.
     fn parse(buf: &[u8], prev_key_len: usize) -> Result<Option<EntryLayout>, String> {
-        struct At<'a> {
-            buf: &'a [u8],
-            at: usize,
-        }
-        impl At<'_> {
-            fn byte(&mut self) -> Option<u8> {
-                let b = *self.buf.get(self.at)?;
-                self.at += 1;
-                Some(b)
-            }
-            fn varint(&mut self) -> Option<Result<u64, String>> {
-                let mut v: u64 = 0;
-                for shift in (0..64).step_by(7) {
-                    let b = self.byte()?;
-                    v |= u64::from(b & 0x7f) << shift;
-                    if b & 0x80 == 0 {
-                        return Some(Ok(v));
-                    }
-                }
-                Some(Err("varint too long".into()))
-            }
-            /// Skips a length-prefixed field; `None` when it ends past the buffer.
-            fn skip_bytes(&mut self) -> Option<Result<std::ops::Range<usize>, String>> {
-                let len = match self.varint()? {
-                    Ok(len) if len <= MAX_FIELD_LEN => len as usize,
-                    Ok(len) => return Some(Err(format!("field length {len} exceeds {MAX_FIELD_LEN}"))),
-                    Err(e) => return Some(Err(e)),
-                };
-                let range = self.at..self.at + len;
-                (range.end <= self.buf.len()).then(|| {
-                    self.at = range.end;
-                    Ok(range)
-                })
-            }
-        }
         // `None` (incomplete) and errors pass straight out.
         macro_rules! step {
             ($e:expr) => {
@@ -575,31 +574,31 @@ impl EntryLayout {
                 }
             };
         }
-        let mut r = At { buf, at: 0 };
+        let mut r = SliceReader { buf, at: 0 };
         let Some(flags) = r.byte() else { return Ok(None) };
         let shared = step!(r.varint());
         if shared > prev_key_len as u64 {
             return Err(format!("shared prefix {shared} longer than the previous key"));
         }
-        let suffix = step!(r.skip_bytes());
+        let suffix = step!(r.field());
         if flags & F_SIZE != 0 {
             step!(r.varint());
         }
         if flags & F_ETAG != 0 {
-            step!(r.skip_bytes());
+            step!(r.field());
         }
         let mut last_modified_ms = None;
         if flags & F_MODIFIED != 0 {
             last_modified_ms = Some(unzigzag(step!(r.varint())));
         }
         if flags & F_CLASS != 0 {
-            step!(r.skip_bytes());
+            step!(r.field());
         }
         if flags & F_ENCRYPTION != 0 {
             match r.byte() {
                 None => return Ok(None),
                 Some(5) => {
-                    step!(r.skip_bytes());
+                    step!(r.field());
                 }
                 Some(code) => {
                     known_encryption(code)?;
