@@ -30,7 +30,7 @@ use s3_connector_domain::inventory::snapshot::{
     SnapshotBuilder, SnapshotHeader, StateStore,
 };
 use s3_connector_domain::inventory::{
-    InventoryFormat, InventoryRecord, Manifest, RowError, csv, location, manifest, orc, parquet,
+    InventoryFormat, InventoryRows, Manifest, SnapshotRow, csv, location, manifest, orc, parquet,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -87,10 +87,11 @@ fn read_file(
     template: &RowBatch,
     tx: &std::sync::mpsc::SyncSender<RowBatch>,
 ) -> Result<(), BoxError> {
-    // Rows are encoded here, on the reading thread, as `incremental` does.
+    // Rows are encoded here, on the reading thread, from the cells the reader lends (no
+    // record per row), as `incremental` does.
     let mut batch = template.empty_like();
-    let mut send = |record: Result<InventoryRecord, RowError>| -> Result<(), BoxError> {
-        batch.push(&record?)?;
+    let mut send_row = |row: &SnapshotRow<'_>| -> Result<(), BoxError> {
+        batch.push_row(row)?;
         if batch.rows_seen() == 4096 {
             tx.send(std::mem::replace(&mut batch, template.empty_like()))?;
         }
@@ -99,9 +100,8 @@ fn read_file(
     match manifest.file_format {
         InventoryFormat::Csv => {
             let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-            for record in csv::read_verified_csv_gz(file, reader, &manifest.file_schema, 64 << 30)? {
-                send(record)?;
-            }
+            csv::read_verified_csv_gz(file, reader, &manifest.file_schema, 64 << 30)?
+                .for_each_snapshot_row(&mut send_row)?;
         }
         InventoryFormat::Parquet | InventoryFormat::Orc => {
             let mut bytes = Vec::new();
@@ -109,13 +109,9 @@ fn read_file(
             file.verify(&bytes)?;
             let bytes = Bytes::from(bytes);
             if manifest.file_format == InventoryFormat::Parquet {
-                for record in parquet::read_parquet(&file.key, bytes)? {
-                    send(record)?;
-                }
+                parquet::read_parquet(&file.key, bytes)?.for_each_snapshot_row(&mut send_row)?;
             } else {
-                for record in orc::read_orc(&file.key, bytes)? {
-                    send(record)?;
-                }
+                orc::read_orc(&file.key, bytes)?.for_each_snapshot_row(&mut send_row)?;
             }
         }
     }

@@ -43,7 +43,9 @@ use s3_connector_domain::inventory::snapshot::{
     ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
     SnapshotReader,
 };
-use s3_connector_domain::inventory::{InventoryColumn, InventoryRecord, RowError, csv, orc, parquet};
+use s3_connector_domain::inventory::{
+    InventoryColumn, InventoryRecord, InventoryRows, RowError, csv, orc, parquet,
+};
 use s3_connector_domain::model::ObjectMeta;
 use s3_connector_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
@@ -402,6 +404,15 @@ pub(crate) trait Batch: Send + 'static {
     fn add(&mut self, record: InventoryRecord) -> Result<(), IncrementalError>;
     /// Rows added.
     fn rows(&self) -> usize;
+
+    /// Pushes a data file's rows into `batcher`: as records, unless the batch takes only the
+    /// columns a snapshot keeps.
+    fn drain(rows: impl InventoryRows, batcher: Batcher<Self>) -> Result<u64, IncrementalError>
+    where
+        Self: Sized,
+    {
+        drain_rows(rows, batcher)
+    }
 }
 
 impl Batch for Vec<InventoryRecord> {
@@ -431,10 +442,25 @@ impl Batch for RowBatch {
     fn rows(&self) -> usize {
         usize::try_from(self.rows_seen()).unwrap_or(usize::MAX)
     }
+
+    fn drain(rows: impl InventoryRows, mut batcher: Batcher<Self>) -> Result<u64, IncrementalError> {
+        // No `InventoryRecord` per row where the reader can lend the cells (CSV, Parquet).
+        let count = rows.for_each_snapshot_row(|row| {
+            batcher.batch.push_row(row).map_err(build_error)?;
+            match batcher.send_if_full() {
+                true => Ok(()),
+                false => Err(IncrementalError::OutputClosed),
+            }
+        })?;
+        if !batcher.finish() {
+            return Err(IncrementalError::OutputClosed);
+        }
+        Ok(count)
+    }
 }
 
 /// Sends a file's rows to their consumer in batches.
-struct Batcher<B> {
+pub(crate) struct Batcher<B> {
     tx: mpsc::Sender<B>,
     batch: B,
 }
@@ -447,11 +473,16 @@ impl<B: Batch> Batcher<B> {
     /// `Ok(false)` once the consumer is gone.
     fn push(&mut self, record: InventoryRecord) -> Result<bool, IncrementalError> {
         self.batch.add(record)?;
+        Ok(self.send_if_full())
+    }
+
+    /// Sends the batch once it is full; `false` once the consumer is gone.
+    fn send_if_full(&mut self) -> bool {
         if self.batch.rows() < BATCH_ROWS {
-            return Ok(true);
+            return true;
         }
         let next = self.batch.empty_like();
-        Ok(self.tx.blocking_send(std::mem::replace(&mut self.batch, next)).is_ok())
+        self.tx.blocking_send(std::mem::replace(&mut self.batch, next)).is_ok()
     }
 
     /// Sends the last rows; `false` once the consumer is gone.
@@ -504,7 +535,7 @@ async fn read_data_file<B: Batch>(
             let parse = tokio::task::spawn_blocking(move || {
                 let reader = ChannelReader { chunks: chunk_rx, current: Bytes::new() };
                 let records = csv::read_verified_csv_gz(&file, reader, &columns, limit)?;
-                drain_rows(records, Batcher::new(rows, &template))
+                B::drain(records, Batcher::new(rows, &template))
             });
             // The download error, if any, is the real cause of a short stream.
             let failed: Arc<Mutex<Option<AwsError>>> = Arc::default();
@@ -539,9 +570,9 @@ async fn read_data_file<B: Batch>(
                 file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
                 let batcher = Batcher::new(rows, &template);
                 if columnar == FileReader::Orc {
-                    drain_rows(orc::read_orc(&file.key, bytes)?, batcher)
+                    B::drain(orc::read_orc(&file.key, bytes)?, batcher)
                 } else {
-                    drain_rows(parquet::read_parquet(&file.key, bytes)?, batcher)
+                    B::drain(parquet::read_parquet(&file.key, bytes)?, batcher)
                 }
             })
             .await

@@ -8,7 +8,10 @@ use flate2::read::MultiGzDecoder;
 use super::columns::InventoryColumn;
 use super::manifest::ManifestFile;
 use super::md5_reader::{ChecksumMismatch, Md5Reader};
-use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
+use super::record::{
+    InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, SnapshotRow, SnapshotRowBuilder,
+    check_schema,
+};
 
 /// Decodes a CSV `Key` value: `+` is a space, `%XX` a byte, and the bytes must be UTF-8.
 ///
@@ -188,34 +191,70 @@ impl<R: Read> CsvRecords<R> {
     }
 
     fn build(&self) -> Result<InventoryRecord, RowError> {
-        if self.record.len() != self.columns.len() {
-            return Err(RowError::MalformedRow {
-                file: self.file.clone(),
-                row: self.row,
-                detail: format!("expected {} fields, found {}", self.columns.len(), self.record.len()),
-            });
-        }
         let mut builder = RecordBuilder::new(&self.file, self.row);
-        for (column, raw) in self.columns.iter().zip(self.record.iter()) {
-            let invalid = |detail: String| RowError::InvalidValue {
-                file: self.file.clone(),
-                row: self.row,
-                column: column.to_string(),
-                detail,
-            };
-            // Values are borrowed from the row; the key, URL-decoded, is moved in.
-            if *column == InventoryColumn::Key {
-                let key = decode_key(raw)
-                    .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?;
-                builder.set_key(key);
-            } else {
-                builder.set_text(
-                    column,
-                    std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?,
-                )?;
+        fill(&self.file, self.row, &self.columns, &self.record, &mut builder)?;
+        builder.finish()
+    }
+}
+
+/// Feeds one CSV row's cells to `target`: values are borrowed from the row, the key is
+/// URL-decoded into a string of its own.
+fn fill<'v>(
+    file: &str,
+    row: u64,
+    columns: &[InventoryColumn],
+    record: &'v csv::ByteRecord,
+    target: &mut impl RowTarget<'v>,
+) -> Result<(), RowError> {
+    if record.len() != columns.len() {
+        return Err(RowError::MalformedRow {
+            file: file.to_string(),
+            row,
+            detail: format!("expected {} fields, found {}", columns.len(), record.len()),
+        });
+    }
+    for (column, raw) in columns.iter().zip(record.iter()) {
+        let invalid = |detail: String| RowError::InvalidValue {
+            file: file.to_string(),
+            row,
+            column: column.to_string(),
+            detail,
+        };
+        if *column == InventoryColumn::Key {
+            let key = decode_key(raw)
+                .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?;
+            target.set_decoded_key(key);
+        } else {
+            target.set_text(
+                column,
+                std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl<R: Read> InventoryRows for CsvRecords<R> {
+    /// Values are borrowed from the parsed row: no [`InventoryRecord`] per row.
+    fn for_each_snapshot_row<E: From<RowError>>(
+        mut self,
+        mut on_row: impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut count = 0u64;
+        while !self.done {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    self.row += 1;
+                    count += 1;
+                    let mut builder = SnapshotRowBuilder::new(&self.file, self.row);
+                    fill(&self.file, self.row, &self.columns, &self.record, &mut builder)?;
+                    on_row(&builder.finish()?)?;
+                }
+                Err(error) => return Err(self.stream_error(error).into()),
             }
         }
-        builder.finish()
+        Ok(count)
     }
 }
 
@@ -272,6 +311,47 @@ mod tests {
 
     fn read_all(text: &str, schema: &str) -> Vec<Result<InventoryRecord, RowError>> {
         read_csv_gz("data/f.csv.gz", &gzip(text.as_bytes())[..], &columns(schema), LIMIT).unwrap().collect()
+    }
+
+    #[test]
+    fn snapshot_rows_are_the_records_snapshot_columns() {
+        use crate::inventory::record::testing::{expected_snapshot_rows, snapshot_rows};
+        let schema = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, IsMultipartUploaded, EncryptionStatus, BucketKeyStatus";
+        let good = concat!(
+            "src,dir/my+file%2B1%25.csv,v1,true,false,1024,2023-01-31T12:00:00.000Z,\"\"\"0123abcd\"\"\",GLACIER,false,SSE-KMS,ENABLED\n",
+            "src,caf%C3%A9,v2,false,true,,1675166400000,,,,,\n",
+            "src,plain,,,,0,,e-1,STANDARD,true,sse-future,DISABLED\n",
+        );
+        let bad_rows = [
+            "src,neg,,,,-1,,,,,,\n",
+            "src,multi,,,,,,,,maybe,,\n",
+            "src,short\n",
+            "src,%FF,,,,,,,,,,\n",
+            ",no-bucket,,,,,,,,,,\n",
+        ];
+        let read = |text: &str| {
+            read_csv_gz("f", std::io::Cursor::new(gzip(text.as_bytes())), &columns(schema), LIMIT).unwrap()
+        };
+        let (rows, error) = snapshot_rows(read(good));
+        assert_eq!((rows.len(), &error), (3, &None));
+        assert!(rows[0].contains(r#"key: "dir/my file+1%.csv""#), "{}", rows[0]);
+        assert!(rows[0].contains(r#"etag: Some("0123abcd")"#), "{}", rows[0]);
+        assert_eq!((rows, error), expected_snapshot_rows(read(good)));
+        for bad in bad_rows {
+            // One good row, the bad one, one that is never read.
+            let text = format!("src,a,,,,1,,,,,,\n{bad}src,b,,,,2,,,,,,\n");
+            let (rows, error) = snapshot_rows(read(&text));
+            assert_eq!(rows.len(), 1, "{bad}");
+            assert!(error.is_some(), "{bad}");
+            assert_eq!((rows, error), expected_snapshot_rows(read(&text)), "{bad}");
+        }
+        // A stream cut short: the rows before the cut, then the decompression error.
+        let gz = gzip(good.as_bytes());
+        let cut = &gz[..gz.len() - 12];
+        let open = || read_csv_gz("f", cut, &columns(schema), LIMIT).unwrap();
+        let (rows, error) = snapshot_rows(open());
+        assert_eq!(error.as_ref().map(RowError::code), Some("INVENTORY_DECOMPRESSION_FAILED"));
+        assert_eq!((rows, error), expected_snapshot_rows(open()));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use columns::InventoryColumn;
 pub use location::{InventoryKey, LocationError, ReportFile, ReportLocation};
 pub use manifest::{InventoryFormat, Manifest, ManifestError, ManifestFile};
 pub use md5_reader::{ChecksumMismatch, Md5Reader};
-pub use record::{EncryptionStatus, InventoryRecord, RowError};
+pub use record::{EncryptionStatus, InventoryRecord, InventoryRows, RowError, SnapshotRow};
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use orc_rust::{ArrowReader, ArrowReaderBuilder};
 
 use super::columns::InventoryColumn;
-use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
+use super::record::{InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, check_schema};
 
 /// Rows decoded per batch: bounds memory per step, whatever the stripe size.
 const BATCH_ROWS: usize = 8192;
@@ -161,6 +161,9 @@ fn timestamp_millis(array: &dyn Array, unit: TimeUnit, row: usize) -> i64 {
         TimeUnit::Nanosecond => array.as_primitive::<Ns>().value(row).div_euclid(1_000_000),
     }
 }
+
+/// ORC rows are decoded as records first (its decoder's Arrow arrays are read row by row).
+impl InventoryRows for OrcRecords {}
 
 impl Iterator for OrcRecords {
     type Item = Result<InventoryRecord, RowError>;

@@ -11,7 +11,10 @@ use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 
 use super::columns::InventoryColumn;
-use super::record::{InventoryRecord, RecordBuilder, RowError, check_schema};
+use super::record::{
+    InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, SnapshotRow, SnapshotRowBuilder,
+    check_schema, snapshot_rows_of_records,
+};
 
 /// Iterator over the rows of one Parquet inventory file, one row group decoded at a time.
 ///
@@ -41,10 +44,8 @@ impl std::fmt::Debug for ParquetRecords {
 pub fn read_parquet(file: impl Into<String>, bytes: Bytes) -> Result<ParquetRecords, RowError> {
     let file = file.into();
     let unreadable = |detail: String| RowError::UnreadableFile { file: file.clone(), detail };
-    // Guards the footer decoder, as for row groups.
-    let reader = catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(bytes)))
-        .map_err(|_| unreadable("decoder failed unexpectedly".into()))?
-        .map_err(|e| unreadable(e.to_string()))?;
+    let reader =
+        guarded(|| SerializedFileReader::new(bytes).map_err(|e| e.to_string())).map_err(unreadable)?;
     let columns: Vec<InventoryColumn> = reader
         .metadata()
         .file_metadata()
@@ -76,12 +77,8 @@ impl ParquetRecords {
             return false;
         }
         let (file, reader, group, first_row) = (&self.file, &self.reader, self.next_group, self.row);
-        // Our own code is written not to panic; this guards the Parquet decoder on corrupt pages.
-        let decoded = catch_unwind(AssertUnwindSafe(|| decode_group(file, reader, group, first_row)));
-        let (records, rows, failure) = match decoded {
-            Ok(decoded) => decoded,
-            Err(_) => (Vec::new(), 0, Some("decoder failed unexpectedly".to_string())),
-        };
+        let (records, rows, failure) = guarded(|| Ok(decode_group(file, reader, group, first_row)))
+            .unwrap_or_else(|detail| (Vec::new(), 0, Some(detail)));
         self.row += rows;
         // `next` loads a group once `pending` is empty: then take the vector's buffer as is
         // (O(1)) instead of copying every 384-byte record into the deque.
@@ -98,6 +95,50 @@ impl ParquetRecords {
         self.next_group += 1;
         true
     }
+}
+
+impl InventoryRows for ParquetRecords {
+    /// Rows of a flat schema (AWS's) are borrowed from the decoded column values.
+    fn for_each_snapshot_row<E: From<RowError>>(
+        mut self,
+        mut on_row: impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        // Rows already decoded as records, then the rest of a schema the column path cannot
+        // take, go through records.
+        let mut count = snapshot_rows_of_records(std::mem::take(&mut self.pending).into_iter(), &mut on_row)?;
+        let kinds = match flat_columns(&self.reader) {
+            Some(kinds) if !self.done => kinds,
+            _ => return Ok(count + snapshot_rows_of_records(self, on_row)?),
+        };
+        while self.next_group < self.reader.num_row_groups() {
+            let (reader, group) = (&self.reader, self.next_group);
+            let mut columns =
+                guarded(|| GroupColumns::open(reader, &kinds, group)).map_err(|d| self.unreadable(d))?;
+            loop {
+                let rows = guarded(|| columns.next_batch()).map_err(|d| self.unreadable(d))?;
+                if rows == 0 {
+                    break;
+                }
+                let mut cursor = columns.cursor(rows);
+                loop {
+                    let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
+                    let Some(filled) = cursor.fill(&mut builder) else { break };
+                    self.row += 1;
+                    filled?;
+                    count += 1;
+                    on_row(&builder.finish()?)?;
+                }
+            }
+            self.next_group += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// Runs a step of the Parquet decoder. Our own code is written not to panic; this guards the
+/// decoder on corrupt pages.
+fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|_| Err("decoder failed unexpectedly".to_string()))
 }
 
 /// One row group's records, the number of rows decoded, and why decoding stopped early.
@@ -183,51 +224,193 @@ fn flat_columns(reader: &SerializedFileReader<Bytes>) -> Option<Vec<LeafKind>> {
         .collect()
 }
 
-/// Values read per call into a column reader.
-const COLUMN_BATCH: usize = 8192;
+/// Rows decoded from every column before they are read across: a batch of all columns stays
+/// in the CPU caches, where a whole row group's columns (megabytes each) would be read back
+/// from memory.
+const COLUMN_BATCH: usize = 4096;
 
-/// Reads all of one column chunk: definition levels (when the column is optional) and the
-/// non-null values.
-fn read_column<T: parquet::data_type::DataType>(
-    mut reader: parquet::column::reader::ColumnReaderImpl<T>,
+/// A leaf column's typed reader.
+enum TypedReader {
+    Text(parquet::column::reader::ColumnReaderImpl<parquet::data_type::ByteArrayType>),
+    Bool(parquet::column::reader::ColumnReaderImpl<parquet::data_type::BoolType>),
+    Int32(parquet::column::reader::ColumnReaderImpl<parquet::data_type::Int32Type>, Vec<i32>),
+    /// `true`: microseconds, stored as milliseconds like the row path does.
+    Int64(parquet::column::reader::ColumnReaderImpl<parquet::data_type::Int64Type>, bool),
+}
+
+/// One leaf column of a row group: its reader and its current batch of values.
+struct ColumnBatch {
+    column: InventoryColumn,
     optional: bool,
-) -> parquet::errors::Result<(Vec<i16>, Vec<T::T>)> {
-    let (mut defs, mut values) = (Vec::new(), Vec::new());
-    loop {
-        let (records, _, _) =
-            reader.read_records(COLUMN_BATCH, optional.then_some(&mut defs), None, &mut values)?;
-        if records == 0 {
-            return Ok((defs, values));
+    reader: TypedReader,
+    /// Definition levels, one per row of the batch; empty for a required column (every row has
+    /// a value).
+    defs: Vec<i16>,
+    values: Values,
+}
+
+/// A batch's non-null values of one column.
+enum Values {
+    Text(Vec<parquet::data_type::ByteArray>),
+    Bool(Vec<bool>),
+    /// Timestamps already in milliseconds.
+    Int(Vec<i64>),
+}
+
+impl ColumnBatch {
+    /// Replaces the batch with the column's next `rows` rows; the rows read.
+    fn read(&mut self, rows: usize) -> parquet::errors::Result<usize> {
+        self.defs.clear();
+        let defs = self.optional.then_some(&mut self.defs);
+        let (read, present) = match (&mut self.reader, &mut self.values) {
+            (TypedReader::Text(r), Values::Text(v)) => {
+                v.clear();
+                let (read, _, _) = r.read_records(rows, defs, None, v)?;
+                (read, v.len())
+            }
+            (TypedReader::Bool(r), Values::Bool(v)) => {
+                v.clear();
+                let (read, _, _) = r.read_records(rows, defs, None, v)?;
+                (read, v.len())
+            }
+            (TypedReader::Int32(r, scratch), Values::Int(v)) => {
+                scratch.clear();
+                let (read, _, _) = r.read_records(rows, defs, None, scratch)?;
+                v.clear();
+                v.extend(scratch.iter().map(|n| i64::from(*n)));
+                (read, v.len())
+            }
+            (TypedReader::Int64(r, micros), Values::Int(v)) => {
+                v.clear();
+                let (read, _, _) = r.read_records(rows, defs, None, v)?;
+                if *micros {
+                    v.iter_mut().for_each(|us| *us = us.div_euclid(1000));
+                }
+                (read, v.len())
+            }
+            _ => return Err(parquet::errors::ParquetError::General("reader and values differ".into())),
+        };
+        // Checked once here, so reading rows across the columns cannot run out of values.
+        let expected = if self.optional { self.defs.iter().filter(|d| **d > 0).count() } else { read };
+        if (self.optional && self.defs.len() != read) || present != expected {
+            return Err(parquet::errors::ParquetError::General(format!("{present} values for {read} rows")));
         }
+        Ok(read)
     }
 }
 
-/// Feeds one column's cells to the row builders; `set` turns a value into the builder call.
-fn feed<V>(
-    rows: &mut [Result<RecordBuilder<'_>, RowError>],
-    defs: &[i16],
-    values: &[V],
-    mut set: impl FnMut(&mut RecordBuilder<'_>, &V) -> Result<(), RowError>,
-) -> Result<(), String> {
-    let mut next = values.iter();
-    for (i, row) in rows.iter_mut().enumerate() {
-        // Required columns have no levels: every row has a value.
-        let present = defs.is_empty() || defs.get(i).is_some_and(|d| *d > 0);
-        if !present {
-            continue;
-        }
-        let value = next.next().ok_or("fewer values than rows")?;
-        if let Ok(builder) = row
-            && let Err(e) = set(builder, value)
-        {
-            *row = Err(e);
-        }
-    }
-    Ok(())
+/// One row group read column by column, a batch of rows at a time: each column chunk is
+/// decoded in runs of values rather than as per-row field objects, and the batch is then read
+/// across the columns with a [`RowCursor`].
+struct GroupColumns {
+    rows: usize,
+    read: usize,
+    columns: Vec<ColumnBatch>,
 }
 
-/// One row group read column by column: each column chunk is decoded in batches of values
-/// rather than as per-row field objects.
+impl GroupColumns {
+    /// Opens row group `group`'s columns; the error names the column at fault.
+    fn open(reader: &SerializedFileReader<Bytes>, kinds: &[LeafKind], group: usize) -> Result<Self, String> {
+        use parquet::column::reader::ColumnReader;
+        let group = reader.get_row_group(group).map_err(|e| e.to_string())?;
+        let metadata = group.metadata();
+        let rows = usize::try_from(metadata.num_rows()).map_err(|_| "negative row count".to_string())?;
+        let schema = metadata.schema_descr();
+        let mut columns = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            let column = InventoryColumn::from_name(schema.column(i).name());
+            let optional = schema.column(i).max_def_level() > 0;
+            let typed = match (group.get_column_reader(i), kind) {
+                (Err(e), _) => Err(e.to_string()),
+                (Ok(ColumnReader::ByteArrayColumnReader(r)), LeafKind::Text) => {
+                    Ok((TypedReader::Text(r), Values::Text(Vec::new())))
+                }
+                (Ok(ColumnReader::BoolColumnReader(r)), LeafKind::Bool) => {
+                    Ok((TypedReader::Bool(r), Values::Bool(Vec::new())))
+                }
+                (Ok(ColumnReader::Int32ColumnReader(r)), LeafKind::Int32) => {
+                    Ok((TypedReader::Int32(r, Vec::new()), Values::Int(Vec::new())))
+                }
+                (Ok(ColumnReader::Int64ColumnReader(r)), LeafKind::Int64 | LeafKind::Int64Micros) => {
+                    Ok((TypedReader::Int64(r, *kind == LeafKind::Int64Micros), Values::Int(Vec::new())))
+                }
+                (Ok(_), _) => Err("unexpected physical type".to_string()),
+            };
+            let (reader, values) = typed.map_err(|detail| format!("column {column}: {detail}"))?;
+            columns.push(ColumnBatch { column, optional, reader, defs: Vec::new(), values });
+        }
+        Ok(GroupColumns { rows, read: 0, columns })
+    }
+
+    /// Decodes the next batch of every column; its rows, 0 after the last batch.
+    fn next_batch(&mut self) -> Result<usize, String> {
+        let rows = (self.rows - self.read).min(COLUMN_BATCH);
+        if rows == 0 {
+            return Ok(0);
+        }
+        for batch in &mut self.columns {
+            match batch.read(rows) {
+                Ok(read) if read == rows => {}
+                Ok(read) => {
+                    return Err(format!("column {}: {read} rows where {rows} were due", batch.column));
+                }
+                Err(e) => return Err(format!("column {}: {e}", batch.column)),
+            }
+        }
+        self.read += rows;
+        Ok(rows)
+    }
+
+    /// A cursor over the current batch's `rows` rows.
+    fn cursor(&self, rows: usize) -> RowCursor<'_> {
+        RowCursor { group: self, rows, row: 0, next_value: vec![0; self.columns.len()] }
+    }
+}
+
+/// Reads a decoded batch one row at a time, across its columns.
+struct RowCursor<'g> {
+    group: &'g GroupColumns,
+    rows: usize,
+    row: usize,
+    /// Per column, the index of its next non-null value.
+    next_value: Vec<usize>,
+}
+
+impl<'g> RowCursor<'g> {
+    /// Feeds the next row's cells, in column order, to `target`; `None` after the last row.
+    /// The first bad cell is the row's error, and the cells after it are skipped, as a row of
+    /// text is read.
+    fn fill<T: RowTarget<'g>>(&mut self, target: &mut T) -> Option<Result<(), RowError>> {
+        if self.row >= self.rows {
+            return None;
+        }
+        let mut outcome = Ok(());
+        for (c, decoded) in self.group.columns.iter().enumerate() {
+            let present = decoded.defs.get(self.row).is_none_or(|d| *d > 0);
+            if !present {
+                continue;
+            }
+            let at = self.next_value[c];
+            self.next_value[c] += 1;
+            if outcome.is_err() {
+                continue;
+            }
+            let column = &decoded.column;
+            outcome = match &decoded.values {
+                Values::Text(values) => match std::str::from_utf8(values[at].data()) {
+                    Ok(text) => target.set_text(column, text),
+                    Err(e) => Err(target.ctx().invalid(column, format!("not UTF-8: {e}"))),
+                },
+                Values::Bool(values) => target.set_bool(column, values[at]),
+                Values::Int(values) => target.set_int(column, values[at]),
+            };
+        }
+        self.row += 1;
+        Some(outcome)
+    }
+}
+
+/// One row group's records through the by-column path.
 fn decode_group_by_column(
     file: &str,
     reader: &SerializedFileReader<Bytes>,
@@ -235,60 +418,26 @@ fn decode_group_by_column(
     group: usize,
     first_row: u64,
 ) -> Decoded {
-    use parquet::column::reader::ColumnReader;
-    let group = match reader.get_row_group(group) {
-        Ok(group) => group,
-        Err(e) => return (Vec::new(), 0, Some(e.to_string())),
+    let mut columns = match GroupColumns::open(reader, kinds, group) {
+        Ok(columns) => columns,
+        Err(detail) => return (Vec::new(), 0, Some(detail)),
     };
-    let metadata = group.metadata();
-    let Ok(count) = usize::try_from(metadata.num_rows()) else {
-        return (Vec::new(), 0, Some("negative row count".into()));
-    };
-    let schema = metadata.schema_descr();
-    let mut rows: Vec<Result<RecordBuilder<'_>, RowError>> =
-        (0..count).map(|i| Ok(RecordBuilder::new(file, first_row + i as u64 + 1))).collect();
-    for (i, kind) in kinds.iter().enumerate() {
-        let column = InventoryColumn::from_name(schema.column(i).name());
-        let optional = schema.column(i).max_def_level() > 0;
-        let fed = match (group.get_column_reader(i), kind) {
-            (Err(e), _) => Err(e.to_string()),
-            (Ok(ColumnReader::ByteArrayColumnReader(r)), LeafKind::Text) => {
-                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
-                    feed(&mut rows, &defs, &values, |b, v| match std::str::from_utf8(v.data()) {
-                        Ok(s) => b.set_text(&column, s),
-                        Err(e) => Err(RowError::InvalidValue {
-                            file: file.to_string(),
-                            row: b.row,
-                            column: column.to_string(),
-                            detail: format!("not UTF-8: {e}"),
-                        }),
-                    })
-                })
-            }
-            (Ok(ColumnReader::BoolColumnReader(r)), LeafKind::Bool) => read_column(r, optional)
-                .map_err(|e| e.to_string())
-                .and_then(|(defs, values)| feed(&mut rows, &defs, &values, |b, v| b.set_bool(&column, *v))),
-            (Ok(ColumnReader::Int32ColumnReader(r)), LeafKind::Int32) => {
-                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
-                    feed(&mut rows, &defs, &values, |b, v| b.set_int(&column, i64::from(*v)))
-                })
-            }
-            (Ok(ColumnReader::Int64ColumnReader(r)), LeafKind::Int64 | LeafKind::Int64Micros) => {
-                let micros = *kind == LeafKind::Int64Micros;
-                read_column(r, optional).map_err(|e| e.to_string()).and_then(|(defs, values)| {
-                    feed(&mut rows, &defs, &values, |b, v| {
-                        b.set_int(&column, if micros { v.div_euclid(1000) } else { *v })
-                    })
-                })
-            }
-            (Ok(_), _) => Err(format!("column {column}: unexpected physical type")),
+    let mut records = Vec::with_capacity(columns.rows);
+    let mut row = first_row;
+    loop {
+        let rows = match columns.next_batch() {
+            Ok(0) => return (records, row - first_row, None),
+            Ok(rows) => rows,
+            Err(detail) => return (records, row - first_row, Some(detail)),
         };
-        if let Err(detail) = fed {
-            return (Vec::new(), 0, Some(format!("column {column}: {detail}")));
+        let mut cursor = columns.cursor(rows);
+        loop {
+            let mut builder = RecordBuilder::new(file, row + 1);
+            let Some(filled) = cursor.fill(&mut builder) else { break };
+            row += 1;
+            records.push(filled.and_then(|()| builder.finish()));
         }
     }
-    let records = rows.into_iter().map(|row| row.and_then(RecordBuilder::finish)).collect();
-    (records, count as u64, None)
 }
 
 fn to_record(file: &str, row_number: u64, row: &Row) -> Result<InventoryRecord, RowError> {
@@ -339,7 +488,7 @@ impl Iterator for ParquetRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::record::EncryptionStatus;
+    use crate::inventory::record::{EncryptionStatus, testing};
     use parquet::basic::Compression;
     use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
     use parquet::file::properties::WriterProperties;
@@ -378,6 +527,7 @@ mod tests {
         modified: Option<i64>,
         encryption: Option<&'a str>,
         bucket_key: Option<&'a str>,
+        etag: Option<&'a str>,
     }
 
     fn strings(values: Vec<Option<&str>>) -> (Vec<ByteArray>, Vec<i16>) {
@@ -443,6 +593,7 @@ mod tests {
                                 "version_id" => r.version,
                                 "encryption_status" => r.encryption,
                                 "bucket_key_status" => r.bucket_key,
+                                "e_tag" => r.etag,
                                 "storage_class" => Some("STANDARD"),
                                 _ => None,
                             }
@@ -493,6 +644,7 @@ mod tests {
             modified: None,
             encryption: None,
             bucket_key: None,
+            etag: None,
         }
     }
 
@@ -564,6 +716,119 @@ mod tests {
                 render(decode_group_by_row("f", &reader, group, first))
             );
         }
+    }
+
+    fn snapshot_rows(bytes: Bytes) -> (Vec<String>, Option<RowError>) {
+        testing::snapshot_rows(read_parquet("f", bytes).unwrap())
+    }
+
+    fn expected_snapshot_rows(bytes: Bytes) -> (Vec<String>, Option<RowError>) {
+        testing::expected_snapshot_rows(read_parquet("f", bytes).unwrap())
+    }
+
+    #[test]
+    fn snapshot_rows_are_the_records_snapshot_columns() {
+        let good = [
+            Row {
+                version: Some("v2"),
+                latest: Some(false),
+                delete_marker: Some(true),
+                size: Some(3),
+                modified: Some(-1),
+                encryption: Some("sse-kms"),
+                bucket_key: Some("Enabled"),
+                etag: Some("\"d41d8cd98f00b204e9800998ecf8427e\""),
+                ..row("a b/+%c")
+            },
+            Row { encryption: Some("SSE-FUTURE"), etag: Some("abc-2"), ..row("\u{65e5}\u{672c}") },
+            row("plain"),
+        ];
+        for group_size in [1, 2, 10] {
+            let (rows, error) = snapshot_rows(write(&good, group_size));
+            assert_eq!((rows.len(), &error), (3, &None));
+            assert!(rows[0].contains(r#"etag: Some("d41d8cd98f00b204e9800998ecf8427e")"#), "{}", rows[0]);
+            assert_eq!((rows, error), expected_snapshot_rows(write(&good, group_size)));
+        }
+        // The first bad row ends the read with the error a record would have, rows before it
+        // read; a bad value in a column snapshots do not keep counts too.
+        for bad in [Row { size: Some(-5), ..row("neg") }, Row { bucket_key: Some("MAYBE"), ..row("bk") }] {
+            let rows = [row("first"), bad, row("never")];
+            let (read, error) = snapshot_rows(write(&rows, 2));
+            assert_eq!(read.len(), 1);
+            assert_eq!(error.as_ref().map(RowError::code), Some("INVENTORY_INVALID_VALUE"));
+            assert_eq!((read, error), expected_snapshot_rows(write(&rows, 2)));
+        }
+    }
+
+    #[test]
+    fn snapshot_rows_of_a_schema_the_column_path_cannot_take() {
+        // A JSON logical type is not plain text: the file is read through records.
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message m { required binary bucket (UTF8); required binary key (UTF8);
+                 optional binary object_owner (JSON); optional int64 size; }",
+            )
+            .unwrap(),
+        );
+        let mut buf = Vec::new();
+        let mut writer =
+            SerializedFileWriter::new(&mut buf, schema, Arc::new(WriterProperties::builder().build()))
+                .unwrap();
+        let mut rg = writer.next_row_group().unwrap();
+        let text = |values: &[&str]| values.iter().map(|v| ByteArray::from(*v)).collect::<Vec<_>>();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>().write_batch(&text(&["src", "src"]), None, None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>().write_batch(&text(&["k1", "k2"]), None, None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>().write_batch(&text(&["{}"]), Some(&[1, 0]), None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<Int64Type>().write_batch(&[7], Some(&[0, 1]), None).unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+        writer.close().unwrap();
+        let bytes = Bytes::from(buf);
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        assert!(flat_columns(&reader).is_none());
+        let (rows, error) = snapshot_rows(bytes.clone());
+        assert_eq!((rows.len(), &error), (2, &None));
+        assert!(rows[1].contains("size: Some(7)"), "{}", rows[1]);
+        assert_eq!((rows, error), expected_snapshot_rows(bytes));
+    }
+
+    #[test]
+    fn row_groups_longer_than_a_batch_read_the_same_by_column_and_by_row() {
+        // Nulls in different places per column, so each column's values run out of step with
+        // the rows across batch boundaries.
+        let keys: Vec<String> = (0..2 * COLUMN_BATCH + 7).map(|i| format!("k/{i:06}")).collect();
+        let rows: Vec<Row<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Row {
+                size: (i % 3 != 0).then_some(i as i64),
+                modified: (i % 5 != 0).then_some(1_675_166_400_000 + i as i64),
+                encryption: (i % 7 != 0).then_some("SSE-S3"),
+                bucket_key: (i % 2 == 0).then_some("DISABLED"),
+                latest: (i % 11 != 0).then_some(true),
+                ..row(key)
+            })
+            .collect();
+        let bytes = write(&rows, rows.len());
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let kinds = flat_columns(&reader).unwrap();
+        let render = |d: Decoded| {
+            let (records, count, failure) = d;
+            (records.into_iter().map(|r| format!("{r:?}")).collect::<Vec<_>>(), count, failure)
+        };
+        let by_column = render(decode_group_by_column("f", &reader, &kinds, 0, 0));
+        assert_eq!(by_column.0.len(), rows.len());
+        assert_eq!(by_column, render(decode_group_by_row("f", &reader, 0, 0)));
+        let (snapshot, error) = snapshot_rows(bytes.clone());
+        assert_eq!((snapshot.len(), error.clone()), (rows.len(), None));
+        assert_eq!((snapshot, error), expected_snapshot_rows(bytes));
     }
 
     #[test]

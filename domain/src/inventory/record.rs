@@ -1,5 +1,7 @@
 //! One inventory row, whatever the file format, and the errors of reading rows.
 
+use std::borrow::Cow;
+
 use chrono::DateTime;
 
 use super::columns::InventoryColumn;
@@ -24,16 +26,37 @@ pub enum EncryptionStatus {
 }
 
 impl EncryptionStatus {
+    /// The statuses AWS defines, in a fixed order: a snapshot stores a status as its index
+    /// here, so the order never changes and new statuses go at the end.
+    pub(crate) const KNOWN: [EncryptionStatus; 5] = [
+        EncryptionStatus::SseS3,
+        EncryptionStatus::SseC,
+        EncryptionStatus::SseKms,
+        EncryptionStatus::DsseKms,
+        EncryptionStatus::NotSse,
+    ];
+
+    /// This status's index in [`Self::KNOWN`]; `None` for [`Self::Other`].
+    pub(crate) fn known_index(&self) -> Option<usize> {
+        match self {
+            EncryptionStatus::SseS3 => Some(0),
+            EncryptionStatus::SseC => Some(1),
+            EncryptionStatus::SseKms => Some(2),
+            EncryptionStatus::DsseKms => Some(3),
+            EncryptionStatus::NotSse => Some(4),
+            EncryptionStatus::Other(_) => None,
+        }
+    }
+
     /// Parses the column value (case-insensitive); unknown values are kept as [`Self::Other`].
     pub fn parse(value: &str) -> EncryptionStatus {
         // Every row has one: compared in place with the spellings of `as_str`, no uppercased
         // copy.
-        use EncryptionStatus::*;
         let trimmed = value.trim();
-        [SseS3, SseC, SseKms, DsseKms, NotSse]
+        Self::KNOWN
             .into_iter()
             .find(|status| trimmed.eq_ignore_ascii_case(status.as_str()))
-            .unwrap_or_else(|| Other(value.to_string()))
+            .unwrap_or_else(|| EncryptionStatus::Other(value.to_string()))
     }
 
     /// The inventory spelling.
@@ -233,7 +256,7 @@ pub(crate) fn check_schema<'a>(
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, column: &InventoryColumn, detail: String) -> RowError {
+    pub(crate) fn invalid(&self, column: &InventoryColumn, detail: String) -> RowError {
         RowError::InvalidValue {
             file: self.file.to_string(),
             row: self.row,
@@ -271,7 +294,195 @@ impl Ctx<'_> {
     }
 }
 
-/// Builds a record column by column from text values (CSV) or typed values (Parquet).
+/// One column's value, parsed for its column: what a row keeps of it. CSV, Parquet and ORC
+/// cells all go through [`Ctx::parse_text`], [`Ctx::parse_bool`] or [`Ctx::parse_int`], so every
+/// format accepts and refuses the same values.
+#[derive(Debug)]
+pub(crate) enum Field<'v> {
+    /// An empty value: the column is `None` in this row.
+    Empty,
+    Bucket(Cow<'v, str>),
+    Key(Cow<'v, str>),
+    VersionId(Cow<'v, str>),
+    IsLatest(bool),
+    IsDeleteMarker(bool),
+    Size(u64),
+    LastModified(i64),
+    /// Quotes stripped.
+    ETag(Cow<'v, str>),
+    StorageClass(Cow<'v, str>),
+    IsMultipartUploaded(bool),
+    ReplicationStatus(Cow<'v, str>),
+    Encryption(EncryptionStatus),
+    ObjectLockRetainUntil(i64),
+    ObjectLockMode(Cow<'v, str>),
+    ObjectLockLegalHold(bool),
+    IntelligentTieringAccessTier(Cow<'v, str>),
+    BucketKey(bool),
+    ChecksumAlgorithm(Cow<'v, str>),
+    ObjectAccessControlList(Cow<'v, str>),
+    ObjectOwner(Cow<'v, str>),
+    LifecycleExpiration(i64),
+    /// A column the record keeps under its name (unknown or not modelled).
+    Other(Cow<'v, str>),
+}
+
+impl Ctx<'_> {
+    /// Parses a column's text form; `value` is already decoded (CSV keys are URL-decoded by the
+    /// caller).
+    pub(crate) fn parse_text<'v>(
+        &self,
+        column: &InventoryColumn,
+        value: &'v str,
+    ) -> Result<Field<'v>, RowError> {
+        use InventoryColumn as C;
+        if value.is_empty() {
+            return Ok(Field::Empty);
+        }
+        let text = Cow::Borrowed(value);
+        Ok(match column {
+            C::Bucket => Field::Bucket(text),
+            C::Key => Field::Key(text),
+            C::VersionId => Field::VersionId(text),
+            C::IsLatest => Field::IsLatest(self.flag(column, value, "true", "false")?),
+            C::IsDeleteMarker => Field::IsDeleteMarker(self.flag(column, value, "true", "false")?),
+            C::Size => Field::Size(self.unsigned(column, value)?),
+            C::LastModifiedDate => Field::LastModified(self.timestamp(column, value)?),
+            C::ETag => Field::ETag(Cow::Borrowed(value.trim_matches('"'))),
+            C::StorageClass => Field::StorageClass(text),
+            C::IsMultipartUploaded => Field::IsMultipartUploaded(self.flag(column, value, "true", "false")?),
+            C::ReplicationStatus => Field::ReplicationStatus(text),
+            C::EncryptionStatus => Field::Encryption(EncryptionStatus::parse(value)),
+            C::ObjectLockRetainUntilDate => Field::ObjectLockRetainUntil(self.timestamp(column, value)?),
+            C::ObjectLockMode => Field::ObjectLockMode(text),
+            C::ObjectLockLegalHoldStatus => {
+                Field::ObjectLockLegalHold(self.flag(column, value, "on", "off")?)
+            }
+            C::IntelligentTieringAccessTier => Field::IntelligentTieringAccessTier(text),
+            C::BucketKeyStatus => Field::BucketKey(self.flag(column, value, "enabled", "disabled")?),
+            C::ChecksumAlgorithm => Field::ChecksumAlgorithm(text),
+            C::ObjectAccessControlList => Field::ObjectAccessControlList(text),
+            C::ObjectOwner => Field::ObjectOwner(text),
+            C::LifecycleExpirationDate => Field::LifecycleExpiration(self.timestamp(column, value)?),
+            C::IntelligentTieringReferenceDate
+            | C::ObjectLockEventHoldDuration
+            | C::ObjectLockEventHoldStatus
+            | C::Other(_) => Field::Other(text),
+        })
+    }
+
+    /// Parses a typed boolean (Parquet, ORC); columns that are not flags take its text form.
+    pub(crate) fn parse_bool(
+        &self,
+        column: &InventoryColumn,
+        value: bool,
+    ) -> Result<Field<'static>, RowError> {
+        use InventoryColumn as C;
+        Ok(match column {
+            C::IsLatest => Field::IsLatest(value),
+            C::IsDeleteMarker => Field::IsDeleteMarker(value),
+            C::IsMultipartUploaded => Field::IsMultipartUploaded(value),
+            C::ObjectLockLegalHoldStatus => Field::ObjectLockLegalHold(value),
+            C::BucketKeyStatus => Field::BucketKey(value),
+            _ => self.parse_text(column, if value { "true" } else { "false" })?,
+        })
+    }
+
+    /// Parses a typed integer (Parquet, ORC; timestamps in milliseconds); columns that are not
+    /// numbers take its text form.
+    pub(crate) fn parse_int(&self, column: &InventoryColumn, value: i64) -> Result<Field<'static>, RowError> {
+        use InventoryColumn as C;
+        Ok(match column {
+            C::Size => Field::Size(
+                u64::try_from(value).map_err(|_| self.invalid(column, format!("{value} is negative")))?,
+            ),
+            C::LastModifiedDate => Field::LastModified(value),
+            C::ObjectLockRetainUntilDate => Field::ObjectLockRetainUntil(value),
+            C::LifecycleExpirationDate => Field::LifecycleExpiration(value),
+            _ => self.parse_text(column, &value.to_string())?.into_owned(),
+        })
+    }
+}
+
+impl Field<'_> {
+    /// The same field, owning its text.
+    fn into_owned(self) -> Field<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Field::Empty => Field::Empty,
+            Field::Bucket(t) => Field::Bucket(own(t)),
+            Field::Key(t) => Field::Key(own(t)),
+            Field::VersionId(t) => Field::VersionId(own(t)),
+            Field::IsLatest(b) => Field::IsLatest(b),
+            Field::IsDeleteMarker(b) => Field::IsDeleteMarker(b),
+            Field::Size(n) => Field::Size(n),
+            Field::LastModified(ms) => Field::LastModified(ms),
+            Field::ETag(t) => Field::ETag(own(t)),
+            Field::StorageClass(t) => Field::StorageClass(own(t)),
+            Field::IsMultipartUploaded(b) => Field::IsMultipartUploaded(b),
+            Field::ReplicationStatus(t) => Field::ReplicationStatus(own(t)),
+            Field::Encryption(e) => Field::Encryption(e),
+            Field::ObjectLockRetainUntil(ms) => Field::ObjectLockRetainUntil(ms),
+            Field::ObjectLockMode(t) => Field::ObjectLockMode(own(t)),
+            Field::ObjectLockLegalHold(b) => Field::ObjectLockLegalHold(b),
+            Field::IntelligentTieringAccessTier(t) => Field::IntelligentTieringAccessTier(own(t)),
+            Field::BucketKey(b) => Field::BucketKey(b),
+            Field::ChecksumAlgorithm(t) => Field::ChecksumAlgorithm(own(t)),
+            Field::ObjectAccessControlList(t) => Field::ObjectAccessControlList(own(t)),
+            Field::ObjectOwner(t) => Field::ObjectOwner(own(t)),
+            Field::LifecycleExpiration(ms) => Field::LifecycleExpiration(ms),
+            Field::Other(t) => Field::Other(own(t)),
+        }
+    }
+}
+
+/// Where a row is being built from: parsed cells arrive one column at a time.
+pub(crate) trait RowTarget<'v> {
+    /// Where the row comes from, for error messages.
+    fn ctx(&self) -> Ctx<'_>;
+    /// Keeps one parsed column value.
+    fn store(&mut self, column: &InventoryColumn, field: Field<'v>);
+
+    /// Sets a column from its text form.
+    fn set_text(&mut self, column: &InventoryColumn, value: &'v str) -> Result<(), RowError> {
+        let field = self.ctx().parse_text(column, value)?;
+        self.store(column, field);
+        Ok(())
+    }
+
+    /// Sets the key, already decoded (CSV keys are URL-decoded by the caller).
+    fn set_decoded_key(&mut self, key: String) {
+        // Moved in, not copied: as `parse_text` does, an empty key is no value.
+        let field = if key.is_empty() { Field::Empty } else { Field::Key(Cow::Owned(key)) };
+        self.store(&InventoryColumn::Key, field);
+    }
+
+    /// Sets a column from a typed boolean (Parquet, ORC).
+    fn set_bool(&mut self, column: &InventoryColumn, value: bool) -> Result<(), RowError> {
+        let field = self.ctx().parse_bool(column, value)?;
+        self.store(column, field);
+        Ok(())
+    }
+
+    /// Sets a column from a typed integer (Parquet, ORC; timestamps in milliseconds).
+    fn set_int(&mut self, column: &InventoryColumn, value: i64) -> Result<(), RowError> {
+        let field = self.ctx().parse_int(column, value)?;
+        self.store(column, field);
+        Ok(())
+    }
+}
+
+/// Bucket and key are required in every row.
+fn check_required(ctx: Ctx<'_>, bucket: &str, key: &str) -> Result<(), RowError> {
+    for (column, value) in [(InventoryColumn::Bucket, bucket), (InventoryColumn::Key, key)] {
+        if value.is_empty() {
+            return Err(ctx.invalid(&column, "empty".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a record column by column from text values (CSV) or typed values (Parquet, ORC).
 pub(crate) struct RecordBuilder<'a> {
     pub(crate) file: &'a str,
     pub(crate) row: u64,
@@ -280,7 +491,7 @@ pub(crate) struct RecordBuilder<'a> {
 
 /// Where a value comes from, for error messages.
 #[derive(Clone, Copy)]
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     row: u64,
 }
@@ -290,113 +501,214 @@ impl<'a> RecordBuilder<'a> {
         RecordBuilder { file, row, record: InventoryRecord::default() }
     }
 
-    fn ctx(&self) -> Ctx<'a> {
+    /// Finishes the row: bucket and key are required.
+    pub(crate) fn finish(self) -> Result<InventoryRecord, RowError> {
+        check_required(self.ctx(), &self.record.bucket, &self.record.key)?;
+        Ok(self.record)
+    }
+}
+
+impl RowTarget<'_> for RecordBuilder<'_> {
+    fn ctx(&self) -> Ctx<'_> {
         Ctx { file: self.file, row: self.row }
     }
 
-    /// Sets the key, already decoded.
-    pub(crate) fn set_key(&mut self, key: String) {
-        self.record.key = key;
-    }
-
-    /// Sets a column from its text form; `value` is already decoded (CSV keys are URL-decoded by
-    /// the caller). Empty values leave the field `None`.
-    pub(crate) fn set_text(&mut self, column: &InventoryColumn, value: &str) -> Result<(), RowError> {
-        use InventoryColumn as C;
-        if value.is_empty() {
-            return Ok(());
-        }
-        let text = || Some(value.to_string());
-        let ctx = self.ctx();
+    fn store(&mut self, column: &InventoryColumn, field: Field<'_>) {
         let r = &mut self.record;
-        match column {
-            C::Bucket => r.bucket = value.to_string(),
-            C::Key => r.key = value.to_string(),
-            C::VersionId => r.version_id = text(),
-            C::IsLatest => r.is_latest = Some(ctx.flag(column, value, "true", "false")?),
-            C::IsDeleteMarker => r.is_delete_marker = Some(ctx.flag(column, value, "true", "false")?),
-            C::Size => r.size = Some(ctx.unsigned(column, value)?),
-            C::LastModifiedDate => r.last_modified_ms = Some(ctx.timestamp(column, value)?),
-            C::ETag => r.etag = Some(value.trim_matches('"').to_string()),
-            C::StorageClass => r.storage_class = text(),
-            C::IsMultipartUploaded => {
-                r.is_multipart_uploaded = Some(ctx.flag(column, value, "true", "false")?)
+        match field {
+            Field::Empty => {}
+            Field::Bucket(t) => r.bucket = t.into_owned(),
+            Field::Key(t) => r.key = t.into_owned(),
+            Field::VersionId(t) => r.version_id = Some(t.into_owned()),
+            Field::IsLatest(b) => r.is_latest = Some(b),
+            Field::IsDeleteMarker(b) => r.is_delete_marker = Some(b),
+            Field::Size(n) => r.size = Some(n),
+            Field::LastModified(ms) => r.last_modified_ms = Some(ms),
+            Field::ETag(t) => r.etag = Some(t.into_owned()),
+            Field::StorageClass(t) => r.storage_class = Some(t.into_owned()),
+            Field::IsMultipartUploaded(b) => r.is_multipart_uploaded = Some(b),
+            Field::ReplicationStatus(t) => r.replication_status = Some(t.into_owned()),
+            Field::Encryption(e) => r.encryption_status = Some(e),
+            Field::ObjectLockRetainUntil(ms) => r.object_lock_retain_until_ms = Some(ms),
+            Field::ObjectLockMode(t) => r.object_lock_mode = Some(t.into_owned()),
+            Field::ObjectLockLegalHold(b) => r.object_lock_legal_hold = Some(b),
+            Field::IntelligentTieringAccessTier(t) => {
+                r.intelligent_tiering_access_tier = Some(t.into_owned())
             }
-            C::ReplicationStatus => r.replication_status = text(),
-            C::EncryptionStatus => r.encryption_status = Some(EncryptionStatus::parse(value)),
-            C::ObjectLockRetainUntilDate => {
-                r.object_lock_retain_until_ms = Some(ctx.timestamp(column, value)?)
-            }
-            C::ObjectLockMode => r.object_lock_mode = text(),
-            C::ObjectLockLegalHoldStatus => {
-                r.object_lock_legal_hold = Some(ctx.flag(column, value, "on", "off")?)
-            }
-            C::IntelligentTieringAccessTier => r.intelligent_tiering_access_tier = text(),
-            C::BucketKeyStatus => {
-                r.bucket_key_enabled = Some(ctx.flag(column, value, "enabled", "disabled")?)
-            }
-            C::ChecksumAlgorithm => r.checksum_algorithm = text(),
-            C::ObjectAccessControlList => r.object_access_control_list = text(),
-            C::ObjectOwner => r.object_owner = text(),
-            C::LifecycleExpirationDate => r.lifecycle_expiration_ms = Some(ctx.timestamp(column, value)?),
-            C::IntelligentTieringReferenceDate
-            | C::ObjectLockEventHoldDuration
-            | C::ObjectLockEventHoldStatus
-            | C::Other(_) => r.other.push((column.to_string(), value.to_string())),
+            Field::BucketKey(b) => r.bucket_key_enabled = Some(b),
+            Field::ChecksumAlgorithm(t) => r.checksum_algorithm = Some(t.into_owned()),
+            Field::ObjectAccessControlList(t) => r.object_access_control_list = Some(t.into_owned()),
+            Field::ObjectOwner(t) => r.object_owner = Some(t.into_owned()),
+            Field::LifecycleExpiration(ms) => r.lifecycle_expiration_ms = Some(ms),
+            Field::Other(t) => r.other.push((column.to_string(), t.into_owned())),
         }
-        Ok(())
     }
+}
 
-    /// Sets a boolean column from a typed value (Parquet).
-    pub(crate) fn set_bool(&mut self, column: &InventoryColumn, value: bool) -> Result<(), RowError> {
-        use InventoryColumn as C;
-        let r = &mut self.record;
-        match column {
-            C::IsLatest => r.is_latest = Some(value),
-            C::IsDeleteMarker => r.is_delete_marker = Some(value),
-            C::IsMultipartUploaded => r.is_multipart_uploaded = Some(value),
-            C::ObjectLockLegalHoldStatus => r.object_lock_legal_hold = Some(value),
-            C::BucketKeyStatus => r.bucket_key_enabled = Some(value),
-            _ => return self.set_text(column, if value { "true" } else { "false" }),
+/// The columns of one inventory row that a snapshot keeps, borrowed from where the row was read
+/// (an [`InventoryRecord`], or a Parquet row group's column values).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotRow<'a> {
+    /// Source bucket.
+    pub bucket: Cow<'a, str>,
+    /// Object key, decoded.
+    pub key: Cow<'a, str>,
+    /// Whether this is the current version.
+    pub is_latest: Option<bool>,
+    /// Whether this version is a delete marker.
+    pub is_delete_marker: Option<bool>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Last-modified time, milliseconds since the Unix epoch.
+    pub last_modified_ms: Option<i64>,
+    /// ETag (quotes stripped).
+    pub etag: Option<Cow<'a, str>>,
+    /// Storage class.
+    pub storage_class: Option<Cow<'a, str>>,
+    /// Server-side encryption status.
+    pub encryption_status: Option<EncryptionStatus>,
+    /// S3 Bucket Key status.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+impl<'a> From<&'a InventoryRecord> for SnapshotRow<'a> {
+    fn from(r: &'a InventoryRecord) -> Self {
+        SnapshotRow {
+            bucket: Cow::Borrowed(&r.bucket),
+            key: Cow::Borrowed(&r.key),
+            is_latest: r.is_latest,
+            is_delete_marker: r.is_delete_marker,
+            size: r.size,
+            last_modified_ms: r.last_modified_ms,
+            etag: r.etag.as_deref().map(Cow::Borrowed),
+            storage_class: r.storage_class.as_deref().map(Cow::Borrowed),
+            encryption_status: r.encryption_status.clone(),
+            bucket_key_enabled: r.bucket_key_enabled,
         }
-        Ok(())
     }
+}
 
-    /// Sets a numeric column from a typed value (Parquet); `is_millis` marks timestamps.
-    pub(crate) fn set_int(&mut self, column: &InventoryColumn, value: i64) -> Result<(), RowError> {
-        use InventoryColumn as C;
-        let ctx = self.ctx();
-        let r = &mut self.record;
-        match column {
-            C::Size => {
-                r.size = Some(
-                    u64::try_from(value).map_err(|_| ctx.invalid(column, format!("{value} is negative")))?,
-                )
-            }
-            C::LastModifiedDate => r.last_modified_ms = Some(value),
-            C::ObjectLockRetainUntilDate => r.object_lock_retain_until_ms = Some(value),
-            C::LifecycleExpirationDate => r.lifecycle_expiration_ms = Some(value),
-            _ => return self.set_text(column, &value.to_string()),
-        }
-        Ok(())
+/// The rows of one inventory data file: records as an iterator, or only the columns a snapshot
+/// keeps ([`SnapshotRow`]) through [`for_each_snapshot_row`](Self::for_each_snapshot_row).
+pub trait InventoryRows: Iterator<Item = Result<InventoryRecord, RowError>> + Sized {
+    /// Reads the remaining rows as [`SnapshotRow`]s. Readers that can borrow them from what
+    /// they parsed build no [`InventoryRecord`]; every cell is parsed either way, so a row that
+    /// is an error as a record is the same error here.
+    ///
+    /// Stops at the first row error, fatal or not, or at the first error of `on_row`. Returns
+    /// the rows read.
+    fn for_each_snapshot_row<E: From<RowError>>(
+        self,
+        on_row: impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        snapshot_rows_of_records(self, on_row)
+    }
+}
+
+/// [`InventoryRows::for_each_snapshot_row`] through records.
+pub(crate) fn snapshot_rows_of_records<E: From<RowError>>(
+    records: impl Iterator<Item = Result<InventoryRecord, RowError>>,
+    mut on_row: impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut count = 0u64;
+    for record in records {
+        count += 1;
+        on_row(&SnapshotRow::from(&record?))?;
+    }
+    Ok(count)
+}
+
+/// Builds a [`SnapshotRow`] from borrowed cells: the columns a snapshot does not keep are parsed
+/// (so a bad value is the same error as in a record) and dropped.
+pub(crate) struct SnapshotRowBuilder<'v> {
+    pub(crate) file: &'v str,
+    pub(crate) row_number: u64,
+    pub(crate) row: SnapshotRow<'v>,
+}
+
+impl<'v> SnapshotRowBuilder<'v> {
+    pub(crate) fn new(file: &'v str, row_number: u64) -> Self {
+        SnapshotRowBuilder { file, row_number, row: SnapshotRow::default() }
     }
 
     /// Finishes the row: bucket and key are required.
-    pub(crate) fn finish(self) -> Result<InventoryRecord, RowError> {
-        for (column, value) in
-            [(InventoryColumn::Bucket, &self.record.bucket), (InventoryColumn::Key, &self.record.key)]
-        {
-            if value.is_empty() {
-                return Err(self.ctx().invalid(&column, "empty".into()));
+    pub(crate) fn finish(self) -> Result<SnapshotRow<'v>, RowError> {
+        check_required(self.ctx(), &self.row.bucket, &self.row.key)?;
+        Ok(self.row)
+    }
+}
+
+impl<'v> RowTarget<'v> for SnapshotRowBuilder<'v> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { file: self.file, row: self.row_number }
+    }
+
+    fn store(&mut self, _column: &InventoryColumn, field: Field<'v>) {
+        let r = &mut self.row;
+        match field {
+            Field::Bucket(t) => r.bucket = t,
+            Field::Key(t) => r.key = t,
+            Field::IsLatest(b) => r.is_latest = Some(b),
+            Field::IsDeleteMarker(b) => r.is_delete_marker = Some(b),
+            Field::Size(n) => r.size = Some(n),
+            Field::LastModified(ms) => r.last_modified_ms = Some(ms),
+            Field::ETag(t) => r.etag = Some(t),
+            Field::StorageClass(t) => r.storage_class = Some(t),
+            Field::Encryption(e) => r.encryption_status = Some(e),
+            Field::BucketKey(b) => r.bucket_key_enabled = Some(b),
+            _ => {}
+        }
+    }
+}
+
+/// Checks shared by the readers' tests: their snapshot rows against their records.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// The snapshot rows `rows` reads (as their `Debug` text), and the error that stopped it.
+    pub(crate) fn snapshot_rows(rows: impl InventoryRows) -> (Vec<String>, Option<RowError>) {
+        let mut read = Vec::new();
+        let outcome = rows.for_each_snapshot_row(|row| {
+            read.push(format!("{row:?}"));
+            Ok::<_, RowError>(())
+        });
+        match outcome {
+            Ok(count) => {
+                assert_eq!(count, read.len() as u64);
+                (read, None)
+            }
+            Err(e) => (read, Some(e)),
+        }
+    }
+
+    /// What [`snapshot_rows`] must give for the same file: the records' snapshot columns up to
+    /// the first error, then that error.
+    pub(crate) fn expected_snapshot_rows(
+        records: impl Iterator<Item = Result<InventoryRecord, RowError>>,
+    ) -> (Vec<String>, Option<RowError>) {
+        let mut rows = Vec::new();
+        for record in records {
+            match record {
+                Ok(record) => rows.push(format!("{:?}", SnapshotRow::from(&record))),
+                Err(e) => return (rows, Some(e)),
             }
         }
-        Ok(self.record)
+        (rows, None)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_statuses_are_at_their_index() {
+        for (i, status) in EncryptionStatus::KNOWN.iter().enumerate() {
+            assert_eq!(status.known_index(), Some(i), "{status:?}");
+        }
+        assert_eq!(EncryptionStatus::Other("X".into()).known_index(), None);
+    }
 
     #[test]
     fn encryption_status_values() {

@@ -42,17 +42,56 @@ pub struct DatasetSide {
     pub encryption: BTreeMap<String, u64>,
 }
 
-impl DatasetSide {
+/// A [`DatasetSide`] being counted: every object of a day-over-day pass is counted, so the
+/// statuses AWS defines are counted in an array, not looked up by name.
+#[derive(Debug, Default)]
+struct SideCounts {
+    objects: u64,
+    bytes: u64,
+    /// Per status of [`EncryptionStatus::KNOWN`], then objects without a status (`UNKNOWN`).
+    known: [u64; EncryptionStatus::KNOWN.len() + 1],
+    other: BTreeMap<String, u64>,
+}
+
+impl SideCounts {
     fn add(&mut self, size: Option<u64>, encryption_status: Option<&EncryptionStatus>) {
         self.objects += 1;
         self.bytes = self.bytes.saturating_add(size.unwrap_or(0));
-        let status = encryption_status.map_or("UNKNOWN", |s| s.as_str());
-        // Look up first: the common case does not allocate.
-        match self.encryption.get_mut(status) {
-            Some(n) => *n += 1,
-            None => {
-                self.encryption.insert(status.to_string(), 1);
+        let slot = match encryption_status {
+            None => EncryptionStatus::KNOWN.len(),
+            Some(status) => match status.known_index() {
+                Some(i) => i,
+                None => {
+                    // Look up first: only a status's first object allocates.
+                    match self.other.get_mut(status.as_str()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.other.insert(status.as_str().to_string(), 1);
+                        }
+                    }
+                    return;
+                }
+            },
+        };
+        self.known[slot] += 1;
+    }
+
+    /// This side with `more` counted in too, as a [`DatasetSide`].
+    fn plus(&self, more: &SideCounts) -> DatasetSide {
+        let mut encryption = self.other.clone();
+        for (status, n) in &more.other {
+            *encryption.entry(status.clone()).or_default() += n;
+        }
+        let names = EncryptionStatus::KNOWN.iter().map(EncryptionStatus::as_str).chain(["UNKNOWN"]);
+        for ((name, n), m) in names.zip(self.known).zip(more.known) {
+            if n + m > 0 {
+                *encryption.entry(name.to_string()).or_default() += n + m;
             }
+        }
+        DatasetSide {
+            objects: self.objects + more.objects,
+            bytes: self.bytes.saturating_add(more.bytes),
+            encryption,
         }
     }
 }
@@ -101,8 +140,12 @@ struct Accumulator {
     added: u64,
     removed: u64,
     changed: u64,
-    before: DatasetSide,
-    after: DatasetSide,
+    /// Objects only before, or different before.
+    before: SideCounts,
+    /// Objects only after, or different after.
+    after: SideCounts,
+    /// Objects the same on both sides (nearly all of them), counted once.
+    unchanged: SideCounts,
 }
 
 /// Aggregates the steps of a merge-join (unchanged objects included) into datasets.
@@ -164,10 +207,7 @@ impl DatasetDiffAggregator {
             DiffEntry::Unchanged(obj) => {
                 // Same key and size on both sides, hence the same placement: classify once.
                 let status = obj.encryption_status.as_ref();
-                self.account(obj.key, obj.size, |acc| {
-                    acc.before.add(obj.size, status);
-                    acc.after.add(obj.size, status);
-                });
+                self.account(obj.key, obj.size, |acc| acc.unchanged.add(obj.size, status));
             }
             DiffEntry::Change(ObjectChange::Added(obj)) => self.account(&obj.key, obj.size, |acc| {
                 acc.added += 1;
@@ -211,9 +251,10 @@ impl DatasetDiffAggregator {
             .into_iter()
             .filter(|(_, acc)| acc.added + acc.removed + acc.changed > 0)
             .map(|(dataset, acc)| {
-                let kind = if acc.before.objects == 0 {
+                let (before, after) = (acc.before.plus(&acc.unchanged), acc.after.plus(&acc.unchanged));
+                let kind = if before.objects == 0 {
                     DatasetChangeKind::Added
-                } else if acc.after.objects == 0 {
+                } else if after.objects == 0 {
                     DatasetChangeKind::Removed
                 } else {
                     DatasetChangeKind::Changed
@@ -225,8 +266,8 @@ impl DatasetDiffAggregator {
                     objects_added: acc.added,
                     objects_removed: acc.removed,
                     objects_changed: acc.changed,
-                    before: acc.before,
-                    after: acc.after,
+                    before,
+                    after,
                 }
             })
             .collect()
@@ -339,6 +380,49 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Each side of every changed dataset holds that snapshot's own totals (objects,
+        /// bytes, encryption statuses), however many of its objects are unchanged.
+        #[test]
+        fn sides_are_each_snapshots_own_totals(
+            old in arb_objects(30),
+            new in arb_objects(30),
+            overlap in 0usize..3,
+        ) {
+            // New as drawn, the same as old, or old with new's objects laid over it.
+            let new: Vec<SnapshotObject> = match overlap {
+                0 => new,
+                1 => old.clone(),
+                _ => {
+                    let mut by_key: BTreeMap<String, SnapshotObject> =
+                        old.iter().map(|o| (o.key.clone(), o.clone())).collect();
+                    by_key.extend(new.into_iter().map(|o| (o.key.clone(), o)));
+                    by_key.into_values().collect()
+                }
+            };
+            let totals = |objs: &[SnapshotObject]| {
+                let mut placer = crate::dataset::DatasetPlacer::default();
+                let mut sides: BTreeMap<DatasetKey, DatasetSide> = BTreeMap::new();
+                for o in objs {
+                    let cfg = GroupingConfig::default();
+                    if let Some(key) = placer.dataset("src", &o.key, o.size.unwrap_or(0), &cfg) {
+                        let side = sides.entry(key).or_default();
+                        side.objects += 1;
+                        side.bytes += o.size.unwrap_or(0);
+                        let status = o.encryption_status.as_ref().map_or("UNKNOWN", EncryptionStatus::as_str);
+                        *side.encryption.entry(status.to_string()).or_default() += 1;
+                    }
+                }
+                sides
+            };
+            let (before, after) = (totals(&old), totals(&new));
+            let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
+            join_into(&mut agg, &old, &new);
+            for change in agg.finish() {
+                proptest::prop_assert_eq!(&change.before, &before.get(&change.dataset).cloned().unwrap_or_default());
+                proptest::prop_assert_eq!(&change.after, &after.get(&change.dataset).cloned().unwrap_or_default());
+            }
+        }
+
         /// The "after" side of every dataset matches what extraction's Grouper builds from the
         /// new snapshot alone: same grouping, same counts.
         #[test]
@@ -349,8 +433,9 @@ mod tests {
             let sides: BTreeMap<DatasetKey, (u64, u64)> = agg
                 .datasets
                 .iter()
-                .filter(|(_, a)| a.after.objects > 0)
-                .map(|(k, a)| (k.clone(), (a.after.objects, a.after.bytes)))
+                .map(|(k, a)| (k, a.after.plus(&a.unchanged)))
+                .filter(|(_, after)| after.objects > 0)
+                .map(|(k, after)| (k.clone(), (after.objects, after.bytes)))
                 .collect();
             let mut grouper = Grouper::new("src", GroupingConfig::default());
             for obj in &new {

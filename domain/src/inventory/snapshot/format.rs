@@ -19,10 +19,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::super::record::{EncryptionStatus, InventoryRecord};
+use super::super::md5_reader::hex;
+use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
 
-/// Current snapshot format version.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Current snapshot format version. Version 2 stores an MD5 ETag as its 16 bytes and a known
+/// storage class as a code; version 1 files (text for both) are still read.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The oldest snapshot format version read.
+const OLDEST_READ_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"S3INVSNP";
 // magic + version + count + checksum + header length
 const PREAMBLE_LEN: u64 = 8 + 4 + 8 + 32 + 4;
@@ -75,7 +79,7 @@ impl SnapshotObject {
         ObjectView {
             key: &self.key,
             size: self.size,
-            etag: self.etag.as_deref(),
+            etag: self.etag.as_deref().map(EtagView::of),
             last_modified_ms: self.last_modified_ms,
             storage_class: self.storage_class.as_deref(),
             encryption_status: self.encryption_status.clone(),
@@ -93,7 +97,7 @@ pub struct ObjectView<'a> {
     /// Size in bytes.
     pub size: Option<u64>,
     /// ETag (quotes stripped).
-    pub etag: Option<&'a str>,
+    pub etag: Option<EtagView<'a>>,
     /// Last-modified time, milliseconds since the Unix epoch.
     pub last_modified_ms: Option<i64>,
     /// Storage class.
@@ -110,13 +114,69 @@ impl ObjectView<'_> {
         SnapshotObject {
             key: self.key.to_owned(),
             size: self.size,
-            etag: self.etag.map(str::to_owned),
+            etag: self.etag.map(|etag| etag.to_string()),
             last_modified_ms: self.last_modified_ms,
             storage_class: self.storage_class.map(str::to_owned),
             encryption_status: self.encryption_status.clone(),
             bucket_key_enabled: self.bucket_key_enabled,
         }
     }
+}
+
+/// An ETag as a snapshot holds it: the usual one, the 32 lowercase hex digits of an MD5, as
+/// its 16 bytes; any other (a multipart `…-N`, other spellings) as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagView<'a> {
+    /// An MD5 ETag's bytes.
+    Md5([u8; 16]),
+    /// Any other ETag.
+    Text(&'a str),
+}
+
+impl<'a> EtagView<'a> {
+    /// The view of an ETag's text: equal texts give equal views.
+    pub fn of(etag: &'a str) -> Self {
+        md5_bytes(etag).map_or(EtagView::Text(etag), EtagView::Md5)
+    }
+}
+
+impl std::fmt::Display for EtagView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtagView::Md5(bytes) => bytes.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            EtagView::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The 16 bytes of exactly 32 lowercase hex digits: only that spelling round-trips through
+/// bytes. Every row's ETag goes through here: a table lookup per digit.
+fn md5_bytes(etag: &str) -> Option<[u8; 16]> {
+    /// Each byte's value as a lowercase hex digit, or 0xff.
+    const NIBBLE: [u8; 256] = {
+        let mut table = [0xffu8; 256];
+        let mut c = 0;
+        while c < 10 {
+            table[b'0' as usize + c] = c as u8;
+            c += 1;
+        }
+        let mut c = 0;
+        while c < 6 {
+            table[b'a' as usize + c] = 10 + c as u8;
+            c += 1;
+        }
+        table
+    };
+    let digits: &[u8; 32] = etag.as_bytes().try_into().ok()?;
+    let mut bytes = [0u8; 16];
+    let mut invalid = 0u8;
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        invalid |= hi | lo;
+        *byte = hi << 4 | (lo & 0x0f);
+    }
+    // Valid nibbles are below 16; 0xff marks a byte that is not a lowercase hex digit.
+    (invalid < 16).then_some(bytes)
 }
 
 /// What a snapshot describes; stored as JSON in the file header.
@@ -270,15 +330,88 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn encryption_code(status: &EncryptionStatus) -> u8 {
-    match status {
-        EncryptionStatus::SseS3 => 0,
-        EncryptionStatus::SseC => 1,
-        EncryptionStatus::SseKms => 2,
-        EncryptionStatus::DsseKms => 3,
-        EncryptionStatus::NotSse => 4,
-        EncryptionStatus::Other(_) => 5,
+/// Storage classes stored as a code, their index here (append only: the codes are in files).
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+];
+
+/// A storage class's code: its index in [`STORAGE_CLASSES`]. Every row has a class: a `match`
+/// on the name (by length, then bytes) rather than a scan of the table.
+fn storage_class_code(class: &str) -> Option<usize> {
+    let code = match class {
+        "STANDARD" => 0,
+        "REDUCED_REDUNDANCY" => 1,
+        "STANDARD_IA" => 2,
+        "ONEZONE_IA" => 3,
+        "INTELLIGENT_TIERING" => 4,
+        "GLACIER" => 5,
+        "DEEP_ARCHIVE" => 6,
+        "OUTPOSTS" => 7,
+        "GLACIER_IR" => 8,
+        "SNOW" => 9,
+        "EXPRESS_ONEZONE" => 10,
+        _ => return None,
+    };
+    debug_assert_eq!(STORAGE_CLASSES[code], class);
+    Some(code)
+}
+
+/// The two fields stored (from format version 2) as a tag varint, `n << 1 | coded`: text of
+/// `n` bytes follows an even tag; an odd tag is a coded value, an ETag's 16 MD5 bytes
+/// (`n` = 16) or a storage class's code (`n`, no bytes follow).
+#[derive(Debug, Clone, Copy)]
+enum Tagged {
+    Etag,
+    StorageClass,
+}
+
+impl Tagged {
+    fn coded_tag(self, n: usize) -> u64 {
+        (n as u64) << 1 | 1
     }
+
+    /// How many bytes follow `tag`.
+    fn body_len(self, tag: u64) -> Result<usize, String> {
+        let n = tag >> 1;
+        match (self, tag & 1) {
+            (_, 0) if n <= MAX_FIELD_LEN => Ok(n as usize),
+            (_, 0) => Err(format!("field length {n} exceeds {MAX_FIELD_LEN}")),
+            (Tagged::Etag, _) if n == 16 => Ok(16),
+            (Tagged::Etag, _) => Err(format!("a binary ETag of {n} bytes")),
+            (Tagged::StorageClass, _) => self.class(n).map(|_| 0),
+        }
+    }
+
+    fn class(self, code: u64) -> Result<&'static str, String> {
+        usize::try_from(code)
+            .ok()
+            .and_then(|code| STORAGE_CLASSES.get(code).copied())
+            .ok_or_else(|| format!("unknown storage class code {code}"))
+    }
+}
+
+/// A tagged field's text form.
+fn put_tagged_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, (text.len() as u64) << 1);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The encryption code of a status outside [`EncryptionStatus::KNOWN`], whose text follows.
+const OTHER_ENCRYPTION_CODE: u8 = EncryptionStatus::KNOWN.len() as u8;
+
+/// A status's code: its index in [`EncryptionStatus::KNOWN`], or [`OTHER_ENCRYPTION_CODE`].
+fn encryption_code(status: &EncryptionStatus) -> u8 {
+    status.known_index().map_or(OTHER_ENCRYPTION_CODE, |i| i as u8)
 }
 
 /// Appends one entry; `prev_key` is the previous entry's key in the same stream.
@@ -299,7 +432,7 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObje
     );
 }
 
-/// The fields of one entry, borrowed from a [`SnapshotObject`] or an inventory row.
+/// The fields of one entry, borrowed from a [`SnapshotObject`] or a [`SnapshotRow`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EntryFields<'a> {
     pub key: &'a str,
@@ -311,8 +444,8 @@ pub(crate) struct EntryFields<'a> {
     pub bucket_key_enabled: Option<bool>,
 }
 
-impl<'a> From<&'a InventoryRecord> for EntryFields<'a> {
-    fn from(r: &'a InventoryRecord) -> Self {
+impl<'a> From<&'a SnapshotRow<'_>> for EntryFields<'a> {
+    fn from(r: &'a SnapshotRow<'_>) -> Self {
         EntryFields {
             key: &r.key,
             size: r.size,
@@ -348,14 +481,23 @@ pub(crate) fn encode_fields(out: &mut Vec<u8>, prev_key: &[u8], f: EntryFields<'
         put_varint(out, size);
     }
     if let Some(etag) = f.etag {
-        put_bytes(out, etag.as_bytes());
+        match md5_bytes(etag) {
+            Some(md5) => {
+                put_varint(out, Tagged::Etag.coded_tag(md5.len()));
+                out.extend_from_slice(&md5);
+            }
+            None => put_tagged_text(out, etag),
+        }
     }
     if let Some(ms) = f.last_modified_ms {
         // zigzag: pre-1970 times stay short and valid
         put_varint(out, ((ms << 1) ^ (ms >> 63)) as u64);
     }
     if let Some(class) = f.storage_class {
-        put_bytes(out, class.as_bytes());
+        match storage_class_code(class) {
+            Some(code) => put_varint(out, Tagged::StorageClass.coded_tag(code)),
+            None => put_tagged_text(out, class),
+        }
     }
     if let Some(status) = f.encryption_status {
         out.push(encryption_code(status));
@@ -455,6 +597,40 @@ impl<'a> SliceReader<'a> {
         })
     }
 
+    /// A tagged field ([`Tagged`]): its tag and the place of the bytes after it.
+    fn tagged(&mut self, field: Tagged) -> Option<Result<(u64, std::ops::Range<usize>), String>> {
+        let tag = match self.varint()? {
+            Ok(tag) => tag,
+            Err(e) => return Some(Err(e)),
+        };
+        let len = match field.body_len(tag) {
+            Ok(len) => len,
+            Err(e) => return Some(Err(e)),
+        };
+        let range = self.at..self.at + len;
+        (range.end <= self.buf.len()).then(|| {
+            self.at = range.end;
+            Ok((tag, range))
+        })
+    }
+
+    fn etag(&mut self) -> Option<Result<EtagView<'a>, String>> {
+        let buf = self.buf;
+        Some(self.tagged(Tagged::Etag)?.and_then(|(tag, range)| match tag & 1 {
+            1 => Ok(EtagView::Md5(buf[range].try_into().map_err(|_| "a cut ETag".to_string())?)),
+            // Text that is an MD5's hex (not how this build writes it) views as the bytes.
+            _ => std::str::from_utf8(&buf[range]).map(EtagView::of).map_err(|_| "etag is not UTF-8".into()),
+        }))
+    }
+
+    fn storage_class(&mut self) -> Option<Result<&'a str, String>> {
+        let buf = self.buf;
+        Some(self.tagged(Tagged::StorageClass)?.and_then(|(tag, range)| match tag & 1 {
+            1 => Tagged::StorageClass.class(tag >> 1),
+            _ => std::str::from_utf8(&buf[range]).map_err(|_| "storage class is not UTF-8".into()),
+        }))
+    }
+
     /// A length-prefixed UTF-8 field.
     fn text(&mut self, what: &str) -> Option<Result<&'a str, String>> {
         let buf = self.buf;
@@ -491,17 +667,17 @@ pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
         view.size = Some(whole(r.varint())?);
     }
     if flags & F_ETAG != 0 {
-        view.etag = Some(whole(r.text("etag"))?);
+        view.etag = Some(whole(r.etag())?);
     }
     if flags & F_MODIFIED != 0 {
         view.last_modified_ms = Some(unzigzag(whole(r.varint())?));
     }
     if flags & F_CLASS != 0 {
-        view.storage_class = Some(whole(r.text("storage class"))?);
+        view.storage_class = Some(whole(r.storage_class())?);
     }
     if flags & F_ENCRYPTION != 0 {
         view.encryption_status = Some(match whole(r.byte().map(Ok))? {
-            5 => EncryptionStatus::Other(whole(r.text("encryption status"))?.to_owned()),
+            OTHER_ENCRYPTION_CODE => EncryptionStatus::Other(whole(r.text("encryption status"))?.to_owned()),
             code => known_encryption(code)?,
         });
     }
@@ -518,16 +694,12 @@ fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
-/// The status of encryption codes 0–4 (5, `Other`, carries its text).
+/// The status of a code below [`OTHER_ENCRYPTION_CODE`] (that one carries its text).
 fn known_encryption(code: u8) -> Result<EncryptionStatus, String> {
-    Ok(match code {
-        0 => EncryptionStatus::SseS3,
-        1 => EncryptionStatus::SseC,
-        2 => EncryptionStatus::SseKms,
-        3 => EncryptionStatus::DsseKms,
-        4 => EncryptionStatus::NotSse,
-        other => return Err(format!("unknown encryption code {other}")),
-    })
+    EncryptionStatus::KNOWN
+        .get(usize::from(code))
+        .cloned()
+        .ok_or_else(|| format!("unknown encryption code {code}"))
 }
 
 fn flat_entry(
@@ -585,19 +757,19 @@ impl EntryLayout {
             step!(r.varint());
         }
         if flags & F_ETAG != 0 {
-            step!(r.field());
+            step!(r.tagged(Tagged::Etag));
         }
         let mut last_modified_ms = None;
         if flags & F_MODIFIED != 0 {
             last_modified_ms = Some(unzigzag(step!(r.varint())));
         }
         if flags & F_CLASS != 0 {
-            step!(r.field());
+            step!(r.tagged(Tagged::StorageClass));
         }
         if flags & F_ENCRYPTION != 0 {
             match r.byte() {
                 None => return Ok(None),
-                Some(5) => {
+                Some(OTHER_ENCRYPTION_CODE) => {
                     step!(r.field());
                 }
                 Some(code) => {
@@ -615,6 +787,8 @@ impl EntryLayout {
 pub(crate) struct EntryDecoder<R> {
     inner: R,
     prev_key: Vec<u8>,
+    /// The format version of the stream (spill runs: always the current one).
+    version: u32,
 }
 
 /// A zstd stream with a buffer in front, for [`EntryDecoder`].
@@ -623,8 +797,14 @@ pub(crate) fn buffered<R: Read>(inner: R) -> BufReader<R> {
 }
 
 impl<R: BufRead> EntryDecoder<R> {
+    /// A decoder of a stream of the current format version.
     pub(crate) fn new(inner: R) -> Self {
-        EntryDecoder { inner, prev_key: Vec::new() }
+        Self::of_version(inner, SNAPSHOT_FORMAT_VERSION)
+    }
+
+    /// A decoder of a stream written in format `version` (checked by the caller).
+    fn of_version(inner: R, version: u32) -> Self {
+        EntryDecoder { inner, prev_key: Vec::new(), version }
     }
 
     fn byte(&mut self) -> Result<u8, String> {
@@ -701,10 +881,36 @@ impl<R: BufRead> EntryDecoder<R> {
         self.inner.read_exact(&mut out[at..]).map_err(|e| format!("entry cut short: {e}"))
     }
 
+    /// Copies a tagged field ([`Tagged`]) to `out`.
+    fn copy_tagged(&mut self, field: Tagged, out: &mut Vec<u8>) -> Result<(), String> {
+        let tag = self.varint()?;
+        let len = field.body_len(tag)?;
+        put_varint(out, tag);
+        let at = out.len();
+        out.resize(at + len, 0);
+        self.inner.read_exact(&mut out[at..]).map_err(|e| format!("entry cut short: {e}"))
+    }
+
+    /// A tagged field's text: an MD5 ETag as hex, a storage class by its name.
+    fn tagged_text(&mut self, field: Tagged) -> Result<String, String> {
+        let tag = self.varint()?;
+        let len = field.body_len(tag)?;
+        let mut body = vec![0u8; len];
+        self.inner.read_exact(&mut body).map_err(|e| format!("entry cut short: {e}"))?;
+        match (field, tag & 1) {
+            (Tagged::Etag, 1) => Ok(hex(&body)),
+            (Tagged::StorageClass, 1) => field.class(tag >> 1).map(str::to_owned),
+            (_, _) => String::from_utf8(body).map_err(|_| format!("{field:?} is not UTF-8")),
+        }
+    }
+
     /// Appends the next entry to `out` as a flat entry, copying its fields without decoding
     /// them (nor checking their UTF-8: [`decode_flat`] does, for the entries that are decoded),
     /// or `None` at a clean end of stream.
     pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
+        if self.version != SNAPSHOT_FORMAT_VERSION {
+            return self.next_flat_transcoded(out);
+        }
         // Nearly every entry lies whole in the read buffer: parsed there, its fields copied in
         // one piece. One that straddles the buffer's end is read field by field.
         let buffered = self.inner.fill_buf().map_err(|e| format!("read failed: {e}"))?;
@@ -728,6 +934,17 @@ impl<R: BufRead> EntryDecoder<R> {
         flat_entry(start, key_start, key_end, out.len() - start, layout.last_modified_ms, layout.flags)
     }
 
+    /// [`Self::next_flat`] of an older version's entry: decoded and written again in the
+    /// current format (a slower path, for the first run after an upgrade).
+    fn next_flat_transcoded(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
+        let Some((obj, flags)) = self.next_entry()? else { return Ok(None) };
+        let start = out.len();
+        encode_entry(out, "", &obj, flags & F_DELETE_MARKER);
+        let key_start = 2 + varint_len(obj.key.len() as u64);
+        let key_end = key_start + obj.key.len();
+        flat_entry(start, key_start, key_end, out.len() - start, obj.last_modified_ms, out[start])
+    }
+
     /// [`Self::next_flat`] for an entry that is not whole in the read buffer.
     fn next_flat_split(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
         let Some(flags) = self.first_byte()? else { return Ok(None) };
@@ -743,7 +960,7 @@ impl<R: BufRead> EntryDecoder<R> {
             put_varint(out, self.varint()?);
         }
         if flags & F_ETAG != 0 {
-            self.copy_bytes(out)?;
+            self.copy_tagged(Tagged::Etag, out)?;
         }
         let mut last_modified_ms = None;
         if flags & F_MODIFIED != 0 {
@@ -752,12 +969,12 @@ impl<R: BufRead> EntryDecoder<R> {
             put_varint(out, z);
         }
         if flags & F_CLASS != 0 {
-            self.copy_bytes(out)?;
+            self.copy_tagged(Tagged::StorageClass, out)?;
         }
         if flags & F_ENCRYPTION != 0 {
             let code = self.byte()?;
             out.push(code);
-            if code == 5 {
+            if code == OTHER_ENCRYPTION_CODE {
                 self.copy_bytes(out)?;
             } else {
                 known_encryption(code)?;
@@ -775,18 +992,23 @@ impl<R: BufRead> EntryDecoder<R> {
         if flags & F_SIZE != 0 {
             obj.size = Some(self.varint()?);
         }
+        let v1 = self.version == 1;
         if flags & F_ETAG != 0 {
-            obj.etag = Some(self.string("etag")?);
+            obj.etag = Some(if v1 { self.string("etag")? } else { self.tagged_text(Tagged::Etag)? });
         }
         if flags & F_MODIFIED != 0 {
             obj.last_modified_ms = Some(unzigzag(self.varint()?));
         }
         if flags & F_CLASS != 0 {
-            obj.storage_class = Some(self.string("storage class")?);
+            obj.storage_class = Some(if v1 {
+                self.string("storage class")?
+            } else {
+                self.tagged_text(Tagged::StorageClass)?
+            });
         }
         if flags & F_ENCRYPTION != 0 {
             obj.encryption_status = Some(match self.byte()? {
-                5 => EncryptionStatus::Other(self.string("encryption status")?),
+                OTHER_ENCRYPTION_CODE => EncryptionStatus::Other(self.string("encryption status")?),
                 code => known_encryption(code)?,
             });
         }
@@ -868,6 +1090,69 @@ impl Syncer {
     }
 }
 
+/// Encoded bytes a [`SnapshotWriter`] gathers before handing them to its compressor.
+const STAGED_BYTES: usize = 256 * 1024;
+
+/// Compresses, hashes and writes a snapshot's body on a thread of its own, so the caller's
+/// thread (merging and joining runs) only encodes entries. Buffers are handed over whole and
+/// come back emptied: nothing is copied between the threads.
+struct Compressor {
+    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    emptied: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<HashingWriter>>>,
+}
+
+impl Compressor {
+    fn start(hashing: HashingWriter) -> io::Result<Compressor> {
+        // One thread compresses the whole stream, so the output does not depend on timing:
+        // reruns write the same bytes.
+        let mut encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
+        let (full, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (give_back, emptied) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let thread = std::thread::Builder::new().name("snapshot-compress".into()).spawn(move || {
+            for mut buffer in pending {
+                encoder.write_all(&buffer)?;
+                buffer.clear();
+                let _ = give_back.try_send(buffer);
+            }
+            encoder.finish()
+        })?;
+        Ok(Compressor { full: Some(full), emptied, thread: Some(thread) })
+    }
+
+    /// Hands `staged` over, leaving an empty buffer in its place.
+    fn hand_over(&mut self, staged: &mut Vec<u8>) -> io::Result<()> {
+        let next = self.emptied.try_recv().unwrap_or_else(|_| Vec::with_capacity(staged.capacity()));
+        let buffer = std::mem::replace(staged, next);
+        let sent = self.full.as_ref().is_some_and(|full| full.send(buffer).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped early: its error says why.
+        self.join().and_then(|_| Err(io::Error::other("the snapshot compressor stopped")))
+    }
+
+    /// Compresses what is left and returns the file's writer.
+    fn finish(mut self) -> io::Result<HashingWriter> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<HashingWriter> {
+        self.full = None;
+        let thread = self.thread.take().ok_or_else(|| io::Error::other("the snapshot compressor is gone"))?;
+        thread.join().map_err(|_| io::Error::other("the snapshot compressor panicked"))?
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // Unfinished: let the thread end (it closes the file) before the file is removed.
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
 /// Writes a snapshot atomically: objects go to a temporary file in the target's directory,
 /// which [`finish`](Self::finish) fsyncs and renames into place. Dropping the writer without
 /// finishing leaves no file at the target path.
@@ -875,9 +1160,11 @@ pub struct SnapshotWriter {
     path: PathBuf,
     tmp_path: PathBuf,
     header: SnapshotHeader,
-    encoder: Option<zstd::Encoder<'static, HashingWriter>>,
+    compressor: Option<Compressor>,
     prev_key: Option<Vec<u8>>,
-    buf: Vec<u8>,
+    /// Encoded entries not yet handed to the compressor, which takes [`STAGED_BYTES`] at a
+    /// time rather than one entry.
+    staged: Vec<u8>,
     /// An owned object's flat entry, for [`Self::push`].
     flat: Vec<u8>,
     count: u64,
@@ -906,18 +1193,14 @@ impl SnapshotWriter {
         let syncer = Syncer::start(inner.get_ref());
         let mut hashing = HashingWriter { inner, hasher, unsynced: 0, syncer };
         hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        let mut encoder =
-            zstd::Encoder::new(hashing, ZSTD_LEVEL).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        // One compression worker: the caller's thread (merging runs) only encodes entries. The
-        // output is deterministic for any worker count above zero, so reruns keep the same id.
-        encoder.multithread(1).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let compressor = Compressor::start(hashing).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         Ok(SnapshotWriter {
             path: path.to_path_buf(),
             tmp_path,
             header,
-            encoder: Some(encoder),
+            compressor: Some(compressor),
             prev_key: None,
-            buf: Vec::with_capacity(256),
+            staged: Vec::with_capacity(STAGED_BYTES + 4096),
             flat: Vec::with_capacity(256),
             count: 0,
         })
@@ -952,17 +1235,16 @@ impl SnapshotWriter {
         if entry[0] & F_DELETE_MARKER != 0 {
             return Err(SnapshotError::corrupt(&self.path, "a delete marker written as an object"));
         }
-        self.buf.clear();
         reencode_entry(
-            &mut self.buf,
+            &mut self.staged,
             self.prev_key.as_deref().unwrap_or_default(),
             entry,
             key_start,
             key_end,
         );
-        let encoder =
-            self.encoder.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
-        encoder.write_all(&self.buf).map_err(|e| SnapshotError::io(&self.tmp_path, e))?;
+        if self.staged.len() >= STAGED_BYTES {
+            self.write_staged()?;
+        }
         let prev = self.prev_key.get_or_insert_with(Vec::new);
         prev.clear();
         prev.extend_from_slice(key);
@@ -970,14 +1252,22 @@ impl SnapshotWriter {
         Ok(())
     }
 
+    /// Hands the staged entries to the compressor.
+    fn write_staged(&mut self) -> Result<(), SnapshotError> {
+        let compressor =
+            self.compressor.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        compressor.hand_over(&mut self.staged).map_err(|e| SnapshotError::io(&self.tmp_path, e))
+    }
+
     /// Completes the file: patches count and checksum, fsyncs, renames into place and fsyncs
     /// the directory.
     pub fn finish(mut self) -> Result<SnapshotInfo, SnapshotError> {
+        self.write_staged()?;
         let tmp = self.tmp_path.clone();
         let io = |e| SnapshotError::io(&tmp, e);
-        let encoder =
-            self.encoder.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
-        let mut hashing = encoder.finish().map_err(io)?;
+        let compressor =
+            self.compressor.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        let mut hashing = compressor.finish().map_err(io)?;
         if let Some(syncer) = hashing.syncer.take() {
             syncer.finish().map_err(io)?;
         }
@@ -1003,7 +1293,8 @@ impl Drop for SnapshotWriter {
     fn drop(&mut self) {
         // Unfinished: remove the partial temporary file (best effort; a crash leaves it for
         // the state store's cleanup).
-        if self.encoder.is_some() {
+        if let Some(compressor) = self.compressor.take() {
+            drop(compressor);
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
@@ -1033,10 +1324,6 @@ fn seal(count: u64, streamed: Sha256) -> [u8; 32] {
     outer.update(count.to_le_bytes());
     outer.update(streamed.finalize());
     outer.finalize().into()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1075,7 +1362,7 @@ impl SnapshotReader {
         }
         let le_u32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let version = le_u32(&preamble[8..12]);
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(OLDEST_READ_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
@@ -1121,7 +1408,7 @@ impl SnapshotReader {
                 object_count,
                 checksum_hex: hex(expected_sum),
             },
-            decoder: EntryDecoder::new(buffered(decoder)),
+            decoder: EntryDecoder::of_version(buffered(decoder), version),
             prev_key: None,
             last_flat_key: Vec::new(),
             read: 0,
@@ -1336,6 +1623,26 @@ mod tests {
     }
 
     #[test]
+    fn the_same_objects_make_the_same_file() {
+        // Enough entries for several buffers handed to the compressor thread.
+        let objs: Vec<_> = (0..40_000).map(|i| obj(&format!("k/{i:06}"), i)).collect();
+        let files: Vec<Vec<u8>> = (0..2)
+            .map(|_| {
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::read(write(dir.path(), &objs).path).unwrap()
+            })
+            .collect();
+        let mut raw = Vec::new();
+        objs.iter().for_each(|o| encode_entry(&mut raw, "", o, 0));
+        assert!(raw.len() > 2 * STAGED_BYTES, "{}", raw.len());
+        assert!(files[0] == files[1], "two writes of the same objects differ");
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(dir.path(), &objs);
+        let back: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back, objs);
+    }
+
+    #[test]
     fn unsorted_push_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SnapshotWriter::create(&dir.path().join("s.snap"), header()).unwrap();
@@ -1372,6 +1679,192 @@ mod tests {
         bytes[8] = 9;
         std::fs::write(&info.path, &bytes).unwrap();
         assert_eq!(SnapshotReader::open(&info.path).unwrap_err().code(), "SNAPSHOT_UNSUPPORTED_VERSION");
+    }
+
+    /// One entry as format version 1 wrote it: ETag and storage class as length-prefixed text.
+    fn encode_entry_v1(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObject) {
+        let (mut v2, mut rest) = (Vec::new(), Vec::new());
+        encode_entry(&mut v2, prev_key, obj, 0);
+        // Flags, the key and size are as in version 2; the fields after them are rewritten.
+        let mut r = SliceReader { buf: &v2, at: 1 };
+        r.varint().unwrap().unwrap();
+        r.field().unwrap().unwrap();
+        if obj.size.is_some() {
+            r.varint().unwrap().unwrap();
+        }
+        let head = &v2[..r.at];
+        if let Some(etag) = &obj.etag {
+            put_bytes(&mut rest, etag.as_bytes());
+        }
+        if let Some(ms) = obj.last_modified_ms {
+            put_varint(&mut rest, ((ms << 1) ^ (ms >> 63)) as u64);
+        }
+        if let Some(class) = &obj.storage_class {
+            put_bytes(&mut rest, class.as_bytes());
+        }
+        if let Some(status) = &obj.encryption_status {
+            rest.push(encryption_code(status));
+            if let EncryptionStatus::Other(text) = status {
+                put_bytes(&mut rest, text.as_bytes());
+            }
+        }
+        out.extend_from_slice(head);
+        out.extend_from_slice(&rest);
+    }
+
+    /// A whole version 1 snapshot file of `objs`, sealed as version 1 sealed them.
+    fn write_v1(path: &Path, objs: &[SnapshotObject]) {
+        let header_json = serde_json::to_vec(&header()).unwrap();
+        let mut body = Vec::new();
+        let mut prev = String::new();
+        for o in objs {
+            encode_entry_v1(&mut body, &prev, o);
+            prev = o.key.clone();
+        }
+        let body = zstd::encode_all(&body[..], 1).unwrap();
+        let header_len = (header_json.len() as u32).to_le_bytes();
+        let mut hasher = Sha256::new();
+        hasher.update(header_len);
+        hasher.update(&header_json);
+        hasher.update(&body);
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend_from_slice(&(objs.len() as u64).to_le_bytes());
+        file.extend_from_slice(&seal(objs.len() as u64, hasher));
+        file.extend_from_slice(&header_len);
+        file.extend_from_slice(&header_json);
+        file.extend_from_slice(&body);
+        std::fs::write(path, file).unwrap();
+    }
+
+    /// ETags of every kind: an MD5's hex (stored as bytes), its capitals and a multipart ETag
+    /// (text), and storage classes known and not.
+    fn mixed_objects() -> Vec<SnapshotObject> {
+        let etags =
+            ["0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF", "d41d8cd98f00-3", ""];
+        let classes = ["STANDARD", "GLACIER_IR", "EXPRESS_ONEZONE", "FUTURE_CLASS", ""];
+        (0..20)
+            .map(|i| SnapshotObject {
+                etag: Some(etags[i % etags.len()].to_string()),
+                storage_class: Some(classes[i % classes.len()].to_string()),
+                ..obj(&format!("k/{i:02}"), i as u64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn version_1_files_are_read_as_they_were_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let objs = mixed_objects();
+        let path = dir.path().join("v1.snap");
+        write_v1(&path, &objs);
+        let back: Vec<_> = SnapshotReader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back, objs);
+        // As flat entries they are written again in this version's encoding: byte for byte
+        // what this version writes for the same objects.
+        let mut reader = SnapshotReader::open(&path).unwrap();
+        let (mut out, mut expected, mut read) = (Vec::new(), Vec::new(), 0);
+        while let Some(entry) = reader.next_flat(&mut out).unwrap() {
+            let bytes = &out[entry.start..entry.start + entry.end as usize];
+            assert_eq!(decode_flat(bytes).unwrap().to_object(), objs[read]);
+            encode_entry(&mut expected, "", &objs[read], 0);
+            read += 1;
+        }
+        assert_eq!((read, out), (objs.len(), expected));
+    }
+
+    #[test]
+    fn a_version_1_previous_snapshot_diffs_as_unchanged() {
+        use crate::inventory::snapshot::test_support::OwnedEntry;
+        use crate::inventory::snapshot::{DiffEntry, SnapshotBuilder};
+        let dir = tempfile::tempdir().unwrap();
+        let objs = mixed_objects();
+        let old = dir.path().join("v1.snap");
+        write_v1(&old, &objs);
+        let mut builder = SnapshotBuilder::new(header(), dir.path(), 7);
+        for o in objs.iter().rev() {
+            let record = InventoryRecord {
+                bucket: "src".into(),
+                key: o.key.clone(),
+                size: o.size,
+                etag: o.etag.clone(),
+                last_modified_ms: o.last_modified_ms,
+                storage_class: o.storage_class.clone(),
+                encryption_status: o.encryption_status.clone(),
+                bucket_key_enabled: o.bucket_key_enabled,
+                ..InventoryRecord::default()
+            };
+            builder.push(&record).unwrap();
+        }
+        let mut entries = Vec::new();
+        let new = dir.path().join("v2.snap");
+        let old = SnapshotReader::open(&old).unwrap();
+        builder
+            .finish_with_diff(&new, Some(old), |e: DiffEntry<'_>| {
+                entries.push(OwnedEntry::from(e));
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        let unchanged: Vec<_> = objs.iter().cloned().map(OwnedEntry::Unchanged).collect();
+        assert_eq!(entries, unchanged);
+        let written: Vec<_> = SnapshotReader::open(&new).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(written, objs);
+    }
+
+    #[test]
+    fn md5_etags_and_known_classes_are_stored_coded() {
+        let text = SnapshotObject {
+            etag: Some("d41d8cd98f00-3".into()),
+            storage_class: Some("FUTURE_CLASS".into()),
+            ..obj("k", 1)
+        };
+        let coded = SnapshotObject {
+            etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+            storage_class: Some("INTELLIGENT_TIERING".into()),
+            ..obj("k", 1)
+        };
+        let encoded = |o: &SnapshotObject| {
+            let mut out = Vec::new();
+            encode_entry(&mut out, "", o, 0);
+            out
+        };
+        let (text_len, coded_len) = (encoded(&text).len(), encoded(&coded).len());
+        // 1 + 14 and 1 + 12 bytes of text against 1 + 16 bytes and a 1-byte code.
+        assert_eq!(text_len - coded_len, (15 + 13) - (17 + 1));
+        for o in [&text, &coded] {
+            let bytes = encoded(o);
+            let view = decode_flat(&bytes).unwrap();
+            assert_eq!(view.to_object(), *o);
+            assert_eq!(view, o.view());
+        }
+        assert_eq!(
+            EtagView::of("d41d8cd98f00b204e9800998ecf8427e").to_string(),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert!(matches!(EtagView::of("D41D8CD98F00B204E9800998ECF8427E"), EtagView::Text(_)));
+        assert!(matches!(EtagView::of("d41d8cd98f00b204e9800998ecf8427"), EtagView::Text(_)));
+        assert!(matches!(EtagView::of("g41d8cd98f00b204e9800998ecf8427e"), EtagView::Text(_)));
+    }
+
+    #[test]
+    fn bad_coded_fields_are_errors() {
+        // flags: size, etag, class; shared 0; key "k".
+        let head = [F_ETAG | F_CLASS, 0, 1, b'k'];
+        let cases: &[(&[u8], &str)] = &[
+            // An ETag tagged as 15 binary bytes.
+            (&[15 << 1 | 1], "binary ETag of 15"),
+            // A storage class code past the table (after an empty text ETag).
+            (&[0, 60 << 1 | 1], "unknown storage class code 60"),
+        ];
+        for (rest, message) in cases {
+            let entry = [&head[..], rest].concat();
+            let err = decode_flat(&entry).unwrap_err();
+            assert!(err.contains(message), "{err}");
+            let mut decoder = EntryDecoder::new(BufReader::new(&entry[..]));
+            let err = decoder.next_flat(&mut Vec::new()).unwrap_err();
+            assert!(err.contains(message), "{err}");
+        }
     }
 
     proptest! {

@@ -76,9 +76,17 @@ pub(crate) mod test_support {
         (
             arb_key(),
             prop::option::of(0u64..3),
-            prop::option::of(prop::sample::select(vec!["e1", "e2"])),
+            // MD5 ETags are stored as bytes, the others as text.
+            prop::option::of(prop::sample::select(vec![
+                "e1",
+                "e2-2",
+                "0123456789abcdef0123456789abcdef",
+                "fedcba98765432100123456789abcdef",
+                "0123456789ABCDEF0123456789ABCDEF",
+            ])),
             prop::option::of(-1i64..2),
-            prop::option::of(prop::sample::select(vec!["STANDARD", "GLACIER"])),
+            // Known storage classes are stored as a code, others as text.
+            prop::option::of(prop::sample::select(vec!["STANDARD", "GLACIER", "FUTURE_CLASS", ""])),
             arb_status(),
             prop::option::of(any::<bool>()),
         )
