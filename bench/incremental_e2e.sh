@@ -2,7 +2,8 @@
 # The day-over-day inventory diff through the product itself: the release `s3-connector
 # incremental` binary reading a generated report pair from moto over HTTP (manifest, checksum,
 # data files, its own S3 client), writing change records as JSON Lines. See bench/README.md.
-# Environment: OBJECTS (default 1000000), FILES (10), FORMATS ("csv parquet").
+# Environment: OBJECTS (default 1000000), FILES (10), FORMATS ("csv parquet"), EXTRA_ARGS (more
+# `incremental` options, e.g. "--columnar-memory-bytes 30000000").
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -69,7 +70,7 @@ PY
             "$target/release/s3-connector" incremental s3://inventory-dest/inventory/ \
             --source-bucket src-bucket --configuration-id daily --report "$report" \
             --state-dir "$state" --endpoint-url "$MOTO_ENDPOINT" --no-schema-inference \
-            -o "$records" 2>&1 | tail -1
+            -o "$records" ${EXTRA_ARGS:-} 2>&1 | tail -1
         # Object change records by kind, against the generator's own counts (day 2).
         "$python" - "$records" "$expected" "$report" <<'PY'
 import collections, json, sys

@@ -771,13 +771,20 @@ async fn csv_and_parquet_reports_of_the_same_objects_give_identical_snapshots() 
         &report(&dest_parquet, &src, "2024-01-02T00-00Z", &day2(), Format::Parquet, 2),
     )
     .await;
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let csv = run(&dest_csv, &src, a.path(), &[]);
     let parquet = run(&dest_parquet, &src, b.path(), &[]);
+    // A memory budget smaller than one file: the two files are read one after the other, and
+    // nothing is lost or stuck.
+    let one_at_a_time = run(&dest_parquet, &src, c.path(), &["--columnar-memory-bytes", "1"]);
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     assert_eq!(parquet.code, 0, "{}", parquet.stderr);
+    assert_eq!(one_at_a_time.code, 0, "{}", one_at_a_time.stderr);
     assert_eq!(state_files(a.path()), state_files(b.path()), "byte-identical state (pointer and snapshot)");
+    assert_eq!(state_files(b.path()), state_files(c.path()));
     assert_eq!(csv.records, parquet.records);
+    assert_eq!(parquet.records, one_at_a_time.records);
     assert_eq!(u64_field(csv.summary(), "objectCount"), 7);
 }
 

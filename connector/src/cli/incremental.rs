@@ -34,6 +34,10 @@ pub struct InventoryArgs {
     /// Bytes of one Parquet or ORC data file at most (they are read into memory).
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub max_parquet_file_bytes: u64,
+    /// Bytes of Parquet and ORC data files held in memory at once, across the files read in
+    /// parallel (a larger file is read alone).
+    #[arg(long, default_value_t = crate::incremental::DEFAULT_COLUMNAR_MEMORY_BYTES)]
+    pub columnar_memory_bytes: u64,
 }
 
 impl InventoryArgs {
@@ -62,6 +66,7 @@ impl InventoryArgs {
             file_concurrency: self.file_concurrency.max(1),
             max_decompressed_bytes: max_decompressed_bytes.max(1024),
             max_parquet_file_bytes: self.max_parquet_file_bytes.max(1024),
+            columnar_memory_bytes: self.columnar_memory_bytes,
             ..IncrementalOptions::default()
         }
     }

@@ -92,6 +92,36 @@ impl InventorySpec {
     }
 }
 
+/// Default of [`IncrementalOptions::columnar_memory_bytes`]: 512 MiB.
+pub const DEFAULT_COLUMNAR_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Memory for Parquet and ORC data files, which are read whole: a file holds a share of the
+/// budget from before its GET until its rows are read. Shares are counted in MiB and granted
+/// in request order (tokio's semaphore is fair), and a file larger than the whole budget takes
+/// all of it, so every file is read eventually.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnarMemory {
+    mib: Arc<tokio::sync::Semaphore>,
+    total_mib: u32,
+}
+
+impl ColumnarMemory {
+    const MIB: u64 = 1024 * 1024;
+
+    pub(crate) fn new(bytes: u64) -> Self {
+        let total_mib = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).max(1);
+        let total_mib = total_mib.min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        ColumnarMemory { mib: Arc::new(tokio::sync::Semaphore::new(total_mib as usize)), total_mib }
+    }
+
+    /// Waits until a file of `bytes` fits; its share is given back when the guard drops.
+    pub(crate) async fn hold(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let share = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).clamp(1, self.total_mib);
+        // The semaphore is never closed.
+        self.mib.clone().acquire_many_owned(share).await.expect("the memory semaphore is never closed")
+    }
+}
+
 /// Tuning of a run.
 #[derive(Debug, Clone)]
 pub struct IncrementalOptions {
@@ -101,6 +131,11 @@ pub struct IncrementalOptions {
     pub max_decompressed_bytes: u64,
     /// Bytes of one Parquet data file at most (Parquet is read from memory).
     pub max_parquet_file_bytes: u64,
+    /// Bytes of Parquet and ORC data files held in memory at once, across the files read in
+    /// parallel: without it, `file_concurrency` files of a large report (256 MB each for 50M
+    /// objects in 10 files) would all be in memory together. A file larger than this is read
+    /// alone.
+    pub columnar_memory_bytes: u64,
     /// Rows per in-memory sort run of the snapshot builder.
     pub sort_run_rows: usize,
     /// Compute and emit the changes without advancing the state.
@@ -113,6 +148,7 @@ impl Default for IncrementalOptions {
             file_concurrency: 4,
             max_decompressed_bytes: 16 * 1024 * 1024 * 1024,
             max_parquet_file_bytes: 1024 * 1024 * 1024,
+            columnar_memory_bytes: DEFAULT_COLUMNAR_MEMORY_BYTES,
             sort_run_rows: DEFAULT_RUN_LEN,
             dry_run: false,
         }
@@ -640,9 +676,10 @@ pub(crate) async fn read_report_rows<B: Batch>(
 ) -> Result<(u64, u64), IncrementalError> {
     let reader = file_reader(manifest.file_format)?;
     let columns = Arc::new(manifest.file_schema.clone());
+    let memory = ColumnarMemory::new(options.columnar_memory_bytes);
     let mut pending = Vec::with_capacity(manifest.files.len());
     for file in &manifest.files {
-        pending.push(read_data_file(
+        let read = read_data_file(
             source.clone(),
             manifest.destination_bucket.clone(),
             file.clone(),
@@ -650,7 +687,17 @@ pub(crate) async fn read_report_rows<B: Batch>(
             columns.clone(),
             options.clone(),
             (rows.clone(), template.empty_like()),
-        ));
+        );
+        let (memory, size) = (memory.clone(), file.size);
+        pending.push(async move {
+            // A Parquet or ORC file is held whole: it waits for its share of memory (by the
+            // manifest's size) before its GET, and keeps it until its rows are read.
+            let _held = match reader {
+                FileReader::CsvGzip => None,
+                FileReader::Parquet | FileReader::Orc => Some(memory.hold(size).await),
+            };
+            read.await
+        });
     }
     drop(rows);
     // Bounded concurrency, stopping at the first failure (the other reads are dropped).
@@ -1253,5 +1300,40 @@ mod tests {
         let location = locate_report(&source, &asked, "a").await.unwrap();
         let err = read_manifest(&source, &asked, &location).await.unwrap_err();
         assert_eq!(err.code(), "INVENTORY_REPORT_INCOMPLETE");
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[tokio::test]
+    async fn columnar_files_are_held_within_the_memory_budget_in_request_order() {
+        use futures::FutureExt;
+        let memory = ColumnarMemory::new(100 * MIB);
+        let first = memory.hold(60 * MIB).await;
+        let mut second = Box::pin(memory.hold(60 * MIB));
+        assert!((&mut second).now_or_never().is_none(), "two 60 MiB files exceed 100 MiB");
+        // A small file that would fit waits behind the larger one asked before it.
+        let mut third = Box::pin(memory.hold(10 * MIB));
+        assert!((&mut third).now_or_never().is_none(), "the budget is granted in request order");
+        drop(first);
+        let second = (&mut second).now_or_never().expect("the first file's share came back");
+        let third = (&mut third).now_or_never().expect("60 + 10 MiB fit");
+        assert!(memory.hold(31 * MIB).now_or_never().is_none());
+        drop((second, third));
+        assert!(memory.hold(100 * MIB).now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_columnar_file_larger_than_the_budget_is_read_alone() {
+        use futures::FutureExt;
+        let memory = ColumnarMemory::new(10 * MIB);
+        let large = memory.hold(1 << 40).now_or_never().expect("granted when nothing else is held");
+        assert!(memory.hold(1).now_or_never().is_none(), "nothing else while it is held");
+        drop(large);
+        assert!(memory.hold(1).now_or_never().is_some());
+        // A budget below 1 MiB is one share: files are read one at a time.
+        let tiny = ColumnarMemory::new(1);
+        let held = tiny.hold(0).now_or_never().expect("an empty file still takes a share");
+        assert!(tiny.hold(5).now_or_never().is_none());
+        drop(held);
     }
 }

@@ -324,6 +324,9 @@ pub struct IncrementalSection {
     pub max_decompressed_bytes: u64,
     /// Bytes of one Parquet data file at most (read into memory). Default 1 GiB.
     pub max_parquet_file_bytes: u64,
+    /// Bytes of Parquet and ORC data files held in memory at once per request, across the
+    /// files read in parallel (a larger file is read alone). Default 512 MiB.
+    pub columnar_memory_bytes: u64,
 }
 
 impl IncrementalSection {
@@ -334,6 +337,7 @@ impl IncrementalSection {
             file_concurrency: self.file_concurrency.max(1) as usize,
             max_decompressed_bytes: self.max_decompressed_bytes.max(1024),
             max_parquet_file_bytes: self.max_parquet_file_bytes.max(1024),
+            columnar_memory_bytes: self.columnar_memory_bytes,
             ..Default::default()
         }
     }
@@ -346,6 +350,7 @@ impl Default for IncrementalSection {
             file_concurrency: 4,
             max_decompressed_bytes: 16 * 1024 * 1024 * 1024,
             max_parquet_file_bytes: 1024 * 1024 * 1024,
+            columnar_memory_bytes: crate::incremental::DEFAULT_COLUMNAR_MEMORY_BYTES,
         }
     }
 }
