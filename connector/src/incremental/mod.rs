@@ -109,16 +109,16 @@ impl ColumnarMemory {
     const MIB: u64 = 1024 * 1024;
 
     pub(crate) fn new(bytes: u64) -> Self {
-        let total_mib = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).max(1);
-        let total_mib = total_mib.min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        let most = u32::try_from(tokio::sync::Semaphore::MAX_PERMITS).unwrap_or(u32::MAX);
+        let total_mib = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).clamp(1, most);
         ColumnarMemory { mib: Arc::new(tokio::sync::Semaphore::new(total_mib as usize)), total_mib }
     }
 
-    /// Waits until a file of `bytes` fits; its share is given back when the guard drops.
-    pub(crate) async fn hold(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+    /// Waits until a file of `bytes` fits; its share is given back when the guard drops. (The
+    /// semaphore is never closed, so there is always a guard.)
+    pub(crate) async fn hold(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let share = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).clamp(1, self.total_mib);
-        // The semaphore is never closed.
-        self.mib.clone().acquire_many_owned(share).await.expect("the memory semaphore is never closed")
+        self.mib.clone().acquire_many_owned(share).await.ok()
     }
 }
 
@@ -694,7 +694,7 @@ pub(crate) async fn read_report_rows<B: Batch>(
             // manifest's size) before its GET, and keeps it until its rows are read.
             let _held = match reader {
                 FileReader::CsvGzip => None,
-                FileReader::Parquet | FileReader::Orc => Some(memory.hold(size).await),
+                FileReader::Parquet | FileReader::Orc => memory.hold(size).await,
             };
             read.await
         });
@@ -1308,7 +1308,7 @@ mod tests {
     async fn columnar_files_are_held_within_the_memory_budget_in_request_order() {
         use futures::FutureExt;
         let memory = ColumnarMemory::new(100 * MIB);
-        let first = memory.hold(60 * MIB).await;
+        let first = memory.hold(60 * MIB).await.expect("a guard");
         let mut second = Box::pin(memory.hold(60 * MIB));
         assert!((&mut second).now_or_never().is_none(), "two 60 MiB files exceed 100 MiB");
         // A small file that would fit waits behind the larger one asked before it.
