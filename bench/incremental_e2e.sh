@@ -30,15 +30,8 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 for format in $formats; do
     dest="$out/$format-$objects/dest"
     # The same cache as inventory_bench.sh: a report pair generated once.
-    if [[ ! -f "$dest/.complete" ]]; then
-        echo "==> generating $objects objects x 2 days, $files $format files each"
-        rm -rf "$dest"
-        "$target/release/inventory-gen" --out "$dest" --objects "$objects" --files "$files" --format "$format" \
-            --expected "$out/$format-$objects/expected.json"
-        touch "$dest/.complete"
-    fi
+    "$repo/bench/inventory_reports.sh" "$format" "$objects" "$files"
     expected="$out/$format-$objects/expected.json"
-    echo "==> expected changes: $(tr -d ' \n' < "$expected")"
 
     # One bucket pair per format: moto keeps objects in memory, so the other format's reports
     # are deleted first.

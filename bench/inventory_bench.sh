@@ -28,14 +28,7 @@ fi
 for format in $formats; do
     dest="$out/$format-$objects/dest"
     state="$out/$format-$objects/state"
-    if [[ ! -f "$dest/.complete" ]]; then
-        echo "==> generating $objects objects x 2 days, $files $format files each"
-        rm -rf "$dest"
-        "$target/release/inventory-gen" --out "$dest" --objects "$objects" --files "$files" --format "$format" \
-            --threads "$threads" --expected "$out/$format-$objects/expected.json"
-        touch "$dest/.complete"
-    fi
-    echo "==> expected changes: $(tr -d ' \n' < "$out/$format-$objects/expected.json")"
+    "$repo/bench/inventory_reports.sh" "$format" "$objects" "$files" "$threads"
     rm -rf "$state"
     echo "==> ours: day 1 (first run: builds the snapshot), then day 2 (the day-over-day diff)"
     "$target/release/examples/inventory_bench" --dest "$dest" --state "$state" --threads "$threads" --report 2024-01-02T00-00Z

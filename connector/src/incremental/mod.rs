@@ -100,7 +100,7 @@ pub const DEFAULT_COLUMNAR_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// in request order (tokio's semaphore is fair), and a file larger than the whole budget takes
 /// all of it, so every file is read eventually.
 #[derive(Debug, Clone)]
-pub(crate) struct ColumnarMemory {
+struct ColumnarMemory {
     mib: Arc<tokio::sync::Semaphore>,
     total_mib: u32,
 }
@@ -108,7 +108,7 @@ pub(crate) struct ColumnarMemory {
 impl ColumnarMemory {
     const MIB: u64 = 1024 * 1024;
 
-    pub(crate) fn new(bytes: u64) -> Self {
+    fn new(bytes: u64) -> Self {
         let most = u32::try_from(tokio::sync::Semaphore::MAX_PERMITS).unwrap_or(u32::MAX);
         let total_mib = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).clamp(1, most);
         ColumnarMemory { mib: Arc::new(tokio::sync::Semaphore::new(total_mib as usize)), total_mib }
@@ -116,7 +116,7 @@ impl ColumnarMemory {
 
     /// Waits until a file of `bytes` fits; its share is given back when the guard drops. (The
     /// semaphore is never closed, so there is always a guard.)
-    pub(crate) async fn hold(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn hold(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let share = u32::try_from(bytes.div_ceil(Self::MIB)).unwrap_or(u32::MAX).clamp(1, self.total_mib);
         self.mib.clone().acquire_many_owned(share).await.ok()
     }
@@ -1302,7 +1302,7 @@ mod tests {
         assert_eq!(err.code(), "INVENTORY_REPORT_INCOMPLETE");
     }
 
-    const MIB: u64 = 1024 * 1024;
+    const MIB: u64 = ColumnarMemory::MIB;
 
     #[tokio::test]
     async fn columnar_files_are_held_within_the_memory_budget_in_request_order() {
