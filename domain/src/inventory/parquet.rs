@@ -3,8 +3,17 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
+use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, RecordBatch, StringArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+};
 use bytes::Bytes;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::record::reader::RowIter;
@@ -22,6 +31,8 @@ use super::record::{
 /// iteration with a fatal [`RowError::UnreadableFile`].
 pub struct ParquetRecords {
     file: String,
+    /// The file's bytes, shared with `reader`, for the Arrow decoder of the snapshot path.
+    bytes: Bytes,
     reader: SerializedFileReader<Bytes>,
     columns: Vec<InventoryColumn>,
     next_group: usize,
@@ -44,8 +55,8 @@ impl std::fmt::Debug for ParquetRecords {
 pub fn read_parquet(file: impl Into<String>, bytes: Bytes) -> Result<ParquetRecords, RowError> {
     let file = file.into();
     let unreadable = |detail: String| RowError::UnreadableFile { file: file.clone(), detail };
-    let reader =
-        guarded(|| SerializedFileReader::new(bytes).map_err(|e| e.to_string())).map_err(unreadable)?;
+    let reader = guarded(|| SerializedFileReader::new(bytes.clone()).map_err(|e| e.to_string()))
+        .map_err(unreadable)?;
     let columns: Vec<InventoryColumn> = reader
         .metadata()
         .file_metadata()
@@ -55,7 +66,16 @@ pub fn read_parquet(file: impl Into<String>, bytes: Bytes) -> Result<ParquetReco
         .map(|f| InventoryColumn::from_name(f.name()))
         .collect();
     check_schema(&file, &columns)?;
-    Ok(ParquetRecords { file, reader, columns, next_group: 0, row: 0, pending: VecDeque::new(), done: false })
+    Ok(ParquetRecords {
+        file,
+        bytes,
+        reader,
+        columns,
+        next_group: 0,
+        row: 0,
+        pending: VecDeque::new(),
+        done: false,
+    })
 }
 
 impl ParquetRecords {
@@ -110,10 +130,28 @@ impl InventoryRows for ParquetRecords {
             Some(kinds) if !self.done => kinds,
             _ => return Ok(count + snapshot_rows_of_records(self, on_row)?),
         };
+        // Arrow's decoder first (whole runs of values into flat buffers); a row group it cannot
+        // decode is read again by our column reader, which names the row and column at fault.
+        let arrow = guarded(|| {
+            let metadata = Arc::new(self.reader.metadata().clone());
+            ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new()).map_err(|e| e.to_string())
+        })
+        .ok();
         while self.next_group < self.reader.num_row_groups() {
+            let delivered = match &arrow {
+                Some(metadata) => match self.arrow_group(metadata, &mut on_row, &mut count)? {
+                    ArrowGroup::Read => {
+                        self.next_group += 1;
+                        continue;
+                    }
+                    ArrowGroup::Undecodable { delivered } => delivered,
+                },
+                None => 0,
+            };
             let (reader, group) = (&self.reader, self.next_group);
             let mut columns =
                 guarded(|| GroupColumns::open(reader, &kinds, group)).map_err(|d| self.unreadable(d))?;
+            let mut skip = delivered;
             loop {
                 let rows = guarded(|| columns.next_batch()).map_err(|d| self.unreadable(d))?;
                 if rows == 0 {
@@ -123,6 +161,11 @@ impl InventoryRows for ParquetRecords {
                 loop {
                     let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
                     let Some(filled) = cursor.fill(&mut builder) else { break };
+                    // Rows Arrow's decoder already delivered (they read without error).
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
                     self.row += 1;
                     filled?;
                     count += 1;
@@ -133,6 +176,133 @@ impl InventoryRows for ParquetRecords {
         }
         Ok(count)
     }
+}
+
+/// How far Arrow's decoder read a row group.
+enum ArrowGroup {
+    Read,
+    /// It failed after delivering this many rows (invalid UTF-8 in a text column, a corrupt
+    /// page, an unexpected type).
+    Undecodable {
+        delivered: u64,
+    },
+}
+
+impl ParquetRecords {
+    /// Reads row group `next_group` with Arrow's decoder, a batch at a time, lending each row to
+    /// `on_row`.
+    fn arrow_group<E: From<RowError>>(
+        &mut self,
+        metadata: &ArrowReaderMetadata,
+        on_row: &mut impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+        count: &mut u64,
+    ) -> Result<ArrowGroup, E> {
+        let group = self.next_group;
+        let bytes = self.bytes.clone();
+        let reader = guarded(|| {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata.clone())
+                .with_row_groups(vec![group])
+                .with_batch_size(COLUMN_BATCH)
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        let Ok(mut reader) = reader else { return Ok(ArrowGroup::Undecodable { delivered: 0 }) };
+        let mut delivered = 0u64;
+        loop {
+            let batch = match guarded(|| reader.next().transpose().map_err(|e| e.to_string())) {
+                Ok(Some(batch)) => batch,
+                Ok(None) => return Ok(ArrowGroup::Read),
+                Err(_) => return Ok(ArrowGroup::Undecodable { delivered }),
+            };
+            let Some(cells) = batch_cells(&self.columns, &batch) else {
+                return Ok(ArrowGroup::Undecodable { delivered });
+            };
+            for row in 0..batch.num_rows() {
+                let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
+                let filled = fill_row(&cells, row, &mut builder);
+                self.row += 1;
+                delivered += 1;
+                filled?;
+                *count += 1;
+                on_row(&builder.finish()?)?;
+            }
+        }
+    }
+}
+
+/// One column of an Arrow batch, typed once per batch.
+struct ColumnCells<'b> {
+    column: &'b InventoryColumn,
+    nulls: Option<&'b NullBuffer>,
+    values: CellValues<'b>,
+}
+
+enum CellValues<'b> {
+    /// Validated as UTF-8 by the decoder (the column is annotated as a string).
+    Text(&'b StringArray),
+    /// Not annotated: checked per cell, so a bad value is its row's error.
+    Bytes(&'b BinaryArray),
+    Bool(&'b BooleanArray),
+    Int32(&'b [i32]),
+    /// Integers and millisecond timestamps.
+    Int64(&'b [i64]),
+    Micros(&'b [i64]),
+}
+
+/// The batch's columns as typed cells; `None` for a type the flat schema check let through but
+/// Arrow decoded otherwise (the row group is then read by our column reader).
+fn batch_cells<'b>(columns: &'b [InventoryColumn], batch: &'b RecordBatch) -> Option<Vec<ColumnCells<'b>>> {
+    if batch.num_columns() != columns.len() {
+        return None;
+    }
+    columns
+        .iter()
+        .zip(batch.columns())
+        .map(|(column, array)| {
+            let values = match array.data_type() {
+                DataType::Utf8 => CellValues::Text(array.as_string::<i32>()),
+                DataType::Binary => CellValues::Bytes(array.as_binary::<i32>()),
+                DataType::Boolean => CellValues::Bool(array.as_boolean()),
+                DataType::Int32 => CellValues::Int32(array.as_primitive::<Int32Type>().values()),
+                DataType::Int64 => CellValues::Int64(array.as_primitive::<Int64Type>().values()),
+                DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                    CellValues::Int64(array.as_primitive::<TimestampMillisecondType>().values())
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    CellValues::Micros(array.as_primitive::<TimestampMicrosecondType>().values())
+                }
+                _ => return None,
+            };
+            Some(ColumnCells { column, nulls: array.nulls(), values })
+        })
+        .collect()
+}
+
+/// Feeds row `row`'s cells, in column order, to `target`. The first bad cell is the row's
+/// error and the cells after it are skipped, as a row of text is read.
+fn fill_row<'b, T: RowTarget<'b>>(
+    cells: &[ColumnCells<'b>],
+    row: usize,
+    target: &mut T,
+) -> Result<(), RowError> {
+    for cells in cells {
+        if cells.nulls.is_some_and(|nulls| nulls.is_null(row)) {
+            continue;
+        }
+        let column = cells.column;
+        match cells.values {
+            CellValues::Text(values) => target.set_text(column, values.value(row))?,
+            CellValues::Bytes(values) => match std::str::from_utf8(values.value(row)) {
+                Ok(text) => target.set_text(column, text)?,
+                Err(e) => return Err(target.ctx().invalid(column, format!("not UTF-8: {e}"))),
+            },
+            CellValues::Bool(values) => target.set_bool(column, values.value(row))?,
+            CellValues::Int32(values) => target.set_int(column, i64::from(values[row]))?,
+            CellValues::Int64(values) => target.set_int(column, values[row])?,
+            CellValues::Micros(values) => target.set_int(column, values[row].div_euclid(1000))?,
+        }
+    }
+    Ok(())
 }
 
 /// Runs a step of the Parquet decoder. Our own code is written not to panic; this guards the
@@ -829,6 +999,83 @@ mod tests {
         let (snapshot, error) = snapshot_rows(bytes.clone());
         assert_eq!((snapshot.len(), error.clone()), (rows.len(), None));
         assert_eq!((snapshot, error), expected_snapshot_rows(bytes));
+    }
+
+    /// A file of one row group with `schema`'s columns `bucket` (text) and `key` (binary,
+    /// annotated or not), then the columns `write_extra` writes.
+    fn write_raw_keys(
+        schema: &str,
+        keys: &[Vec<u8>],
+        write_extra: impl Fn(&mut parquet::file::writer::SerializedColumnWriter<'_>),
+    ) -> Bytes {
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+        let mut buf = Vec::new();
+        // Plain pages, so a bad value fails the batch it is in, not the dictionary up front.
+        let props =
+            WriterProperties::builder().set_compression(Compression::SNAPPY).set_dictionary_enabled(false);
+        let mut writer = SerializedFileWriter::new(&mut buf, schema, Arc::new(props.build())).unwrap();
+        let mut rg = writer.next_row_group().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        let buckets = vec![ByteArray::from("src"); keys.len()];
+        col.typed::<ByteArrayType>().write_batch(&buckets, None, None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        let keys: Vec<ByteArray> = keys.iter().map(|k| ByteArray::from(k.clone())).collect();
+        col.typed::<ByteArrayType>().write_batch(&keys, None, None).unwrap();
+        col.close().unwrap();
+        while let Some(mut col) = rg.next_column().unwrap() {
+            write_extra(&mut col);
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+        writer.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    #[test]
+    fn a_batch_arrow_cannot_decode_is_read_again_without_repeating_rows() {
+        // Invalid UTF-8 in a column annotated as a string fails Arrow's whole batch (the second
+        // one here); the row group is read again by our column reader, which names the row.
+        let mut keys: Vec<Vec<u8>> =
+            (0..COLUMN_BATCH + 10).map(|i| format!("k/{i:06}").into_bytes()).collect();
+        let bad = COLUMN_BATCH + 3;
+        keys[bad] = b"k/\xff\xfe".to_vec();
+        let schema = "message m { required binary bucket (UTF8); required binary key (UTF8); }";
+        let bytes = write_raw_keys(schema, &keys, |_| unreachable!("two columns"));
+        let (rows, error) = snapshot_rows(bytes.clone());
+        assert_eq!(rows.len(), bad, "every row before the bad one, each once");
+        assert!(rows[bad - 1].contains(&format!("k/{:06}", bad - 1)), "{}", rows[bad - 1]);
+        let error = error.expect("the bad key is an error");
+        assert_eq!(error.code(), "INVENTORY_INVALID_VALUE");
+        assert!(
+            error.to_string().starts_with(&format!("f: row {}, column Key: not UTF-8", bad + 1)),
+            "{error}"
+        );
+        assert_eq!((rows, Some(error)), expected_snapshot_rows(bytes));
+    }
+
+    #[test]
+    fn unannotated_text_int32_and_microsecond_columns_read_as_records_do() {
+        let schema = "message m { required binary bucket (UTF8); required binary key;
+            optional int32 size; optional int64 last_modified_date (TIMESTAMP_MICROS); }";
+        let keys = [b"a b".to_vec(), "\u{65e5}".as_bytes().to_vec(), b"\xc3".to_vec(), b"never".to_vec()];
+        let bytes = write_raw_keys(schema, &keys, |col| match col.untyped() {
+            parquet::column::writer::ColumnWriter::Int32ColumnWriter(w) => {
+                w.write_batch(&[7, 8, 9], Some(&[1, 1, 0, 1]), None).unwrap();
+            }
+            parquet::column::writer::ColumnWriter::Int64ColumnWriter(w) => {
+                w.write_batch(&[1_675_166_400_123_456, -1, 5, 6], Some(&[1, 1, 1, 1]), None).unwrap();
+            }
+            _ => unreachable!("int32 and int64 columns"),
+        });
+        let (rows, error) = snapshot_rows(bytes.clone());
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].contains("size: Some(7)") && rows[0].contains("1675166400123"), "{}", rows[0]);
+        // -1 µs is in the millisecond before the epoch, as the row path rounds it.
+        assert!(rows[1].contains("last_modified_ms: Some(-1)"), "{}", rows[1]);
+        let error = error.expect("the third key is not UTF-8");
+        assert!(error.to_string().starts_with("f: row 3, column Key: not UTF-8"), "{error}");
+        assert_eq!((rows, Some(error)), expected_snapshot_rows(bytes));
     }
 
     #[test]
