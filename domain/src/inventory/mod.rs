@@ -9,6 +9,7 @@
 //! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] / [`orc::read_orc`] (after checking
 //! [`ManifestFile::verify`] on the bytes) → [`reduce::current_objects`].
 
+mod arrow_cells;
 pub mod columns;
 pub mod csv;
 pub mod fold;

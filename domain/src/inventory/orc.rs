@@ -2,20 +2,22 @@
 //! Parquet; keys are not URL-encoded; AWS writes them ZLIB-compressed.
 //!
 //! Decoding is `orc-rust`'s (Arrow record batches, one stripe at a time); each batch's rows go
-//! through the same `RecordBuilder` as CSV and Parquet rows, so all three formats give
-//! identical records.
+//! through the same builders as CSV and Parquet rows, so all three formats give identical
+//! records and snapshot rows.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use orc_rust::{ArrowReader, ArrowReaderBuilder};
 
+use super::arrow_cells::BatchCells;
 use super::columns::InventoryColumn;
-use super::record::{InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, check_schema};
+use super::record::{
+    InventoryRecord, InventoryRows, RecordBuilder, RowError, SnapshotRow, SnapshotRowBuilder, check_schema,
+    snapshot_rows_of_records,
+};
 
 /// Rows decoded per batch: bounds memory per step, whatever the stripe size.
 const BATCH_ROWS: usize = 8192;
@@ -82,12 +84,16 @@ impl OrcRecords {
     }
 
     fn fail(&mut self, detail: String) -> bool {
-        self.pending.push_back(Err(RowError::UnreadableFile {
-            file: self.file.clone(),
-            detail: format!("after row {}: {detail}", self.row),
-        }));
+        self.pending.push_back(Err(self.unreadable(detail)));
         self.done = true;
         true
+    }
+
+    fn unreadable(&self, detail: String) -> RowError {
+        RowError::UnreadableFile {
+            file: self.file.clone(),
+            detail: format!("after row {}: {detail}", self.row),
+        }
     }
 }
 
@@ -98,72 +104,48 @@ fn decode_batch(
     batch: &RecordBatch,
     first_row: u64,
 ) -> Result<Vec<Result<InventoryRecord, RowError>>, String> {
-    let options = FormatOptions::default();
-    let formatters: Vec<Option<ArrayFormatter<'_>>> = batch
-        .columns()
-        .iter()
-        .map(|array| match array.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean | DataType::Int64 | DataType::Int32 => {
-                Ok(None)
-            }
-            DataType::Timestamp(..) => Ok(None),
-            // Nested ACLs and anything unexpected: their text form, as for Parquet.
-            _ => ArrayFormatter::try_new(array.as_ref(), &options).map(Some).map_err(|e| e.to_string()),
+    let cells = BatchCells::new(columns, batch)?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let mut builder = RecordBuilder::new(file, first_row + row as u64 + 1);
+            cells.fill(row, &mut builder).and_then(|()| builder.finish())
         })
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        let row_number = first_row + row as u64 + 1;
-        let mut builder = RecordBuilder::new(file, row_number);
-        let mut failed = None;
-        for ((column, array), formatter) in columns.iter().zip(batch.columns()).zip(&formatters) {
-            if array.is_null(row) {
-                continue;
-            }
-            let set = match array.data_type() {
-                DataType::Utf8 => builder.set_text(column, array.as_string::<i32>().value(row)),
-                DataType::LargeUtf8 => builder.set_text(column, array.as_string::<i64>().value(row)),
-                DataType::Boolean => builder.set_bool(column, array.as_boolean().value(row)),
-                DataType::Int64 => builder.set_int(column, array.as_primitive::<Int64Type>().value(row)),
-                DataType::Int32 => {
-                    builder.set_int(column, i64::from(array.as_primitive::<Int32Type>().value(row)))
-                }
-                DataType::Timestamp(unit, _) => {
-                    builder.set_int(column, timestamp_millis(array.as_ref(), *unit, row))
-                }
-                _ => match formatter {
-                    Some(f) => builder.set_text(column, &f.value(row).to_string()),
-                    None => Ok(()),
-                },
+        .collect())
+}
+
+impl InventoryRows for OrcRecords {
+    /// Rows are borrowed from the decoded Arrow batches.
+    fn for_each_snapshot_row<E: From<RowError>>(
+        mut self,
+        mut on_row: impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut count = snapshot_rows_of_records(std::mem::take(&mut self.pending).into_iter(), &mut on_row)?;
+        if self.done {
+            return Ok(count);
+        }
+        loop {
+            let batch = match catch_unwind(AssertUnwindSafe(|| self.reader.next())) {
+                Ok(None) => return Ok(count),
+                Ok(Some(Ok(batch))) => batch,
+                Ok(Some(Err(e))) => return Err(self.unreadable(e.to_string()).into()),
+                Err(_) => return Err(self.unreadable("decoder failed unexpectedly".into()).into()),
             };
-            if let Err(e) = set {
-                failed = Some(e);
-                break;
+            let cells = match catch_unwind(AssertUnwindSafe(|| BatchCells::new(&self.columns, &batch))) {
+                Ok(Ok(cells)) => cells,
+                Ok(Err(detail)) => return Err(self.unreadable(detail).into()),
+                Err(_) => return Err(self.unreadable("decoder failed unexpectedly".into()).into()),
+            };
+            for row in 0..batch.num_rows() {
+                let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
+                let filled = cells.fill(row, &mut builder);
+                self.row += 1;
+                filled?;
+                count += 1;
+                on_row(&builder.finish()?)?;
             }
         }
-        out.push(match failed {
-            Some(e) => Err(e),
-            None => builder.finish(),
-        });
-    }
-    Ok(out)
-}
-
-fn timestamp_millis(array: &dyn Array, unit: TimeUnit, row: usize) -> i64 {
-    use arrow::datatypes::{
-        TimestampMicrosecondType as Us, TimestampMillisecondType as Ms, TimestampNanosecondType as Ns,
-        TimestampSecondType as S,
-    };
-    match unit {
-        TimeUnit::Second => array.as_primitive::<S>().value(row).saturating_mul(1000),
-        TimeUnit::Millisecond => array.as_primitive::<Ms>().value(row),
-        TimeUnit::Microsecond => array.as_primitive::<Us>().value(row).div_euclid(1000),
-        TimeUnit::Nanosecond => array.as_primitive::<Ns>().value(row).div_euclid(1_000_000),
     }
 }
-
-/// ORC rows are decoded as records first (its decoder's Arrow arrays are read row by row).
-impl InventoryRows for OrcRecords {}
 
 impl Iterator for OrcRecords {
     type Item = Result<InventoryRecord, RowError>;
@@ -184,6 +166,57 @@ impl Iterator for OrcRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::record::testing;
+    use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    /// An inventory ORC file of `keys`, with a size, timestamp, latest flag and encryption per row.
+    fn inventory_orc(keys: &[&str], sizes: &[Option<i64>], encryption: &[Option<&str>]) -> Bytes {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("bucket", DataType::Utf8, false),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("is_latest", DataType::Boolean, true),
+            Field::new("size", DataType::Int64, true),
+            Field::new("last_modified_date", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("encryption_status", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["src"; keys.len()])),
+            Arc::new(StringArray::from(keys.to_vec())),
+            Arc::new(BooleanArray::from(
+                (0..keys.len()).map(|i| (i % 2 == 0).then_some(true)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(sizes.to_vec())),
+            Arc::new(TimestampMillisecondArray::from(
+                (0..keys.len() as i64).map(|i| Some(1_675_166_400_000 + i)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(encryption.to_vec())),
+        ];
+        let mut out = Vec::new();
+        let mut writer = orc_rust::ArrowWriterBuilder::new(&mut out, schema.clone()).try_build().unwrap();
+        writer.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        writer.close().unwrap();
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn snapshot_rows_are_the_records_snapshot_columns() {
+        let keys = ["a b/+%c", "\u{65e5}\u{672c}", "plain"];
+        let good =
+            inventory_orc(&keys, &[Some(3), None, Some(0)], &[Some("SSE-KMS"), Some("SSE-FUTURE"), None]);
+        let (rows, error) = testing::snapshot_rows(read_orc("f", good.clone()).unwrap());
+        assert_eq!((rows.len(), &error), (3, &None));
+        assert!(rows[0].contains("size: Some(3)") && rows[0].contains("1675166400000"), "{}", rows[0]);
+        assert_eq!((rows, error), testing::expected_snapshot_rows(read_orc("f", good).unwrap()));
+        // The first bad row ends the read with the error its record has, the rows before it read.
+        let bad = inventory_orc(&keys, &[Some(3), Some(-5), Some(0)], &[None, None, None]);
+        let (rows, error) = testing::snapshot_rows(read_orc("f", bad.clone()).unwrap());
+        assert_eq!(rows.len(), 1);
+        let error = error.expect("a negative size");
+        assert!(error.to_string().starts_with("f: row 2, column Size:"), "{error}");
+        assert_eq!((rows, Some(error)), testing::expected_snapshot_rows(read_orc("f", bad).unwrap()));
+    }
 
     #[test]
     fn garbage_and_truncated_files_are_typed_errors() {

@@ -5,11 +5,6 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, RecordBatch, StringArray};
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{
-    DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -19,6 +14,7 @@ use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 
+use super::arrow_cells::BatchCells;
 use super::columns::InventoryColumn;
 use super::record::{
     InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, SnapshotRow, SnapshotRowBuilder,
@@ -214,12 +210,12 @@ impl ParquetRecords {
                 Ok(None) => return Ok(ArrowGroup::Read),
                 Err(_) => return Ok(ArrowGroup::Undecodable { delivered }),
             };
-            let Some(cells) = batch_cells(&self.columns, &batch) else {
+            let Ok(cells) = guarded(|| Ok(BatchCells::new(&self.columns, &batch))).and_then(|c| c) else {
                 return Ok(ArrowGroup::Undecodable { delivered });
             };
             for row in 0..batch.num_rows() {
                 let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
-                let filled = fill_row(&cells, row, &mut builder);
+                let filled = cells.fill(row, &mut builder);
                 self.row += 1;
                 delivered += 1;
                 filled?;
@@ -228,81 +224,6 @@ impl ParquetRecords {
             }
         }
     }
-}
-
-/// One column of an Arrow batch, typed once per batch.
-struct ColumnCells<'b> {
-    column: &'b InventoryColumn,
-    nulls: Option<&'b NullBuffer>,
-    values: CellValues<'b>,
-}
-
-enum CellValues<'b> {
-    /// Validated as UTF-8 by the decoder (the column is annotated as a string).
-    Text(&'b StringArray),
-    /// Not annotated: checked per cell, so a bad value is its row's error.
-    Bytes(&'b BinaryArray),
-    Bool(&'b BooleanArray),
-    Int32(&'b [i32]),
-    /// Integers and millisecond timestamps.
-    Int64(&'b [i64]),
-    Micros(&'b [i64]),
-}
-
-/// The batch's columns as typed cells; `None` for a type the flat schema check let through but
-/// Arrow decoded otherwise (the row group is then read by our column reader).
-fn batch_cells<'b>(columns: &'b [InventoryColumn], batch: &'b RecordBatch) -> Option<Vec<ColumnCells<'b>>> {
-    if batch.num_columns() != columns.len() {
-        return None;
-    }
-    columns
-        .iter()
-        .zip(batch.columns())
-        .map(|(column, array)| {
-            let values = match array.data_type() {
-                DataType::Utf8 => CellValues::Text(array.as_string::<i32>()),
-                DataType::Binary => CellValues::Bytes(array.as_binary::<i32>()),
-                DataType::Boolean => CellValues::Bool(array.as_boolean()),
-                DataType::Int32 => CellValues::Int32(array.as_primitive::<Int32Type>().values()),
-                DataType::Int64 => CellValues::Int64(array.as_primitive::<Int64Type>().values()),
-                DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                    CellValues::Int64(array.as_primitive::<TimestampMillisecondType>().values())
-                }
-                DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                    CellValues::Micros(array.as_primitive::<TimestampMicrosecondType>().values())
-                }
-                _ => return None,
-            };
-            Some(ColumnCells { column, nulls: array.nulls(), values })
-        })
-        .collect()
-}
-
-/// Feeds row `row`'s cells, in column order, to `target`. The first bad cell is the row's
-/// error and the cells after it are skipped, as a row of text is read.
-fn fill_row<'b, T: RowTarget<'b>>(
-    cells: &[ColumnCells<'b>],
-    row: usize,
-    target: &mut T,
-) -> Result<(), RowError> {
-    for cells in cells {
-        if cells.nulls.is_some_and(|nulls| nulls.is_null(row)) {
-            continue;
-        }
-        let column = cells.column;
-        match cells.values {
-            CellValues::Text(values) => target.set_text(column, values.value(row))?,
-            CellValues::Bytes(values) => match std::str::from_utf8(values.value(row)) {
-                Ok(text) => target.set_text(column, text)?,
-                Err(e) => return Err(target.ctx().invalid(column, format!("not UTF-8: {e}"))),
-            },
-            CellValues::Bool(values) => target.set_bool(column, values.value(row))?,
-            CellValues::Int32(values) => target.set_int(column, i64::from(values[row]))?,
-            CellValues::Int64(values) => target.set_int(column, values[row])?,
-            CellValues::Micros(values) => target.set_int(column, values[row].div_euclid(1000))?,
-        }
-    }
-    Ok(())
 }
 
 /// Runs a step of the Parquet decoder. Our own code is written not to panic; this guards the

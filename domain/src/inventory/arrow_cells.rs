@@ -1,0 +1,125 @@
+//! The rows of an Arrow record batch, fed cell by cell to a [`RowTarget`]: how ORC files and
+//! the snapshot path of Parquet files reach the same builders as CSV rows.
+
+use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, LargeStringArray, RecordBatch, StringArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::columns::InventoryColumn;
+use super::record::{RowError, RowTarget};
+
+/// A batch's columns, each typed once so that reading a cell is an index.
+pub(crate) struct BatchCells<'b> {
+    columns: Vec<ColumnCells<'b>>,
+}
+
+struct ColumnCells<'b> {
+    column: &'b InventoryColumn,
+    nulls: Option<&'b NullBuffer>,
+    values: CellValues<'b>,
+}
+
+enum CellValues<'b> {
+    /// Validated as UTF-8 by the decoder.
+    Text(&'b StringArray),
+    LargeText(&'b LargeStringArray),
+    /// Not annotated as text: checked per cell, so a bad value is its row's error.
+    Bytes(&'b BinaryArray),
+    Bool(&'b BooleanArray),
+    Int32(&'b [i32]),
+    Int64(&'b [i64]),
+    Timestamp(&'b [i64], TimeUnit),
+    /// Anything else (nested ACL structures, unexpected types): the text form of each cell,
+    /// as the Parquet row path gives it.
+    Formatted(Vec<String>),
+}
+
+impl<'b> BatchCells<'b> {
+    /// Types `batch`'s columns, named `columns` in batch order. `Err` when the batch has another
+    /// number of columns or a column has no text form.
+    pub(crate) fn new(columns: &'b [InventoryColumn], batch: &'b RecordBatch) -> Result<Self, String> {
+        if batch.num_columns() != columns.len() {
+            return Err(format!(
+                "{} columns in a batch of a {}-column file",
+                batch.num_columns(),
+                columns.len()
+            ));
+        }
+        let columns = columns
+            .iter()
+            .zip(batch.columns())
+            .map(|(column, array)| {
+                let values = match array.data_type() {
+                    DataType::Utf8 => CellValues::Text(array.as_string::<i32>()),
+                    DataType::LargeUtf8 => CellValues::LargeText(array.as_string::<i64>()),
+                    DataType::Binary => CellValues::Bytes(array.as_binary::<i32>()),
+                    DataType::Boolean => CellValues::Bool(array.as_boolean()),
+                    DataType::Int32 => CellValues::Int32(array.as_primitive::<Int32Type>().values()),
+                    DataType::Int64 => CellValues::Int64(array.as_primitive::<Int64Type>().values()),
+                    DataType::Timestamp(unit, _) => {
+                        CellValues::Timestamp(timestamp_values(array.as_ref(), *unit), *unit)
+                    }
+                    _ => CellValues::Formatted(formatted(array.as_ref())?),
+                };
+                Ok(ColumnCells { column, nulls: array.nulls(), values })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(BatchCells { columns })
+    }
+
+    /// Feeds row `row`'s cells, in column order, to `target`; nulls are skipped. The first bad
+    /// cell is the row's error and the cells after it are not read, as a row of text is read.
+    pub(crate) fn fill<'s, T: RowTarget<'s>>(&'s self, row: usize, target: &mut T) -> Result<(), RowError> {
+        for cells in &self.columns {
+            if cells.nulls.is_some_and(|nulls| nulls.is_null(row)) {
+                continue;
+            }
+            let column = cells.column;
+            match &cells.values {
+                CellValues::Text(values) => target.set_text(column, values.value(row))?,
+                CellValues::LargeText(values) => target.set_text(column, values.value(row))?,
+                CellValues::Bytes(values) => match std::str::from_utf8(values.value(row)) {
+                    Ok(text) => target.set_text(column, text)?,
+                    Err(e) => return Err(target.ctx().invalid(column, format!("not UTF-8: {e}"))),
+                },
+                CellValues::Bool(values) => target.set_bool(column, values.value(row))?,
+                CellValues::Int32(values) => target.set_int(column, i64::from(values[row]))?,
+                CellValues::Int64(values) => target.set_int(column, values[row])?,
+                CellValues::Timestamp(values, unit) => target.set_int(column, millis(values[row], *unit))?,
+                CellValues::Formatted(values) => target.set_text(column, &values[row])?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn timestamp_values(array: &dyn Array, unit: TimeUnit) -> &[i64] {
+    match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values(),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
+    }
+}
+
+/// A timestamp in milliseconds, rounded down as the Parquet row path does.
+fn millis(value: i64, unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => value.saturating_mul(1000),
+        TimeUnit::Millisecond => value,
+        TimeUnit::Microsecond => value.div_euclid(1000),
+        TimeUnit::Nanosecond => value.div_euclid(1_000_000),
+    }
+}
+
+/// Every cell's text form (an empty string for a null, which [`BatchCells::fill`] skips).
+fn formatted(array: &dyn Array) -> Result<Vec<String>, String> {
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default()).map_err(|e| e.to_string())?;
+    Ok((0..array.len())
+        .map(|row| if array.is_null(row) { String::new() } else { formatter.value(row).to_string() })
+        .collect())
+}
