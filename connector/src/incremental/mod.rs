@@ -92,8 +92,10 @@ impl InventorySpec {
     }
 }
 
-/// Default of [`IncrementalOptions::columnar_memory_bytes`]: 512 MiB.
-pub const DEFAULT_COLUMNAR_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+/// Default of [`IncrementalOptions::columnar_memory_bytes`]: 256 MiB. At 512 MiB a 50M-object
+/// Parquet report (10 files of 256 MB) read two files at once, for no time gained and 280 MiB
+/// more peak memory (bench/README.md).
+pub const DEFAULT_COLUMNAR_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Memory for Parquet and ORC data files, which are read whole: a file holds a share of the
 /// budget from before its GET until its rows are read. Shares are counted in MiB and granted

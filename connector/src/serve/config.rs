@@ -325,7 +325,7 @@ pub struct IncrementalSection {
     /// Bytes of one Parquet data file at most (read into memory). Default 1 GiB.
     pub max_parquet_file_bytes: u64,
     /// Bytes of Parquet and ORC data files held in memory at once per request, across the
-    /// files read in parallel (a larger file is read alone). Default 512 MiB.
+    /// files read in parallel (a larger file is read alone). Default 256 MiB.
     pub columnar_memory_bytes: u64,
 }
 
