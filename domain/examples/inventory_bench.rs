@@ -228,6 +228,9 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
 }
 
 fn main() -> Result<(), BoxError> {
+    // As the `s3-connector` binary does (connector/src/main.rs): no transparent huge pages.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let a = args()?;
     let store = StateStore::open(&a.state)?;
     // Every key of the destination, to find the complete reports as a listing would.
