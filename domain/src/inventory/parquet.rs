@@ -130,7 +130,10 @@ impl InventoryRows for ParquetRecords {
         // decode is read again by our column reader, which names the row and column at fault.
         let arrow = guarded(|| {
             let metadata = Arc::new(self.reader.metadata().clone());
-            ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new()).map_err(|e| e.to_string())
+            // Types from the Parquet schema alone: an Arrow schema a writer embedded could ask
+            // for dictionaries or views, which would take the slower text-form path.
+            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+            ArrowReaderMetadata::try_new(metadata, options).map_err(|e| e.to_string())
         })
         .ok();
         while self.next_group < self.reader.num_row_groups() {
@@ -997,6 +1000,30 @@ mod tests {
         let error = error.expect("the third key is not UTF-8");
         assert!(error.to_string().starts_with("f: row 3, column Key: not UTF-8"), "{error}");
         assert_eq!((rows, Some(error)), expected_snapshot_rows(bytes));
+    }
+
+    #[test]
+    fn a_file_written_from_arrow_with_a_dictionary_key_column_reads_as_records_do() {
+        // Writers such as pyarrow embed their Arrow schema (here a dictionary of keys).
+        use arrow::array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch, StringArray};
+        use arrow::datatypes::Int32Type;
+        let keys: DictionaryArray<Int32Type> =
+            vec!["a/1", "a/2", "a/1 copy", "\u{65e5}"].into_iter().collect();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("bucket", Arc::new(StringArray::from(vec!["src"; 4]))),
+            ("key", Arc::new(keys)),
+            ("size", Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)]))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut buf = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let bytes = Bytes::from(buf);
+        let (rows, error) = snapshot_rows(bytes.clone());
+        assert_eq!((rows.len(), &error), (4, &None));
+        assert!(rows[3].contains("\u{65e5}") && rows[3].contains("size: Some(4)"), "{}", rows[3]);
+        assert_eq!((rows, error), expected_snapshot_rows(bytes));
     }
 
     #[test]
