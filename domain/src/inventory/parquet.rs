@@ -213,7 +213,7 @@ impl ParquetRecords {
                 Ok(None) => return Ok(ArrowGroup::Read),
                 Err(_) => return Ok(ArrowGroup::Undecodable { delivered }),
             };
-            let Ok(cells) = guarded(|| Ok(BatchCells::new(&self.columns, &batch))).and_then(|c| c) else {
+            let Ok(cells) = guarded(|| BatchCells::new(&self.columns, &batch)) else {
                 return Ok(ArrowGroup::Undecodable { delivered });
             };
             for row in 0..batch.num_rows() {
