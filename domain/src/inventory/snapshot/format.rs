@@ -12,6 +12,14 @@
 //! reject a truncated or altered file before a single object is read: a caller never acts on a
 //! partial snapshot. Body entries are length-prefixed and key-prefix-compressed against the
 //! previous key (sorted keys share long prefixes).
+//!
+//! The body ends with a zstd skippable frame (which decoders pass over, so readers of the
+//! entries never see it) holding the snapshot's splitters: every [`SPLITTER_STRIDE`]th key,
+//! which the next build deals its rows by ([`read_splitters`]):
+//!
+//! ```text
+//! u32 0x184D2A5E | u32 frame length | (u32 key length | key)* | u32 keys length | "S3INVSPL"
+//! ```
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -38,6 +46,16 @@ const MAX_FIELD_LEN: u64 = 1 << 20;
 const ZSTD_LEVEL: i32 = 1;
 /// Decompressed bytes buffered in front of the entry decoder.
 const DECODE_BUFFER: usize = 256 * 1024;
+/// Objects between two splitters: a next day's rows are dealt into ranges of about this many
+/// keys ([`read_splitters`]).
+pub const SPLITTER_STRIDE: u64 = 1 << 16;
+/// First word of the splitters' skippable frame (zstd reserves 0x184D2A50..=0x184D2A5F).
+const SPLITTERS_FRAME_MAGIC: u32 = 0x184D_2A5E;
+/// Last bytes of a snapshot file that ends with splitters.
+const SPLITTERS_MARKER: &[u8; 8] = b"S3INVSPL";
+/// Cap on the splitters' bytes read back, so a corrupt length cannot make us allocate
+/// gigabytes (a billion objects at the longest keys need about 16 MB).
+const MAX_SPLITTERS_LEN: u64 = 64 << 20;
 
 /// One current object as kept in a snapshot: the fields a change is judged on, nothing else
 /// (no ACLs, owners or data).
@@ -1168,6 +1186,9 @@ pub struct SnapshotWriter {
     /// An owned object's flat entry, for [`Self::push`].
     flat: Vec<u8>,
     count: u64,
+    /// Every [`SPLITTER_STRIDE`]th key so far, written at the end.
+    splitters: Vec<Vec<u8>>,
+    splitter_stride: u64,
 }
 
 impl SnapshotWriter {
@@ -1203,7 +1224,16 @@ impl SnapshotWriter {
             staged: Vec::with_capacity(STAGED_BYTES + 4096),
             flat: Vec::with_capacity(256),
             count: 0,
+            splitters: Vec::new(),
+            splitter_stride: SPLITTER_STRIDE,
         })
+    }
+
+    /// Keeps every `stride`th key as a splitter instead of every [`SPLITTER_STRIDE`]th.
+    #[cfg(test)]
+    pub(crate) fn with_splitter_stride(mut self, stride: u64) -> Self {
+        self.splitter_stride = stride.max(1);
+        self
     }
 
     /// Appends one object; keys must be strictly increasing.
@@ -1248,6 +1278,9 @@ impl SnapshotWriter {
         let prev = self.prev_key.get_or_insert_with(Vec::new);
         prev.clear();
         prev.extend_from_slice(key);
+        if self.count > 0 && self.count.is_multiple_of(self.splitter_stride) {
+            self.splitters.push(key.to_vec());
+        }
         self.count += 1;
         Ok(())
     }
@@ -1268,6 +1301,7 @@ impl SnapshotWriter {
         let compressor =
             self.compressor.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
         let mut hashing = compressor.finish().map_err(io)?;
+        hashing.write_all(&splitters_frame(&self.splitters)).map_err(io)?;
         if let Some(syncer) = hashing.syncer.take() {
             syncer.finish().map_err(io)?;
         }
@@ -1316,6 +1350,63 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), SnapshotError> {
         _ => Path::new("."),
     };
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SnapshotError::io(dir, e))
+}
+
+/// The skippable frame that ends a snapshot's body (see the module documentation).
+fn splitters_frame(splitters: &[Vec<u8>]) -> Vec<u8> {
+    let keys_len: usize = splitters.iter().map(|k| 4 + k.len()).sum();
+    let mut frame = Vec::with_capacity(8 + keys_len + 4 + SPLITTERS_MARKER.len());
+    frame.extend_from_slice(&SPLITTERS_FRAME_MAGIC.to_le_bytes());
+    // Keys are at most 1024 bytes and splitters one per 65536 objects: lengths fit in u32.
+    frame.extend_from_slice(&((keys_len + 4 + SPLITTERS_MARKER.len()) as u32).to_le_bytes());
+    for key in splitters {
+        frame.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        frame.extend_from_slice(key);
+    }
+    frame.extend_from_slice(&(keys_len as u32).to_le_bytes());
+    frame.extend_from_slice(SPLITTERS_MARKER);
+    frame
+}
+
+/// The splitters a snapshot file ends with, in key order: empty for a file written before
+/// snapshots carried them. Reads only the file's end and does not verify its checksum: the
+/// splitters steer how the next snapshot is built, never what it holds.
+pub fn read_splitters(path: &Path) -> Result<Vec<Vec<u8>>, SnapshotError> {
+    let io = |e| SnapshotError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let tail_len = 4 + SPLITTERS_MARKER.len() as u64;
+    if file_len < PREAMBLE_LEN + tail_len {
+        return Ok(Vec::new());
+    }
+    file.seek(SeekFrom::End(-(tail_len as i64))).map_err(io)?;
+    let mut tail = [0u8; 12];
+    file.read_exact(&mut tail).map_err(io)?;
+    if &tail[4..] != SPLITTERS_MARKER {
+        return Ok(Vec::new());
+    }
+    let keys_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if keys_len > MAX_SPLITTERS_LEN || keys_len + tail_len > file_len - PREAMBLE_LEN {
+        return Err(SnapshotError::corrupt(path, format!("splitters of {keys_len} bytes")));
+    }
+    file.seek(SeekFrom::End(-((keys_len + tail_len) as i64))).map_err(io)?;
+    let mut keys = vec![0u8; keys_len as usize];
+    file.read_exact(&mut keys).map_err(io)?;
+    let mut splitters = Vec::new();
+    let mut rest = keys.as_slice();
+    while let Some((len, after)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((key, after)) = (len <= after.len()).then(|| after.split_at(len)) else { break };
+        splitters.push(key.to_vec());
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(SnapshotError::corrupt(path, "splitters cut short"));
+    }
+    if splitters.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(SnapshotError::corrupt(path, "splitters out of order"));
+    }
+    Ok(splitters)
 }
 
 /// The final checksum: the count is only known at the end, so it wraps the streamed digest.

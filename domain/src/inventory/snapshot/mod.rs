@@ -19,8 +19,8 @@ pub mod state;
 pub use datasets::{DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide};
 pub use diff::{ChangedField, ChangedFields, DiffEntry, ObjectChange, merge_join};
 pub use format::{
-    ObjectView, SNAPSHOT_FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotObject,
-    SnapshotReader, SnapshotWriter,
+    ObjectView, SNAPSHOT_FORMAT_VERSION, SPLITTER_STRIDE, SnapshotError, SnapshotHeader, SnapshotInfo,
+    SnapshotObject, SnapshotReader, SnapshotWriter, read_splitters,
 };
 pub use sort::{BuildError, DEFAULT_RUN_LEN, MAX_FAN_IN, RowBatch, SnapshotBuilder, build_snapshot};
 pub use state::{ReportDisposition, STATE_FORMAT_VERSION, StateError, StatePointer, StateStore};

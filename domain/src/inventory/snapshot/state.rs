@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::format::{SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, temp_sibling};
+use super::format::{SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, read_splitters, temp_sibling};
 
 /// Current pointer format version.
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -198,6 +198,16 @@ impl StateStore {
         let Some(pointer) = self.current(bucket, configuration_id)? else { return Ok(None) };
         let path = self.config_dir(bucket, configuration_id).join(&pointer.snapshot_file);
         Ok(Some(SnapshotReader::open(&path)?))
+    }
+
+    /// The current snapshot's splitters ([`read_splitters`]): empty without a state or for a
+    /// snapshot written before snapshots carried them. The checksum is not verified here:
+    /// [`current_snapshot`](Self::current_snapshot) does, and the splitters only steer how
+    /// the next snapshot is built.
+    pub fn current_splitters(&self, bucket: &str, configuration_id: &str) -> Result<Vec<Vec<u8>>, StateError> {
+        let Some(pointer) = self.current(bucket, configuration_id)? else { return Ok(Vec::new()) };
+        let path = self.config_dir(bucket, configuration_id).join(&pointer.snapshot_file);
+        Ok(read_splitters(&path)?)
     }
 
     /// Decides what to do with the report of `header`: refuse it (older than the state),

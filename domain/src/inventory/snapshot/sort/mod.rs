@@ -27,6 +27,8 @@ use super::format::{
 };
 use crate::inventory::record::{InventoryRecord, SnapshotRow};
 
+mod distribute;
+
 /// Default rows per in-memory run (about 100–200 MB of rows for typical keys).
 pub const DEFAULT_RUN_LEN: usize = 1_000_000;
 /// Most runs merged at once; more runs are merged in passes, bounding open files.
@@ -90,6 +92,8 @@ struct RunWriter {
     out: BufWriter<File>,
     prev_key: Vec<u8>,
     buf: Vec<u8>,
+    /// Bytes written so far: where the next entry starts.
+    written: u64,
 }
 
 impl RunWriter {
@@ -99,7 +103,7 @@ impl RunWriter {
         // Not compressed: runs are short-lived and read once, and their keys already share
         // prefixes; compressing them cost more CPU than the rest of the spill.
         let out = BufWriter::with_capacity(RUN_IO_BUFFER, file);
-        Ok(RunWriter { file: RunFile { path }, out, prev_key: Vec::new(), buf: Vec::new() })
+        Ok(RunWriter { file: RunFile { path }, out, prev_key: Vec::new(), buf: Vec::new(), written: 0 })
     }
 
     /// Appends a flat entry (see [`FlatEntry`]), delete-marker flag included.
@@ -107,6 +111,7 @@ impl RunWriter {
         self.buf.clear();
         reencode_entry(&mut self.buf, &self.prev_key, row.entry(), row.key_start(), row.key_end());
         self.out.write_all(&self.buf).map_err(|e| spill_err(&self.file.path, e))?;
+        self.written += self.buf.len() as u64;
         self.prev_key.clear();
         self.prev_key.extend_from_slice(row.key());
         Ok(())
@@ -496,6 +501,9 @@ const MERGE_THREADS: usize = 4;
 /// batches: the merge compares and hands out bytes, and decodes nothing.
 struct RunMerge {
     cursors: Vec<Cursor>,
+    /// One cursor whose keys are distinct and in order (sorted ranges): handed out as they
+    /// come, with no ordering or key comparisons.
+    distinct: bool,
     /// Cursors with a head, the greatest head first (the next row is popped off the end).
     by_head: Vec<usize>,
     last_key: Option<Vec<u8>>,
@@ -533,8 +541,13 @@ impl RunMerge {
         Ok(RunMerge::new(cursors))
     }
 
+    /// The winners of one cursor already holding each key once, in order.
+    fn of_distinct(cursor: Cursor) -> Self {
+        RunMerge { cursors: vec![cursor], distinct: true, by_head: Vec::new(), last_key: None, taken: None }
+    }
+
     fn new(cursors: Vec<Cursor>) -> Self {
-        let mut merge = RunMerge { cursors, by_head: Vec::new(), last_key: None, taken: None };
+        let mut merge = RunMerge { cursors, distinct: false, by_head: Vec::new(), last_key: None, taken: None };
         for i in 0..merge.cursors.len() {
             merge.insert(i);
         }
@@ -558,6 +571,13 @@ impl RunMerge {
 
     /// The cursor whose head is the next key's winning row.
     fn next_index(&mut self) -> Result<Option<usize>, BuildError> {
+        if self.distinct {
+            if self.taken.take().is_some() {
+                self.cursors[0].advance()?;
+            }
+            self.taken = self.cursors[0].head().map(|_| 0);
+            return Ok(self.taken);
+        }
         if let Some(i) = self.taken.take() {
             self.cursors[i].advance()?;
             self.insert(i);
@@ -758,6 +778,8 @@ pub struct SnapshotBuilder {
     runs: Vec<RunFile>,
     run_seq: usize,
     rows_seen: u64,
+    /// Set by [`Self::distribute_by`]: rows go into key ranges instead of runs.
+    distribution: Option<distribute::Distribution>,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -787,6 +809,21 @@ impl SnapshotBuilder {
             runs: Vec::new(),
             run_seq: 0,
             rows_seen: 0,
+            distribution: None,
+        }
+    }
+
+    /// Deals the rows into the key ranges between `splitters` (the previous snapshot's,
+    /// [`super::read_splitters`]) instead of sorting runs of them (a distribution sort: the
+    /// ranges are sorted one by one in the final pass, with no k-way merge). Only before the first row; splitters that are empty or
+    /// not strictly increasing are ignored. The snapshot is the same either way.
+    pub fn distribute_by(&mut self, splitters: Vec<Vec<u8>>) {
+        if self.rows_seen == 0 && self.distribution.is_none() {
+            self.distribution = distribute::Distribution::new(splitters, &self.spill_dir);
+            if self.distribution.is_some() {
+                // The run buffer's reservation is not needed.
+                self.buffer = RunBuffer::default();
+            }
         }
     }
 
@@ -796,8 +833,16 @@ impl SnapshotBuilder {
         let record = SnapshotRow::from(record);
         self.rows_seen += 1;
         if admit(&self.header.source_bucket, &record)? {
-            self.buffer.push(&record);
-            self.spill_if_full()?;
+            match &mut self.distribution {
+                Some(ranges) => {
+                    ranges.push(&record);
+                    ranges.flush_if_full(self.run_len)?;
+                }
+                None => {
+                    self.buffer.push(&record);
+                    self.spill_if_full()?;
+                }
+            }
         }
         Ok(())
     }
@@ -815,6 +860,13 @@ impl SnapshotBuilder {
     /// copied here. Runs are cut at `run_len` rows as with [`push`](Self::push).
     pub fn push_batch(&mut self, batch: RowBatch) -> Result<(), BuildError> {
         self.rows_seen += batch.rows_seen;
+        if let Some(ranges) = &mut self.distribution {
+            for row in &batch.buffer.rows {
+                ranges.push_copy(Flat { buffer: &batch.buffer, row });
+                ranges.flush_if_full(self.run_len)?;
+            }
+            return Ok(());
+        }
         for row in &batch.buffer.rows {
             self.buffer.push_copy(Flat { buffer: &batch.buffer, row });
             self.spill_if_full()?;
@@ -863,9 +915,8 @@ impl SnapshotBuilder {
 
     /// Merges everything into a snapshot at `path` (written atomically).
     pub fn finish(mut self, path: &Path) -> Result<SnapshotInfo, BuildError> {
-        let memory = self.prepare_final_merge()?;
+        let mut merge = self.final_merge()?;
         let mut snapshot = SnapshotWriter::create(path, self.header.clone())?;
-        let mut merge = RunMerge::open(&self.runs, memory)?;
         while let Some(i) = merge.next_object()? {
             if let Some(row) = merge.cursors[i].head() {
                 snapshot.push_flat(row.entry(), row.key_start(), row.key_end())?;
@@ -903,9 +954,9 @@ impl SnapshotBuilder {
         old: Option<OldSide>,
         mut on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
     ) -> Result<Result<SnapshotInfo, BuildError>, E> {
-        let prepared = self.prepare_final_merge().and_then(|memory| {
+        let prepared = self.final_merge().and_then(|merge| {
             let writer = SnapshotWriter::create(path, self.header.clone())?;
-            Ok((RunMerge::open(&self.runs, memory)?, writer))
+            Ok((merge, writer))
         });
         let (mut merge, mut writer) = match prepared {
             Ok(prepared) => prepared,
@@ -919,6 +970,16 @@ impl SnapshotBuilder {
         drop(merge);
         self.runs.clear();
         Ok(writer.finish().map_err(BuildError::from))
+    }
+
+    /// The winning rows in key order: the sorted ranges of a distributed build, or the merge
+    /// of the runs.
+    fn final_merge(&mut self) -> Result<RunMerge, BuildError> {
+        if let Some(ranges) = self.distribution.take() {
+            return Ok(RunMerge::of_distinct(Cursor::new(ranges.into_sorted(self.run_len)?)?));
+        }
+        let memory = self.prepare_final_merge()?;
+        RunMerge::open(&self.runs, memory)
     }
 
     /// Sorts the last buffer into a run kept in memory (returned) and merges the spilled runs
