@@ -144,7 +144,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     std::fs::create_dir_all(&spill)?;
     let mut builder = SnapshotBuilder::new(header, &spill, a.run_len);
     // As `incremental` does: the previous snapshot's splitters steer the sort.
-    builder.distribute_by(store.current_splitters(&manifest.source_bucket, &report.config_id)?);
+    let dealt = builder.distribute_by(store.current_splitters(&manifest.source_bucket, &report.config_id)?);
     let (tx, rx) = sync_channel::<RowBatch>(64);
     let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -218,6 +218,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
             "report": report.folder(),
             "format": manifest.file_format.as_str(),
             "rows": rows,
+            "dealt_into_ranges": dealt,
             "objects": info.object_count,
             "added": added, "removed": removed, "changed": changed, "datasets_changed": datasets,
             "read_sort_s": read_and_sort.as_secs_f64(),

@@ -759,6 +759,63 @@ async fn killing_the_process_mid_run_then_rerunning_gives_the_same_changes_and_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_dealt_into_the_previous_snapshots_key_ranges_builds_what_a_first_run_builds() {
+    // More objects than one splitter stride: day 1's snapshot carries a splitter, and day 2's
+    // rows are dealt into the two key ranges it makes.
+    let s3 = client().await;
+    let (dest, src) = buckets("ranges");
+    create_buckets(&s3, &[&dest, &src]).await;
+    let n = s3_connector_domain::inventory::snapshot::SPLITTER_STRIDE + 4_000;
+    let key = |i: u64| format!("bulk/{:06} p\u{e9}+%{}.csv", (i * 7919) % n, i % 3);
+    let day1: Vec<Row> = (0..n).map(|i| row(&key(i), i, "2024-01-01T00:00:00.000Z", "a", "SSE-S3")).collect();
+    let mut day2 = Vec::new();
+    let (mut removed, mut changed) = (0, 0);
+    for (i, r) in day1.iter().enumerate() {
+        match i % 50 {
+            0 => removed += 1,
+            1 => {
+                changed += 1;
+                day2.push(Row { size: r.size + 1, ..r.clone() });
+            }
+            2 => {
+                changed += 1;
+                day2.push(Row { encryption: "SSE-KMS", ..r.clone() });
+            }
+            _ => day2.push(r.clone()),
+        }
+    }
+    let added = ["0 first.csv", "bulk/000000 new.csv", "zz/last.csv"];
+    for k in added {
+        day2.push(row(k, 1, "2024-01-02T00:00:00.000Z", "b", "NOT-SSE"));
+    }
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-01T00-00Z", &day1, Format::Csv, 3)).await;
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-02T00-00Z", &day2, Format::Csv, 3)).await;
+
+    let (dealt, first) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(run(&dest, &src, dealt.path(), &["--report", "2024-01-01T00-00Z"]).code, 0);
+    let day1_snapshot =
+        state_files(dealt.path()).into_keys().find(|name| name.ends_with(".snap")).expect("day 1's snapshot");
+    let splitters =
+        s3_connector_domain::inventory::snapshot::read_splitters(&dealt.path().join(day1_snapshot)).unwrap();
+    assert_eq!(splitters.len(), 1);
+
+    let logs = ["--log", "s3_connector::incremental=debug", "--log-format", "json"];
+    let day2_run = run(&dest, &src, dealt.path(), &logs);
+    assert_eq!(day2_run.code, 0, "{}", day2_run.stderr);
+    let dealt_into = day2_run.stderr.lines().find(|l| l.contains("key ranges")).expect("the rows were dealt");
+    assert!(dealt_into.contains(r#""ranges":2"#), "{dealt_into}");
+    let summary = day2_run.summary();
+    assert_eq!(u64_field(summary, "objectsAdded"), added.len() as u64);
+    assert_eq!(u64_field(summary, "objectsRemoved"), removed);
+    assert_eq!(u64_field(summary, "objectsChanged"), changed);
+
+    // Day 2 as a first report: no previous snapshot, rows sorted in runs.
+    let first_run = run(&dest, &src, first.path(), &[]);
+    assert_eq!(first_run.code, 0, "{}", first_run.stderr);
+    assert_eq!(state_files(dealt.path()), state_files(first.path()), "byte-identical state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_and_parquet_reports_of_the_same_objects_give_identical_snapshots() {
     let s3 = client().await;
     let (dest_csv, src) = buckets("fmt");

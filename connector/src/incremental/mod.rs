@@ -723,13 +723,15 @@ pub(crate) async fn read_report_rows<B: Batch>(
     Ok((files_read, rows_read))
 }
 
-/// Reads the report's rows into a snapshot builder (sorted runs spilled next to `path`); the
-/// final merge is left to the caller.
+/// Reads the report's rows into a snapshot builder (spilled next to `path`; dealt into the key
+/// ranges between `splitters`, the previous snapshot's, when there are any); the final merge is
+/// left to the caller.
 async fn sort_report_rows(
     source: Arc<dyn InventorySource>,
     manifest: &Manifest,
     header: SnapshotHeader,
     path: &std::path::Path,
+    splitters: Vec<Vec<u8>>,
     options: Arc<IncrementalOptions>,
     summary: &mut pb::IncrementalSummary,
 ) -> Result<SnapshotBuilder, IncrementalError> {
@@ -737,6 +739,10 @@ async fn sort_report_rows(
     let spill_dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let (rows_tx, mut rows_rx) = mpsc::channel(options.file_concurrency.max(1) * 2);
     let mut builder = SnapshotBuilder::new(header, &spill_dir, options.sort_run_rows);
+    let ranges = splitters.len() + 1;
+    if builder.distribute_by(splitters) {
+        tracing::debug!(ranges, "rows dealt into the previous snapshot's key ranges");
+    }
     // Readers encode rows on their own threads; this one only appends them to sort runs.
     let template = builder.row_batch();
     let builder = tokio::task::spawn_blocking(move || {
@@ -906,9 +912,26 @@ async fn run_unboxed(
             (state.store().clone(), bucket.clone(), configuration_id.clone());
         tokio::task::spawn_blocking(move || store.current_snapshot(&bucket, &configuration_id))
     };
-    let builder =
-        sort_report_rows(source.clone(), &manifest, header, &snapshot_path, options.clone(), &mut summary)
-            .await?;
+    // The previous snapshot's splitters only steer the sort: without them (a first report, a
+    // snapshot written before they were kept, an unreadable tail) rows are sorted in runs, and
+    // the snapshot is the same.
+    let splitters = match previous {
+        Some(_) => state.store().current_splitters(&bucket, &configuration_id).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "previous snapshot's splitters unreadable: sorting the report in runs");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let builder = sort_report_rows(
+        source.clone(),
+        &manifest,
+        header,
+        &snapshot_path,
+        splitters,
+        options.clone(),
+        &mut summary,
+    )
+    .await?;
 
     // The final merge writes the new snapshot and merge-joins it against the previous one in
     // the same pass: object changes stream out as they are found.

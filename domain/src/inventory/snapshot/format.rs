@@ -1677,6 +1677,45 @@ mod tests {
     }
 
     #[test]
+    fn splitters_are_every_strideth_key_and_readers_pass_over_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.snap");
+        let objs: Vec<_> = (0..7).map(|i| obj(&format!("k{i}"), i)).collect();
+        let mut w = SnapshotWriter::create(&path, header()).unwrap().with_splitter_stride(3);
+        objs.iter().for_each(|o| w.push(o).unwrap());
+        w.finish().unwrap();
+        assert_eq!(read_splitters(&path).unwrap(), [b"k3".to_vec(), b"k6".to_vec()]);
+        let read: Vec<_> = SnapshotReader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, objs, "the skippable frame is not an entry");
+
+        // The splitters are under the checksum.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(2).rposition(|w| w == b"k6").unwrap();
+        bytes[at + 1] = b'7';
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(SnapshotReader::open(&path), Err(SnapshotError::ChecksumMismatch { .. })));
+    }
+
+    #[test]
+    fn a_file_without_splitters_has_none_and_a_bad_length_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(dir.path(), &[obj("a", 1), obj("b", 2)]);
+        assert_eq!(read_splitters(&info.path).unwrap(), Vec::<Vec<u8>>::new());
+        let mut bytes = std::fs::read(&info.path).unwrap();
+        // As written before snapshots kept splitters: no frame at the end.
+        let without = &bytes[..bytes.len() - 20];
+        std::fs::write(&info.path, without).unwrap();
+        assert_eq!(read_splitters(&info.path).unwrap(), Vec::<Vec<u8>>::new());
+        // A length past the file's start.
+        let len = bytes.len();
+        bytes[len - 12..len - 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&info.path, &bytes).unwrap();
+        let err = read_splitters(&info.path).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_CORRUPT", "{err}");
+        assert!(err.to_string().contains("splitters"), "{err}");
+    }
+
+    #[test]
     fn the_snapshot_id_names_the_report() {
         let h = header();
         assert_eq!(h.snapshot_id(), header().snapshot_id(), "stable");

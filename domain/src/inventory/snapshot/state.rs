@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::format::{SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, read_splitters, temp_sibling};
+use super::format::{
+    SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, read_splitters, temp_sibling,
+};
 
 /// Current pointer format version.
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -204,7 +206,11 @@ impl StateStore {
     /// snapshot written before snapshots carried them. The checksum is not verified here:
     /// [`current_snapshot`](Self::current_snapshot) does, and the splitters only steer how
     /// the next snapshot is built.
-    pub fn current_splitters(&self, bucket: &str, configuration_id: &str) -> Result<Vec<Vec<u8>>, StateError> {
+    pub fn current_splitters(
+        &self,
+        bucket: &str,
+        configuration_id: &str,
+    ) -> Result<Vec<Vec<u8>>, StateError> {
         let Some(pointer) = self.current(bucket, configuration_id)? else { return Ok(Vec::new()) };
         let path = self.config_dir(bucket, configuration_id).join(&pointer.snapshot_file);
         Ok(read_splitters(&path)?)
@@ -358,6 +364,30 @@ mod tests {
             .unwrap()
             .map(|r| r.map(|o| o.unwrap().key).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_current_snapshots_splitters_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(store.current_splitters("src", "daily/../x").unwrap().is_empty(), "no state yet");
+        let ReportDisposition::Process { snapshot_path, .. } = store.begin(&header(1)).unwrap() else {
+            panic!("report 1 should be processed")
+        };
+        let mut w = crate::inventory::snapshot::SnapshotWriter::create(&snapshot_path, header(1))
+            .unwrap()
+            .with_splitter_stride(2);
+        for key in ["a", "b", "c", "d", "e"] {
+            w.push(&crate::inventory::snapshot::SnapshotObject { key: key.into(), ..Default::default() })
+                .unwrap();
+        }
+        let info = w.finish().unwrap();
+        assert!(
+            store.current_splitters("src", "daily/../x").unwrap().is_empty(),
+            "not current before advance"
+        );
+        store.advance(&info).unwrap();
+        assert_eq!(store.current_splitters("src", "daily/../x").unwrap(), [b"c".to_vec(), b"e".to_vec()]);
     }
 
     #[test]

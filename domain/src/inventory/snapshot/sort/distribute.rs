@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 
 use super::super::format::{EntryDecoder, PREFETCH_BATCH, Prefetch};
 use super::{
-    Batches, BuildError, Flat, MAX_RUN_BYTES, RUN_IO_BUFFER, RunBuffer, RunFile, RunMerge, RunWriter, batches,
-    key_chunk, spill_err,
+    Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RUN_IO_BUFFER, RunBuffer, RunFile, RunMerge,
+    RunWriter, batches, key_chunk, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -37,6 +37,9 @@ struct Flush {
     segments: Vec<Segment>,
 }
 
+/// A written flush and the buffers it emptied.
+type Flushed = (Flush, Vec<RunBuffer>);
+
 /// Rows dealt into key ranges (see the module documentation).
 pub(super) struct Distribution {
     /// Strictly increasing; range `i` holds the keys with `i` splitters at or below them.
@@ -46,7 +49,7 @@ pub(super) struct Distribution {
     ranges: Vec<RunBuffer>,
     rows: usize,
     bytes: usize,
-    flushing: Option<JoinHandle<Result<(Flush, Vec<RunBuffer>), BuildError>>>,
+    flushing: Option<JoinHandle<Result<Flushed, BuildError>>>,
     /// The buffers of the last flush, emptied with their capacity, for the flush after next.
     spare: Option<Vec<RunBuffer>>,
     flushes: Vec<Flush>,
@@ -67,12 +70,12 @@ impl std::fmt::Debug for Distribution {
 impl Distribution {
     /// Ranges cut at `splitters`, or `None` when they are empty or not strictly increasing
     /// (then the build sorts runs as without them).
-    pub(super) fn new(splitters: Vec<Vec<u8>>, spill_dir: &Path) -> Option<Self> {
+    pub(super) fn new(splitters: Vec<Vec<u8>>, spill_dir: &Path, run_len: usize) -> Option<Self> {
         if splitters.is_empty() || splitters.windows(2).any(|w| w[0] >= w[1]) {
             return None;
         }
         let prefixes = splitters.iter().map(|s| key_chunk(s, 0)).collect();
-        let ranges = (0..=splitters.len()).map(|_| RunBuffer::default()).collect();
+        let ranges = Self::empty_ranges(splitters.len() + 1, run_len);
         Some(Distribution {
             splitters,
             prefixes,
@@ -85,6 +88,14 @@ impl Distribution {
             spill_dir: spill_dir.to_path_buf(),
             flush_seq: 0,
         })
+    }
+
+    /// Buffers for `count` ranges, each reserved for its share of a run of typical rows: grown
+    /// by doubling, they would copy their rows again at every step. The reservations are
+    /// address space until rows are written.
+    fn empty_ranges(count: usize, run_len: usize) -> Vec<RunBuffer> {
+        let rows = run_len.min(MAX_RESERVED_ROWS).div_ceil(count);
+        (0..count).map(|_| RunBuffer::batch(rows)).collect()
     }
 
     /// The range of `key`: the number of splitters at or below it.
@@ -122,7 +133,7 @@ impl Distribution {
             return Ok(());
         }
         self.join_flush()?;
-        let empty = self.spare.take().unwrap_or_else(|| (0..self.ranges.len()).map(|_| RunBuffer::default()).collect());
+        let empty = self.spare.take().unwrap_or_else(|| Self::empty_ranges(self.ranges.len(), run_len));
         let full = std::mem::replace(&mut self.ranges, empty);
         let (dir, seq) = (self.spill_dir.clone(), self.flush_seq);
         self.flush_seq += 1;
@@ -151,10 +162,19 @@ impl Distribution {
 
     /// Every range's winning rows in key order, sorted a thread ahead of the caller; ranges
     /// of more than `run_len` rows go through spilled runs.
-    pub(super) fn into_sorted(mut self, run_len: usize) -> Result<Batches, BuildError> {
+    pub(super) fn into_sorted(self, run_len: usize) -> Result<Batches, BuildError> {
+        let spill_dir = self.spill_dir.clone();
+        let ranges = self.into_ranges(run_len)?;
+        // Two ranges ready ahead of the join, one being sorted.
+        let ahead = Prefetch::spawn("snapshot-ranges", ranges, 1, 2).map_err(|e| spill_err(&spill_dir, e))?;
+        Ok(Box::new(ahead))
+    }
+
+    /// The ranges to sort, once the last flush is written.
+    fn into_ranges(mut self, run_len: usize) -> Result<Ranges, BuildError> {
         self.join_flush()?;
         self.spare = None;
-        let ranges = Ranges {
+        Ok(Ranges {
             flushes: std::mem::take(&mut self.flushes),
             memory: std::mem::take(&mut self.ranges).into_iter(),
             next: 0,
@@ -162,10 +182,7 @@ impl Distribution {
             spill_dir: self.spill_dir.clone(),
             merging: None,
             failed: false,
-        };
-        // Two ranges ready ahead of the join, one being sorted.
-        let ahead = Prefetch::spawn("snapshot-ranges", ranges, 1, 2).map_err(|e| spill_err(&self.spill_dir, e))?;
-        Ok(Box::new(ahead))
+        })
     }
 }
 
@@ -180,8 +197,12 @@ impl Drop for Distribution {
 
 /// Writes every range's rows, in arrival order, as one segment each of a new spill file;
 /// returns the flush and the buffers, emptied with their capacity.
-fn flush(mut ranges: Vec<RunBuffer>, spill_dir: &Path, seq: usize) -> Result<(Flush, Vec<RunBuffer>), BuildError> {
-    let mut writer = RunWriter::create(spill_dir, seq)?;
+fn flush(
+    mut ranges: Vec<RunBuffer>,
+    spill_dir: &Path,
+    seq: usize,
+) -> Result<(Flush, Vec<RunBuffer>), BuildError> {
+    let mut writer = RunWriter::create(spill_dir, &format!("flush-{seq}"))?;
     let mut segments = Vec::with_capacity(ranges.len());
     for range in &mut ranges {
         let offset = writer.written;
@@ -214,7 +235,10 @@ fn read_segment(flush: &Flush, range: usize, into: &mut RunBuffer) -> Result<(),
         read += 1;
     }
     if read != segment.rows {
-        return Err(spill_err(path, format!("range {range}: {read} rows read back, {} written", segment.rows)));
+        return Err(spill_err(
+            path,
+            format!("range {range}: {read} rows read back, {} written", segment.rows),
+        ));
     }
     Ok(())
 }
@@ -257,14 +281,15 @@ impl Ranges {
         let mut rows = RunBuffer::default();
         for flush in &self.flushes {
             if rows.len() + flush.segments[range].rows > self.run_len {
-                let (run, emptied) = rows.spill(&self.spill_dir, runs.len())?;
+                let (run, emptied) =
+                    rows.spill(&self.spill_dir, &format!("range-{range}-run-{}", runs.len()))?;
                 runs.push(run);
                 rows = emptied;
             }
             read_segment(flush, range, &mut rows)?;
         }
         if rows.len() + memory.len() > self.run_len {
-            let (run, _) = rows.spill(&self.spill_dir, runs.len())?;
+            let (run, _) = rows.spill(&self.spill_dir, &format!("range-{range}-run-{}", runs.len()))?;
             runs.push(run);
             rows = memory;
         } else {
@@ -311,6 +336,183 @@ impl Iterator for Ranges {
                     return Some(Err(e));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::SnapshotBuilder;
+    use super::*;
+    use crate::inventory::record::InventoryRecord;
+    use crate::inventory::reduce::current_objects;
+    use crate::inventory::snapshot::SnapshotInfo;
+    use crate::inventory::snapshot::format::{SnapshotObject, SnapshotReader};
+    use crate::inventory::snapshot::test_support::{
+        OwnedEntry, arb_key, arb_records, header, write_snapshot,
+    };
+
+    fn row(key: &str, size: u64) -> InventoryRecord {
+        InventoryRecord { bucket: "src".into(), key: key.into(), size: Some(size), ..Default::default() }
+    }
+
+    /// Spill files by kind (`flush`, `range`, `run`) in `dir`.
+    fn spill_files(dir: &Path, kind: &str) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(&format!("-{kind}-")))
+            .count()
+    }
+
+    /// The snapshot and diff entries of `records` against `old`, dealt by `splitters` (none:
+    /// sorted in runs), pushed in batches of `batch_len` (0: one by one). Every spill file is
+    /// gone at the end.
+    fn diffed(
+        old: &[SnapshotObject],
+        records: &[InventoryRecord],
+        splitters: &[String],
+        run_len: usize,
+        batch_len: usize,
+    ) -> (Vec<SnapshotObject>, Vec<OwnedEntry>) {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SnapshotReader::open(&write_snapshot(dir.path(), "old.snap", old)).unwrap();
+        let spill = dir.path().join("spill");
+        std::fs::create_dir(&spill).unwrap();
+        let mut b = SnapshotBuilder::new(header(), &spill, run_len);
+        assert_eq!(
+            b.distribute_by(splitters.iter().map(|s| s.as_bytes().to_vec()).collect()),
+            !splitters.is_empty()
+        );
+        if batch_len == 0 {
+            records.iter().for_each(|r| b.push(r).unwrap());
+        } else {
+            for chunk in records.chunks(batch_len) {
+                let mut batch = b.row_batch();
+                chunk.iter().for_each(|r| batch.push(r).unwrap());
+                b.push_batch(batch).unwrap();
+            }
+        }
+        let mut entries = Vec::new();
+        let info: SnapshotInfo = b
+            .finish_with_diff(&dir.path().join("s.snap"), Some(old), |e| {
+                entries.push(OwnedEntry::from(e));
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "no spill file left");
+        let objs = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+        (objs, entries)
+    }
+
+    /// Rows dealt by `splitters` with runs of `run_len`, each pushed and flushed as the builder does.
+    fn dealt(dir: &Path, splitters: &[&str], run_len: usize, records: &[InventoryRecord]) -> Ranges {
+        let splitters = splitters.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let mut ranges = Distribution::new(splitters, dir, run_len).unwrap();
+        for r in records {
+            ranges.push(&SnapshotRow::from(r));
+            ranges.flush_if_full(run_len).unwrap();
+        }
+        ranges.into_ranges(run_len).unwrap()
+    }
+
+    /// Key and size of every row of `batches`, in order.
+    fn rows_of(batches: impl Iterator<Item = Result<RunBuffer, BuildError>>) -> Vec<(String, Option<u64>)> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            let batch = batch.unwrap();
+            for row in &batch.rows {
+                let object = Flat { buffer: &batch, row }.view().unwrap().to_object();
+                rows.push((object.key, object.size));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn a_range_larger_than_a_run_is_merged_from_runs() {
+        // Every row falls below the one splitter: one range of 100 rows, runs of 10.
+        let records: Vec<_> = (0..100u64).map(|i| row(&format!("k{:03}", (i * 37) % 100), i)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ranges = dealt(dir.path(), &["z"], 10, &records);
+        assert_eq!(ranges.flushes.len(), 10);
+        let memory = ranges.memory.next().unwrap();
+        let Ok(SortedRange::Merged(batches)) = ranges.sort(0, memory) else { panic!("not merged from runs") };
+        assert_eq!(spill_files(dir.path(), "run"), 9, "nine runs of 10 rows spilled, the last 10 in memory");
+        let expected: Vec<_> = (0..100u64).map(|k| (format!("k{k:03}"), Some((k * 73) % 100))).collect();
+        assert_eq!(rows_of(batches), expected);
+        assert_eq!(spill_files(dir.path(), "run"), 0, "its runs are removed with its merge");
+    }
+
+    #[test]
+    fn full_buffers_are_flushed_and_read_back() {
+        // Every key twice; the second row, newer, is kept.
+        let records: Vec<_> = (0..600u64)
+            .map(|i| InventoryRecord {
+                last_modified_ms: Some((i / 300) as i64),
+                ..row(&format!("k{:03}", (i * 7) % 300), i)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let ranges = dealt(dir.path(), &["k050", "k100", "k150", "k200", "k250"], 64, &records);
+        assert_eq!(ranges.flushes.len(), 9, "600 rows in buffers of 64: nine flushes, 24 rows in memory");
+        assert_eq!(spill_files(dir.path(), "flush"), 9);
+        let rows = rows_of(ranges);
+        assert_eq!(spill_files(dir.path(), "flush"), 0, "flushes are removed once read");
+        let expected: Vec<_> =
+            (0..300u64).map(|k| (format!("k{k:03}"), Some((k * 43) % 300 + 300))).collect();
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn splitters_out_of_order_or_late_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SnapshotBuilder::new(header(), dir.path(), 10);
+        assert!(!b.distribute_by(vec![b"b".to_vec(), b"a".to_vec()]));
+        assert!(!b.distribute_by(vec![b"a".to_vec(), b"a".to_vec()]));
+        b.push(&row("x", 1)).unwrap();
+        assert!(!b.distribute_by(vec![b"m".to_vec()]), "rows already went into a run");
+        assert!(b.distribution.is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A key's range is the number of splitters at or below it, whatever prefixes they
+        /// share (keys shorter than a chunk, NUL bytes, shared 8-byte chunks).
+        #[test]
+        fn a_key_falls_in_its_range(
+            splitters in proptest::collection::btree_set("(sales/or|sales/orders/|ab|a)?[a\u{0}b/]{0,10}", 1..12),
+            keys in proptest::collection::vec("(sales/or|sales/orders/|ab|a)?[a\u{0}b/]{0,10}", 1..40),
+        ) {
+            let splitters: Vec<Vec<u8>> = splitters.into_iter().map(String::into_bytes).collect();
+            let ranges = Distribution::new(splitters.clone(), Path::new("."), 10).unwrap();
+            for key in keys {
+                let expected = splitters.iter().filter(|s| s.as_slice() <= key.as_bytes()).count();
+                prop_assert_eq!(ranges.range_of(key.as_bytes()), expected, "{:?}", key);
+            }
+        }
+
+        /// Dealt into ranges, the rows give the snapshot and the diff entries that sorting
+        /// them in runs gives, whatever the splitters, run and batch sizes (buffers flushed,
+        /// ranges outgrowing a run).
+        #[test]
+        fn distributed_builds_equal_sorted_runs(
+            old_records in arb_records(40),
+            records in arb_records(80),
+            splitters in proptest::collection::btree_set(arb_key(), 1..8),
+            run_len in 1usize..12,
+            batch_len in 0usize..9,
+        ) {
+            let old: Vec<SnapshotObject> =
+                current_objects(old_records).iter().map(SnapshotObject::from).collect();
+            let splitters: Vec<String> = splitters.into_iter().collect();
+            let expected = diffed(&old, &records, &[], run_len, batch_len);
+            let expected_objects: Vec<SnapshotObject> =
+                current_objects(records.clone()).iter().map(SnapshotObject::from).collect();
+            prop_assert_eq!(&expected.0, &expected_objects);
+            prop_assert_eq!(diffed(&old, &records, &splitters, run_len, batch_len), expected);
         }
     }
 }

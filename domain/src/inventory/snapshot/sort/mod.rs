@@ -97,8 +97,9 @@ struct RunWriter {
 }
 
 impl RunWriter {
-    fn create(spill_dir: &Path, seq: usize) -> Result<Self, BuildError> {
-        let path = temp_sibling(&spill_dir.join(format!("run-{seq}.spill")));
+    /// A new spill file named after `stem` in `spill_dir`.
+    fn create(spill_dir: &Path, stem: &str) -> Result<Self, BuildError> {
+        let path = temp_sibling(&spill_dir.join(format!("{stem}.spill")));
         let file = File::create(&path).map_err(|e| spill_err(&path, e))?;
         // Not compressed: runs are short-lived and read once, and their keys already share
         // prefixes; compressing them cost more CPU than the rest of the spill.
@@ -283,10 +284,10 @@ impl RunBuffer {
 
     /// Sorts, keeps each key's winner and writes the run; returns the run and this buffer,
     /// emptied but with its capacity, for the next run (no regrowth, no fresh pages).
-    fn spill(mut self, spill_dir: &Path, seq: usize) -> Result<(RunFile, RunBuffer), BuildError> {
+    fn spill(mut self, spill_dir: &Path, stem: &str) -> Result<(RunFile, RunBuffer), BuildError> {
         let mut rows = std::mem::take(&mut self.rows);
         self.sort_by_chunks(&mut rows, 0);
-        let mut writer = RunWriter::create(spill_dir, seq)?;
+        let mut writer = RunWriter::create(spill_dir, stem)?;
         let mut prev: Option<&RowRef> = None;
         for row in &rows {
             if prev.is_none_or(|p| self.key(p) != self.key(row)) {
@@ -547,7 +548,8 @@ impl RunMerge {
     }
 
     fn new(cursors: Vec<Cursor>) -> Self {
-        let mut merge = RunMerge { cursors, distinct: false, by_head: Vec::new(), last_key: None, taken: None };
+        let mut merge =
+            RunMerge { cursors, distinct: false, by_head: Vec::new(), last_key: None, taken: None };
         for i in 0..merge.cursors.len() {
             merge.insert(i);
         }
@@ -816,15 +818,17 @@ impl SnapshotBuilder {
     /// Deals the rows into the key ranges between `splitters` (the previous snapshot's,
     /// [`super::read_splitters`]) instead of sorting runs of them (a distribution sort: the
     /// ranges are sorted one by one in the final pass, with no k-way merge). Only before the first row; splitters that are empty or
-    /// not strictly increasing are ignored. The snapshot is the same either way.
-    pub fn distribute_by(&mut self, splitters: Vec<Vec<u8>>) {
+    /// not strictly increasing are ignored. The snapshot is the same either way. Returns
+    /// whether the rows will be dealt.
+    pub fn distribute_by(&mut self, splitters: Vec<Vec<u8>>) -> bool {
         if self.rows_seen == 0 && self.distribution.is_none() {
-            self.distribution = distribute::Distribution::new(splitters, &self.spill_dir);
+            self.distribution = distribute::Distribution::new(splitters, &self.spill_dir, self.run_len);
             if self.distribution.is_some() {
                 // The run buffer's reservation is not needed.
                 self.buffer = RunBuffer::default();
             }
         }
+        self.distribution.is_some()
     }
 
     /// Adds one row. Non-latest versions are dropped at once; rows of another bucket are an
@@ -907,7 +911,7 @@ impl SnapshotBuilder {
         self.run_seq += 1;
         let spawned = std::thread::Builder::new()
             .name("snapshot-run".into())
-            .spawn(move || buffer.spill(&dir, seq))
+            .spawn(move || buffer.spill(&dir, &format!("run-{seq}")))
             .map_err(|e| spill_err(&self.spill_dir, e))?;
         self.spilling = Some(spawned);
         Ok(())
@@ -991,7 +995,7 @@ impl SnapshotBuilder {
         while self.runs.len() > MAX_FAN_IN {
             let mut next = Vec::new();
             for group in std::mem::take(&mut self.runs).chunks(MAX_FAN_IN) {
-                let mut writer = RunWriter::create(&self.spill_dir, self.run_seq)?;
+                let mut writer = RunWriter::create(&self.spill_dir, &format!("run-{}", self.run_seq))?;
                 self.run_seq += 1;
                 let mut merge = RunMerge::open(group, None)?;
                 while let Some(row) = merge.next_winner()? {
