@@ -34,9 +34,12 @@ for format in $formats; do
     "$target/release/examples/inventory_bench" --dest "$dest" --state "$state" --threads "$threads" --report 2024-01-02T00-00Z
     "$target/release/examples/inventory_bench" --dest "$dest" --state "$state" --threads "$threads" --report 2024-01-03T00-00Z
     if [[ -z "${SKIP_DUCKDB:-}" ]]; then
-        echo "==> DuckDB: both reports, full outer join"
-        "$venv/bin/python" "$repo/bench/inventory_duckdb.py" "$dest" \
-            inventory/src-bucket/daily/2024-01-02T00-00Z/manifest.json \
-            inventory/src-bucket/daily/2024-01-03T00-00Z/manifest.json
+        day1=inventory/src-bucket/daily/2024-01-02T00-00Z/manifest.json
+        day2=inventory/src-bucket/daily/2024-01-03T00-00Z/manifest.json
+        echo "==> DuckDB: both reports, full outer join, counts only"
+        "$venv/bin/python" "$repo/bench/inventory_duckdb.py" "$dest" "$day1" "$day2"
+        echo "==> DuckDB: the same job as ours (MD5s checked, new state and change rows written, fsynced)"
+        rm -rf "$out/$format-$objects/duckdb-state"
+        "$venv/bin/python" "$repo/bench/inventory_duckdb.py" "$dest" "$day1" "$day2" --stateful "$out/$format-$objects/duckdb-state"
     fi
 done

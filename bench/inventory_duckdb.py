@@ -1,27 +1,46 @@
 """The same day-over-day inventory diff in DuckDB, for comparison (see bench/README.md).
 
-Usage: inventory_duckdb.py DEST_DIR DAY1_MANIFEST_KEY DAY2_MANIFEST_KEY
-Reads both reports' data files (CSV.gz or Parquet, from their manifests), full-outer-joins
-them on the key and counts added / removed / changed objects. Prints one JSON line with the
-wall time of the query and the process's peak RSS.
+Usage: inventory_duckdb.py DEST_DIR DAY1_MANIFEST_KEY DAY2_MANIFEST_KEY [--stateful STATE_DIR]
+
+Default (count): reads both reports' data files (CSV.gz or Parquet, from their manifests),
+full-outer-joins them on the key and counts added / removed / changed objects.
+
+--stateful: the job `incremental` does, in DuckDB's best way. Untimed, day 1's report is kept as
+the state (STATE_DIR/state.parquet, zstd). Timed, for day 2: every data file's MD5 is checked
+against the manifest, the report is written as the new state (Parquet, zstd), the change rows
+(kind, key, old and new fields) are written to STATE_DIR/changes.parquet from a full outer join
+of the old state with the new, both files are fsynced and the new state renamed into place.
+(DuckDB's own database file was slower for this: 4.5 s against 2.9 s at 5M objects.)
+
+Prints one JSON line with the wall time and the process's peak RSS.
 """
+import hashlib
 import json
 import os
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 
+COLUMNS = ["k", "size", "etag", "lm", "sc", "enc", "bk"]
+CHANGED = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in COLUMNS[1:])
+
+
+def manifest_of(dest, manifest_key):
+    with open(os.path.join(dest, manifest_key), "rb") as f:
+        return json.load(f)
+
 
 def files_and_format(dest, manifest_key):
-    with open(os.path.join(dest, manifest_key), "rb") as f:
-        manifest = json.load(f)
+    manifest = manifest_of(dest, manifest_key)
     columns = [c.strip() for c in manifest["fileSchema"].split(",")] if manifest["fileFormat"] == "CSV" else None
     return [os.path.join(dest, f["key"]) for f in manifest["files"]], manifest["fileFormat"], columns
 
 
-def relation(con, name, files, fmt, columns):
+def report_select(files, fmt, columns):
+    """A SELECT of the snapshot columns of a report's data files."""
     if fmt == "CSV":
         cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
         source = f"read_csv({files!r}, columns={{{cols}}}, header=false, compression='gzip', quote='\"')"
@@ -31,31 +50,98 @@ def relation(con, name, files, fmt, columns):
         source = f"read_parquet({files!r})"
         select = ("key AS k, size, e_tag AS etag, last_modified_date AS lm, storage_class AS sc, "
                   "encryption_status AS enc, bucket_key_status AS bk")
-    con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
+    return f"SELECT {select} FROM {source}"
 
 
-def main():
-    dest, day1, day2 = sys.argv[1:4]
+def peak_rss_mib():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def threads(con):
+    return con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+
+def count(dest, day1, day2):
     con = duckdb.connect()
     started = time.monotonic()
     for name, key in (("d1", day1), ("d2", day2)):
         files, fmt, columns = files_and_format(dest, key)
-        relation(con, name, files, fmt, columns)
-    added, removed, changed = con.execute("""
+        con.execute(f"CREATE VIEW {name} AS {report_select(files, fmt, columns)}")
+    added, removed, changed = con.execute(f"""
         SELECT count(*) FILTER (WHERE o.k IS NULL),
                count(*) FILTER (WHERE n.k IS NULL),
-               count(*) FILTER (WHERE o.k IS NOT NULL AND n.k IS NOT NULL AND (
-                   o.size IS DISTINCT FROM n.size OR o.etag IS DISTINCT FROM n.etag OR
-                   o.lm IS DISTINCT FROM n.lm OR o.sc IS DISTINCT FROM n.sc OR
-                   o.enc IS DISTINCT FROM n.enc OR o.bk IS DISTINCT FROM n.bk))
+               count(*) FILTER (WHERE o.k IS NOT NULL AND n.k IS NOT NULL AND ({CHANGED}))
         FROM d1 o FULL OUTER JOIN d2 n ON o.k = n.k
     """).fetchone()
     elapsed = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"engine": "duckdb " + duckdb.__version__, "format": fmt, "added": added,
-                      "removed": removed, "changed": changed, "total_s": round(elapsed, 3),
-                      "peak_rss_mib": round(peak, 1), "threads": con.execute(
-                          "SELECT current_setting('threads')").fetchone()[0]}))
+    return {"engine": "duckdb " + duckdb.__version__, "mode": "count", "format": fmt, "added": added,
+            "removed": removed, "changed": changed, "total_s": round(elapsed, 3),
+            "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+
+
+def md5_matches(path, expected):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == expected
+
+
+def fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stateful(dest, day1, day2, state_dir):
+    os.makedirs(state_dir, exist_ok=True)
+    state = os.path.join(state_dir, "state.parquet")
+    staged = os.path.join(state_dir, "state.new.parquet")
+    changes = os.path.join(state_dir, "changes.parquet")
+    con = duckdb.connect()
+    # Untimed: day 1 kept as the state, as `incremental`'s first run does.
+    files, fmt, columns = files_and_format(dest, day1)
+    con.execute(f"COPY ({report_select(files, fmt, columns)}) TO '{state}' (FORMAT parquet, COMPRESSION zstd)")
+    fsync(state)
+
+    started = time.monotonic()
+    manifest = manifest_of(dest, day2)
+    checks = [(os.path.join(dest, f["key"]), f["MD5checksum"]) for f in manifest["files"]]
+    with ThreadPoolExecutor(int(threads(con))) as pool:
+        verified = list(pool.map(lambda check: md5_matches(*check), checks))
+    if not all(verified):
+        sys.exit("a data file does not match its manifest MD5")
+    files, fmt, columns = files_and_format(dest, day2)
+    con.execute(f"COPY ({report_select(files, fmt, columns)}) TO '{staged}' (FORMAT parquet, COMPRESSION zstd)")
+    fields = ", ".join(f"o.{c} AS old_{c}, n.{c} AS {c}" for c in COLUMNS[1:])
+    con.execute(f"""COPY (
+        SELECT CASE WHEN o.k IS NULL THEN 'added' WHEN n.k IS NULL THEN 'removed' ELSE 'changed' END AS kind,
+               coalesce(n.k, o.k) AS key, {fields}
+        FROM read_parquet('{state}') o FULL OUTER JOIN read_parquet('{staged}') n ON o.k = n.k
+        WHERE o.k IS NULL OR n.k IS NULL OR {CHANGED}
+    ) TO '{changes}' (FORMAT parquet)""")
+    fsync(changes)
+    fsync(staged)
+    os.replace(staged, state)
+    elapsed = time.monotonic() - started
+    kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{changes}') GROUP BY kind").fetchall())
+    return {"engine": "duckdb " + duckdb.__version__, "mode": "stateful", "format": fmt,
+            "added": kinds.get("added", 0), "removed": kinds.get("removed", 0), "changed": kinds.get("changed", 0),
+            "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+
+
+def main():
+    args = sys.argv[1:]
+    state_dir = None
+    if "--stateful" in args:
+        at = args.index("--stateful")
+        state_dir = args[at + 1]
+        del args[at:at + 2]
+    dest, day1, day2 = args
+    result = stateful(dest, day1, day2, state_dir) if state_dir else count(dest, day1, day2)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

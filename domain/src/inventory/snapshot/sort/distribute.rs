@@ -12,14 +12,14 @@
 //! same snapshot.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use super::super::format::{EntryDecoder, PREFETCH_BATCH, Prefetch};
 use super::{
-    Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RUN_IO_BUFFER, RunBuffer, RunFile, RunMerge,
-    RunWriter, batches, key_chunk, spill_err,
+    Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
+    batches, key_chunk, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -37,8 +37,44 @@ struct Flush {
     segments: Vec<Segment>,
 }
 
-/// A written flush and the buffers it emptied.
-type Flushed = (Flush, Vec<RunBuffer>);
+/// Rows in arrival order, each with its range: one arena for every range, so memory is that of
+/// a sort run (separate buffers per range cost far more: hundreds of allocations growing apart).
+#[derive(Default)]
+struct Dealt {
+    rows: RunBuffer,
+    /// The range of each row of `rows`.
+    ranges: Vec<u32>,
+}
+
+impl Dealt {
+    /// The row indices grouped by range (stable within a range), and where each range's
+    /// group starts (`count + 1` bounds): a counting sort of the range ids.
+    fn by_range(&self, count: usize) -> (Vec<u32>, Vec<usize>) {
+        let mut starts = vec![0usize; count + 1];
+        for &r in &self.ranges {
+            starts[r as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; self.ranges.len()];
+        for (i, &r) in self.ranges.iter().enumerate() {
+            order[next[r as usize]] = i as u32;
+            next[r as usize] += 1;
+        }
+        (order, starts)
+    }
+
+    fn clear(&mut self) {
+        self.rows.rows.clear();
+        self.rows.arena.clear();
+        self.ranges.clear();
+    }
+}
+
+/// A written flush and the buffer it emptied.
+type Flushed = (Flush, Dealt);
 
 /// Rows dealt into key ranges (see the module documentation).
 pub(super) struct Distribution {
@@ -46,12 +82,10 @@ pub(super) struct Distribution {
     splitters: Vec<Vec<u8>>,
     /// Each splitter's first 8 bytes ([`key_chunk`]): most rows find their range on these.
     prefixes: Vec<u64>,
-    ranges: Vec<RunBuffer>,
-    rows: usize,
-    bytes: usize,
+    dealt: Dealt,
     flushing: Option<JoinHandle<Result<Flushed, BuildError>>>,
-    /// The buffers of the last flush, emptied with their capacity, for the flush after next.
-    spare: Option<Vec<RunBuffer>>,
+    /// The buffer of the last flush, emptied with its capacity, for the flush after next.
+    spare: Option<Dealt>,
     flushes: Vec<Flush>,
     spill_dir: PathBuf,
     flush_seq: usize,
@@ -61,7 +95,7 @@ impl std::fmt::Debug for Distribution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Splitters are keys: counted, not printed.
         f.debug_struct("Distribution")
-            .field("ranges", &self.ranges.len())
+            .field("ranges", &self.range_count())
             .field("flushes", &self.flushes.len())
             .finish()
     }
@@ -71,17 +105,17 @@ impl Distribution {
     /// Ranges cut at `splitters`, or `None` when they are empty or not strictly increasing
     /// (then the build sorts runs as without them).
     pub(super) fn new(splitters: Vec<Vec<u8>>, spill_dir: &Path, run_len: usize) -> Option<Self> {
-        if splitters.is_empty() || splitters.windows(2).any(|w| w[0] >= w[1]) {
+        if splitters.is_empty()
+            || splitters.windows(2).any(|w| w[0] >= w[1])
+            || splitters.len() >= u32::MAX as usize
+        {
             return None;
         }
         let prefixes = splitters.iter().map(|s| key_chunk(s, 0)).collect();
-        let ranges = Self::empty_ranges(splitters.len() + 1, run_len);
         Some(Distribution {
             splitters,
             prefixes,
-            ranges,
-            rows: 0,
-            bytes: 0,
+            dealt: Self::empty(run_len),
             flushing: None,
             spare: None,
             flushes: Vec::new(),
@@ -90,58 +124,55 @@ impl Distribution {
         })
     }
 
-    /// Buffers for `count` ranges, each reserved for its share of a run of typical rows: grown
-    /// by doubling, they would copy their rows again at every step. The reservations are
-    /// address space until rows are written.
-    fn empty_ranges(count: usize, run_len: usize) -> Vec<RunBuffer> {
-        let rows = run_len.min(MAX_RESERVED_ROWS).div_ceil(count);
-        (0..count).map(|_| RunBuffer::batch(rows)).collect()
+    /// A buffer reserved for a run of typical rows, as a sort run's (address space until rows
+    /// are written).
+    fn empty(run_len: usize) -> Dealt {
+        let rows = run_len.min(MAX_RESERVED_ROWS);
+        Dealt { rows: RunBuffer::batch(rows), ranges: Vec::with_capacity(rows) }
+    }
+
+    fn range_count(&self) -> usize {
+        self.splitters.len() + 1
     }
 
     /// The range of `key`: the number of splitters at or below it.
-    fn range_of(&self, key: &[u8]) -> usize {
+    fn range_of(&self, key: &[u8]) -> u32 {
         // Zero-padded prefixes order as the keys do, so only splitters sharing the key's
         // prefix need a full comparison.
         let prefix = key_chunk(key, 0);
         let below = self.prefixes.partition_point(|&p| p < prefix);
         let tied = self.prefixes[below..].partition_point(|&p| p == prefix);
-        below + self.splitters[below..below + tied].partition_point(|s| s.as_slice() <= key)
+        // Fewer than u32::MAX splitters (checked in `new`).
+        (below + self.splitters[below..below + tied].partition_point(|s| s.as_slice() <= key)) as u32
     }
 
     /// Adds a row encoded elsewhere.
     pub(super) fn push_copy(&mut self, row: Flat<'_>) {
         let range = self.range_of(row.key());
-        self.ranges[range].push_copy(row);
-        self.rows += 1;
-        self.bytes += row.entry().len();
+        self.dealt.rows.push_copy(row);
+        self.dealt.ranges.push(range);
     }
 
     /// Adds a parsed row.
     pub(super) fn push(&mut self, record: &SnapshotRow<'_>) {
         let range = self.range_of(record.key.as_bytes());
-        let buffer = &mut self.ranges[range];
-        let before = buffer.arena.len();
-        buffer.push(record);
-        self.rows += 1;
-        self.bytes += buffer.arena.len() - before;
+        self.dealt.rows.push(record);
+        self.dealt.ranges.push(range);
     }
 
-    /// Writes the buffers out (in the background) once they hold `run_len` rows or
-    /// [`MAX_RUN_BYTES`].
+    /// Writes the rows out (in the background) once they are `run_len` or [`MAX_RUN_BYTES`].
     pub(super) fn flush_if_full(&mut self, run_len: usize) -> Result<(), BuildError> {
-        if self.rows < run_len && self.bytes < MAX_RUN_BYTES {
+        if self.dealt.rows.len() < run_len && self.dealt.rows.arena.len() < MAX_RUN_BYTES {
             return Ok(());
         }
         self.join_flush()?;
-        let empty = self.spare.take().unwrap_or_else(|| Self::empty_ranges(self.ranges.len(), run_len));
-        let full = std::mem::replace(&mut self.ranges, empty);
-        let (dir, seq) = (self.spill_dir.clone(), self.flush_seq);
+        let empty = self.spare.take().unwrap_or_else(|| Self::empty(run_len));
+        let full = std::mem::replace(&mut self.dealt, empty);
+        let (dir, seq, count) = (self.spill_dir.clone(), self.flush_seq, self.range_count());
         self.flush_seq += 1;
-        self.rows = 0;
-        self.bytes = 0;
         let spawned = std::thread::Builder::new()
             .name("snapshot-flush".into())
-            .spawn(move || flush(full, &dir, seq))
+            .spawn(move || flush(full, count, &dir, seq))
             .map_err(|e| spill_err(&self.spill_dir, e))?;
         self.flushing = Some(spawned);
         Ok(())
@@ -174,14 +205,20 @@ impl Distribution {
     fn into_ranges(mut self, run_len: usize) -> Result<Ranges, BuildError> {
         self.join_flush()?;
         self.spare = None;
+        let count = self.range_count();
+        let memory = std::mem::take(&mut self.dealt);
+        let (memory_order, memory_starts) = memory.by_range(count);
         Ok(Ranges {
             flushes: std::mem::take(&mut self.flushes),
-            memory: std::mem::take(&mut self.ranges).into_iter(),
+            memory: memory.rows,
+            memory_order,
+            memory_starts,
             next: 0,
             run_len: run_len.max(1),
             spill_dir: self.spill_dir.clone(),
             merging: None,
             failed: false,
+            scratch: Vec::new(),
         })
     }
 }
@@ -195,32 +232,39 @@ impl Drop for Distribution {
     }
 }
 
-/// Writes every range's rows, in arrival order, as one segment each of a new spill file;
-/// returns the flush and the buffers, emptied with their capacity.
-fn flush(
-    mut ranges: Vec<RunBuffer>,
-    spill_dir: &Path,
-    seq: usize,
-) -> Result<(Flush, Vec<RunBuffer>), BuildError> {
+/// Writes the rows as one segment per range (a range's rows in arrival order) of a new spill
+/// file; returns the flush and the buffer, emptied with its capacity.
+fn flush(mut dealt: Dealt, count: usize, spill_dir: &Path, seq: usize) -> Result<Flushed, BuildError> {
     let mut writer = RunWriter::create(spill_dir, &format!("flush-{seq}"))?;
-    let mut segments = Vec::with_capacity(ranges.len());
-    for range in &mut ranges {
+    let (order, starts) = dealt.by_range(count);
+    let mut segments = Vec::with_capacity(count);
+    let buffer = &dealt.rows;
+    for range in 0..count {
         let offset = writer.written;
         // Each segment is decoded on its own: no key prefix shared across segments.
         writer.prev_key.clear();
-        let buffer: &RunBuffer = range;
-        for row in &buffer.rows {
-            writer.push(Flat { buffer, row })?;
+        for &i in &order[starts[range]..starts[range + 1]] {
+            writer.push(Flat { buffer, row: &buffer.rows[i as usize] })?;
         }
-        segments.push(Segment { offset, len: writer.written - offset, rows: range.len() });
-        range.rows.clear();
-        range.arena.clear();
+        segments.push(Segment {
+            offset,
+            len: writer.written - offset,
+            rows: starts[range + 1] - starts[range],
+        });
     }
-    Ok((Flush { file: writer.finish()?, segments }, ranges))
+    let file = writer.finish()?;
+    dealt.clear();
+    Ok((Flush { file, segments }, dealt))
 }
 
-/// Appends segment `range` of `flush` to `into`.
-fn read_segment(flush: &Flush, range: usize, into: &mut RunBuffer) -> Result<(), BuildError> {
+/// Appends segment `range` of `flush` to `into`, read whole through `scratch` (one buffer for
+/// every segment: a range has a segment in each flush).
+fn read_segment(
+    flush: &Flush,
+    range: usize,
+    into: &mut RunBuffer,
+    scratch: &mut Vec<u8>,
+) -> Result<(), BuildError> {
     let segment = flush.segments[range];
     if segment.rows == 0 {
         return Ok(());
@@ -228,7 +272,9 @@ fn read_segment(flush: &Flush, range: usize, into: &mut RunBuffer) -> Result<(),
     let path = &flush.file.path;
     let mut file = File::open(path).map_err(|e| spill_err(path, e))?;
     file.seek(SeekFrom::Start(segment.offset)).map_err(|e| spill_err(path, e))?;
-    let mut entries = EntryDecoder::new(BufReader::with_capacity(RUN_IO_BUFFER, file.take(segment.len)));
+    scratch.clear();
+    file.take(segment.len).read_to_end(scratch).map_err(|e| spill_err(path, e))?;
+    let mut entries = EntryDecoder::new(scratch.as_slice());
     let mut read = 0;
     while let Some(entry) = entries.next_flat(&mut into.arena).map_err(|d| spill_err(path, d))? {
         into.add_row(entry);
@@ -247,14 +293,20 @@ fn read_segment(flush: &Flush, range: usize, into: &mut RunBuffer) -> Result<(),
 /// its first error.
 struct Ranges {
     flushes: Vec<Flush>,
-    /// Each range's rows not flushed, in range order.
-    memory: std::vec::IntoIter<RunBuffer>,
+    /// The rows not flushed, of every range ...
+    memory: RunBuffer,
+    /// ... their indices grouped by range ([`Dealt::by_range`]) ...
+    memory_order: Vec<u32>,
+    /// ... and where each range's group starts.
+    memory_starts: Vec<usize>,
     next: usize,
     run_len: usize,
     spill_dir: PathBuf,
     /// The batches of a range sorted through runs, until they are all out.
     merging: Option<Batches>,
     failed: bool,
+    /// Bytes of the segment being read.
+    scratch: Vec<u8>,
 }
 
 /// One range, sorted.
@@ -266,13 +318,15 @@ enum SortedRange {
 }
 
 impl Ranges {
-    fn sort(&self, range: usize, memory: RunBuffer) -> Result<SortedRange, BuildError> {
+    fn sort(&mut self, range: usize) -> Result<SortedRange, BuildError> {
+        let in_memory = self.memory_starts[range + 1] - self.memory_starts[range];
         let flushed: usize = self.flushes.iter().map(|f| f.segments[range].rows).sum();
-        if flushed + memory.len() <= self.run_len {
-            let mut rows = memory;
+        if flushed + in_memory <= self.run_len {
+            let mut rows = RunBuffer::batch(flushed + in_memory);
             for flush in &self.flushes {
-                read_segment(flush, range, &mut rows)?;
+                read_segment(flush, range, &mut rows, &mut self.scratch)?;
             }
+            self.copy_memory_rows(range, &mut rows);
             return Ok(SortedRange::Whole(rows.into_memory_run()));
         }
         // At most one run in memory: a segment holds at most a run's rows, so the buffer is
@@ -286,23 +340,28 @@ impl Ranges {
                 runs.push(run);
                 rows = emptied;
             }
-            read_segment(flush, range, &mut rows)?;
+            read_segment(flush, range, &mut rows, &mut self.scratch)?;
         }
-        if rows.len() + memory.len() > self.run_len {
-            let (run, _) = rows.spill(&self.spill_dir, &format!("range-{range}-run-{}", runs.len()))?;
+        if rows.len() + in_memory > self.run_len {
+            let (run, emptied) = rows.spill(&self.spill_dir, &format!("range-{range}-run-{}", runs.len()))?;
             runs.push(run);
-            rows = memory;
-        } else {
-            for row in &memory.rows {
-                rows.push_copy(Flat { buffer: &memory, row });
-            }
+            rows = emptied;
         }
+        self.copy_memory_rows(range, &mut rows);
         let mut merge = RunMerge::open(&runs, Some(rows.into_memory_run()))?;
         Ok(SortedRange::Merged(batches(PREFETCH_BATCH, move |batch| {
             // The run files live as long as their merge.
             let _runs = &runs;
             Ok(merge.next_winner()?.map(|row| batch.push_copy(row)).is_some())
         })))
+    }
+
+    /// Appends the rows of `range` not flushed to `into`.
+    fn copy_memory_rows(&self, range: usize, into: &mut RunBuffer) {
+        let memory = &self.memory;
+        for &i in &self.memory_order[self.memory_starts[range]..self.memory_starts[range + 1]] {
+            into.push_copy(Flat { buffer: memory, row: &memory.rows[i as usize] });
+        }
     }
 }
 
@@ -324,10 +383,12 @@ impl Iterator for Ranges {
                     None => self.merging = None,
                 }
             }
-            let memory = self.memory.next()?;
             let range = self.next;
+            if range + 1 >= self.memory_starts.len() {
+                return None;
+            }
             self.next += 1;
-            match self.sort(range, memory) {
+            match self.sort(range) {
                 Ok(SortedRange::Whole(rows)) if rows.len() == 0 => {}
                 Ok(SortedRange::Whole(rows)) => return Some(Ok(rows)),
                 Ok(SortedRange::Merged(batches)) => self.merging = Some(batches),
@@ -438,8 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ranges = dealt(dir.path(), &["z"], 10, &records);
         assert_eq!(ranges.flushes.len(), 10);
-        let memory = ranges.memory.next().unwrap();
-        let Ok(SortedRange::Merged(batches)) = ranges.sort(0, memory) else { panic!("not merged from runs") };
+        let Ok(SortedRange::Merged(batches)) = ranges.sort(0) else { panic!("not merged from runs") };
         assert_eq!(spill_files(dir.path(), "run"), 9, "nine runs of 10 rows spilled, the last 10 in memory");
         let expected: Vec<_> = (0..100u64).map(|k| (format!("k{k:03}"), Some((k * 73) % 100))).collect();
         assert_eq!(rows_of(batches), expected);
@@ -490,7 +550,7 @@ mod tests {
             let ranges = Distribution::new(splitters.clone(), Path::new("."), 10).unwrap();
             for key in keys {
                 let expected = splitters.iter().filter(|s| s.as_slice() <= key.as_bytes()).count();
-                prop_assert_eq!(ranges.range_of(key.as_bytes()), expected, "{:?}", key);
+                prop_assert_eq!(ranges.range_of(key.as_bytes()) as usize, expected, "{:?}", key);
             }
         }
 

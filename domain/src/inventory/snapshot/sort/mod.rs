@@ -9,6 +9,10 @@
 //! memory is two runs of `run_len` rows plus the rows decoded ahead of the merge (bounded by
 //! `MERGE_PREFETCH_ROWS`) and one buffer per open run.
 //!
+//! With the previous snapshot's splitters ([`SnapshotBuilder::distribute_by`]) rows are dealt
+//! into its key ranges instead, and sorted range by range in the final pass
+//! (the private `distribute` module).
+//!
 //! All-versions rows reduce like [`crate::inventory::reduce::current_objects`]: non-latest
 //! rows are dropped; among competing latest rows for a key the newest wins, then the delete
 //! marker, then the greatest kept fields (so the result does not depend on row order); a key
