@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use super::super::format::{EntryDecoder, PREFETCH_BATCH, Prefetch};
+use super::super::format::{EntryFields, F_DELETE_MARKER, encode_fields};
 use super::{
     Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
-    batches, key_chunk, spill_err,
+    TYPICAL_ENTRY_BYTES, batches, key_chunk, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -37,39 +38,95 @@ struct Flush {
     segments: Vec<Segment>,
 }
 
-/// Rows in arrival order, each with its range: one arena for every range, so memory is that of
-/// a sort run (separate buffers per range cost far more: hundreds of allocations growing apart).
-#[derive(Default)]
+/// Arena bytes a range takes at a time.
+const CHUNK_BYTES: usize = 32 * 1024;
+
+/// A piece of the arena holding rows of one range.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    range: u32,
+    start: usize,
+    len: usize,
+    capacity: usize,
+    rows: usize,
+}
+
+/// Rows as flat entries (the spill format, no key prefix shared), in chunks of one arena that
+/// each hold rows of one range: a flush writes each range's chunks as they are, and the memory
+/// is that of a sort run without its row index. (A growing buffer per range cost far more
+/// memory: hundreds of allocations of their own.)
+#[derive(Debug, Default)]
 struct Dealt {
-    rows: RunBuffer,
-    /// The range of each row of `rows`.
-    ranges: Vec<u32>,
+    arena: Vec<u8>,
+    chunks: Vec<Chunk>,
+    /// Per range: 1 + the index of its chunk being filled, or 0.
+    open: Vec<u32>,
+    rows: usize,
 }
 
 impl Dealt {
-    /// The row indices grouped by range (stable within a range), and where each range's
-    /// group starts (`count + 1` bounds): a counting sort of the range ids.
-    fn by_range(&self, count: usize) -> (Vec<u32>, Vec<usize>) {
-        let mut starts = vec![0usize; count + 1];
-        for &r in &self.ranges {
-            starts[r as usize + 1] += 1;
+    fn new(ranges: usize, run_len: usize) -> Self {
+        let bytes = (run_len.min(MAX_RESERVED_ROWS) * TYPICAL_ENTRY_BYTES).min(MAX_RUN_BYTES);
+        // Address space until rows are written.
+        Dealt {
+            arena: Vec::with_capacity(bytes + ranges * CHUNK_BYTES),
+            chunks: Vec::new(),
+            open: vec![0; ranges],
+            rows: 0,
+        }
+    }
+
+    /// Appends one flat entry to `range`.
+    fn push(&mut self, range: u32, entry: &[u8]) {
+        let open = self.open[range as usize] as usize;
+        let fits = open > 0 && {
+            let chunk = &self.chunks[open - 1];
+            chunk.len + entry.len() <= chunk.capacity
+        };
+        if !fits {
+            let capacity = CHUNK_BYTES.max(entry.len());
+            let start = self.arena.len();
+            self.arena.resize(start + capacity, 0);
+            self.chunks.push(Chunk { range, start, len: 0, capacity, rows: 0 });
+            // Fewer chunks than u32::MAX: a run's arena is at most MAX_RUN_BYTES plus one chunk.
+            self.open[range as usize] = self.chunks.len() as u32;
+        }
+        let chunk = &mut self.chunks[self.open[range as usize] as usize - 1];
+        let at = chunk.start + chunk.len;
+        self.arena[at..at + entry.len()].copy_from_slice(entry);
+        chunk.len += entry.len();
+        chunk.rows += 1;
+        self.rows += 1;
+    }
+
+    /// The chunk indices grouped by range (in arrival order within a range), and where each
+    /// range's group starts (`ranges + 1` bounds): a counting sort of the chunks.
+    fn by_range(&self) -> (Vec<u32>, Vec<usize>) {
+        let mut starts = vec![0usize; self.open.len() + 1];
+        for chunk in &self.chunks {
+            starts[chunk.range as usize + 1] += 1;
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
         let mut next = starts.clone();
-        let mut order = vec![0u32; self.ranges.len()];
-        for (i, &r) in self.ranges.iter().enumerate() {
-            order[next[r as usize]] = i as u32;
-            next[r as usize] += 1;
+        let mut order = vec![0u32; self.chunks.len()];
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            order[next[chunk.range as usize]] = i as u32;
+            next[chunk.range as usize] += 1;
         }
         (order, starts)
     }
 
+    fn bytes(&self, chunk: &Chunk) -> &[u8] {
+        &self.arena[chunk.start..chunk.start + chunk.len]
+    }
+
     fn clear(&mut self) {
-        self.rows.rows.clear();
-        self.rows.arena.clear();
-        self.ranges.clear();
+        self.arena.clear();
+        self.chunks.clear();
+        self.open.fill(0);
+        self.rows = 0;
     }
 }
 
@@ -89,6 +146,8 @@ pub(super) struct Distribution {
     flushes: Vec<Flush>,
     spill_dir: PathBuf,
     flush_seq: usize,
+    /// An entry encoded by [`Self::push`].
+    encoded: Vec<u8>,
 }
 
 impl std::fmt::Debug for Distribution {
@@ -112,23 +171,18 @@ impl Distribution {
             return None;
         }
         let prefixes = splitters.iter().map(|s| key_chunk(s, 0)).collect();
+        let dealt = Dealt::new(splitters.len() + 1, run_len);
         Some(Distribution {
             splitters,
             prefixes,
-            dealt: Self::empty(run_len),
+            dealt,
             flushing: None,
             spare: None,
             flushes: Vec::new(),
             spill_dir: spill_dir.to_path_buf(),
             flush_seq: 0,
+            encoded: Vec::new(),
         })
-    }
-
-    /// A buffer reserved for a run of typical rows, as a sort run's (address space until rows
-    /// are written).
-    fn empty(run_len: usize) -> Dealt {
-        let rows = run_len.min(MAX_RESERVED_ROWS);
-        Dealt { rows: RunBuffer::batch(rows), ranges: Vec::with_capacity(rows) }
     }
 
     fn range_count(&self) -> usize {
@@ -149,30 +203,31 @@ impl Distribution {
     /// Adds a row encoded elsewhere.
     pub(super) fn push_copy(&mut self, row: Flat<'_>) {
         let range = self.range_of(row.key());
-        self.dealt.rows.push_copy(row);
-        self.dealt.ranges.push(range);
+        self.dealt.push(range, row.entry());
     }
 
     /// Adds a parsed row.
     pub(super) fn push(&mut self, record: &SnapshotRow<'_>) {
         let range = self.range_of(record.key.as_bytes());
-        self.dealt.rows.push(record);
-        self.dealt.ranges.push(range);
+        self.encoded.clear();
+        let flags = if record.is_delete_marker == Some(true) { F_DELETE_MARKER } else { 0 };
+        encode_fields(&mut self.encoded, &[], EntryFields::from(record), flags);
+        self.dealt.push(range, &self.encoded);
     }
 
     /// Writes the rows out (in the background) once they are `run_len` or [`MAX_RUN_BYTES`].
     pub(super) fn flush_if_full(&mut self, run_len: usize) -> Result<(), BuildError> {
-        if self.dealt.rows.len() < run_len && self.dealt.rows.arena.len() < MAX_RUN_BYTES {
+        if self.dealt.rows < run_len && self.dealt.arena.len() < MAX_RUN_BYTES {
             return Ok(());
         }
         self.join_flush()?;
-        let empty = self.spare.take().unwrap_or_else(|| Self::empty(run_len));
+        let empty = self.spare.take().unwrap_or_else(|| Dealt::new(self.range_count(), run_len));
         let full = std::mem::replace(&mut self.dealt, empty);
-        let (dir, seq, count) = (self.spill_dir.clone(), self.flush_seq, self.range_count());
+        let (dir, seq) = (self.spill_dir.clone(), self.flush_seq);
         self.flush_seq += 1;
         let spawned = std::thread::Builder::new()
             .name("snapshot-flush".into())
-            .spawn(move || flush(full, count, &dir, seq))
+            .spawn(move || flush(full, &dir, seq))
             .map_err(|e| spill_err(&self.spill_dir, e))?;
         self.flushing = Some(spawned);
         Ok(())
@@ -205,12 +260,11 @@ impl Distribution {
     fn into_ranges(mut self, run_len: usize) -> Result<Ranges, BuildError> {
         self.join_flush()?;
         self.spare = None;
-        let count = self.range_count();
         let memory = std::mem::take(&mut self.dealt);
-        let (memory_order, memory_starts) = memory.by_range(count);
+        let (memory_order, memory_starts) = memory.by_range();
         Ok(Ranges {
             flushes: std::mem::take(&mut self.flushes),
-            memory: memory.rows,
+            memory,
             memory_order,
             memory_starts,
             next: 0,
@@ -232,29 +286,35 @@ impl Drop for Distribution {
     }
 }
 
-/// Writes the rows as one segment per range (a range's rows in arrival order) of a new spill
-/// file; returns the flush and the buffer, emptied with its capacity.
-fn flush(mut dealt: Dealt, count: usize, spill_dir: &Path, seq: usize) -> Result<Flushed, BuildError> {
+/// Writes each range's chunks, in arrival order, as one segment of a new spill file; returns
+/// the flush and the buffer, emptied with its capacity.
+fn flush(mut dealt: Dealt, spill_dir: &Path, seq: usize) -> Result<Flushed, BuildError> {
     let mut writer = RunWriter::create(spill_dir, &format!("flush-{seq}"))?;
-    let (order, starts) = dealt.by_range(count);
-    let mut segments = Vec::with_capacity(count);
-    let buffer = &dealt.rows;
-    for range in 0..count {
-        let offset = writer.written;
-        // Each segment is decoded on its own: no key prefix shared across segments.
-        writer.prev_key.clear();
+    let (order, starts) = dealt.by_range();
+    let mut segments = Vec::with_capacity(dealt.open.len());
+    for range in 0..dealt.open.len() {
+        let (offset, mut rows) = (writer.written, 0);
         for &i in &order[starts[range]..starts[range + 1]] {
-            writer.push(Flat { buffer, row: &buffer.rows[i as usize] })?;
+            let chunk = &dealt.chunks[i as usize];
+            writer.write_flat(dealt.bytes(chunk))?;
+            rows += chunk.rows;
         }
-        segments.push(Segment {
-            offset,
-            len: writer.written - offset,
-            rows: starts[range + 1] - starts[range],
-        });
+        segments.push(Segment { offset, len: writer.written - offset, rows });
     }
     let file = writer.finish()?;
     dealt.clear();
     Ok((Flush { file, segments }, dealt))
+}
+
+/// Appends the flat entries of `bytes` (from `path`, for errors) to `into`; returns how many.
+fn decode_into(bytes: &[u8], into: &mut RunBuffer, path: &Path) -> Result<usize, BuildError> {
+    let mut entries = EntryDecoder::new(bytes);
+    let mut read = 0;
+    while let Some(entry) = entries.next_flat(&mut into.arena).map_err(|d| spill_err(path, d))? {
+        into.add_row(entry);
+        read += 1;
+    }
+    Ok(read)
 }
 
 /// Appends segment `range` of `flush` to `into`, read whole through `scratch` (one buffer for
@@ -274,12 +334,7 @@ fn read_segment(
     file.seek(SeekFrom::Start(segment.offset)).map_err(|e| spill_err(path, e))?;
     scratch.clear();
     file.take(segment.len).read_to_end(scratch).map_err(|e| spill_err(path, e))?;
-    let mut entries = EntryDecoder::new(scratch.as_slice());
-    let mut read = 0;
-    while let Some(entry) = entries.next_flat(&mut into.arena).map_err(|d| spill_err(path, d))? {
-        into.add_row(entry);
-        read += 1;
-    }
+    let read = decode_into(scratch, into, path)?;
     if read != segment.rows {
         return Err(spill_err(
             path,
@@ -294,8 +349,8 @@ fn read_segment(
 struct Ranges {
     flushes: Vec<Flush>,
     /// The rows not flushed, of every range ...
-    memory: RunBuffer,
-    /// ... their indices grouped by range ([`Dealt::by_range`]) ...
+    memory: Dealt,
+    /// ... their chunks grouped by range ([`Dealt::by_range`]) ...
     memory_order: Vec<u32>,
     /// ... and where each range's group starts.
     memory_starts: Vec<usize>,
@@ -319,14 +374,14 @@ enum SortedRange {
 
 impl Ranges {
     fn sort(&mut self, range: usize) -> Result<SortedRange, BuildError> {
-        let in_memory = self.memory_starts[range + 1] - self.memory_starts[range];
+        let in_memory: usize = self.memory_chunks(range).map(|c| c.rows).sum();
         let flushed: usize = self.flushes.iter().map(|f| f.segments[range].rows).sum();
         if flushed + in_memory <= self.run_len {
             let mut rows = RunBuffer::batch(flushed + in_memory);
             for flush in &self.flushes {
                 read_segment(flush, range, &mut rows, &mut self.scratch)?;
             }
-            self.copy_memory_rows(range, &mut rows);
+            self.copy_memory_rows(range, &mut rows)?;
             return Ok(SortedRange::Whole(rows.into_memory_run()));
         }
         // At most one run in memory: a segment holds at most a run's rows, so the buffer is
@@ -347,7 +402,7 @@ impl Ranges {
             runs.push(run);
             rows = emptied;
         }
-        self.copy_memory_rows(range, &mut rows);
+        self.copy_memory_rows(range, &mut rows)?;
         let mut merge = RunMerge::open(&runs, Some(rows.into_memory_run()))?;
         Ok(SortedRange::Merged(batches(PREFETCH_BATCH, move |batch| {
             // The run files live as long as their merge.
@@ -356,12 +411,18 @@ impl Ranges {
         })))
     }
 
+    /// The chunks of `range` not flushed.
+    fn memory_chunks(&self, range: usize) -> impl Iterator<Item = &Chunk> {
+        let order = &self.memory_order[self.memory_starts[range]..self.memory_starts[range + 1]];
+        order.iter().map(|&i| &self.memory.chunks[i as usize])
+    }
+
     /// Appends the rows of `range` not flushed to `into`.
-    fn copy_memory_rows(&self, range: usize, into: &mut RunBuffer) {
-        let memory = &self.memory;
-        for &i in &self.memory_order[self.memory_starts[range]..self.memory_starts[range + 1]] {
-            into.push_copy(Flat { buffer: memory, row: &memory.rows[i as usize] });
+    fn copy_memory_rows(&self, range: usize, into: &mut RunBuffer) -> Result<(), BuildError> {
+        for chunk in self.memory_chunks(range) {
+            decode_into(self.memory.bytes(chunk), into, &self.spill_dir)?;
         }
+        Ok(())
     }
 }
 

@@ -122,6 +122,14 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Appends flat entries as they are (no key prefix shared with the previous entry).
+    fn write_flat(&mut self, entries: &[u8]) -> Result<(), BuildError> {
+        self.out.write_all(entries).map_err(|e| spill_err(&self.file.path, e))?;
+        self.written += entries.len() as u64;
+        self.prev_key.clear();
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<RunFile, BuildError> {
         self.out.flush().map_err(|e| spill_err(&self.file.path, e))?;
         Ok(self.file)
