@@ -1,10 +1,14 @@
 //! The day-over-day inventory pipeline on real report files in a local folder (not a test; see
 //! bench/README.md): verify `manifest.checksum`, stream every data file through its MD5 check
-//! and reader on `--threads` threads, build the sorted snapshot, diff it against the previous
-//! report's snapshot from the state directory, roll changes up to datasets, advance the state.
+//! and reader on `--threads` threads, build the sorted snapshot (rows dealt into the previous
+//! snapshot's key ranges, as `incremental` does), diff it against the previous report's snapshot
+//! from the state directory, roll changes up to datasets, advance the state.
 //!
 //! `cargo run --release -p s3-connector-domain --example inventory_bench -- \
-//!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP]`
+//!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP] [--run-len ROWS]
+//!     [--sort-in-runs yes]`
+//!
+//! `--sort-in-runs yes` ignores the previous snapshot's splitters and sorts in runs (A/B runs).
 //!
 //! `--dest` is a folder standing for the destination bucket (keys are paths under it), as
 //! `inventory-gen` writes it.
@@ -41,6 +45,8 @@ struct Args {
     threads: usize,
     report: Option<String>,
     run_len: usize,
+    /// `--sort-in-runs yes`: ignore the previous snapshot's splitters (for A/B runs).
+    sort_in_runs: bool,
 }
 
 fn args() -> Result<Args, BoxError> {
@@ -50,6 +56,7 @@ fn args() -> Result<Args, BoxError> {
         threads: 2,
         report: None,
         run_len: DEFAULT_RUN_LEN,
+        sort_in_runs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +67,7 @@ fn args() -> Result<Args, BoxError> {
             "--threads" => a.threads = value.parse()?,
             "--report" => a.report = Some(value),
             "--run-len" => a.run_len = value.parse()?,
+            "--sort-in-runs" => a.sort_in_runs = value == "yes",
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -144,7 +152,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     std::fs::create_dir_all(&spill)?;
     let mut builder = SnapshotBuilder::new(header, &spill, a.run_len);
     // As `incremental` does: the previous snapshot's splitters steer the sort.
-    let dealt = std::env::var("NO_DEAL").is_err()
+    let dealt = !a.sort_in_runs
         && builder.distribute_by(store.current_splitters(&manifest.source_bucket, &report.config_id)?);
     let (tx, rx) = sync_channel::<RowBatch>(64);
     let template = builder.row_batch();

@@ -1,15 +1,16 @@
 //! Dealing rows into the key ranges of the previous snapshot: a distribution sort.
 //!
-//! A day's report holds mostly the keys of the day before, so the previous snapshot's keys
-//! at a fixed stride ([`read_splitters`](super::super::read_splitters)) cut the new rows into
-//! ranges of about [`SPLITTER_STRIDE`](super::super::SPLITTER_STRIDE) rows. Rows are appended to their range's buffer as they arrive, unsorted; when the buffers
-//! hold a run's worth they are written out, on a background thread, as one spill file with a
-//! segment per range. The final pass takes the ranges in key order, each read back, sorted and
-//! reduced on its own a thread ahead of the join: a range's rows fit in cache, where a whole
-//! run's do not, and the ranges need no k-way merge. A range that grew past a run (a day that
-//! added far more keys somewhere than were there before) is sorted through spilled runs, as an
-//! undistributed build is. The splitters only steer the work: any increasing keys give the
-//! same snapshot.
+//! A day's report holds mostly the keys of the day before, so the previous snapshot's keys at
+//! a fixed stride ([`read_splitters`](super::super::read_splitters)) cut the new rows into
+//! ranges of about [`SPLITTER_STRIDE`](super::super::SPLITTER_STRIDE) rows. Rows are appended,
+//! unsorted and as they arrive, to chunks of one arena, each chunk holding rows of one range;
+//! when the arena holds a run's worth it is written out, on a background thread, as one spill
+//! file with a segment per range. The final pass takes the ranges in key order, each read back,
+//! sorted and reduced on its own a thread ahead of the join: a range's rows fit in cache, where
+//! a whole run's do not, and the ranges need no k-way merge. A range that grew past a run (a
+//! day that added far more keys somewhere than were there before) is sorted through spilled
+//! runs, as an undistributed build is. The splitters only steer the work: any increasing keys
+//! give the same snapshot.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
