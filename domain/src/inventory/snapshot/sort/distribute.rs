@@ -21,7 +21,7 @@ use super::super::format::{EntryDecoder, PREFETCH_BATCH, Prefetch};
 use super::super::format::{EntryFields, F_DELETE_MARKER, encode_fields};
 use super::{
     Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
-    TYPICAL_ENTRY_BYTES, batches, key_chunk, spill_err,
+    TYPICAL_ENTRY_BYTES, batches, join_writer, key_chunk, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -39,8 +39,10 @@ struct Flush {
     segments: Vec<Segment>,
 }
 
-/// Arena bytes a range takes at a time.
+/// Arena bytes a range takes at a time, at most: with many ranges, less (down to
+/// [`MIN_CHUNK_BYTES`]), so that the chunks being filled stay a small part of a run's arena.
 const CHUNK_BYTES: usize = 32 * 1024;
+const MIN_CHUNK_BYTES: usize = 4 * 1024;
 
 /// A piece of the arena holding rows of one range.
 #[derive(Debug, Clone, Copy)]
@@ -63,17 +65,20 @@ struct Dealt {
     /// Per range: 1 + the index of its chunk being filled, or 0.
     open: Vec<u32>,
     rows: usize,
+    chunk_bytes: usize,
 }
 
 impl Dealt {
     fn new(ranges: usize, run_len: usize) -> Self {
         let bytes = (run_len.min(MAX_RESERVED_ROWS) * TYPICAL_ENTRY_BYTES).min(MAX_RUN_BYTES);
+        let chunk_bytes = (bytes / 8 / ranges.max(1)).clamp(MIN_CHUNK_BYTES, CHUNK_BYTES);
         // Address space until rows are written.
         Dealt {
-            arena: Vec::with_capacity(bytes + ranges * CHUNK_BYTES),
+            arena: Vec::with_capacity(bytes + ranges * chunk_bytes),
             chunks: Vec::new(),
             open: vec![0; ranges],
             rows: 0,
+            chunk_bytes,
         }
     }
 
@@ -85,7 +90,7 @@ impl Dealt {
             chunk.len + entry.len() <= chunk.capacity
         };
         if !fits {
-            let capacity = CHUNK_BYTES.max(entry.len());
+            let capacity = self.chunk_bytes.max(entry.len());
             let start = self.arena.len();
             self.arena.resize(start + capacity, 0);
             self.chunks.push(Chunk { range, start, len: 0, capacity, rows: 0 });
@@ -236,11 +241,7 @@ impl Distribution {
 
     /// Waits for the flush being written, if any.
     fn join_flush(&mut self) -> Result<(), BuildError> {
-        if let Some(handle) = self.flushing.take() {
-            let (flush, emptied) = handle.join().map_err(|_| BuildError::Spill {
-                path: self.spill_dir.clone(),
-                detail: "the flush writer thread panicked".into(),
-            })??;
+        if let Some((flush, emptied)) = join_writer(self.flushing.take(), &self.spill_dir, "flush")? {
             self.flushes.push(flush);
             self.spare = Some(emptied);
         }

@@ -315,6 +315,21 @@ impl RunBuffer {
     }
 }
 
+/// What the spill writer thread of `handle`, if any, returned; `what` names the writer if the
+/// thread panicked.
+fn join_writer<T>(
+    handle: Option<std::thread::JoinHandle<Result<T, BuildError>>>,
+    spill_dir: &Path,
+    what: &str,
+) -> Result<Option<T>, BuildError> {
+    let Some(handle) = handle else { return Ok(None) };
+    let written = handle.join().map_err(|_| BuildError::Spill {
+        path: spill_dir.to_path_buf(),
+        detail: format!("the {what} writer thread panicked"),
+    })?;
+    written.map(Some)
+}
+
 /// Key bytes sorted chunk by chunk before a group falls back to full comparisons (bounds the
 /// passes over keys that share very long prefixes).
 const MAX_CHUNK_DEPTH: usize = 128;
@@ -904,11 +919,7 @@ impl SnapshotBuilder {
 
     /// Waits for the run being written, if any.
     fn join_spill(&mut self) -> Result<(), BuildError> {
-        if let Some(handle) = self.spilling.take() {
-            let (run, spare) = handle.join().map_err(|_| BuildError::Spill {
-                path: self.spill_dir.clone(),
-                detail: "the run writer thread panicked".into(),
-            })??;
+        if let Some((run, spare)) = join_writer(self.spilling.take(), &self.spill_dir, "run")? {
             self.runs.push(run);
             self.spare = Some(spare);
         }
