@@ -590,6 +590,21 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_flush_file_is_a_spill_error_naming_it_and_ends_the_ranges() {
+        let records: Vec<_> = (0..40u64).map(|i| row(&format!("k{:02}", (i * 7) % 40), i)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let ranges = dealt(dir.path(), &["k20"], 16, &records);
+        let path = ranges.flushes[0].file.path.clone();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let mut outcomes: Vec<_> = ranges.collect();
+        let Some(Err(err)) = outcomes.pop() else { panic!("the last item is the error") };
+        assert_eq!(err.code(), "SNAPSHOT_SPILL", "{err}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        assert!(outcomes.iter().all(Result::is_ok), "nothing after the error");
+    }
+
+    #[test]
     fn splitters_out_of_order_or_late_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut b = SnapshotBuilder::new(header(), dir.path(), 10);
