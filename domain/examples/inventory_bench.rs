@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release -p s3-connector-domain --example inventory_bench -- \
 //!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP] [--run-len ROWS]
-//!     [--sort-in-runs yes]`
+//!     [--sort-in-runs yes|no]`
 //!
 //! `--sort-in-runs yes` ignores the previous snapshot's splitters and sorts in runs (A/B runs).
 //!
@@ -67,7 +67,13 @@ fn args() -> Result<Args, BoxError> {
             "--threads" => a.threads = value.parse()?,
             "--report" => a.report = Some(value),
             "--run-len" => a.run_len = value.parse()?,
-            "--sort-in-runs" => a.sort_in_runs = value == "yes",
+            "--sort-in-runs" => {
+                a.sort_in_runs = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => return Err(format!("--sort-in-runs takes yes or no, not {other}").into()),
+                }
+            }
             other => return Err(format!("unknown flag {other}").into()),
         }
     }

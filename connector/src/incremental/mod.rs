@@ -916,10 +916,20 @@ async fn run_unboxed(
     // snapshot written before they were kept, an unreadable tail) rows are sorted in runs, and
     // the snapshot is the same.
     let splitters = match previous {
-        Some(_) => state.store().current_splitters(&bucket, &configuration_id).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "previous snapshot's splitters unreadable: sorting the report in runs");
-            Vec::new()
-        }),
+        Some(_) => {
+            let (store, bucket, configuration_id) =
+                (state.store().clone(), bucket.clone(), configuration_id.clone());
+            let read =
+                tokio::task::spawn_blocking(move || store.current_splitters(&bucket, &configuration_id));
+            match read.await {
+                Ok(Ok(splitters)) => splitters,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "previous snapshot's splitters unreadable: sorting the report in runs");
+                    Vec::new()
+                }
+                Err(e) => return Err(IncrementalError::Internal(format!("splitters read failed: {e}"))),
+            }
+        }
         None => Vec::new(),
     };
     let builder = sort_report_rows(

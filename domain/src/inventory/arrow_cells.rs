@@ -10,7 +10,7 @@ use arrow::datatypes::{
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::columns::InventoryColumn;
-use super::record::{RowError, RowTarget};
+use super::record::{RowError, RowTarget, SnapshotRow, SnapshotRowBuilder};
 
 /// A batch's columns, each typed once so that reading a cell is an index.
 pub(crate) struct BatchCells<'b> {
@@ -92,6 +92,28 @@ impl<'b> BatchCells<'b> {
                 CellValues::Timestamp(values, unit) => target.set_int(column, millis(values[row], *unit))?,
                 CellValues::Formatted(values) => target.set_text(column, &values[row])?,
             }
+        }
+        Ok(())
+    }
+
+    /// Lends rows `0..rows` to `on_row` as snapshot rows of `file`. `row` is the number of
+    /// the file's rows read before (it numbers rows in errors) and is advanced past every row
+    /// read, the failing one included; `count` is advanced past every row lent.
+    pub(crate) fn lend_snapshot_rows<E: From<RowError>>(
+        &self,
+        rows: usize,
+        file: &str,
+        row: &mut u64,
+        count: &mut u64,
+        on_row: &mut impl FnMut(&SnapshotRow<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for i in 0..rows {
+            let mut builder = SnapshotRowBuilder::new(file, *row + 1);
+            let filled = self.fill(i, &mut builder);
+            *row += 1;
+            filled?;
+            *count += 1;
+            on_row(&builder.finish()?)?;
         }
         Ok(())
     }

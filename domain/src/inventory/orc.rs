@@ -15,7 +15,7 @@ use orc_rust::{ArrowReader, ArrowReaderBuilder};
 use super::arrow_cells::BatchCells;
 use super::columns::InventoryColumn;
 use super::record::{
-    InventoryRecord, InventoryRows, RecordBuilder, RowError, SnapshotRow, SnapshotRowBuilder, check_schema,
+    InventoryRecord, InventoryRows, RecordBuilder, RowError, SnapshotRow, check_schema,
     snapshot_rows_of_records,
 };
 
@@ -135,14 +135,7 @@ impl InventoryRows for OrcRecords {
                 Ok(Err(detail)) => return Err(self.unreadable(detail).into()),
                 Err(_) => return Err(self.unreadable("decoder failed unexpectedly".into()).into()),
             };
-            for row in 0..batch.num_rows() {
-                let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
-                let filled = cells.fill(row, &mut builder);
-                self.row += 1;
-                filled?;
-                count += 1;
-                on_row(&builder.finish()?)?;
-            }
+            cells.lend_snapshot_rows(batch.num_rows(), &self.file, &mut self.row, &mut count, &mut on_row)?;
         }
     }
 }

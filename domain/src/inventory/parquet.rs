@@ -206,8 +206,9 @@ impl ParquetRecords {
                 .map_err(|e| e.to_string())
         });
         let Ok(mut reader) = reader else { return Ok(ArrowGroup::Undecodable { delivered: 0 }) };
-        let mut delivered = 0u64;
+        let first_row = self.row;
         loop {
+            let delivered = self.row - first_row;
             let batch = match guarded(|| reader.next().transpose().map_err(|e| e.to_string())) {
                 Ok(Some(batch)) => batch,
                 Ok(None) => return Ok(ArrowGroup::Read),
@@ -216,15 +217,7 @@ impl ParquetRecords {
             let Ok(cells) = guarded(|| BatchCells::new(&self.columns, &batch)) else {
                 return Ok(ArrowGroup::Undecodable { delivered });
             };
-            for row in 0..batch.num_rows() {
-                let mut builder = SnapshotRowBuilder::new(&self.file, self.row + 1);
-                let filled = cells.fill(row, &mut builder);
-                self.row += 1;
-                delivered += 1;
-                filled?;
-                *count += 1;
-                on_row(&builder.finish()?)?;
-            }
+            cells.lend_snapshot_rows(batch.num_rows(), &self.file, &mut self.row, count, on_row)?;
         }
     }
 }

@@ -33,9 +33,11 @@ struct Segment {
     rows: usize,
 }
 
-/// The ranges' buffers written out at once: one file, a segment per range.
+/// The ranges' rows written out at once: one file, a segment per range.
 struct Flush {
     file: RunFile,
+    /// The file, opened once for all its segments.
+    reader: File,
     segments: Vec<Segment>,
 }
 
@@ -304,8 +306,9 @@ fn flush(mut dealt: Dealt, spill_dir: &Path, seq: usize) -> Result<Flushed, Buil
         segments.push(Segment { offset, len: writer.written - offset, rows });
     }
     let file = writer.finish()?;
+    let reader = File::open(&file.path).map_err(|e| spill_err(&file.path, e))?;
     dealt.clear();
-    Ok((Flush { file, segments }, dealt))
+    Ok((Flush { file, reader, segments }, dealt))
 }
 
 /// Appends the flat entries of `bytes` (from `path`, for errors) to `into`; returns how many.
@@ -332,7 +335,7 @@ fn read_segment(
         return Ok(());
     }
     let path = &flush.file.path;
-    let mut file = File::open(path).map_err(|e| spill_err(path, e))?;
+    let mut file = &flush.reader;
     file.seek(SeekFrom::Start(segment.offset)).map_err(|e| spill_err(path, e))?;
     scratch.clear();
     file.take(segment.len).read_to_end(scratch).map_err(|e| spill_err(path, e))?;

@@ -844,9 +844,9 @@ impl SnapshotBuilder {
 
     /// Deals the rows into the key ranges between `splitters` (the previous snapshot's,
     /// [`super::read_splitters`]) instead of sorting runs of them (a distribution sort: the
-    /// ranges are sorted one by one in the final pass, with no k-way merge). Only before the first row; splitters that are empty or
-    /// not strictly increasing are ignored. The snapshot is the same either way. Returns
-    /// whether the rows will be dealt.
+    /// ranges are sorted one by one in the final pass, with no k-way merge). Only before the
+    /// first row; splitters that are empty or not strictly increasing are ignored. The
+    /// snapshot is the same either way. Returns whether the rows will be dealt.
     pub fn distribute_by(&mut self, splitters: Vec<Vec<u8>>) -> bool {
         if self.rows_seen == 0 && self.distribution.is_none() {
             self.distribution = distribute::Distribution::new(splitters, &self.spill_dir, self.run_len);
