@@ -1417,6 +1417,68 @@ fn seal(count: u64, streamed: Sha256) -> [u8; 32] {
     outer.finalize().into()
 }
 
+/// The fixed-size start of a snapshot file: what it is and what its checksum must be.
+struct Preamble {
+    version: u32,
+    object_count: u64,
+    checksum: [u8; 32],
+    header_len: u32,
+}
+
+impl Preamble {
+    /// Reads and checks the preamble at the start of `file` (the snapshot at `path`).
+    fn read(file: &mut File, path: &Path) -> Result<Self, SnapshotError> {
+        let mut bytes = [0u8; PREAMBLE_LEN as usize];
+        if let Err(e) = file.read_exact(&mut bytes) {
+            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: e.to_string() });
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: "bad magic".into() });
+        }
+        let le_u32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let version = le_u32(&bytes[8..12]);
+        if !(OLDEST_READ_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
+            return Err(SnapshotError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                expected: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        let mut count = [0u8; 8];
+        count.copy_from_slice(&bytes[12..20]);
+        let mut checksum = [0u8; 32];
+        checksum.copy_from_slice(&bytes[20..52]);
+        let header_len = le_u32(&bytes[52..56]);
+        if header_len > MAX_HEADER_LEN {
+            return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
+        }
+        Ok(Preamble { version, object_count: u64::from_le_bytes(count), checksum, header_len })
+    }
+
+    /// The snapshot's info, with its header read from `file` (positioned after the preamble).
+    fn info(&self, file: &mut File, path: &Path) -> Result<SnapshotInfo, SnapshotError> {
+        let mut header_json = vec![0u8; self.header_len as usize];
+        file.read_exact(&mut header_json).map_err(|e| SnapshotError::io(path, e))?;
+        let header: SnapshotHeader = serde_json::from_slice(&header_json)
+            .map_err(|e| SnapshotError::corrupt(path, format!("header: {e}")))?;
+        Ok(SnapshotInfo {
+            path: path.to_path_buf(),
+            header,
+            object_count: self.object_count,
+            checksum_hex: hex(&self.checksum),
+        })
+    }
+}
+
+impl SnapshotInfo {
+    /// Which snapshot the file at `path` is (its header, count and recorded checksum), read
+    /// from its start alone: the body is not verified, as [`SnapshotReader::open`] does.
+    pub fn read(path: &Path) -> Result<Self, SnapshotError> {
+        let mut file = File::open(path).map_err(|e| SnapshotError::io(path, e))?;
+        Preamble::read(&mut file, path)?.info(&mut file, path)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reader
 
@@ -1444,34 +1506,11 @@ impl SnapshotReader {
     pub fn open(path: &Path) -> Result<Self, SnapshotError> {
         let io = |e| SnapshotError::io(path, e);
         let mut file = File::open(path).map_err(io)?;
-        let mut preamble = [0u8; PREAMBLE_LEN as usize];
-        if let Err(e) = file.read_exact(&mut preamble) {
-            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: e.to_string() });
-        }
-        if &preamble[..8] != MAGIC {
-            return Err(SnapshotError::NotASnapshot { path: path.to_path_buf(), detail: "bad magic".into() });
-        }
-        let le_u32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let version = le_u32(&preamble[8..12]);
-        if !(OLDEST_READ_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
-            return Err(SnapshotError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found: version,
-                expected: SNAPSHOT_FORMAT_VERSION,
-            });
-        }
-        let mut count_bytes = [0u8; 8];
-        count_bytes.copy_from_slice(&preamble[12..20]);
-        let object_count = u64::from_le_bytes(count_bytes);
-        let expected_sum = &preamble[20..52];
-        let header_len = le_u32(&preamble[52..56]);
-        if header_len > MAX_HEADER_LEN {
-            return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
-        }
+        let preamble = Preamble::read(&mut file, path)?;
 
         // Pass 1: checksum over everything after the preamble (compressed, so cheap).
         let mut hasher = Sha256::new();
-        hasher.update(header_len.to_le_bytes());
+        hasher.update(preamble.header_len.to_le_bytes());
         let mut chunk = vec![0u8; 1 << 16];
         loop {
             match file.read(&mut chunk) {
@@ -1481,25 +1520,17 @@ impl SnapshotReader {
                 Err(e) => return Err(io(e)),
             }
         }
-        if seal(object_count, hasher).as_slice() != expected_sum {
+        if seal(preamble.object_count, hasher) != preamble.checksum {
             return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
         }
 
         // Pass 2: header, then the body as a stream.
         file.seek(SeekFrom::Start(PREAMBLE_LEN)).map_err(io)?;
-        let mut header_json = vec![0u8; header_len as usize];
-        file.read_exact(&mut header_json).map_err(io)?;
-        let header: SnapshotHeader = serde_json::from_slice(&header_json)
-            .map_err(|e| SnapshotError::corrupt(path, format!("header: {e}")))?;
+        let info = preamble.info(&mut file, path)?;
         let decoder = zstd::Decoder::new(file).map_err(io)?;
         Ok(SnapshotReader {
-            info: SnapshotInfo {
-                path: path.to_path_buf(),
-                header,
-                object_count,
-                checksum_hex: hex(expected_sum),
-            },
-            decoder: EntryDecoder::of_version(buffered(decoder), version),
+            info,
+            decoder: EntryDecoder::of_version(buffered(decoder), preamble.version),
             prev_key: None,
             last_flat_key: Vec::new(),
             read: 0,
@@ -1750,6 +1781,27 @@ mod tests {
         assert_eq!(back, objs);
         // Only the finished file remains.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_files_identity_is_read_from_its_start_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(dir.path(), &[obj("a", 1), obj("b", 2)]);
+        assert_eq!(SnapshotInfo::read(&info.path).unwrap(), info);
+        // The body is not read: a flipped body byte is found by `open`, not here.
+        let mut bytes = std::fs::read(&info.path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&info.path, &bytes).unwrap();
+        assert_eq!(SnapshotInfo::read(&info.path).unwrap(), info);
+        assert!(matches!(SnapshotReader::open(&info.path), Err(SnapshotError::ChecksumMismatch { .. })));
+        // Another file is told apart, and anything else is no snapshot.
+        let other = SnapshotWriter::create(&dir.path().join("o.snap"), header()).unwrap();
+        let other = other.finish().unwrap();
+        assert_ne!(SnapshotInfo::read(&other.path).unwrap().checksum_hex, info.checksum_hex);
+        std::fs::write(dir.path().join("x"), b"not a snapshot").unwrap();
+        let err = SnapshotInfo::read(&dir.path().join("x")).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_NOT_A_SNAPSHOT", "{err}");
     }
 
     #[test]
