@@ -575,6 +575,22 @@ pub(crate) struct FlatEntry {
     pub flags: u8,
 }
 
+impl FlatEntry {
+    /// The layout of `entry`, one whole flat entry about to be copied to `start` of a buffer,
+    /// whose last-modified time is known already (`last_modified_ms`, taken when its flags say
+    /// it has one): only its key is located, its fields are not read.
+    pub(crate) fn located(entry: &[u8], start: usize, last_modified_ms: i64) -> Result<FlatEntry, String> {
+        let mut r = SliceReader { buf: entry, at: 0 };
+        let flags = whole(r.byte().map(Ok))?;
+        if whole(r.varint())? != 0 {
+            return Err("a flat entry shares no key prefix".into());
+        }
+        let key = whole(r.field())?;
+        let last_modified_ms = (flags & F_MODIFIED != 0).then_some(last_modified_ms);
+        flat_entry(start, key.start, key.end, entry.len(), last_modified_ms, flags)
+    }
+}
+
 /// The parts of an encoded entry read from a slice: `None` where the slice ends first, which
 /// the entry-in-buffer parser takes as "read it field by field" and [`decode_flat`] as an error.
 struct SliceReader<'a> {
@@ -714,10 +730,19 @@ fn unzigzag(z: u64) -> i64 {
 
 /// The status of a code below [`OTHER_ENCRYPTION_CODE`] (that one carries its text).
 fn known_encryption(code: u8) -> Result<EncryptionStatus, String> {
-    EncryptionStatus::KNOWN
-        .get(usize::from(code))
-        .cloned()
-        .ok_or_else(|| format!("unknown encryption code {code}"))
+    // A `static`: indexing the `const` builds and drops the whole array at every call.
+    static KNOWN: [EncryptionStatus; 5] = EncryptionStatus::KNOWN;
+    check_encryption_code(code)?;
+    Ok(KNOWN[usize::from(code)].clone())
+}
+
+/// Checks that `code` is one of [`known_encryption`]'s, for entries copied without decoding.
+fn check_encryption_code(code: u8) -> Result<(), String> {
+    if usize::from(code) < EncryptionStatus::KNOWN.len() {
+        Ok(())
+    } else {
+        Err(format!("unknown encryption code {code}"))
+    }
 }
 
 fn flat_entry(
@@ -727,16 +752,16 @@ fn flat_entry(
     end: usize,
     last_modified_ms: Option<i64>,
     flags: u8,
-) -> Result<Option<FlatEntry>, String> {
+) -> Result<FlatEntry, String> {
     let len = |n: usize| u32::try_from(n).map_err(|_| "entry too long".to_string());
-    Ok(Some(FlatEntry {
+    Ok(FlatEntry {
         start,
         key_start: len(key_start)?,
         key_end: len(key_end)?,
         end: len(end)?,
         last_modified_ms,
         flags,
-    }))
+    })
 }
 
 /// Where the parts of one encoded entry lie in a buffer that holds all of it.
@@ -790,9 +815,7 @@ impl EntryLayout {
                 Some(OTHER_ENCRYPTION_CODE) => {
                     step!(r.field());
                 }
-                Some(code) => {
-                    known_encryption(code)?;
-                }
+                Some(code) => check_encryption_code(code)?,
             }
         }
         Ok(Some(EntryLayout { flags, shared: shared as usize, suffix, len: r.at, last_modified_ms }))
@@ -950,6 +973,7 @@ impl<R: BufRead> EntryDecoder<R> {
         out.extend_from_slice(&buffered[layout.suffix.end..layout.len]);
         self.inner.consume(layout.len);
         flat_entry(start, key_start, key_end, out.len() - start, layout.last_modified_ms, layout.flags)
+            .map(Some)
     }
 
     /// [`Self::next_flat`] of an older version's entry: decoded and written again in the
@@ -960,7 +984,7 @@ impl<R: BufRead> EntryDecoder<R> {
         encode_entry(out, "", &obj, flags & F_DELETE_MARKER);
         let key_start = 2 + varint_len(obj.key.len() as u64);
         let key_end = key_start + obj.key.len();
-        flat_entry(start, key_start, key_end, out.len() - start, obj.last_modified_ms, out[start])
+        flat_entry(start, key_start, key_end, out.len() - start, obj.last_modified_ms, out[start]).map(Some)
     }
 
     /// [`Self::next_flat`] for an entry that is not whole in the read buffer.
@@ -995,10 +1019,10 @@ impl<R: BufRead> EntryDecoder<R> {
             if code == OTHER_ENCRYPTION_CODE {
                 self.copy_bytes(out)?;
             } else {
-                known_encryption(code)?;
+                check_encryption_code(code)?;
             }
         }
-        flat_entry(start, key_start, key_end, out.len() - start, last_modified_ms, flags)
+        flat_entry(start, key_start, key_end, out.len() - start, last_modified_ms, flags).map(Some)
     }
 
     /// The next entry and its flags, or `None` at a clean end of stream.

@@ -122,10 +122,10 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Appends flat entries as they are (no key prefix shared with the previous entry).
-    fn write_flat(&mut self, entries: &[u8]) -> Result<(), BuildError> {
-        self.out.write_all(entries).map_err(|e| spill_err(&self.file.path, e))?;
-        self.written += entries.len() as u64;
+    /// Appends bytes as they are (rows of another layout, whose reader knows it).
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), BuildError> {
+        self.out.write_all(bytes).map_err(|e| spill_err(&self.file.path, e))?;
+        self.written += bytes.len() as u64;
         self.prev_key.clear();
         Ok(())
     }
