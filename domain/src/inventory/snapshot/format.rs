@@ -535,8 +535,13 @@ pub(crate) fn reencode_entry(
     key_start: usize,
     key_end: usize,
 ) {
+    let shared = common_prefix(prev_key, &entry[key_start..key_end]);
+    reencode_with_shared(out, shared, entry, key_start, key_end);
+}
+
+/// [`reencode_entry`] with the bytes the key shares with the previous one known.
+fn reencode_with_shared(out: &mut Vec<u8>, shared: usize, entry: &[u8], key_start: usize, key_end: usize) {
     let key = &entry[key_start..key_end];
-    let shared = common_prefix(prev_key, key);
     out.push(entry[0]);
     put_varint(out, shared as u64);
     put_bytes(out, &key[shared..]);
@@ -554,7 +559,22 @@ pub(crate) fn varint_len(mut v: u64) -> usize {
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    common_prefix_from(a, b, 0)
+}
+
+/// How many bytes `a` and `b` share at their start, given that they share `from` (compared 8
+/// bytes at a time: keys share long prefixes, and this runs for every row several times).
+pub(crate) fn common_prefix_from(a: &[u8], b: &[u8], from: usize) -> usize {
+    let end = a.len().min(b.len());
+    let mut i = from.min(end);
+    while let (Some(x), Some(y)) = (a[i..end].first_chunk::<8>(), b[i..end].first_chunk::<8>()) {
+        let diff = u64::from_be_bytes(*x) ^ u64::from_be_bytes(*y);
+        if diff != 0 {
+            return i + (diff.leading_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..end].iter().zip(&b[i..end]).take_while(|(x, y)| x == y).count()
 }
 
 /// Where one flat entry lies in a buffer. A flat entry is encoded against an empty previous
@@ -1280,22 +1300,18 @@ impl SnapshotWriter {
         key_end: usize,
     ) -> Result<(), SnapshotError> {
         let key = &entry[key_start..key_end];
-        if let Some(prev) = &self.prev_key
-            && key <= prev.as_slice()
-        {
+        let prev = self.prev_key.as_deref().unwrap_or_default();
+        // One pass gives both the order check and the prefix the entry shares.
+        let shared = common_prefix(prev, key);
+        let after_prev = key.get(shared).is_some_and(|b| prev.get(shared).is_none_or(|p| b > p));
+        if self.prev_key.is_some() && !after_prev {
             let key = String::from_utf8_lossy(key).into_owned();
             return Err(SnapshotError::Unsorted { path: self.path.clone(), key });
         }
         if entry[0] & F_DELETE_MARKER != 0 {
             return Err(SnapshotError::corrupt(&self.path, "a delete marker written as an object"));
         }
-        reencode_entry(
-            &mut self.staged,
-            self.prev_key.as_deref().unwrap_or_default(),
-            entry,
-            key_start,
-            key_end,
-        );
+        reencode_with_shared(&mut self.staged, shared, entry, key_start, key_end);
         if self.staged.len() >= STAGED_BYTES {
             self.write_staged()?;
         }
@@ -2075,6 +2091,21 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The chunked prefix count equals a byte-by-byte one, from any point the two share.
+        #[test]
+        fn common_prefix_counts_bytes_as_one_by_one_does(
+            a in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0u8)], 0..40),
+            b in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0u8)], 0..40),
+            prefix in proptest::collection::vec(any::<u8>(), 0..30),
+            from in any::<prop::sample::Index>(),
+        ) {
+            let (a, b) = ([prefix.clone(), a].concat(), [prefix, b].concat());
+            let expected = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            let from = from.index(expected + 1);
+            prop_assert_eq!(common_prefix_from(&a, &b, from), expected);
+            prop_assert_eq!(common_prefix(&a, &b), expected);
+        }
+
         /// Flat entries read back equal the objects written, whether an entry lies whole in the
         /// read buffer or straddles its end (every buffer size from 1 byte); a stream cut
         /// anywhere is an error, never a short success.

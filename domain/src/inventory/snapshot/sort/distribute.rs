@@ -17,11 +17,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::super::format::{EntryFields, F_DELETE_MARKER, FlatEntry, encode_fields};
+use super::super::format::{EntryFields, F_DELETE_MARKER, FlatEntry, common_prefix_from, encode_fields};
 use super::super::format::{PREFETCH_BATCH, Prefetch};
 use super::{
     Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
-    TYPICAL_ENTRY_BYTES, batches, join_writer, key_chunk, spill_err,
+    TYPICAL_ENTRY_BYTES, batches, join_writer, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -157,8 +157,6 @@ type Flushed = (Flush, Dealt);
 pub(super) struct Distribution {
     /// Strictly increasing; range `i` holds the keys with `i` splitters at or below them.
     splitters: Vec<Vec<u8>>,
-    /// Each splitter's first 8 bytes ([`key_chunk`]): most rows find their range on these.
-    prefixes: Vec<u64>,
     dealt: Dealt,
     flushing: Option<JoinHandle<Result<Flushed, BuildError>>>,
     /// The buffer of the last flush, emptied with its capacity, for the flush after next.
@@ -190,11 +188,9 @@ impl Distribution {
         {
             return None;
         }
-        let prefixes = splitters.iter().map(|s| key_chunk(s, 0)).collect();
         let dealt = Dealt::new(splitters.len() + 1, run_len);
         Some(Distribution {
             splitters,
-            prefixes,
             dealt,
             flushing: None,
             spare: None,
@@ -209,15 +205,29 @@ impl Distribution {
         self.splitters.len() + 1
     }
 
-    /// The range of `key`: the number of splitters at or below it.
+    /// The range of `key`: the number of splitters at or below it. A binary search that
+    /// skips the bytes `key` shares with both bounds: the splitters between two bounds share
+    /// them too (they are sorted), so a long prefix common to keys is compared once, not at
+    /// every step.
     fn range_of(&self, key: &[u8]) -> u32 {
-        // Zero-padded prefixes order as the keys do, so only splitters sharing the key's
-        // prefix need a full comparison.
-        let prefix = key_chunk(key, 0);
-        let below = self.prefixes.partition_point(|&p| p < prefix);
-        let tied = self.prefixes[below..].partition_point(|&p| p == prefix);
+        let (mut below, mut above) = (0, self.splitters.len());
+        let (mut shared_below, mut shared_above) = (0, 0);
+        while below < above {
+            let mid = below + (above - below) / 2;
+            let splitter = self.splitters[mid].as_slice();
+            let shared = common_prefix_from(key, splitter, shared_below.min(shared_above));
+            let at_or_below = key.get(shared).is_some_and(|k| splitter.get(shared).is_none_or(|s| s < k))
+                || shared == splitter.len();
+            if at_or_below {
+                below = mid + 1;
+                shared_below = shared;
+            } else {
+                above = mid;
+                shared_above = shared;
+            }
+        }
         // Fewer than u32::MAX splitters (checked in `new`).
-        (below + self.splitters[below..below + tied].partition_point(|s| s.as_slice() <= key)) as u32
+        below as u32
     }
 
     /// Adds a row encoded elsewhere.
@@ -688,6 +698,9 @@ mod tests {
             for key in keys {
                 let expected = splitters.iter().filter(|s| s.as_slice() <= key.as_bytes()).count();
                 prop_assert_eq!(ranges.range_of(key.as_bytes()) as usize, expected, "{:?}", key);
+            }
+            for (i, splitter) in splitters.iter().enumerate() {
+                prop_assert_eq!(ranges.range_of(splitter) as usize, i + 1, "{:?}", splitter);
             }
         }
 
