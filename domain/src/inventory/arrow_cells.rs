@@ -113,7 +113,7 @@ impl<'b> BatchCells<'b> {
             *row += 1;
             filled?;
             *count += 1;
-            on_row(&builder.finish()?)?;
+            on_row(builder.finished()?)?;
         }
         Ok(())
     }

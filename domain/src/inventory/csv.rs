@@ -249,7 +249,7 @@ impl<R: Read> InventoryRows for CsvRecords<R> {
                     count += 1;
                     let mut builder = SnapshotRowBuilder::new(&self.file, self.row);
                     fill(&self.file, self.row, &self.columns, &self.record, &mut builder)?;
-                    on_row(&builder.finish()?)?;
+                    on_row(builder.finished()?)?;
                 }
                 Err(error) => return Err(self.stream_error(error).into()),
             }

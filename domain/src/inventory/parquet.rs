@@ -168,7 +168,7 @@ impl InventoryRows for ParquetRecords {
                     self.row += 1;
                     filled?;
                     count += 1;
-                    on_row(&builder.finish()?)?;
+                    on_row(builder.finished()?)?;
                 }
             }
             self.next_group += 1;

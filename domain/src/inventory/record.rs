@@ -631,10 +631,11 @@ impl<'v> SnapshotRowBuilder<'v> {
         SnapshotRowBuilder { file, row_number, row: SnapshotRow::default() }
     }
 
-    /// Finishes the row: bucket and key are required.
-    pub(crate) fn finish(self) -> Result<SnapshotRow<'v>, RowError> {
+    /// The finished row, lent where it is (it is large, and lent once): bucket and key are
+    /// required.
+    pub(crate) fn finished(&self) -> Result<&SnapshotRow<'v>, RowError> {
         check_required(self.ctx(), &self.row.bucket, &self.row.key)?;
-        Ok(self.row)
+        Ok(&self.row)
     }
 }
 
