@@ -18,29 +18,32 @@ use super::record::{
 /// `%` not followed by two hex digits is kept literally (as browsers and `unquote_plus` do).
 pub fn decode_key(encoded: &[u8]) -> Result<String, std::string::FromUtf8Error> {
     // One pass: `+` is a space, `%XX` a byte (so an encoded `%2B` stays a plus), anything else
-    // (a `%` without two hex digits too) itself. Every key goes through here: no per-byte
-    // iterator adaptors.
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
+    // (a `%` without two hex digits too) itself. Every key goes through here: the bytes between
+    // escapes are copied a run at a time.
+    fn hex(b: Option<&u8>) -> Option<u8> {
+        b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8)
     }
     let mut out = Vec::with_capacity(encoded.len());
-    let mut i = 0;
-    while let Some(&b) = encoded.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                match (encoded.get(i + 1).copied().and_then(hex), encoded.get(i + 2).copied().and_then(hex)) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
+    let mut rest = encoded;
+    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at..];
+        match (rest[0], hex(rest.get(1)), hex(rest.get(2))) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                rest = &rest[3..];
             }
-            _ => out.push(b),
+            (b'+', ..) => {
+                out.push(b' ');
+                rest = &rest[1..];
+            }
+            (other, ..) => {
+                out.push(other);
+                rest = &rest[1..];
+            }
         }
-        i += 1;
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out)
 }
 
