@@ -216,7 +216,10 @@ fn fill<'v>(
             detail: format!("expected {} fields, found {}", columns.len(), record.len()),
         });
     }
-    for (column, raw) in columns.iter().zip(record.iter()) {
+    // One UTF-8 check for the whole row: a field of a valid row is valid when it starts and
+    // ends on character boundaries (a field that does not is checked on its own, for its error).
+    let row_text = std::str::from_utf8(record.as_slice()).ok();
+    for (i, (column, raw)) in columns.iter().zip(record.iter()).enumerate() {
         let invalid = |detail: String| RowError::InvalidValue {
             file: file.to_string(),
             row,
@@ -228,10 +231,11 @@ fn fill<'v>(
                 .map_err(|e| invalid(format!("not UTF-8 after URL decoding: {}", e.utf8_error())))?;
             target.set_decoded_key(key);
         } else {
-            target.set_text(
-                column,
-                std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?,
-            )?;
+            let text = match row_text.and_then(|row| row.get(record.range(i)?)) {
+                Some(text) => text,
+                None => std::str::from_utf8(raw).map_err(|e| invalid(format!("not UTF-8: {e}")))?,
+            };
+            target.set_text(column, text)?;
         }
     }
     Ok(())
@@ -449,6 +453,26 @@ mod tests {
             assert_eq!(*code, want_code);
             assert!(msg.starts_with(want_msg), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_is_its_rows_error_even_when_the_row_is() {
+        // Row 4 cuts `é` between two fields: the row's bytes are UTF-8, neither field's are.
+        let mut text = b"src,k1,STANDARD,SSE-S3\nsrc,k2,STANDARD,\xC3\n".to_vec();
+        text.extend_from_slice(b"src,k3,STANDARD,SSE-KMS\nsrc,k4,X\xC3,\xA9\nsrc,k5,STANDARD,NOT-SSE\n");
+        let schema = columns("Bucket, Key, StorageClass, EncryptionStatus");
+        let rows: Vec<_> = read_csv_gz("f.csv.gz", &gzip(&text)[..], &schema, LIMIT)
+            .unwrap()
+            .map(|r| r.map(|rec| rec.key).map_err(|e| e.to_string()))
+            .collect();
+        // The row's fields back to back, as the row-wide check sees them.
+        assert!(std::str::from_utf8(b"srck4X\xC3\xA9").is_ok());
+        assert_eq!(rows[0], Ok("k1".to_string()));
+        assert_eq!(rows[2], Ok("k3".to_string()));
+        assert_eq!(rows[4], Ok("k5".to_string()));
+        let bad = |row: usize, column: &str| format!("f.csv.gz: row {row}, column {column}: not UTF-8");
+        assert!(rows[1].as_ref().unwrap_err().starts_with(&bad(2, "EncryptionStatus")), "{:?}", rows[1]);
+        assert!(rows[3].as_ref().unwrap_err().starts_with(&bad(4, "StorageClass")), "{:?}", rows[3]);
     }
 
     #[test]
