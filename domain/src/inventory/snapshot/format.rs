@@ -132,7 +132,10 @@ impl ObjectView<'_> {
         SnapshotObject {
             key: self.key.to_owned(),
             size: self.size,
-            etag: self.etag.map(|etag| etag.to_string()),
+            etag: self.etag.map(|etag| match etag {
+                EtagView::Md5(bytes) => hex(&bytes),
+                EtagView::Text(text) => text.to_owned(),
+            }),
             last_modified_ms: self.last_modified_ms,
             storage_class: self.storage_class.map(str::to_owned),
             encryption_status: self.encryption_status.clone(),
@@ -161,7 +164,7 @@ impl<'a> EtagView<'a> {
 impl std::fmt::Display for EtagView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EtagView::Md5(bytes) => bytes.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            EtagView::Md5(bytes) => f.write_str(&hex(bytes)),
             EtagView::Text(text) => f.write_str(text),
         }
     }
