@@ -629,13 +629,21 @@ impl<'a> SliceReader<'a> {
     }
 
     fn varint(&mut self) -> Option<Result<u64, String>> {
+        // Most varints of an entry (lengths, tags) are one byte.
+        let first = *self.buf.get(self.at)?;
+        if first < 0x80 {
+            self.at += 1;
+            return Some(Ok(u64::from(first)));
+        }
         let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0;
+        while shift < 64 {
             let b = self.byte()?;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Some(Ok(v));
             }
+            shift += 7;
         }
         Some(Err("varint too long".into()))
     }
@@ -1845,6 +1853,22 @@ mod tests {
         std::fs::write(dir.path().join("x"), b"not a snapshot").unwrap();
         let err = SnapshotInfo::read(&dir.path().join("x")).unwrap_err();
         assert_eq!(err.code(), "SNAPSHOT_NOT_A_SNAPSHOT", "{err}");
+    }
+
+    #[test]
+    fn slice_varints_of_one_byte_many_bytes_cut_or_too_long() {
+        let read = |bytes: &[u8]| {
+            let mut r = SliceReader { buf: bytes, at: 0 };
+            (r.varint(), r.at)
+        };
+        assert_eq!(read(&[0x05, 0xff]), (Some(Ok(5)), 1));
+        assert_eq!(read(&[0x80, 0x01]), (Some(Ok(128)), 2));
+        let mut max = Vec::new();
+        put_varint(&mut max, u64::MAX);
+        assert_eq!(read(&max), (Some(Ok(u64::MAX)), 10));
+        assert_eq!(read(&[0x80, 0x80]).0, None, "cut short");
+        assert_eq!(read(&[]).0, None);
+        assert_eq!(read(&[0x80; 11]).0, Some(Err("varint too long".to_string())));
     }
 
     #[test]
