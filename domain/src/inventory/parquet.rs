@@ -486,14 +486,14 @@ impl<'g> RowCursor<'g> {
             outcome = match &decoded.values {
                 Values::Text(values) => match std::str::from_utf8(values[at].data()) {
                     Ok(text) => target.set_text(column, text),
-                    Err(e) => Err(target.ctx().invalid(column, format!("not UTF-8: {e}"))),
+                    Err(e) => Err(Box::new(target.ctx().invalid(column, format!("not UTF-8: {e}")))),
                 },
                 Values::Bool(values) => target.set_bool(column, values[at]),
                 Values::Int(values) => target.set_int(column, values[at]),
             };
         }
         self.row += 1;
-        Some(outcome)
+        Some(outcome.map_err(|e| *e))
     }
 }
 

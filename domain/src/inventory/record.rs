@@ -255,6 +255,17 @@ pub(crate) fn check_schema<'a>(
     Ok(())
 }
 
+/// A cell's parse: its error boxed, so that the `Result` every cell goes through stays small
+/// (a `RowError` by value made each cell's result ~90 bytes to move, most of a Parquet row's
+/// conversion). `?` unboxes it where a row's `RowError` is returned.
+pub(crate) type CellResult<T> = Result<T, Box<RowError>>;
+
+impl From<Box<RowError>> for RowError {
+    fn from(boxed: Box<RowError>) -> Self {
+        *boxed
+    }
+}
+
 impl Ctx<'_> {
     pub(crate) fn invalid(&self, column: &InventoryColumn, detail: String) -> RowError {
         RowError::InvalidValue {
@@ -266,26 +277,26 @@ impl Ctx<'_> {
     }
 
     /// A boolean-like column: `yes`/`no` spellings compared case-insensitively.
-    fn flag(&self, column: &InventoryColumn, value: &str, yes: &str, no: &str) -> Result<bool, RowError> {
+    fn flag(&self, column: &InventoryColumn, value: &str, yes: &str, no: &str) -> CellResult<bool> {
         let v = value.trim();
         if v.eq_ignore_ascii_case(yes) {
             Ok(true)
         } else if v.eq_ignore_ascii_case(no) {
             Ok(false)
         } else {
-            Err(self.invalid(column, format!("expected {yes} or {no}, found {v:?}")))
+            Err(Box::new(self.invalid(column, format!("expected {yes} or {no}, found {v:?}"))))
         }
     }
 
-    fn unsigned(&self, column: &InventoryColumn, value: &str) -> Result<u64, RowError> {
+    fn unsigned(&self, column: &InventoryColumn, value: &str) -> CellResult<u64> {
         value
             .trim()
             .parse()
-            .map_err(|_| self.invalid(column, format!("{value:?} is not a non-negative integer")))
+            .map_err(|_| Box::new(self.invalid(column, format!("{value:?} is not a non-negative integer"))))
     }
 
     /// ISO-8601 timestamps (`2023-01-31T12:00:00.000Z`), or epoch milliseconds.
-    fn timestamp(&self, column: &InventoryColumn, value: &str) -> Result<i64, RowError> {
+    fn timestamp(&self, column: &InventoryColumn, value: &str) -> CellResult<i64> {
         let v = value.trim();
         if let Some(ms) = utc_millis(v) {
             return Ok(ms);
@@ -293,7 +304,8 @@ impl Ctx<'_> {
         if let Ok(t) = DateTime::parse_from_rfc3339(v) {
             return Ok(t.timestamp_millis());
         }
-        v.parse::<i64>().map_err(|_| self.invalid(column, format!("{v:?} is not an ISO-8601 timestamp")))
+        v.parse::<i64>()
+            .map_err(|_| Box::new(self.invalid(column, format!("{v:?} is not an ISO-8601 timestamp"))))
     }
 }
 
@@ -357,11 +369,7 @@ pub(crate) enum Field<'v> {
 impl Ctx<'_> {
     /// Parses a column's text form; `value` is already decoded (CSV keys are URL-decoded by the
     /// caller).
-    pub(crate) fn parse_text<'v>(
-        &self,
-        column: &InventoryColumn,
-        value: &'v str,
-    ) -> Result<Field<'v>, RowError> {
+    pub(crate) fn parse_text<'v>(&self, column: &InventoryColumn, value: &'v str) -> CellResult<Field<'v>> {
         use InventoryColumn as C;
         if value.is_empty() {
             return Ok(Field::Empty);
@@ -399,11 +407,7 @@ impl Ctx<'_> {
     }
 
     /// Parses a typed boolean (Parquet, ORC); columns that are not flags take its text form.
-    pub(crate) fn parse_bool(
-        &self,
-        column: &InventoryColumn,
-        value: bool,
-    ) -> Result<Field<'static>, RowError> {
+    pub(crate) fn parse_bool(&self, column: &InventoryColumn, value: bool) -> CellResult<Field<'static>> {
         use InventoryColumn as C;
         Ok(match column {
             C::IsLatest => Field::IsLatest(value),
@@ -417,11 +421,12 @@ impl Ctx<'_> {
 
     /// Parses a typed integer (Parquet, ORC; timestamps in milliseconds); columns that are not
     /// numbers take its text form.
-    pub(crate) fn parse_int(&self, column: &InventoryColumn, value: i64) -> Result<Field<'static>, RowError> {
+    pub(crate) fn parse_int(&self, column: &InventoryColumn, value: i64) -> CellResult<Field<'static>> {
         use InventoryColumn as C;
         Ok(match column {
             C::Size => Field::Size(
-                u64::try_from(value).map_err(|_| self.invalid(column, format!("{value} is negative")))?,
+                u64::try_from(value)
+                    .map_err(|_| Box::new(self.invalid(column, format!("{value} is negative"))))?,
             ),
             C::LastModifiedDate => Field::LastModified(value),
             C::ObjectLockRetainUntilDate => Field::ObjectLockRetainUntil(value),
@@ -471,7 +476,7 @@ pub(crate) trait RowTarget<'v> {
     fn store(&mut self, column: &InventoryColumn, field: Field<'v>);
 
     /// Sets a column from its text form.
-    fn set_text(&mut self, column: &InventoryColumn, value: &'v str) -> Result<(), RowError> {
+    fn set_text(&mut self, column: &InventoryColumn, value: &'v str) -> CellResult<()> {
         let field = self.ctx().parse_text(column, value)?;
         self.store(column, field);
         Ok(())
@@ -485,14 +490,14 @@ pub(crate) trait RowTarget<'v> {
     }
 
     /// Sets a column from a typed boolean (Parquet, ORC).
-    fn set_bool(&mut self, column: &InventoryColumn, value: bool) -> Result<(), RowError> {
+    fn set_bool(&mut self, column: &InventoryColumn, value: bool) -> CellResult<()> {
         let field = self.ctx().parse_bool(column, value)?;
         self.store(column, field);
         Ok(())
     }
 
     /// Sets a column from a typed integer (Parquet, ORC; timestamps in milliseconds).
-    fn set_int(&mut self, column: &InventoryColumn, value: i64) -> Result<(), RowError> {
+    fn set_int(&mut self, column: &InventoryColumn, value: i64) -> CellResult<()> {
         let field = self.ctx().parse_int(column, value)?;
         self.store(column, field);
         Ok(())
