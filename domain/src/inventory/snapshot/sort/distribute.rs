@@ -65,9 +65,9 @@ struct Chunk {
 }
 
 /// Rows as flat entries (the spill format, no key prefix shared) after a [`ROW_HEADER`], in
-/// chunks of one arena that each hold rows of one range: a flush writes each range's chunks as they are, and the memory
-/// is that of a sort run without its row index. (A growing buffer per range cost far more
-/// memory: hundreds of allocations of their own.)
+/// chunks of one arena that each hold rows of one range: a flush writes each range's chunks as
+/// they are, and the memory is that of a sort run without its row index. (A growing buffer per
+/// range cost far more memory: hundreds of allocations of their own.)
 #[derive(Debug, Default)]
 struct Dealt {
     arena: Vec<u8>,
@@ -340,9 +340,8 @@ fn flush(mut dealt: Dealt, spill_dir: &Path, seq: usize) -> Result<Flushed, Buil
 fn read_rows(mut bytes: &[u8], into: &mut RunBuffer, path: &Path) -> Result<usize, BuildError> {
     let mut read = 0;
     while let Some((header, rest)) = bytes.split_first_chunk::<ROW_HEADER>() {
-        let (len, time) = header.split_at(4);
-        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
-        let time = i64::from_le_bytes(time.try_into().unwrap_or_default());
+        let [l0, l1, l2, l3, time @ ..] = *header;
+        let (len, time) = (u32::from_le_bytes([l0, l1, l2, l3]) as usize, i64::from_le_bytes(time));
         if len > rest.len() {
             return Err(spill_err(path, format!("row {read}: {len} bytes, {} left", rest.len())));
         }
