@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::{Classification, DatasetAggregate, GroupingConfig, JunkReason, ListedEncryption, classify};
+use super::{DatasetAggregate, FolderClassifier, GroupingConfig, JunkReason, ListedEncryption};
 use crate::model::{FileFormat, ObjectMeta};
 
 /// Bucket-wide counters over every object seen, junk included.
@@ -42,12 +42,19 @@ pub struct Grouper {
     // formats sharing a root sit together under it.
     open: BTreeMap<String, BTreeMap<FileFormat, DatasetAggregate>>,
     tally: BucketTally,
+    classifier: FolderClassifier,
 }
 
 impl Grouper {
     /// A grouper for `bucket`.
     pub fn new(bucket: &str, cfg: GroupingConfig) -> Self {
-        Grouper { bucket: bucket.to_string(), cfg, open: BTreeMap::new(), tally: BucketTally::default() }
+        Grouper {
+            bucket: bucket.to_string(),
+            cfg,
+            open: BTreeMap::new(),
+            tally: BucketTally::default(),
+            classifier: FolderClassifier::default(),
+        }
     }
 
     /// Classify and account for one listed object.
@@ -65,12 +72,12 @@ impl Grouper {
     fn add_inner(&mut self, obj: ObjectMeta, encryption: Option<ListedEncryption>) {
         self.tally.object_count += 1;
         self.tally.total_bytes = self.tally.total_bytes.saturating_add(obj.size);
-        match classify(&self.bucket, &obj, &self.cfg) {
-            Classification::Junk(reason) => {
+        match self.classifier.classify(&self.bucket, &obj, &self.cfg) {
+            Err(reason) => {
                 *self.tally.junk.entry(reason).or_insert(0) += 1;
                 self.tally.junk_bytes = self.tally.junk_bytes.saturating_add(obj.size);
             }
-            Classification::Data(placement) => {
+            Ok(placement) => {
                 self.tally.data_objects += 1;
                 self.tally.data_bytes = self.tally.data_bytes.saturating_add(obj.size);
                 let dataset = &placement.dataset;
@@ -82,7 +89,7 @@ impl Grouper {
                     let aggregate = by_format.entry(dataset.format).or_insert_with(|| {
                         DatasetAggregate::with_config(&self.bucket, dataset.clone(), &self.cfg)
                     });
-                    aggregate.add(&obj, &placement);
+                    aggregate.add(&obj, placement);
                     if let Some(encryption) = &encryption {
                         aggregate.add_listed_encryption(encryption);
                     }

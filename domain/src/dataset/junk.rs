@@ -51,13 +51,25 @@ impl JunkReason {
 /// The order matters: the most specific explanation wins, so an empty `_SUCCESS` is a success
 /// marker rather than a zero-byte file, and `.part-0.crc` is a checksum rather than hidden.
 pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
-    if folder_marker(key) {
-        return Some(JunkReason::FolderMarker);
-    }
     let (dirs, file) = match key.rfind('/') {
         Some(i) => (&key[..i], &key[i + 1..]),
         None => ("", key),
     };
+    junk_reason_in(key, file, size, || folder_reason(dirs))
+}
+
+/// [`junk_reason`] of `key`, whose file name is `file`, with its folder's reason given by
+/// `folder` ([`folder_reason`], asked only when the file itself is not junk): a key-ordered
+/// stream works that out once per folder.
+pub(crate) fn junk_reason_in(
+    key: &str,
+    file: &str,
+    size: u64,
+    folder: impl FnOnce() -> Option<JunkReason>,
+) -> Option<JunkReason> {
+    if folder_marker(key) {
+        return Some(JunkReason::FolderMarker);
+    }
     if success_marker(file) {
         return Some(JunkReason::SuccessMarker);
     }
@@ -67,7 +79,7 @@ pub(crate) fn junk_reason(key: &str, size: u64) -> Option<JunkReason> {
     if file.ends_with(".instruction") {
         return Some(JunkReason::EncryptionInstructions);
     }
-    let folder = folder_reason(dirs);
+    let folder = folder();
     if folder == Some(JunkReason::Temporary) {
         return folder;
     }
@@ -89,7 +101,7 @@ pub(crate) fn junk_folder(folder: &str) -> bool {
 
 /// Why every object under `folder` is junk: a temporary folder on its path (whatever else),
 /// or a hidden one.
-fn folder_reason(folder: &str) -> Option<JunkReason> {
+pub(crate) fn folder_reason(folder: &str) -> Option<JunkReason> {
     let mut hidden = false;
     for segment in folder.split('/') {
         if temporary_segment(segment) {

@@ -149,6 +149,65 @@ pub fn classify(bucket: &str, obj: &ObjectMeta, cfg: &GroupingConfig) -> Classif
     Classification::Data(heuristics::place(&obj.key))
 }
 
+/// [`classify`] with the folder's work done once per folder: consecutive keys of a listing or
+/// a snapshot mostly share their folder, and a folder's junk reason and, without path
+/// templates, a placement's dataset root, partitions and style depend on the folder alone (the
+/// format and compression on the file name). Same answers as [`classify`]; the placement is
+/// lent, not rebuilt.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FolderClassifier {
+    /// The folder (up to and with its last `/`: `a` and `/a` are in different folders) the
+    /// fields below are for.
+    folder: Option<String>,
+    /// Its junk reason ([`junk::folder_reason`]).
+    folder_reason: Option<JunkReason>,
+    /// The last placement: by the heuristics for `folder` when `heuristic`, else a template's.
+    placement: Option<Placement>,
+    heuristic: bool,
+}
+
+impl FolderClassifier {
+    /// `obj`'s placement, or why it is junk.
+    pub(crate) fn classify(
+        &mut self,
+        bucket: &str,
+        obj: &ObjectMeta,
+        cfg: &GroupingConfig,
+    ) -> Result<&Placement, JunkReason> {
+        let key = obj.key.as_str();
+        let slash = key.as_bytes().iter().rposition(|&b| b == b'/');
+        let (folder, file) = slash.map_or(("", key), |i| (&key[..=i], &key[i + 1..]));
+        if self.folder.as_deref() != Some(folder) {
+            self.folder = Some(folder.to_string());
+            self.folder_reason = junk::folder_reason(slash.map_or("", |i| &key[..i]));
+            self.heuristic = false;
+        }
+        if let Some(reason) = junk::junk_reason_in(key, file, obj.size, || self.folder_reason) {
+            return Err(reason);
+        }
+        if !cfg.templates.is_empty() {
+            return match classify(bucket, obj, cfg) {
+                Classification::Data(placement) => {
+                    self.heuristic = false;
+                    Ok(self.placement.insert(placement))
+                }
+                Classification::Junk(reason) => Err(reason),
+            };
+        }
+        let placement = match self.placement.take() {
+            Some(mut placement) if self.heuristic => {
+                (placement.dataset.format, placement.compression) = heuristics::format_from_file(file);
+                placement
+            }
+            _ => {
+                self.heuristic = true;
+                heuristics::place(key)
+            }
+        };
+        Ok(self.placement.insert(placement))
+    }
+}
+
 /// The dataset of each object of a key-ordered stream, computing the partition scan once per
 /// folder: consecutive keys mostly share their folder, and without path templates a dataset
 /// depends only on the folder and the file's extension. Same answers as [`classify`].
