@@ -588,64 +588,12 @@ proptest! {
     }
 }
 
-fn classified(key: &str, size: u64, cfg: &GroupingConfig) -> Option<DatasetKey> {
-    match classify("bkt", &obj(key, size), cfg) {
-        Classification::Data(p) => Some(p.dataset),
-        Classification::Junk(_) => None,
-    }
-}
-
 proptest! {
-    /// The per-folder cache of the inventory diff answers exactly as `classify`, for keys in
-    /// order (as a snapshot streams them) and out of order, with and without templates.
+    /// Both per-folder caches answer exactly as `classify`: the inventory diff's placer (the
+    /// dataset) and the grouper's classifier (placement or junk reason), for keys in order (as
+    /// a snapshot streams them) and out of order, with and without templates.
     #[test]
-    fn placer_agrees_with_classify(
-        mut keys in proptest::collection::vec(
-            (
-                "(t/|logs/|sales/|a b/|%2F/)?((region=eu|dt=2024-01-0[12]|2024/01/0[12]|_temporary|\\.hidden)/){0,3}",
-                "(part-0|data|_SUCCESS|x\\.crc|\\.dot|f)(\\.csv|\\.parquet|\\.json\\.gz|\\.avro|_\\$folder\\$)?",
-                0u64..3,
-            ),
-            0..40,
-        ),
-        sorted in any::<bool>(),
-        with_template in any::<bool>(),
-    ) {
-        if sorted {
-            keys.sort();
-        }
-        let mut cfg = GroupingConfig::default();
-        if with_template {
-            cfg.templates.push(PathTemplate::parse("s3://bkt/sales/{table}/*").unwrap());
-        }
-        let mut placer = DatasetPlacer::default();
-        for (dir, name, size) in &keys {
-            let key = format!("{dir}{name}");
-            prop_assert_eq!(placer.dataset("bkt", &key, *size, &cfg), classified(&key, *size, &cfg), "{}", key);
-        }
-    }
-}
-
-#[test]
-fn the_folder_classifier_tells_a_root_file_from_one_under_a_bare_slash() {
-    let cfg = GroupingConfig::default();
-    let mut classifier = FolderClassifier::default();
-    for key in ["/part-0.csv", "part-0.csv", "/part-1.csv", "a/b.csv", "a/_temporary/c.csv", "a/d.csv"] {
-        let object = obj(key, 1);
-        let cached = classifier.classify("bkt", &object, &cfg).cloned();
-        let expected = match classify("bkt", &object, &cfg) {
-            Classification::Data(placement) => Ok(placement),
-            Classification::Junk(reason) => Err(reason),
-        };
-        assert_eq!(cached, expected, "{key}");
-    }
-}
-
-proptest! {
-    /// The grouper's per-folder classifier answers exactly as `classify` (placement or junk
-    /// reason), for keys in order and out of order, with and without templates.
-    #[test]
-    fn folder_classifier_agrees_with_classify(
+    fn folder_caches_agree_with_classify(
         mut keys in proptest::collection::vec(
             (
                 "(/|t/|logs/|sales/|a b/|%2F/)?((region=eu|dt=2024-01-0[12]|2024/01/0[12]|_temporary|\\.hidden)/){0,3}",
@@ -664,15 +612,37 @@ proptest! {
         if with_template {
             cfg.templates.push(PathTemplate::parse("s3://bkt/sales/{table}/*").unwrap());
         }
+        let mut placer = DatasetPlacer::default();
         let mut classifier = FolderClassifier::default();
         for (dir, name, size) in &keys {
             let object = obj(&format!("{dir}{name}"), *size);
+            let expected = classify("bkt", &object, &cfg);
+            let dataset = match &expected {
+                Classification::Data(placement) => Some(placement.dataset.clone()),
+                Classification::Junk(_) => None,
+            };
+            prop_assert_eq!(placer.dataset("bkt", &object.key, *size, &cfg), dataset, "{}", object.key);
             let cached = match classifier.classify("bkt", &object, &cfg) {
                 Ok(placement) => Classification::Data(placement.clone()),
                 Err(reason) => Classification::Junk(reason),
             };
-            prop_assert_eq!(cached, classify("bkt", &object, &cfg), "{}", object.key);
+            prop_assert_eq!(cached, expected, "{}", object.key);
         }
+    }
+}
+
+#[test]
+fn the_folder_classifier_tells_a_root_file_from_one_under_a_bare_slash() {
+    let cfg = GroupingConfig::default();
+    let mut classifier = FolderClassifier::default();
+    for key in ["/part-0.csv", "part-0.csv", "/part-1.csv", "a/b.csv", "a/_temporary/c.csv", "a/d.csv"] {
+        let object = obj(key, 1);
+        let cached = classifier.classify("bkt", &object, &cfg).cloned();
+        let expected = match classify("bkt", &object, &cfg) {
+            Classification::Data(placement) => Ok(placement),
+            Classification::Junk(reason) => Err(reason),
+        };
+        assert_eq!(cached, expected, "{key}");
     }
 }
 
