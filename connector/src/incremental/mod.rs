@@ -35,15 +35,13 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use s3_connector_domain::dataset::{
-    Classification, DatasetKey, DatasetPlacer, Grouper, GroupingConfig, classify,
-};
+use s3_connector_domain::dataset::{Classification, DatasetKey, GroupingConfig, classify};
 use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
     BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry,
     ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
-    SnapshotReader,
+    aggregate_datasets,
 };
 use s3_connector_domain::inventory::{
     InventoryColumn, InventoryRecord, InventoryRows, RowError, csv, orc, parquet,
@@ -807,37 +805,7 @@ async fn reinfer(
     // Second pass over the new snapshot: aggregates of the needed datasets only.
     let (grouping, owner) = (ctx.grouping.clone(), bucket.to_string());
     let aggregates = tokio::task::spawn_blocking(move || {
-        let mut grouper = Grouper::new(&owner, grouping.clone());
-        // The dataset of each object, worked out once per folder (the snapshot is in key
-        // order): only the needed datasets' objects go on to the grouper.
-        let mut placer = DatasetPlacer::default();
-        // The last dataset seen and whether it is needed: runs of one dataset skip the set.
-        let mut last: Option<(DatasetKey, bool)> = None;
-        for obj in SnapshotReader::open(&snapshot)? {
-            let obj = obj?;
-            let size = obj.size.unwrap_or(0);
-            let Some((prefix, format)) = placer.place(&owner, &obj.key, size, &grouping) else { continue };
-            let wanted = match &last {
-                Some((dataset, wanted)) if dataset.prefix == prefix && dataset.format == format => *wanted,
-                _ => {
-                    let dataset = DatasetKey { prefix: prefix.to_string(), format };
-                    let wanted = needed.contains(&dataset);
-                    last = Some((dataset, wanted));
-                    wanted
-                }
-            };
-            if !wanted {
-                continue;
-            }
-            grouper.add(ObjectMeta {
-                key: obj.key,
-                size,
-                last_modified_ms: obj.last_modified_ms,
-                etag: obj.etag,
-                storage_class: obj.storage_class,
-            });
-        }
-        Ok::<_, IncrementalError>(grouper.take_all())
+        Ok::<_, IncrementalError>(aggregate_datasets(&snapshot, &owner, &grouping, &needed)?)
     })
     .await
     .map_err(|e| IncrementalError::Internal(format!("grouping task failed: {e}")))??;

@@ -3,11 +3,14 @@
 //!
 //! Memory is one small accumulator per dataset seen (either side), never per object.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use super::diff::{DiffEntry, ObjectChange};
-use crate::dataset::{DatasetKey, DatasetPlacer, GroupingConfig};
+use super::format::{SnapshotError, SnapshotReader, decode_flat};
+use crate::dataset::{DatasetAggregate, DatasetKey, DatasetPlacer, Grouper, GroupingConfig};
 use crate::inventory::record::EncryptionStatus;
+use crate::model::ObjectMeta;
 
 /// Whether a dataset appeared, disappeared or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -274,6 +277,52 @@ impl DatasetDiffAggregator {
     }
 }
 
+/// The aggregates of the datasets `needed` (for schema inference) over the snapshot at
+/// `path`, grouped as extraction groups a listing. One pass in key order: each entry's dataset
+/// is worked out from its bytes (once per folder, [`DatasetPlacer`]), and only the needed
+/// datasets' objects are decoded and handed to the [`Grouper`]. The snapshot is verified as
+/// [`SnapshotReader::open`] and iteration verify it.
+pub fn aggregate_datasets(
+    path: &Path,
+    bucket: &str,
+    cfg: &GroupingConfig,
+    needed: &BTreeSet<DatasetKey>,
+) -> Result<Vec<DatasetAggregate>, SnapshotError> {
+    let mut reader = SnapshotReader::open(path)?;
+    let mut grouper = Grouper::new(bucket, cfg.clone());
+    let mut placer = DatasetPlacer::default();
+    // The last dataset seen and whether it is needed: runs of one dataset skip the set.
+    let mut last: Option<(DatasetKey, bool)> = None;
+    let mut entry = Vec::new();
+    while reader.next_flat(&mut entry)?.is_some() {
+        let view = decode_flat(&entry).map_err(|d| SnapshotError::corrupt(path, d))?;
+        let size = view.size.unwrap_or(0);
+        if let Some((prefix, format)) = placer.place(bucket, view.key, size, cfg) {
+            let wanted = match &last {
+                Some((dataset, wanted)) if dataset.prefix == prefix && dataset.format == format => *wanted,
+                _ => {
+                    let dataset = DatasetKey { prefix: prefix.to_string(), format };
+                    let wanted = needed.contains(&dataset);
+                    last = Some((dataset, wanted));
+                    wanted
+                }
+            };
+            if wanted {
+                let obj = view.to_object();
+                grouper.add(ObjectMeta {
+                    key: obj.key,
+                    size,
+                    last_modified_ms: obj.last_modified_ms,
+                    etag: obj.etag,
+                    storage_class: obj.storage_class,
+                });
+            }
+        }
+        entry.clear();
+    }
+    Ok(grouper.take_all())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +470,42 @@ mod tests {
                 proptest::prop_assert_eq!(&change.before, &before.get(&change.dataset).cloned().unwrap_or_default());
                 proptest::prop_assert_eq!(&change.after, &after.get(&change.dataset).cloned().unwrap_or_default());
             }
+        }
+
+        /// The needed datasets' aggregates over a snapshot file are the Grouper's over its
+        /// objects, keeping only those datasets.
+        #[test]
+        fn snapshot_aggregates_are_the_groupers_for_the_needed_datasets(
+            objects in arb_objects(40),
+            pick in proptest::collection::vec(proptest::prelude::any::<bool>(), 8),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = crate::inventory::snapshot::test_support::write_snapshot(dir.path(), "s.snap", &objects);
+            let meta = |obj: &SnapshotObject| ObjectMeta {
+                key: obj.key.clone(),
+                size: obj.size.unwrap_or(0),
+                last_modified_ms: obj.last_modified_ms,
+                etag: obj.etag.clone(),
+                storage_class: obj.storage_class.clone(),
+            };
+            let mut all = Grouper::new("src", GroupingConfig::default());
+            objects.iter().for_each(|obj| all.add(meta(obj)));
+            let all = all.take_all();
+            let needed: BTreeSet<DatasetKey> = all
+                .iter()
+                .zip(pick.iter().cycle())
+                .filter(|(_, picked)| **picked)
+                .map(|(d, _)| d.key().clone())
+                .collect();
+            let mut expected = Grouper::new("src", GroupingConfig::default());
+            for obj in &objects {
+                let place = crate::dataset::classify("src", &meta(obj), &GroupingConfig::default());
+                if matches!(&place, crate::dataset::Classification::Data(p) if needed.contains(&p.dataset)) {
+                    expected.add(meta(obj));
+                }
+            }
+            let got = aggregate_datasets(&path, "src", &GroupingConfig::default(), &needed).unwrap();
+            proptest::prop_assert_eq!(got, expected.take_all());
         }
 
         /// The "after" side of every dataset matches what extraction's Grouper builds from the

@@ -17,7 +17,9 @@ pub mod format;
 pub mod sort;
 pub mod state;
 
-pub use datasets::{DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide};
+pub use datasets::{
+    DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide, aggregate_datasets,
+};
 pub use diff::{ChangedField, ChangedFields, DiffEntry, ObjectChange, merge_join};
 pub use format::{
     ObjectView, SNAPSHOT_FORMAT_VERSION, SPLITTER_STRIDE, SnapshotError, SnapshotHeader, SnapshotInfo,
