@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::md5_reader::hex;
 use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
+use super::diff::UnchangedObject;
 
 /// Current snapshot format version. Version 2 stores an MD5 ETag as its 16 bytes and a known
 /// storage class as a code; version 1 files (text for both) are still read.
@@ -43,7 +44,11 @@ const COUNT_OFFSET: u64 = 12;
 const MAX_HEADER_LEN: u32 = 64 * 1024;
 // Cap on one field inside an entry, for the same reason (S3 keys are at most 1024 bytes).
 const MAX_FIELD_LEN: u64 = 1 << 20;
-const ZSTD_LEVEL: i32 = 1;
+/// zstd's fastest regular level less one: entries are prefix-encoded already and an ETag is
+/// 16 random bytes, so level 1 made the file only 3% smaller than this, for half again the
+/// CPU to write and twice the CPU to read (5M objects: 0.50 s against 0.33 s, 0.16 s against
+/// 0.08 s).
+const ZSTD_LEVEL: i32 = -1;
 /// Decompressed bytes buffered in front of the entry decoder.
 const DECODE_BUFFER: usize = 256 * 1024;
 /// Objects between two splitters: a next day's rows are dealt into ranges of about this many
@@ -755,6 +760,41 @@ pub(crate) fn decode_flat(entry: &[u8]) -> Result<ObjectView<'_>, String> {
     Ok(view)
 }
 
+/// Decodes what an unchanged object's step carries ([`UnchangedObject`]) from a flat entry:
+/// its key, size and encryption status; the other fields are stepped over, not decoded.
+pub(crate) fn decode_unchanged(entry: &[u8]) -> Result<UnchangedObject<'_>, String> {
+    let mut r = SliceReader { buf: entry, at: 0 };
+    let flags = whole(r.byte().map(Ok))?;
+    if whole(r.varint())? != 0 {
+        return Err("a flat entry shares no key prefix".into());
+    }
+    let key = whole(r.text("key"))?;
+    let size = if flags & F_SIZE != 0 { Some(whole(r.varint())?) } else { None };
+    if flags & F_ETAG != 0 {
+        whole(r.tagged(Tagged::Etag))?;
+    }
+    if flags & F_MODIFIED != 0 {
+        whole(r.varint())?;
+    }
+    if flags & F_CLASS != 0 {
+        let (tag, _) = whole(r.tagged(Tagged::StorageClass))?;
+        if tag & 1 == 1 {
+            Tagged::StorageClass.class(tag >> 1)?;
+        }
+    }
+    let mut encryption_status = None;
+    if flags & F_ENCRYPTION != 0 {
+        encryption_status = Some(match whole(r.byte().map(Ok))? {
+            OTHER_ENCRYPTION_CODE => EncryptionStatus::Other(whole(r.text("encryption status"))?.to_owned()),
+            code => known_encryption(code)?,
+        });
+    }
+    if r.at != entry.len() {
+        return Err(format!("{} bytes after the entry", entry.len() - r.at));
+    }
+    Ok(UnchangedObject { key, size, encryption_status })
+}
+
 fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
@@ -1164,7 +1204,7 @@ impl Syncer {
 }
 
 /// Encoded bytes a [`SnapshotWriter`] gathers before handing them to its compressor.
-const STAGED_BYTES: usize = 256 * 1024;
+const STAGED_BYTES: usize = 1024 * 1024;
 
 /// Compresses, hashes and writes a snapshot's body on a thread of its own, so the caller's
 /// thread (merging and joining runs) only encodes entries. Buffers are handed over whole and
@@ -1177,18 +1217,31 @@ struct Compressor {
 
 impl Compressor {
     fn start(hashing: HashingWriter) -> io::Result<Compressor> {
-        // One thread compresses the whole stream, so the output does not depend on timing:
-        // reruns write the same bytes.
-        let mut encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
+        // Each buffer is a zstd frame of its own, compressed in one call: the streaming
+        // encoder copied the input into its window and, once that wrapped, took zstd's slower
+        // external-dictionary path. Buffers end where the writer's staging ends, so reruns
+        // write the same bytes.
+        let mut hashing = hashing;
+        let mut cctx = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
         let (full, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let (give_back, emptied) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let thread = std::thread::Builder::new().name("snapshot-compress".into()).spawn(move || {
+            let mut frame = Vec::new();
+            let mut frames = 0u64;
             for mut buffer in pending {
-                encoder.write_all(&buffer)?;
+                frame.clear();
+                frame.reserve(zstd::zstd_safe::compress_bound(buffer.len()));
+                cctx.compress_to_buffer(&buffer, &mut frame)?;
+                hashing.write_all(&frame)?;
+                frames += 1;
                 buffer.clear();
                 let _ = give_back.try_send(buffer);
             }
-            encoder.finish()
+            if frames == 0 {
+                // An empty body is still one frame, as the streaming encoder wrote it.
+                hashing.write_all(&cctx.compress(&[])?)?;
+            }
+            Ok(hashing)
         })?;
         Ok(Compressor { full: Some(full), emptied, thread: Some(thread) })
     }
@@ -1874,7 +1927,7 @@ mod tests {
     #[test]
     fn the_same_objects_make_the_same_file() {
         // Enough entries for several buffers handed to the compressor thread.
-        let objs: Vec<_> = (0..40_000).map(|i| obj(&format!("k/{i:06}"), i)).collect();
+        let objs: Vec<_> = (0..120_000).map(|i| obj(&format!("k/{i:06}"), i)).collect();
         let files: Vec<Vec<u8>> = (0..2)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
@@ -2055,7 +2108,7 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        let unchanged: Vec<_> = objs.iter().cloned().map(OwnedEntry::Unchanged).collect();
+        let unchanged: Vec<_> = objs.iter().map(OwnedEntry::unchanged).collect();
         assert_eq!(entries, unchanged);
         let written: Vec<_> = SnapshotReader::open(&new).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(written, objs);
@@ -2110,6 +2163,8 @@ mod tests {
             let entry = [&head[..], rest].concat();
             let err = decode_flat(&entry).unwrap_err();
             assert!(err.contains(message), "{err}");
+            let err = decode_unchanged(&entry).unwrap_err();
+            assert!(err.contains(message), "{err}");
             let mut decoder = EntryDecoder::new(BufReader::new(&entry[..]));
             let err = decoder.next_flat(&mut Vec::new()).unwrap_err();
             assert!(err.contains(message), "{err}");
@@ -2153,7 +2208,10 @@ mod tests {
                 let (mut out, mut back) = (Vec::new(), Vec::new());
                 while let Some(e) = decoder.next_flat(&mut out)? {
                     let entry = &out[e.start..e.start + e.end as usize];
-                    back.push(decode_flat(entry)?.to_object());
+                    let object = decode_flat(entry)?.to_object();
+                    // An unchanged step's decode reads the same key, size and status.
+                    assert_eq!(decode_unchanged(entry)?, UnchangedObject::from(&object));
+                    back.push(object);
                 }
                 Ok(back)
             };

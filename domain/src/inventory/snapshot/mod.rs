@@ -20,7 +20,7 @@ pub mod state;
 pub use datasets::{
     DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DatasetSide, aggregate_datasets,
 };
-pub use diff::{ChangedField, ChangedFields, DiffEntry, ObjectChange, merge_join};
+pub use diff::{ChangedField, ChangedFields, DiffEntry, ObjectChange, UnchangedObject, merge_join};
 pub use format::{
     ObjectView, SNAPSHOT_FORMAT_VERSION, SPLITTER_STRIDE, SnapshotError, SnapshotHeader, SnapshotInfo,
     SnapshotObject, SnapshotReader, SnapshotWriter, read_splitters,
@@ -142,16 +142,27 @@ pub(crate) mod test_support {
     }
 
     /// A merge-join step with the unchanged object owned, to compare runs.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub(crate) enum OwnedEntry {
-        Unchanged(SnapshotObject),
+        /// Key, size and encryption status: what an unchanged step carries.
+        Unchanged(String, Option<u64>, Option<EncryptionStatus>),
         Change(ObjectChange),
+    }
+
+    impl OwnedEntry {
+        /// The step of `object` unchanged.
+        pub(crate) fn unchanged(object: &SnapshotObject) -> Self {
+            OwnedEntry::from(DiffEntry::Unchanged(UnchangedObject::from(object)))
+        }
     }
 
     impl From<DiffEntry<'_>> for OwnedEntry {
         fn from(e: DiffEntry<'_>) -> Self {
             match e {
-                DiffEntry::Unchanged(view) => OwnedEntry::Unchanged(view.to_object()),
+                DiffEntry::Unchanged(o) => {
+                    OwnedEntry::Unchanged(o.key.to_owned(), o.size, o.encryption_status)
+                }
                 DiffEntry::Change(change) => OwnedEntry::Change(change),
             }
         }

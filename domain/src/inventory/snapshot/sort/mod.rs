@@ -27,7 +27,7 @@ use super::diff::{ChangedFields, DiffEntry, ObjectChange};
 use super::format::{
     EntryDecoder, EntryFields, F_DELETE_MARKER, FlatEntry, ObjectView, PREFETCH_BATCH, PREFETCH_DEPTH,
     Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, SnapshotWriter, decode_flat,
-    encode_fields, reencode_entry, temp_sibling, varint_len,
+    decode_unchanged, encode_fields, reencode_entry, temp_sibling, varint_len,
 };
 use crate::inventory::record::{InventoryRecord, SnapshotRow};
 
@@ -699,6 +699,9 @@ fn join_into<E>(
     fn new_view<'a>(row: Flat<'a>, spill_dir: &Path) -> Result<ObjectView<'a>, BuildError> {
         row.view().map_err(|d| spill_err(spill_dir, d))
     }
+    fn unchanged<'a>(row: Flat<'a>, spill_dir: &Path) -> Result<DiffEntry<'a>, BuildError> {
+        decode_unchanged(row.entry()).map(DiffEntry::Unchanged).map_err(|d| spill_err(spill_dir, d))
+    }
     let mut new_at = merge.next_object()?;
     loop {
         let new = new_at.and_then(|i| merge.cursors[i].head());
@@ -717,12 +720,12 @@ fn join_into<E>(
             Least::Both(o, n) => {
                 writer.push_flat(n.entry(), n.key_start(), n.key_end())?;
                 let entry = if o.same_object(n) {
-                    DiffEntry::Unchanged(new_view(n, spill_dir)?)
+                    unchanged(n, spill_dir)?
                 } else {
                     let (old, new) = (old_object(o)?, new_view(n, spill_dir)?.to_object());
                     let fields = ChangedFields::between(&old, &new);
                     if fields.is_empty() {
-                        DiffEntry::Unchanged(new_view(n, spill_dir)?)
+                        unchanged(n, spill_dir)?
                     } else {
                         DiffEntry::Change(ObjectChange::Changed { old, new, fields })
                     }
@@ -1293,7 +1296,7 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert_eq!(entries, [OwnedEntry::Unchanged(SnapshotObject::from(&record))]);
+        assert_eq!(entries, [OwnedEntry::unchanged(&SnapshotObject::from(&record))]);
     }
 
     #[test]
