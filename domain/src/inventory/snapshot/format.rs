@@ -11,7 +11,9 @@
 //! (as `SHA-256(count ‖ SHA-256(header length ‖ header ‖ body))`, since the count is known last), so [`SnapshotReader::open`] can
 //! reject a truncated or altered file before a single object is read: a caller never acts on a
 //! partial snapshot. Body entries are length-prefixed and key-prefix-compressed against the
-//! previous key (sorted keys share long prefixes).
+//! previous key (sorted keys share long prefixes). The body is a sequence of zstd frames, one
+//! per 1 MiB of entries (a frame may end inside an entry: readers decode the frames as one
+//! stream); files written as a single frame read the same.
 //!
 //! The body ends with a zstd skippable frame (which decoders pass over, so readers of the
 //! entries never see it) holding the snapshot's splitters: every [`SPLITTER_STRIDE`]th key,
