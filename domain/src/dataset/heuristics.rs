@@ -13,42 +13,34 @@ pub(crate) fn format_from_key(key: &str) -> (FileFormat, Compression) {
 
 /// [`format_from_key`] for a key's file name (after its last `/`).
 pub(crate) fn format_from_file(file: &str) -> (FileFormat, Compression) {
-    // Every listed key comes through here: extensions are compared ignoring case, in place.
-    fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
-        let at = s.len().checked_sub(suffix.len())?;
-        // An ASCII suffix matched byte for byte starts on a character boundary.
-        s.as_bytes()[at..].eq_ignore_ascii_case(suffix.as_bytes()).then(|| &s[..at])
-    }
-    const COMPRESSIONS: [(&str, Compression); 5] = [
-        (".gz", Compression::Gzip),
-        (".gzip", Compression::Gzip),
-        (".zst", Compression::Zstd),
-        (".zstd", Compression::Zstd),
-        (".bz2", Compression::Bzip2),
-    ];
-    const FORMATS: [(&str, FileFormat); 12] = [
-        ("csv", FileFormat::Csv),
-        ("tsv", FileFormat::Tsv),
-        ("tab", FileFormat::Tsv),
-        ("psv", FileFormat::Psv),
-        ("jsonl", FileFormat::JsonLines),
-        ("ndjson", FileFormat::JsonLines),
-        ("json", FileFormat::Json),
-        ("parquet", FileFormat::Parquet),
-        ("parq", FileFormat::Parquet),
-        ("pq", FileFormat::Parquet),
-        ("avro", FileFormat::Avro),
-        ("orc", FileFormat::Orc),
-    ];
-    let (stem, compression) = COMPRESSIONS
-        .iter()
-        .find_map(|(ext, c)| strip_suffix_ignore_case(file, ext).map(|stem| (stem, *c)))
-        .unwrap_or((file, Compression::None));
-    let format = stem
-        .rsplit_once('.')
-        .and_then(|(_, ext)| FORMATS.iter().find(|(name, _)| ext.eq_ignore_ascii_case(name)))
-        .map_or(FileFormat::Unknown, |(_, format)| *format);
+    // Every listed key comes through here: the extensions are split off by a byte search and
+    // compared in place, by length first.
+    let is = |ext: &[u8], name: &str| ext.eq_ignore_ascii_case(name.as_bytes());
+    let (stem, compression) = match split_extension(file) {
+        Some((stem, ext)) if is(ext, "gz") || is(ext, "gzip") => (stem, Compression::Gzip),
+        Some((stem, ext)) if is(ext, "zst") || is(ext, "zstd") => (stem, Compression::Zstd),
+        Some((stem, ext)) if is(ext, "bz2") => (stem, Compression::Bzip2),
+        _ => (file, Compression::None),
+    };
+    let format = match split_extension(stem) {
+        Some((_, ext)) if is(ext, "csv") => FileFormat::Csv,
+        Some((_, ext)) if is(ext, "tsv") || is(ext, "tab") => FileFormat::Tsv,
+        Some((_, ext)) if is(ext, "psv") => FileFormat::Psv,
+        Some((_, ext)) if is(ext, "jsonl") || is(ext, "ndjson") => FileFormat::JsonLines,
+        Some((_, ext)) if is(ext, "json") => FileFormat::Json,
+        Some((_, ext)) if is(ext, "parquet") || is(ext, "parq") || is(ext, "pq") => FileFormat::Parquet,
+        Some((_, ext)) if is(ext, "avro") => FileFormat::Avro,
+        Some((_, ext)) if is(ext, "orc") => FileFormat::Orc,
+        _ => FileFormat::Unknown,
+    };
     (format, compression)
+}
+
+/// The text before a name's last `.` and the bytes after it.
+fn split_extension(name: &str) -> Option<(&str, &[u8])> {
+    let dot = name.as_bytes().iter().rposition(|&b| b == b'.')?;
+    // A `.` is one byte and never inside a multi-byte character: both sides are whole.
+    Some((&name[..dot], &name.as_bytes()[dot + 1..]))
 }
 
 /// Percent-decode a partition value as UTF-8; `+` stays literal (S3 keys are not form-encoded)

@@ -89,6 +89,68 @@ fn format_from_key_table() {
     }
 }
 
+/// The format and compression of a file name as the suffix table gave them before the
+/// extension match: the oracle for [`heuristics::format_from_file`].
+fn format_by_suffix_table(file: &str) -> (FileFormat, Compression) {
+    let strip = |s: &str, suffix: &str| {
+        let at = s.len().checked_sub(suffix.len())?;
+        s.as_bytes()[at..].eq_ignore_ascii_case(suffix.as_bytes()).then(|| s[..at].to_string())
+    };
+    let compressions = [
+        (".gz", Compression::Gzip),
+        (".gzip", Compression::Gzip),
+        (".zst", Compression::Zstd),
+        (".zstd", Compression::Zstd),
+        (".bz2", Compression::Bzip2),
+    ];
+    let formats = [
+        ("csv", FileFormat::Csv),
+        ("tsv", FileFormat::Tsv),
+        ("tab", FileFormat::Tsv),
+        ("psv", FileFormat::Psv),
+        ("jsonl", FileFormat::JsonLines),
+        ("ndjson", FileFormat::JsonLines),
+        ("json", FileFormat::Json),
+        ("parquet", FileFormat::Parquet),
+        ("parq", FileFormat::Parquet),
+        ("pq", FileFormat::Parquet),
+        ("avro", FileFormat::Avro),
+        ("orc", FileFormat::Orc),
+    ];
+    let (stem, compression) = compressions
+        .iter()
+        .find_map(|(ext, c)| strip(file, ext).map(|stem| (stem, *c)))
+        .unwrap_or((file.to_string(), Compression::None));
+    let format = stem
+        .rsplit_once('.')
+        .and_then(|(_, ext)| formats.iter().find(|(name, _)| ext.eq_ignore_ascii_case(name)))
+        .map_or(FileFormat::Unknown, |(_, format)| *format);
+    (format, compression)
+}
+
+proptest! {
+    /// The extension match gives what the suffix table gives, for names built from the known
+    /// extensions in any case, other extensions, dots and non-ASCII text.
+    #[test]
+    fn file_formats_match_the_suffix_table(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "csv", "tsv", "tab", "psv", "jsonl", "ndjson", "json", "parquet", "parq", "pq",
+                    "avro", "orc", "gz", "gzip", "zst", "zstd", "bz2", "crc", "snappy", "",
+                ]).prop_map(str::to_string),
+                "[a-zA-Z\u{e9}\u{212a}]{0,9}",
+            ],
+            0..4,
+        ),
+        upper in any::<bool>(),
+    ) {
+        let file = parts.join(".");
+        let file = if upper { file.to_uppercase() } else { file };
+        prop_assert_eq!(heuristics::format_from_file(&file), format_by_suffix_table(&file), "{}", file);
+    }
+}
+
 #[test]
 fn junk_rules() {
     use JunkReason::*;
