@@ -30,8 +30,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use bytes::Bytes;
 use s3_connector_domain::dataset::GroupingConfig;
 use s3_connector_domain::inventory::snapshot::{
-    DEFAULT_RUN_LEN, DatasetDiffAggregator, DiffEntry, ObjectChange, ReportDisposition, RowBatch,
-    SnapshotBuilder, SnapshotHeader, StateStore,
+    DEFAULT_RUN_LEN, DatasetDiffAggregator, ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder,
+    SnapshotHeader, StateStore,
 };
 use s3_connector_domain::inventory::{
     InventoryFormat, InventoryRows, Manifest, SnapshotRow, csv, location, manifest, orc, parquet,
@@ -202,28 +202,24 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let read_and_sort = read_started.elapsed();
     let rows = builder.rows_seen();
     // The final merge writes the new snapshot and diffs it against the previous one in one
-    // pass, as `incremental` does; a first report only builds its snapshot.
+    // pass, as `incremental` does.
     let merged_at = Instant::now();
     let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
-    let (info, datasets) = match previous {
-        None => (builder.finish(&snapshot_path)?, 0),
-        Some(_) => {
-            let old = old.ok_or("state pointer without snapshot")?;
-            let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
-            let info = builder.finish_with_diff(&snapshot_path, Some(old), |entry| {
-                if let DiffEntry::Change(change) = &entry {
-                    match change {
-                        ObjectChange::Added(_) => added += 1,
-                        ObjectChange::Removed(_) => removed += 1,
-                        ObjectChange::Changed { .. } => changed += 1,
-                    }
-                }
-                agg.add(&entry);
-                Ok::<_, BoxError>(())
-            })??;
-            (info, agg.finish().len())
+    if previous.is_some() && old.is_none() {
+        return Err("state pointer without snapshot".into());
+    }
+    // As `incremental` does, a first report too goes through the roll-up (every object
+    // added): its snapshot stores the dataset totals the next day starts from.
+    let mut agg = DatasetDiffAggregator::new(&manifest.source_bucket, GroupingConfig::default());
+    let info = builder.finish_with_rollup(&snapshot_path, old, &mut agg, |change| {
+        match change {
+            ObjectChange::Added(_) => added += 1,
+            ObjectChange::Removed(_) => removed += 1,
+            ObjectChange::Changed { .. } => changed += 1,
         }
-    };
+        Ok::<_, BoxError>(())
+    })??;
+    let datasets = agg.finish().len();
     std::fs::remove_dir_all(&spill).ok();
     let merge_diff = merged_at.elapsed();
     store.advance(&info)?;

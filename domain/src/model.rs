@@ -56,6 +56,12 @@ impl FileFormat {
         }
     }
 
+    /// The format named `name` by [`as_str`](Self::as_str).
+    pub fn from_name(name: &str) -> Option<FileFormat> {
+        use FileFormat::*;
+        [Csv, Tsv, Psv, JsonLines, Json, Parquet, Avro, Orc, Unknown].into_iter().find(|f| f.as_str() == name)
+    }
+
     /// True for the formats whose schema lives in a footer at the end of the file.
     pub fn footer_based(self) -> bool {
         matches!(self, FileFormat::Parquet | FileFormat::Orc)

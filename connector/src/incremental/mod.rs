@@ -39,8 +39,8 @@ use s3_connector_domain::dataset::{Classification, DatasetKey, GroupingConfig, c
 use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
 use s3_connector_domain::inventory::snapshot::{
-    BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, DiffEntry,
-    ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
+    BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, ObjectChange,
+    ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
     aggregate_datasets,
 };
 use s3_connector_domain::inventory::{
@@ -937,9 +937,7 @@ async fn run_unboxed(
         let cfg = GroupingConfig::default();
         let mut aggregator = DatasetDiffAggregator::new(&diff_bucket, cfg.clone());
         let mut counts = DiffCounts::default();
-        let info = builder.finish_with_diff(&snapshot_path, old, |entry| {
-            aggregator.add(&entry);
-            let DiffEntry::Change(change) = &entry else { return Ok(()) };
+        let info = builder.finish_with_rollup(&snapshot_path, old, &mut aggregator, |change| {
             let now = match change {
                 ObjectChange::Added(o) => {
                     counts.added += 1;

@@ -151,7 +151,57 @@ struct Accumulator {
     unchanged: SideCounts,
 }
 
-/// Aggregates the steps of a merge-join (unchanged objects included) into datasets.
+/// Bumped whenever what a dataset roll-up counts can change for the same objects: grouping
+/// (placement, partitions, junk rules, formats) or the counting itself. Totals a snapshot stores
+/// under another revision are not used (`grouping_revision_is_pinned` in the tests pins the
+/// grouping of a set of keys to this number).
+pub const GROUPING_REVISION: u32 = 1;
+
+/// What dataset totals were counted under: the revision and the templates (the only part of
+/// the configuration that moves objects between datasets).
+fn grouping_fingerprint(cfg: &GroupingConfig) -> String {
+    format!("revision {GROUPING_REVISION}; templates {:?}", cfg.templates)
+}
+
+/// Every dataset's totals over one snapshot, as stored in it (JSON, small: one entry per
+/// dataset) for the next run.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredTotals {
+    grouping: String,
+    datasets: Vec<StoredDataset>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredDataset {
+    prefix: String,
+    format: String,
+    objects: u64,
+    bytes: u64,
+    encryption: BTreeMap<String, u64>,
+}
+
+/// `base` less `minus` plus `plus`, entry by entry; statuses left at zero are dropped.
+fn rebalance(base: &DatasetSide, minus: &DatasetSide, plus: &DatasetSide) -> DatasetSide {
+    let mut encryption = base.encryption.clone();
+    for (status, n) in &minus.encryption {
+        let left = encryption.get(status).copied().unwrap_or(0).saturating_sub(*n);
+        encryption.insert(status.clone(), left);
+    }
+    for (status, n) in &plus.encryption {
+        *encryption.entry(status.clone()).or_default() += n;
+    }
+    encryption.retain(|_, n| *n > 0);
+    DatasetSide {
+        objects: base.objects.saturating_sub(minus.objects) + plus.objects,
+        bytes: base.bytes.saturating_sub(minus.bytes).saturating_add(plus.bytes),
+        encryption,
+    }
+}
+
+/// Aggregates the steps of a merge-join into datasets. Each step counts, unchanged objects
+/// included, unless the previous snapshot's totals were taken ([`Self::take_previous_totals`]):
+/// then only the changes are counted, and each changed dataset's totals are the previous ones
+/// moved by its changes.
 #[derive(Debug)]
 pub struct DatasetDiffAggregator {
     bucket: String,
@@ -161,6 +211,8 @@ pub struct DatasetDiffAggregator {
     /// of one dataset skip the map.
     current: Option<(DatasetKey, Accumulator)>,
     placer: DatasetPlacer,
+    /// Every dataset's totals in the previous snapshot, when it stored them under this grouping.
+    previous: Option<BTreeMap<DatasetKey, DatasetSide>>,
 }
 
 impl DatasetDiffAggregator {
@@ -172,7 +224,77 @@ impl DatasetDiffAggregator {
             datasets: BTreeMap::new(),
             current: None,
             placer: DatasetPlacer::default(),
+            previous: None,
         }
+    }
+
+    /// Takes the previous snapshot's stored totals ([`Self::totals_payload`] of the run that
+    /// wrote it) if they were counted under this grouping; returns whether it did. Once taken,
+    /// unchanged objects need not be [`add`](Self::add)ed (they are ignored). A payload of
+    /// another grouping, or one that does not parse, is not taken: every object is counted.
+    pub fn take_previous_totals(&mut self, payload: &[u8]) -> bool {
+        let Ok(stored) = serde_json::from_slice::<StoredTotals>(payload) else { return false };
+        if stored.grouping != grouping_fingerprint(&self.cfg) {
+            return false;
+        }
+        let mut previous = BTreeMap::new();
+        for d in stored.datasets {
+            let Some(format) = crate::model::FileFormat::from_name(&d.format) else { return false };
+            let side = DatasetSide { objects: d.objects, bytes: d.bytes, encryption: d.encryption };
+            previous.insert(DatasetKey { prefix: d.prefix, format }, side);
+        }
+        self.previous = Some(previous);
+        true
+    }
+
+    /// Whether the previous snapshot's totals were taken: unchanged objects are not needed.
+    pub fn has_previous_totals(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// The accumulators of every dataset seen so far, the current one included.
+    fn accumulators(&self) -> impl Iterator<Item = (&DatasetKey, &Accumulator)> {
+        self.datasets.iter().chain(self.current.as_ref().map(|(key, acc)| (key, acc)))
+    }
+
+    /// One dataset's totals before and after, from its accumulator (and the previous totals,
+    /// when taken).
+    fn sides(&self, dataset: &DatasetKey, acc: &Accumulator) -> (DatasetSide, DatasetSide) {
+        let empty = SideCounts::default();
+        match &self.previous {
+            None => (acc.before.plus(&acc.unchanged), acc.after.plus(&acc.unchanged)),
+            Some(previous) => {
+                let before = previous.get(dataset).cloned().unwrap_or_default();
+                let after = rebalance(&before, &acc.before.plus(&empty), &acc.after.plus(&empty));
+                (before, after)
+            }
+        }
+    }
+
+    /// Every dataset's totals over the new snapshot, encoded to be stored in it
+    /// ([`crate::inventory::snapshot::SnapshotBuilder::finish_with_rollup`] does) and taken by
+    /// the next run. Call it once every step was added.
+    pub fn totals_payload(&self) -> Vec<u8> {
+        let mut after: BTreeMap<&DatasetKey, DatasetSide> = BTreeMap::new();
+        if let Some(previous) = &self.previous {
+            after.extend(previous.iter().map(|(key, side)| (key, side.clone())));
+        }
+        for (key, acc) in self.accumulators() {
+            after.insert(key, self.sides(key, acc).1);
+        }
+        let datasets = after
+            .into_iter()
+            .filter(|(_, side)| side.objects > 0)
+            .map(|(key, side)| StoredDataset {
+                prefix: key.prefix.clone(),
+                format: key.format.as_str().to_string(),
+                objects: side.objects,
+                bytes: side.bytes,
+                encryption: side.encryption,
+            })
+            .collect();
+        let stored = StoredTotals { grouping: grouping_fingerprint(&self.cfg), datasets };
+        serde_json::to_vec(&stored).unwrap_or_default()
     }
 
     /// Applies `update` to the accumulator of the object's dataset, if it is data.
@@ -207,6 +329,8 @@ impl DatasetDiffAggregator {
     /// Accounts for one merge-join step.
     pub fn add(&mut self, entry: &DiffEntry<'_>) {
         match entry {
+            // Counted in the previous totals already.
+            DiffEntry::Unchanged(_) if self.previous.is_some() => {}
             DiffEntry::Unchanged(obj) => {
                 // Same key and size on both sides, hence the same placement: classify once.
                 let status = obj.encryption_status.as_ref();
@@ -249,12 +373,12 @@ impl DatasetDiffAggregator {
     /// The datasets with at least one added, removed or changed object, ordered by key.
     pub fn finish(mut self) -> Vec<DatasetChange> {
         self.settle();
-        let bucket = self.bucket;
-        self.datasets
+        let datasets = std::mem::take(&mut self.datasets);
+        datasets
             .into_iter()
             .filter(|(_, acc)| acc.added + acc.removed + acc.changed > 0)
             .map(|(dataset, acc)| {
-                let (before, after) = (acc.before.plus(&acc.unchanged), acc.after.plus(&acc.unchanged));
+                let (before, after) = self.sides(&dataset, &acc);
                 let kind = if before.objects == 0 {
                     DatasetChangeKind::Added
                 } else if after.objects == 0 {
@@ -263,7 +387,7 @@ impl DatasetDiffAggregator {
                     DatasetChangeKind::Changed
                 };
                 DatasetChange {
-                    name: dataset.display_name(&bucket),
+                    name: dataset.display_name(&self.bucket),
                     dataset,
                     kind,
                     objects_added: acc.added,
@@ -353,6 +477,76 @@ mod tests {
         let mut agg = DatasetDiffAggregator::new("src", GroupingConfig::default());
         join_into(&mut agg, old, new);
         agg.finish()
+    }
+
+    #[test]
+    fn previous_totals_give_the_counted_roll_up_and_other_revisions_are_refused() {
+        use EncryptionStatus::*;
+        let old = vec![o("sales/a.csv", 5, SseS3), o("sales/b.csv", 7, SseS3)];
+        let new = vec![o("sales/a.csv", 5, SseS3), o("sales/b.csv", 9, SseKms)];
+        let mut counted = DatasetDiffAggregator::new("src", GroupingConfig::default());
+        join_into(&mut counted, &[], &old);
+        let stored = counted.totals_payload();
+        let mut rollup = DatasetDiffAggregator::new("src", GroupingConfig::default());
+        assert!(rollup.take_previous_totals(&stored));
+        // Handed every step, unchanged ones included (the builder skips them): the same result.
+        join_into(&mut rollup, &old, &new);
+        assert_eq!(rollup.finish(), run(&old, &new));
+        let mut other = DatasetDiffAggregator::new("src", GroupingConfig::default());
+        assert!(!other.take_previous_totals(b"{\"grouping\": \"revision 0\", \"datasets\": []}"));
+        assert!(!other.take_previous_totals(b"not json"));
+    }
+
+    /// Pins the grouping that stored totals are counted under. When this fails, placement,
+    /// partitions, junk rules or formats changed, and totals stored by earlier builds would
+    /// count objects in the wrong datasets: bump [`GROUPING_REVISION`] and pin the new digest.
+    #[test]
+    fn grouping_revision_is_pinned() {
+        use crate::dataset::PathTemplate;
+        use sha2::Digest;
+        use std::fmt::Write;
+        let corpus: &[(&str, u64)] = &[
+            ("top.csv", 1),
+            ("a.CSV.GZ", 1),
+            ("sales/orders/region=eu/dt=2024-01-02/part-0.snappy.parquet", 9),
+            ("sales/orders/region=eu/dt=2024-01-02/_SUCCESS", 0),
+            ("sales/orders/_temporary/0/part-0.parquet", 9),
+            ("logs/2024/01/02/app.jsonl.zst", 3),
+            ("logs/2024/01/02/.hidden.jsonl", 3),
+            ("events/year=2024/month=01/e.avro", 4),
+            ("events/year=2024/month=01/e.avro.crc", 4),
+            ("warehouse/inv/snapshot=08/inv-1.orc", 5),
+            ("warehouse/inv/snapshot=08/empty.orc", 0),
+            ("data/x.tsv.bz2", 2),
+            ("data/x.psv", 2),
+            ("data/sub_$folder$", 0),
+            ("data/sub/", 0),
+            ("cse/part-0.csv.instruction", 412),
+            ("\u{e9}t\u{e9}/caf\u{e9}.json", 6),
+            ("mixed/a.csv", 1),
+            ("mixed/b.parquet", 1),
+            ("mixed/noext", 1),
+            ("sales/2024/a.csv", 1),
+        ];
+        let template = PathTemplate::parse("s3://*/sales/{year}/*").unwrap();
+        let configs = [
+            GroupingConfig::default(),
+            GroupingConfig { templates: vec![template], ..GroupingConfig::default() },
+        ];
+        let mut placed = String::new();
+        for cfg in &configs {
+            let mut placer = DatasetPlacer::default();
+            for (key, size) in corpus {
+                let dataset = placer.dataset("src", key, *size, cfg);
+                writeln!(placed, "{key} {size} {dataset:?}").unwrap();
+            }
+        }
+        let digest = crate::inventory::md5_reader::hex(&sha2::Sha256::digest(placed.as_bytes()));
+        assert_eq!(
+            (GROUPING_REVISION, digest.as_str()),
+            (1, "1ca0a861d85bbbaa8d08cbab42ea062d98fefd0be1d4f977b4079daaef5f0381"),
+            "grouping changed: bump GROUPING_REVISION and pin the new digest\n{placed}"
+        );
     }
 
     #[test]

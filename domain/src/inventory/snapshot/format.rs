@@ -63,6 +63,12 @@ const SPLITTERS_MARKER: &[u8; 8] = b"S3INVSPL";
 /// Cap on the splitters' bytes read back, so a corrupt length cannot make us allocate
 /// gigabytes (a billion objects at the longest keys need about 16 MB).
 const MAX_SPLITTERS_LEN: u64 = 64 << 20;
+/// First word of the dataset totals' skippable frame, which comes before the splitters'.
+const TOTALS_FRAME_MAGIC: u32 = 0x184D_2A5D;
+/// Last bytes of the dataset totals' frame.
+const TOTALS_MARKER: &[u8; 8] = b"S3INVDST";
+/// Cap on the dataset totals' bytes read back (a million datasets take about 150 MB).
+const MAX_TOTALS_LEN: u64 = 1 << 30;
 
 /// One current object as kept in a snapshot: the fields a change is judged on, nothing else
 /// (no ACLs, owners or data).
@@ -1299,6 +1305,8 @@ pub struct SnapshotWriter {
     /// Every [`SPLITTER_STRIDE`]th key so far, written at the end.
     splitters: Vec<Vec<u8>>,
     splitter_stride: u64,
+    /// The dataset totals' payload ([`Self::set_dataset_totals`]), written at the end.
+    dataset_totals: Option<Vec<u8>>,
 }
 
 impl SnapshotWriter {
@@ -1336,7 +1344,17 @@ impl SnapshotWriter {
             count: 0,
             splitters: Vec::new(),
             splitter_stride: SPLITTER_STRIDE,
+            dataset_totals: None,
         })
+    }
+
+    /// Stores `payload` (the datasets' totals over this snapshot's objects, encoded by the
+    /// dataset roll-up) in a frame of its own before the splitters, under the checksum: the
+    /// next run reads it back with [`read_dataset_totals`].
+    /// A payload over [`MAX_TOTALS_LEN`] is not stored: the next run counts every object, as
+    /// it does after a snapshot without totals.
+    pub(crate) fn set_dataset_totals(&mut self, payload: Vec<u8>) {
+        self.dataset_totals = (payload.len() as u64 <= MAX_TOTALS_LEN).then_some(payload);
     }
 
     /// Keeps every `stride`th key as a splitter instead of every [`SPLITTER_STRIDE`]th.
@@ -1407,6 +1425,9 @@ impl SnapshotWriter {
         let compressor =
             self.compressor.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
         let mut hashing = compressor.finish().map_err(io)?;
+        if let Some(payload) = &self.dataset_totals {
+            hashing.write_all(&totals_frame(payload)).map_err(io)?;
+        }
         hashing.write_all(&splitters_frame(&self.splitters)).map_err(io)?;
         if let Some(syncer) = hashing.syncer.take() {
             syncer.finish().map_err(io)?;
@@ -1472,6 +1493,52 @@ fn splitters_frame(splitters: &[Vec<u8>]) -> Vec<u8> {
     frame.extend_from_slice(&(keys_len as u32).to_le_bytes());
     frame.extend_from_slice(SPLITTERS_MARKER);
     frame
+}
+
+/// The skippable frame of the dataset totals: magic, frame length, payload, payload length,
+/// marker (read from its end, as the splitters are).
+fn totals_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + payload.len() + 4 + TOTALS_MARKER.len());
+    frame.extend_from_slice(&TOTALS_FRAME_MAGIC.to_le_bytes());
+    // Capped by MAX_TOTALS_LEN when read; a larger payload is refused there, not here.
+    frame.extend_from_slice(&((payload.len() + 4 + TOTALS_MARKER.len()) as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(TOTALS_MARKER);
+    frame
+}
+
+/// The dataset totals' payload stored before a snapshot's splitters
+/// ([`SnapshotWriter::set_dataset_totals`]), or `None` when the file has none. Reads only the
+/// file's end and does not verify the checksum: call it on a file [`SnapshotReader::open`]
+/// has verified.
+pub(crate) fn read_dataset_totals(path: &Path) -> Result<Option<Vec<u8>>, SnapshotError> {
+    let io = |e| SnapshotError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let body_len = file_len.saturating_sub(PREAMBLE_LEN);
+    // [u32 length | marker] at `end` from the file's end, if it is there.
+    let mut tail_at = |end: u64, marker: &[u8; 8]| -> Result<Option<u64>, SnapshotError> {
+        if end + 12 > body_len {
+            return Ok(None);
+        }
+        file.seek(SeekFrom::End(-((end + 12) as i64))).map_err(io)?;
+        let mut tail = [0u8; 12];
+        file.read_exact(&mut tail).map_err(io)?;
+        Ok((&tail[4..] == marker)
+            .then(|| u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]))))
+    };
+    let Some(keys_len) = tail_at(0, SPLITTERS_MARKER)? else { return Ok(None) };
+    // The splitters' frame: magic, length, keys, keys length, marker.
+    let splitters_frame = 8 + keys_len + 12;
+    let Some(len) = tail_at(splitters_frame, TOTALS_MARKER)? else { return Ok(None) };
+    if len > MAX_TOTALS_LEN || splitters_frame + 12 + len > body_len {
+        return Err(SnapshotError::corrupt(path, format!("dataset totals of {len} bytes")));
+    }
+    file.seek(SeekFrom::End(-((splitters_frame + 12 + len) as i64))).map_err(io)?;
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact(&mut payload).map_err(io)?;
+    Ok(Some(payload))
 }
 
 /// The splitters a snapshot file ends with, in key order: empty for a file written before
@@ -1829,6 +1896,41 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.windows(2).rposition(|w| w == b"k6").unwrap();
         bytes[at + 1] = b'7';
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(SnapshotReader::open(&path), Err(SnapshotError::ChecksumMismatch { .. })));
+    }
+
+    #[test]
+    fn dataset_totals_sit_before_the_splitters_under_the_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.snap");
+        let objs: Vec<_> = (0..7).map(|i| obj(&format!("k{i}"), i)).collect();
+        // None in a file written without them.
+        let info = write(dir.path(), &objs);
+        assert_eq!(read_dataset_totals(&info.path).unwrap(), None);
+
+        let mut w = SnapshotWriter::create(&path, header()).unwrap().with_splitter_stride(3);
+        objs.iter().for_each(|o| w.push(o).unwrap());
+        w.set_dataset_totals(b"{totals}".to_vec());
+        w.finish().unwrap();
+        assert_eq!(read_dataset_totals(&path).unwrap().as_deref(), Some(&b"{totals}"[..]));
+        assert_eq!(read_splitters(&path).unwrap(), [b"k3".to_vec(), b"k6".to_vec()]);
+        let read: Vec<_> = SnapshotReader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, objs, "the totals' frame is not an entry");
+
+        // A length past the file's start is corrupt.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let marker = bytes.windows(8).rposition(|w| w == TOTALS_MARKER).unwrap();
+        let saved = bytes.clone();
+        bytes[marker - 4..marker].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_dataset_totals(&path).unwrap_err();
+        assert_eq!(err.code(), "SNAPSHOT_CORRUPT", "{err}");
+        assert!(err.to_string().contains("dataset totals"), "{err}");
+        // The totals are under the checksum.
+        let mut bytes = saved;
+        let at = bytes.windows(8).rposition(|w| w == b"{totals}").unwrap();
+        bytes[at + 1] = b'T';
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(SnapshotReader::open(&path), Err(SnapshotError::ChecksumMismatch { .. })));
     }

@@ -23,11 +23,12 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::datasets::DatasetDiffAggregator;
 use super::diff::{ChangedFields, DiffEntry, ObjectChange};
 use super::format::{
     EntryDecoder, EntryFields, F_DELETE_MARKER, FlatEntry, ObjectView, PREFETCH_BATCH, PREFETCH_DEPTH,
     Prefetch, SnapshotError, SnapshotHeader, SnapshotInfo, SnapshotReader, SnapshotWriter, decode_flat,
-    decode_unchanged, encode_fields, reencode_entry, temp_sibling, varint_len,
+    decode_unchanged, encode_fields, read_dataset_totals, reencode_entry, temp_sibling, varint_len,
 };
 use crate::inventory::record::{InventoryRecord, SnapshotRow};
 
@@ -677,6 +678,15 @@ fn least<'a, 'b>(old: Option<Flat<'a>>, new: Option<Flat<'b>>) -> Option<Least<'
     })
 }
 
+/// Whether the join hands unchanged objects on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unchanged {
+    /// Decoded ([`UnchangedObject`]) and handed on.
+    Decoded,
+    /// Neither decoded nor handed on: the consumer counts from stored totals.
+    Skipped,
+}
+
 /// The old snapshot's cursor and its file, for errors.
 struct OldSide {
     path: PathBuf,
@@ -691,6 +701,7 @@ fn join_into<E>(
     old: Option<OldSide>,
     writer: &mut SnapshotWriter,
     spill_dir: &Path,
+    unchanged_steps: Unchanged,
     on_entry: &mut impl FnMut(DiffEntry<'_>) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
     let (old_path, mut old) = old.map_or((PathBuf::new(), None), |o| (o.path, Some(o.cursor)));
@@ -720,17 +731,24 @@ fn join_into<E>(
             Least::Both(o, n) => {
                 writer.push_flat(n.entry(), n.key_start(), n.key_end())?;
                 let entry = if o.same_object(n) {
-                    unchanged(n, spill_dir)?
+                    match unchanged_steps {
+                        Unchanged::Decoded => Some(unchanged(n, spill_dir)?),
+                        Unchanged::Skipped => None,
+                    }
                 } else {
                     let (old, new) = (old_object(o)?, new_view(n, spill_dir)?.to_object());
                     let fields = ChangedFields::between(&old, &new);
-                    if fields.is_empty() {
-                        unchanged(n, spill_dir)?
+                    if !fields.is_empty() {
+                        Some(DiffEntry::Change(ObjectChange::Changed { old, new, fields }))
+                    } else if unchanged_steps == Unchanged::Decoded {
+                        Some(unchanged(n, spill_dir)?)
                     } else {
-                        DiffEntry::Change(ObjectChange::Changed { old, new, fields })
+                        None
                     }
                 };
-                on_entry(entry).map_err(Stop::Consumer)?;
+                if let Some(entry) = entry {
+                    on_entry(entry).map_err(Stop::Consumer)?;
+                }
                 (true, true)
             }
         };
@@ -968,22 +986,71 @@ impl SnapshotBuilder {
         old: Option<SnapshotReader>,
         on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
     ) -> Result<Result<SnapshotInfo, BuildError>, E> {
+        Ok(self
+            .join_unsealed(path, old, Unchanged::Decoded, on_entry)?
+            .and_then(|writer| Ok(writer.finish()?)))
+    }
+
+    /// Like [`finish_with_diff`](Self::finish_with_diff), with the dataset roll-up done here:
+    /// `rollup` takes the previous snapshot's stored dataset totals when it can
+    /// ([`DatasetDiffAggregator::take_previous_totals`]), and then unchanged objects (nearly all
+    /// of them) are neither decoded nor counted; `on_change` gets each change. The new
+    /// snapshot stores `rollup`'s totals for the next run.
+    pub fn finish_with_rollup<E>(
+        self,
+        path: &Path,
+        old: Option<SnapshotReader>,
+        rollup: &mut DatasetDiffAggregator,
+        mut on_change: impl FnMut(&ObjectChange) -> Result<(), E>,
+    ) -> Result<Result<SnapshotInfo, BuildError>, E> {
+        if let Some(reader) = &old {
+            match read_dataset_totals(&reader.info().path) {
+                Ok(Some(payload)) => {
+                    rollup.take_previous_totals(&payload);
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+        let unchanged = if rollup.has_previous_totals() { Unchanged::Skipped } else { Unchanged::Decoded };
+        let joined = self.join_unsealed(path, old, unchanged, |entry| {
+            rollup.add(&entry);
+            match &entry {
+                DiffEntry::Change(change) => on_change(change),
+                DiffEntry::Unchanged(_) => Ok(()),
+            }
+        })?;
+        Ok(joined.and_then(|mut writer| {
+            writer.set_dataset_totals(rollup.totals_payload());
+            Ok(writer.finish()?)
+        }))
+    }
+
+    /// The final pass, joined against `old`, up to the new snapshot's sealing.
+    fn join_unsealed<E>(
+        self,
+        path: &Path,
+        old: Option<SnapshotReader>,
+        unchanged: Unchanged,
+        on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
+    ) -> Result<Result<SnapshotWriter, BuildError>, E> {
         let old = old.map(|reader| {
             let path = reader.info().path.clone();
             Ok(OldSide { path, cursor: Cursor::new(old_snapshot_batches(reader)?)? })
         });
         match old.transpose() {
-            Ok(old) => self.finish_joined(path, old, on_entry),
+            Ok(old) => self.join_sides(path, old, unchanged, on_entry),
             Err(e) => Ok(Err(e)),
         }
     }
 
-    fn finish_joined<E>(
+    fn join_sides<E>(
         mut self,
         path: &Path,
         old: Option<OldSide>,
+        unchanged: Unchanged,
         mut on_entry: impl FnMut(DiffEntry<'_>) -> Result<(), E>,
-    ) -> Result<Result<SnapshotInfo, BuildError>, E> {
+    ) -> Result<Result<SnapshotWriter, BuildError>, E> {
         let prepared = self.final_merge().and_then(|merge| {
             let writer = SnapshotWriter::create(path, self.header.clone())?;
             Ok((merge, writer))
@@ -992,14 +1059,14 @@ impl SnapshotBuilder {
             Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
         };
-        match join_into(&mut merge, old, &mut writer, &self.spill_dir, &mut on_entry) {
+        match join_into(&mut merge, old, &mut writer, &self.spill_dir, unchanged, &mut on_entry) {
             Ok(()) => {}
             Err(Stop::Build(e)) => return Ok(Err(e)),
             Err(Stop::Consumer(e)) => return Err(e),
         }
         drop(merge);
         self.runs.clear();
-        Ok(writer.finish().map_err(BuildError::from))
+        Ok(Ok(writer))
     }
 
     /// The winning rows in key order: the sorted ranges of a distributed build, or the merge
@@ -1199,6 +1266,55 @@ mod tests {
         (dir, info, entries)
     }
 
+    /// The latest-version row of `o`.
+    fn record_of(o: &SnapshotObject) -> InventoryRecord {
+        InventoryRecord {
+            bucket: "src".into(),
+            key: o.key.clone(),
+            size: o.size,
+            etag: o.etag.clone(),
+            last_modified_ms: o.last_modified_ms,
+            storage_class: o.storage_class.clone(),
+            encryption_status: o.encryption_status.clone(),
+            bucket_key_enabled: o.bucket_key_enabled,
+            ..InventoryRecord::default()
+        }
+    }
+
+    /// Totals stored under another grouping (other templates) are not taken: every object is
+    /// counted, and the new snapshot stores totals under the grouping of this run.
+    #[test]
+    fn totals_of_another_grouping_are_not_taken() {
+        use crate::dataset::{GroupingConfig, PathTemplate};
+        let dir = tempfile::tempdir().unwrap();
+        let objs: Vec<SnapshotObject> = ["sales/2024/a.csv", "sales/2025/b.csv"]
+            .iter()
+            .map(|k| SnapshotObject { key: k.to_string(), size: Some(5), ..SnapshotObject::default() })
+            .collect();
+        let day = |name: &str, cfg: GroupingConfig, old: Option<&SnapshotInfo>| {
+            let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
+            for o in &objs {
+                b.push(&record_of(o)).unwrap();
+            }
+            let mut rollup = DatasetDiffAggregator::new("src", cfg);
+            let old = old.map(|i| SnapshotReader::open(&i.path).unwrap());
+            let info = b
+                .finish_with_rollup(&dir.path().join(name), old, &mut rollup, |_| Ok::<_, ()>(()))
+                .unwrap()
+                .unwrap();
+            (info, rollup.has_previous_totals())
+        };
+        let (first, _) = day("1.snap", GroupingConfig::default(), None);
+        let templated = GroupingConfig {
+            templates: vec![PathTemplate::parse("s3://*/sales/{year}/*").unwrap()],
+            ..GroupingConfig::default()
+        };
+        let (second, taken) = day("2.snap", templated.clone(), Some(&first));
+        assert!(!taken, "totals of the default grouping taken under a template");
+        let (_, taken) = day("3.snap", templated, Some(&second));
+        assert!(taken, "totals of the same grouping not taken");
+    }
+
     /// Spill files in `dir` while the final pass runs.
     fn runs_during_final_pass(records: usize, run_len: usize) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
@@ -1290,7 +1406,7 @@ mod tests {
         let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
         b.push(&record).unwrap();
         let mut entries = Vec::new();
-        b.finish_joined(&dir.path().join("s.snap"), Some(old), |e| {
+        b.join_sides(&dir.path().join("s.snap"), Some(old), Unchanged::Decoded, |e| {
             entries.push(OwnedEntry::from(e));
             Ok::<_, ()>(())
         })
@@ -1312,11 +1428,11 @@ mod tests {
         let mut b = SnapshotBuilder::new(header(), dir.path(), 4);
         b.push(&InventoryRecord { bucket: "src".into(), key: "m".into(), ..Default::default() }).unwrap();
         let mut removed = 0;
-        let outcome = b.finish_joined(&dir.path().join("s.snap"), Some(old), |e| {
+        let outcome = b.join_sides(&dir.path().join("s.snap"), Some(old), Unchanged::Decoded, |e| {
             removed += usize::from(matches!(e, DiffEntry::Change(ObjectChange::Removed(_))));
             Ok::<_, ()>(())
         });
-        let err = outcome.unwrap().unwrap_err();
+        let Err(err) = outcome.unwrap() else { panic!("the pass went on after the old side's error") };
         assert_eq!(err.code(), "SNAPSHOT_CHECKSUM_MISMATCH", "{err}");
         assert_eq!(removed, 1, "`a`, before the error, is judged; `z`, after it, is never reached");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -1369,6 +1485,53 @@ mod tests {
             proptest::prop_assert_eq!(&entries, &expected);
             let written: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
             proptest::prop_assert_eq!(written, objs);
+        }
+
+        /// Day after day, the roll-up from stored totals gives the datasets counting every
+        /// object gives, and each snapshot stores the totals counting would: the first day
+        /// counts (no previous snapshot), every later one starts from the stored totals.
+        #[test]
+        fn rollup_from_stored_totals_equals_counting_every_object(
+            days in proptest::collection::vec(crate::inventory::snapshot::test_support::arb_objects(24), 1..5),
+            run_len in 1usize..6,
+        ) {
+            use crate::dataset::GroupingConfig;
+            let dir = tempfile::tempdir().unwrap();
+            let build = |objs: &[SnapshotObject]| {
+                let mut b = SnapshotBuilder::new(header(), dir.path(), run_len);
+                for o in objs {
+                    b.push(&record_of(o)).unwrap();
+                }
+                b
+            };
+            let open = |info: &Option<SnapshotInfo>| info.as_ref().map(|i| SnapshotReader::open(&i.path).unwrap());
+            let mut previous: Option<SnapshotInfo> = None;
+            for (day, objs) in days.iter().enumerate() {
+                let mut counted = DatasetDiffAggregator::new("src", GroupingConfig::default());
+                build(objs)
+                    .finish_with_diff(&dir.path().join(format!("counted-{day}.snap")), open(&previous), |e| {
+                        counted.add(&e);
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap()
+                    .unwrap();
+                let mut rollup = DatasetDiffAggregator::new("src", GroupingConfig::default());
+                let mut changes = 0;
+                let info = build(objs)
+                    .finish_with_rollup(&dir.path().join(format!("day-{day}.snap")), open(&previous), &mut rollup, |_| {
+                        changes += 1;
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap()
+                    .unwrap();
+                proptest::prop_assert_eq!(rollup.has_previous_totals(), day > 0);
+                proptest::prop_assert_eq!(read_dataset_totals(&info.path).unwrap(), Some(counted.totals_payload()));
+                let (from_totals, from_counting) = (rollup.finish(), counted.finish());
+                proptest::prop_assert_eq!(&from_totals, &from_counting);
+                let written: Vec<_> = SnapshotReader::open(&info.path).unwrap().collect::<Result<_, _>>().unwrap();
+                proptest::prop_assert_eq!(&written, objs);
+                previous = Some(info);
+            }
         }
 
         /// Rows pushed in batches encoded apart give the snapshot rows pushed one by one give,
