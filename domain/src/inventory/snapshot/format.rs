@@ -15,6 +15,11 @@
 //! per 1 MiB of entries (a frame may end inside an entry: readers decode the frames as one
 //! stream); files written as a single frame read the same.
 //!
+//! Before the splitters, a snapshot written by a roll-up stores the datasets' totals in a
+//! skippable frame of its own (`u32 0x184D2A5D | u32 frame length | payload | u32 payload
+//! length | "S3INVDST"`; `read_dataset_totals`). The payload is the roll-up's
+//! ([`super::DatasetDiffAggregator::totals_payload`]).
+//!
 //! The body ends with a zstd skippable frame (which decoders pass over, so readers of the
 //! entries never see it) holding the snapshot's splitters: every [`SPLITTER_STRIDE`]th key,
 //! which the next build deals its rows by ([`read_splitters`]):
