@@ -751,10 +751,20 @@ async fn sort_report_rows(
         }
         Ok::<_, IncrementalError>(builder)
     });
-    let (files, rows) = read_report_rows(source, manifest, options, rows_tx, template).await?;
+    let read = read_report_rows(source, manifest, options, rows_tx, template).await;
+    let joined = |e: tokio::task::JoinError| IncrementalError::Internal(format!("snapshot task failed: {e}"));
+    let (files, rows) = match read {
+        Ok(counts) => counts,
+        // The rows' consumer went away: the builder stopped, and its error (a spill file that
+        // could not be written, say) is the cause, not the closed channel.
+        Err(IncrementalError::OutputClosed) => {
+            return Err(builder.await.map_err(joined)?.err().unwrap_or(IncrementalError::OutputClosed));
+        }
+        Err(e) => return Err(e),
+    };
     summary.files_read += files;
     summary.rows_read += rows;
-    builder.await.map_err(|e| IncrementalError::Internal(format!("snapshot task failed: {e}")))?
+    builder.await.map_err(joined)?
 }
 
 /// A build error as the run reports it: errors of the previous snapshot keep their own type.
@@ -1240,6 +1250,43 @@ mod tests {
         assert_eq!(datasets[0].prefix, "t/");
         assert_eq!(datasets[0].changed_aspects, vec!["OBJECTS", "BYTES", "ENCRYPTION"]);
         assert_eq!(store.current("src", "daily").unwrap().unwrap().snapshot_id, day2.snapshot_id);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_build_that_fails_while_rows_are_read_reports_its_own_error() {
+        let source = Arc::new(FakeSource::default());
+        // Rows for many batches, so the readers are still sending when the builder stops.
+        let keys: Vec<String> = (0..100_000).map(|i| format!("t/{i:06}.csv")).collect();
+        let rows: Vec<(&str, u64, &str, &str)> =
+            keys.iter().map(|k| (k.as_str(), 1, "e", "SSE-S3")).collect();
+        put_report(&source, "2024-01-01T00-00Z", 1_704_067_200_000, &rows);
+        let manifest = source.objects.lock().unwrap()
+            [&("dest".to_string(), "inv/src/daily/2024-01-01T00-00Z/manifest.json".to_string())]
+            .clone();
+        let manifest = Manifest::parse(&manifest).unwrap();
+        // The spill directory is a regular file: the first sort run written out fails.
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let options = Arc::new(IncrementalOptions { sort_run_rows: 1, ..IncrementalOptions::default() });
+        let header = SnapshotHeader {
+            source_bucket: "src".into(),
+            configuration_id: "daily".into(),
+            report_timestamp_ms: 1_704_067_200_000,
+        };
+        let mut summary = pb::IncrementalSummary::default();
+        let sorted = sort_report_rows(
+            source,
+            &manifest,
+            header,
+            &not_a_dir.join("s.snap"),
+            Vec::new(),
+            options,
+            &mut summary,
+        )
+        .await;
+        let Err(err) = sorted else { panic!("the build went on without its spill directory") };
+        assert_eq!(err.code(), "SNAPSHOT_SPILL", "{err}");
     }
 
     #[tokio::test]
