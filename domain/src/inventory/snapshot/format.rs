@@ -2194,18 +2194,7 @@ mod tests {
         write_v1(&old, &objs);
         let mut builder = SnapshotBuilder::new(header(), dir.path(), 7);
         for o in objs.iter().rev() {
-            let record = InventoryRecord {
-                bucket: "src".into(),
-                key: o.key.clone(),
-                size: o.size,
-                etag: o.etag.clone(),
-                last_modified_ms: o.last_modified_ms,
-                storage_class: o.storage_class.clone(),
-                encryption_status: o.encryption_status.clone(),
-                bucket_key_enabled: o.bucket_key_enabled,
-                ..InventoryRecord::default()
-            };
-            builder.push(&record).unwrap();
+            builder.push(&crate::inventory::snapshot::test_support::record_of(o)).unwrap();
         }
         let mut entries = Vec::new();
         let new = dir.path().join("v2.snap");

@@ -168,6 +168,21 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The latest-version row of `o` in bucket `src`.
+    pub(crate) fn record_of(o: &SnapshotObject) -> InventoryRecord {
+        InventoryRecord {
+            bucket: "src".into(),
+            key: o.key.clone(),
+            size: o.size,
+            etag: o.etag.clone(),
+            last_modified_ms: o.last_modified_ms,
+            storage_class: o.storage_class.clone(),
+            encryption_status: o.encryption_status.clone(),
+            bucket_key_enabled: o.bucket_key_enabled,
+            ..InventoryRecord::default()
+        }
+    }
+
     pub(crate) fn write_snapshot(dir: &Path, name: &str, objs: &[SnapshotObject]) -> PathBuf {
         let mut w = SnapshotWriter::create(&dir.join(name), header()).unwrap();
         for o in objs {

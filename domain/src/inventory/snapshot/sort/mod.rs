@@ -1135,7 +1135,9 @@ mod tests {
     use crate::inventory::snapshot::format::SnapshotObject;
     use crate::inventory::snapshot::format::SnapshotReader;
     use crate::inventory::snapshot::merge_join;
-    use crate::inventory::snapshot::test_support::{OwnedEntry, arb_records, header, write_snapshot};
+    use crate::inventory::snapshot::test_support::{
+        OwnedEntry, arb_records, header, record_of, write_snapshot,
+    };
 
     fn build(records: &[InventoryRecord], run_len: usize) -> (tempfile::TempDir, Vec<SnapshotObject>) {
         let dir = tempfile::tempdir().unwrap();
@@ -1264,21 +1266,6 @@ mod tests {
             .unwrap()
             .unwrap();
         (dir, info, entries)
-    }
-
-    /// The latest-version row of `o`.
-    fn record_of(o: &SnapshotObject) -> InventoryRecord {
-        InventoryRecord {
-            bucket: "src".into(),
-            key: o.key.clone(),
-            size: o.size,
-            etag: o.etag.clone(),
-            last_modified_ms: o.last_modified_ms,
-            storage_class: o.storage_class.clone(),
-            encryption_status: o.encryption_status.clone(),
-            bucket_key_enabled: o.bucket_key_enabled,
-            ..InventoryRecord::default()
-        }
     }
 
     /// Totals stored under another grouping (other templates) are not taken: every object is
