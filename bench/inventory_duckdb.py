@@ -1,9 +1,14 @@
 """The same day-over-day inventory diff in DuckDB, for comparison (see bench/README.md).
 
-Usage: inventory_duckdb.py DEST_DIR DAY1_MANIFEST_KEY DAY2_MANIFEST_KEY [--stateful STATE_DIR]
+Usage: inventory_duckdb.py DEST_DIR DAY1_MANIFEST_KEY DAY2_MANIFEST_KEY
+       [--stateful STATE_DIR | --changes OUT_DIR]
 
 Default (count): reads both reports' data files (CSV.gz or Parquet, from their manifests),
 full-outer-joins them on the key and counts added / removed / changed objects.
+
+--changes: the same join over both reports' files, writing the change rows (kind, key, old and
+new fields) to OUT_DIR/changes.parquet, fsynced: the diff of the two reports with its output,
+but no MD5 checks and no state.
 
 --stateful: the job `incremental` does, in DuckDB's best way. Untimed, day 1's report is kept as
 the state (STATE_DIR/state.parquet, zstd). Timed, for day 2: every data file's MD5 is checked
@@ -132,15 +137,44 @@ def stateful(dest, day1, day2, state_dir):
             "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
 
 
+def changes_only(dest, day1, day2, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    changes = os.path.join(out_dir, "changes.parquet")
+    con = duckdb.connect()
+    started = time.monotonic()
+    for name, key in (("d1", day1), ("d2", day2)):
+        files, fmt, columns = files_and_format(dest, key)
+        con.execute(f"CREATE VIEW {name} AS {report_select(files, fmt, columns)}")
+    fields = ", ".join(f"o.{c} AS old_{c}, n.{c} AS {c}" for c in COLUMNS[1:])
+    con.execute(f"""COPY (
+        SELECT CASE WHEN o.k IS NULL THEN 'added' WHEN n.k IS NULL THEN 'removed' ELSE 'changed' END AS kind,
+               coalesce(n.k, o.k) AS key, {fields}
+        FROM d1 o FULL OUTER JOIN d2 n ON o.k = n.k
+        WHERE o.k IS NULL OR n.k IS NULL OR {CHANGED}
+    ) TO '{changes}' (FORMAT parquet)""")
+    fsync(changes)
+    elapsed = time.monotonic() - started
+    kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{changes}') GROUP BY kind").fetchall())
+    return {"engine": "duckdb " + duckdb.__version__, "mode": "changes", "format": fmt,
+            "added": kinds.get("added", 0), "removed": kinds.get("removed", 0), "changed": kinds.get("changed", 0),
+            "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+
+
 def main():
     args = sys.argv[1:]
-    state_dir = None
-    if "--stateful" in args:
-        at = args.index("--stateful")
-        state_dir = args[at + 1]
-        del args[at:at + 2]
+    modes = {}
+    for flag in ("--stateful", "--changes"):
+        if flag in args:
+            at = args.index(flag)
+            modes[flag] = args[at + 1]
+            del args[at:at + 2]
     dest, day1, day2 = args
-    result = stateful(dest, day1, day2, state_dir) if state_dir else count(dest, day1, day2)
+    if "--stateful" in modes:
+        result = stateful(dest, day1, day2, modes["--stateful"])
+    elif "--changes" in modes:
+        result = changes_only(dest, day1, day2, modes["--changes"])
+    else:
+        result = count(dest, day1, day2)
     print(json.dumps(result))
 
 
