@@ -100,6 +100,27 @@ def fsync(path):
         os.close(fd)
 
 
+def write_changes(con, old, new, changes):
+    """Writes the change rows (kind, key, old and new fields) of a full outer join of the
+    relations `old` and `new` to the Parquet file `changes`, fsynced."""
+    fields = ", ".join(f"o.{c} AS old_{c}, n.{c} AS {c}" for c in COLUMNS[1:])
+    con.execute(f"""COPY (
+        SELECT CASE WHEN o.k IS NULL THEN 'added' WHEN n.k IS NULL THEN 'removed' ELSE 'changed' END AS kind,
+               coalesce(n.k, o.k) AS key, {fields}
+        FROM {old} o FULL OUTER JOIN {new} n ON o.k = n.k
+        WHERE o.k IS NULL OR n.k IS NULL OR {CHANGED}
+    ) TO '{changes}' (FORMAT parquet)""")
+    fsync(changes)
+
+
+def changes_result(con, mode, fmt, changes, elapsed):
+    """The JSON line of a run that wrote `changes`: its counts by kind, time and peak RSS."""
+    kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{changes}') GROUP BY kind").fetchall())
+    return {"engine": "duckdb " + duckdb.__version__, "mode": mode, "format": fmt,
+            "added": kinds.get("added", 0), "removed": kinds.get("removed", 0), "changed": kinds.get("changed", 0),
+            "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+
+
 def stateful(dest, day1, day2, state_dir):
     os.makedirs(state_dir, exist_ok=True)
     state = os.path.join(state_dir, "state.parquet")
@@ -120,21 +141,10 @@ def stateful(dest, day1, day2, state_dir):
         sys.exit("a data file does not match its manifest MD5")
     files, fmt, columns = files_and_format(dest, day2)
     con.execute(f"COPY ({report_select(files, fmt, columns)}) TO '{staged}' (FORMAT parquet, COMPRESSION zstd)")
-    fields = ", ".join(f"o.{c} AS old_{c}, n.{c} AS {c}" for c in COLUMNS[1:])
-    con.execute(f"""COPY (
-        SELECT CASE WHEN o.k IS NULL THEN 'added' WHEN n.k IS NULL THEN 'removed' ELSE 'changed' END AS kind,
-               coalesce(n.k, o.k) AS key, {fields}
-        FROM read_parquet('{state}') o FULL OUTER JOIN read_parquet('{staged}') n ON o.k = n.k
-        WHERE o.k IS NULL OR n.k IS NULL OR {CHANGED}
-    ) TO '{changes}' (FORMAT parquet)""")
-    fsync(changes)
+    write_changes(con, f"read_parquet('{state}')", f"read_parquet('{staged}')", changes)
     fsync(staged)
     os.replace(staged, state)
-    elapsed = time.monotonic() - started
-    kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{changes}') GROUP BY kind").fetchall())
-    return {"engine": "duckdb " + duckdb.__version__, "mode": "stateful", "format": fmt,
-            "added": kinds.get("added", 0), "removed": kinds.get("removed", 0), "changed": kinds.get("changed", 0),
-            "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+    return changes_result(con, "stateful", fmt, changes, time.monotonic() - started)
 
 
 def changes_only(dest, day1, day2, out_dir):
@@ -145,19 +155,8 @@ def changes_only(dest, day1, day2, out_dir):
     for name, key in (("d1", day1), ("d2", day2)):
         files, fmt, columns = files_and_format(dest, key)
         con.execute(f"CREATE VIEW {name} AS {report_select(files, fmt, columns)}")
-    fields = ", ".join(f"o.{c} AS old_{c}, n.{c} AS {c}" for c in COLUMNS[1:])
-    con.execute(f"""COPY (
-        SELECT CASE WHEN o.k IS NULL THEN 'added' WHEN n.k IS NULL THEN 'removed' ELSE 'changed' END AS kind,
-               coalesce(n.k, o.k) AS key, {fields}
-        FROM d1 o FULL OUTER JOIN d2 n ON o.k = n.k
-        WHERE o.k IS NULL OR n.k IS NULL OR {CHANGED}
-    ) TO '{changes}' (FORMAT parquet)""")
-    fsync(changes)
-    elapsed = time.monotonic() - started
-    kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{changes}') GROUP BY kind").fetchall())
-    return {"engine": "duckdb " + duckdb.__version__, "mode": "changes", "format": fmt,
-            "added": kinds.get("added", 0), "removed": kinds.get("removed", 0), "changed": kinds.get("changed", 0),
-            "total_s": round(elapsed, 3), "peak_rss_mib": peak_rss_mib(), "threads": threads(con)}
+    write_changes(con, "d1", "d2", changes)
+    return changes_result(con, "changes", fmt, changes, time.monotonic() - started)
 
 
 def main():

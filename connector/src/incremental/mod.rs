@@ -11,8 +11,8 @@
 //!        ─► one blocking SnapshotBuilder (external sort, all versions → current objects)
 //!   → one blocking pass: the final merge of the sorted runs writes the new snapshot and is
 //!        merge-joined against the previous snapshot as it goes (SnapshotBuilder::
-//!        finish_with_diff): ObjectChange records as they come, DatasetDiffAggregator →
-//!        DatasetChange records at the end
+//!        finish_with_rollup): ObjectChange records as they come, DatasetDiffAggregator
+//!        (from the previous snapshot's dataset totals) → DatasetChange records at the end
 //!   → Commit barrier: the consumer confirms every record is written (CLI: flushed, fsynced,
 //!        renamed) or taken by the gRPC stream
 //!   → state advance (not for dry runs) → summary record

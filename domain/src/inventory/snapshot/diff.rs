@@ -162,7 +162,7 @@ pub enum DiffEntry<'a> {
 /// strictly increasing by key (snapshot readers check this themselves).
 ///
 /// The incremental run does not use this: its final pass joins encoded entries
-/// ([`super::SnapshotBuilder::finish_with_diff`]). This is the plain form of the same join.
+/// ([`super::SnapshotBuilder::finish_with_rollup`]). This is the plain form of the same join.
 pub fn merge_join<E>(
     old: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,
     new: impl IntoIterator<Item = Result<SnapshotObject, SnapshotError>>,

@@ -110,8 +110,9 @@ impl From<&InventoryRecord> for SnapshotObject {
 }
 
 impl SnapshotObject {
-    /// This object as a view.
-    pub fn view(&self) -> ObjectView<'_> {
+    /// This object as a view (what decoding its entry gives).
+    #[cfg(test)]
+    pub(crate) fn view(&self) -> ObjectView<'_> {
         ObjectView {
             key: &self.key,
             size: self.size,

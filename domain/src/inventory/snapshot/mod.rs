@@ -3,7 +3,7 @@
 //! Flow of one incremental run: [`StateStore::begin`] decides whether the report is new →
 //! [`SnapshotBuilder`] sorts its rows (any order, all versions; encoded where they are read,
 //! [`RowBatch`]) with bounded memory: dealt into the previous snapshot's key ranges
-//! ([`StateStore::current_splitters`]) or into spilled runs → [`SnapshotBuilder::finish_with_diff`]
+//! ([`StateStore::current_splitters`]) or into spilled runs → [`SnapshotBuilder::finish_with_rollup`]
 //! takes the sorted ranges or merges the runs into the new snapshot file and, in the same pass, joins it against the
 //! previous snapshot as encoded entries (the join [`merge_join`] does on owned objects),
 //! feeding [`DiffEntry`]s to the consumer and [`DatasetDiffAggregator`] → once every change was

@@ -5,7 +5,9 @@
 //! last run is sorted and merged from memory (a report that fits in one run spills nothing).
 //! [`SnapshotBuilder::finish`] k-way merges the runs (in several passes when there are more
 //! than [`MAX_FAN_IN`]) straight into the snapshot writer; [`SnapshotBuilder::finish_with_diff`]
-//! does the same and merge-joins the result against the previous snapshot in that pass. Peak
+//! does the same and merge-joins the result against the previous snapshot in that pass, and
+//! [`SnapshotBuilder::finish_with_rollup`] also rolls the join up to datasets (from the
+//! previous snapshot's stored totals when it has them) and stores the new totals. Peak
 //! memory is two runs of `run_len` rows plus the rows decoded ahead of the merge (bounded by
 //! `MERGE_PREFETCH_ROWS`) and one buffer per open run.
 //!
