@@ -1,6 +1,8 @@
 //! Inventory CSV data files: gzip (possibly multi-member), no header, RFC-4180 quoting, columns
 //! from the manifest's `fileSchema`, keys form-URL-encoded (reference §1.5).
 
+mod split;
+
 use std::io::{self, Read};
 
 use flate2::read::MultiGzDecoder;
@@ -12,6 +14,7 @@ use super::record::{
     InventoryRecord, InventoryRows, RecordBuilder, RowError, RowTarget, SnapshotRow, SnapshotRowBuilder,
     check_schema,
 };
+use split::{Row, RowSplitter};
 
 /// Decodes a CSV `Key` value: `+` is a space, `%XX` a byte, and the bytes must be UTF-8.
 ///
@@ -25,7 +28,7 @@ pub fn decode_key(encoded: &[u8]) -> Result<String, std::string::FromUtf8Error> 
     }
     let mut out = Vec::with_capacity(encoded.len());
     let mut rest = encoded;
-    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+    while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
         out.extend_from_slice(&rest[..at]);
         rest = &rest[at..];
         match (rest[0], hex(rest.get(1)), hex(rest.get(2))) {
@@ -98,10 +101,7 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-type Decoder<R> = csv::Reader<Limited<MultiGzDecoder<Source<R>>>>;
-
-/// Decompressed bytes the CSV parser reads at once.
-const CSV_BUFFER: usize = 256 * 1024;
+type Decoder<R> = RowSplitter<Limited<MultiGzDecoder<Source<R>>>>;
 
 /// Iterator over the rows of one gzipped inventory CSV file.
 ///
@@ -112,7 +112,6 @@ pub struct CsvRecords<R: Read> {
     file: String,
     columns: Vec<InventoryColumn>,
     reader: Decoder<R>,
-    record: csv::ByteRecord,
     row: u64,
     limit: u64,
     done: bool,
@@ -138,17 +137,11 @@ pub fn read_csv_gz<R: Read>(
     check_schema(&file, columns)?;
     let decoder =
         Limited { inner: MultiGzDecoder::new(Source(reader)), limit: max_decompressed_bytes, produced: 0 };
-    // Large reads: each one is a call into inflate (and a copy), so fewer of them cost less.
-    let reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(CSV_BUFFER)
-        .from_reader(decoder);
+    // Large reads (split::BUFFER_BYTES): each one is a call into inflate, so fewer cost less.
     Ok(CsvRecords {
         file,
         columns: columns.to_vec(),
-        reader,
-        record: csv::ByteRecord::new(),
+        reader: RowSplitter::new(decoder),
         row: 0,
         limit: max_decompressed_bytes,
         done: false,
@@ -172,31 +165,22 @@ impl<R: Read> CsvRecords<R> {
         self.row
     }
 
-    fn stream_error(&self, error: csv::Error) -> RowError {
+    /// The error that ends reading: the source's, the decompressor's, the budget's or the
+    /// checksum's. (Every byte sequence splits into rows; a row's shape is checked by `fill`.)
+    fn stream_error(&self, e: io::Error) -> RowError {
         let file = self.file.clone();
         let row = self.row;
-        match error.into_kind() {
-            csv::ErrorKind::Io(e) => {
-                if let Some(mismatch) = ChecksumMismatch::from_io(&e) {
-                    return RowError::Checksum(mismatch.clone());
-                }
-                let inner = e.get_ref();
-                if inner.is_some_and(|i| i.is::<SizeLimitExceeded>()) {
-                    RowError::DecompressedSizeLimit { file, row, limit: self.limit }
-                } else if inner.is_some_and(|i| i.is::<SourceError>()) {
-                    RowError::Io { file, row, detail: e.to_string() }
-                } else {
-                    RowError::Decompression { file, row, detail: e.to_string() }
-                }
-            }
-            other => RowError::MalformedRow { file, row: row + 1, detail: format!("{other:?}") },
+        if let Some(mismatch) = ChecksumMismatch::from_io(&e) {
+            return RowError::Checksum(mismatch.clone());
         }
-    }
-
-    fn build(&self) -> Result<InventoryRecord, RowError> {
-        let mut builder = RecordBuilder::new(&self.file, self.row);
-        fill(&self.file, self.row, &self.columns, &self.record, &mut builder)?;
-        builder.finish()
+        let inner = e.get_ref();
+        if inner.is_some_and(|i| i.is::<SizeLimitExceeded>()) {
+            RowError::DecompressedSizeLimit { file, row, limit: self.limit }
+        } else if inner.is_some_and(|i| i.is::<SourceError>()) {
+            RowError::Io { file, row, detail: e.to_string() }
+        } else {
+            RowError::Decompression { file, row, detail: e.to_string() }
+        }
     }
 }
 
@@ -206,7 +190,7 @@ fn fill<'v>(
     file: &str,
     row: u64,
     columns: &[InventoryColumn],
-    record: &'v csv::ByteRecord,
+    record: &Row<'v>,
     target: &mut impl RowTarget<'v>,
 ) -> Result<(), RowError> {
     if record.len() != columns.len() {
@@ -218,7 +202,7 @@ fn fill<'v>(
     }
     // One UTF-8 check for the whole row: a field of a valid row is valid when it starts and
     // ends on character boundaries (a field that does not is checked on its own, for its error).
-    let row_text = std::str::from_utf8(record.as_slice()).ok();
+    let row_text = std::str::from_utf8(record.text()).ok();
     for (i, (column, raw)) in columns.iter().zip(record.iter()).enumerate() {
         let invalid = |detail: String| RowError::InvalidValue {
             file: file.to_string(),
@@ -249,13 +233,13 @@ impl<R: Read> InventoryRows for CsvRecords<R> {
     ) -> Result<u64, E> {
         let mut count = 0u64;
         while !self.done {
-            match self.reader.read_byte_record(&mut self.record) {
-                Ok(false) => self.done = true,
-                Ok(true) => {
+            match self.reader.next_row() {
+                Ok(None) => self.done = true,
+                Ok(Some(record)) => {
                     self.row += 1;
                     count += 1;
                     let mut builder = SnapshotRowBuilder::new(&self.file, self.row);
-                    fill(&self.file, self.row, &self.columns, &self.record, &mut builder)?;
+                    fill(&self.file, self.row, &self.columns, &record, &mut builder)?;
                     on_row(builder.finished()?)?;
                 }
                 Err(error) => return Err(self.stream_error(error).into()),
@@ -272,23 +256,21 @@ impl<R: Read> Iterator for CsvRecords<R> {
         if self.done {
             return None;
         }
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => {
+        match self.reader.next_row() {
+            Ok(None) => {
                 self.done = true;
                 None
             }
-            Ok(true) => {
+            Ok(Some(record)) => {
                 self.row += 1;
-                Some(self.build())
+                let mut builder = RecordBuilder::new(&self.file, self.row);
+                let filled = fill(&self.file, self.row, &self.columns, &record, &mut builder);
+                Some(filled.and_then(|()| builder.finish()))
             }
             Err(error) => {
-                let error = self.stream_error(error);
-                // A syntax error may be recoverable; anything from the stream is not.
-                self.done = error.is_fatal();
-                if !self.done {
-                    self.row += 1;
-                }
-                Some(Err(error))
+                // Nothing after a stream error can be trusted.
+                self.done = true;
+                Some(Err(self.stream_error(error)))
             }
         }
     }
