@@ -336,18 +336,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn source_errors_are_returned() {
-        struct Failing;
-        impl Read for Failing {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
-            }
-        }
-        let error = RowSplitter::new(Failing).next_row().err().unwrap();
-        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
-    }
-
     proptest! {
         /// Both paths give the rows the `csv` crate gives, for text of AWS's shape mixed with
         /// every byte that matters to CSV, at any buffer size.
