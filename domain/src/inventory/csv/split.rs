@@ -29,8 +29,8 @@ pub(super) struct RowSplitter<R> {
     ends: Vec<usize>,
 }
 
-/// One row: its fields are `text[range(i)]`.
-#[derive(Debug, Clone, Copy)]
+/// One row: its fields are `text[range(i)]`. (No `Debug`: a row's text is data.)
+#[derive(Clone, Copy)]
 pub(super) struct Row<'a> {
     text: &'a [u8],
     bounds: &'a [Range<usize>],
