@@ -16,7 +16,7 @@ against the manifest, the report is written as the new state (Parquet), the chan
 (kind, key, old and new fields) are written to STATE_DIR/changes.parquet from a full outer join
 of the old state with the new, both files are fsynced and the new state renamed into place.
 (DuckDB's own database file was slower for this: 4.5 s against 2.9 s at 5M objects.) Both states
-are written with --state-codec, by default lz4: DuckDB's fastest here, 0.5-0.6 s ahead of zstd
+are written with --state-codec, by default lz4: DuckDB's fastest here, 0.6-0.75 s ahead of zstd
 at 5M (uncompressed is as fast, snappy between; bench/README.md). Ours compresses its snapshot
 with zstd; DuckDB is not made to.
 
