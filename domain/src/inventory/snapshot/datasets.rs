@@ -420,8 +420,7 @@ pub fn aggregate_datasets(
     let mut entry = Vec::new();
     while reader.next_flat(&mut entry)?.is_some() {
         let view = decode_flat(&entry).map_err(|d| SnapshotError::corrupt(path, d))?;
-        let size = view.size.unwrap_or(0);
-        if let Some((prefix, format)) = placer.place(bucket, view.key, size, cfg) {
+        if let Some((prefix, format)) = placer.place(bucket, view.key, view.size.unwrap_or(0), cfg) {
             let wanted = match &last {
                 Some((dataset, wanted)) if dataset.prefix == prefix && dataset.format == format => *wanted,
                 _ => {
@@ -432,14 +431,7 @@ pub fn aggregate_datasets(
                 }
             };
             if wanted {
-                let obj = view.to_object();
-                grouper.add(ObjectMeta {
-                    key: obj.key,
-                    size,
-                    last_modified_ms: obj.last_modified_ms,
-                    etag: obj.etag,
-                    storage_class: obj.storage_class,
-                });
+                grouper.add(ObjectMeta::from(view.to_object()));
             }
         }
         entry.clear();
@@ -675,13 +667,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let path = crate::inventory::snapshot::test_support::write_snapshot(dir.path(), "s.snap", &objects);
-            let meta = |obj: &SnapshotObject| ObjectMeta {
-                key: obj.key.clone(),
-                size: obj.size.unwrap_or(0),
-                last_modified_ms: obj.last_modified_ms,
-                etag: obj.etag.clone(),
-                storage_class: obj.storage_class.clone(),
-            };
+            let meta = |obj: &SnapshotObject| ObjectMeta::from(obj.clone());
             let mut all = Grouper::new("src", GroupingConfig::default());
             objects.iter().for_each(|obj| all.add(meta(obj)));
             let all = all.take_all();

@@ -109,6 +109,19 @@ impl From<&InventoryRecord> for SnapshotObject {
     }
 }
 
+/// The listing metadata of an object, as grouping takes it (a missing size is 0).
+impl From<SnapshotObject> for crate::model::ObjectMeta {
+    fn from(o: SnapshotObject) -> Self {
+        crate::model::ObjectMeta {
+            key: o.key,
+            size: o.size.unwrap_or(0),
+            last_modified_ms: o.last_modified_ms,
+            etag: o.etag,
+            storage_class: o.storage_class,
+        }
+    }
+}
+
 impl SnapshotObject {
     /// This object as a view (what decoding its entry gives).
     #[cfg(test)]
@@ -1432,7 +1445,7 @@ impl SnapshotWriter {
             self.compressor.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
         let mut hashing = compressor.finish().map_err(io)?;
         if let Some(payload) = &self.dataset_totals {
-            hashing.write_all(&totals_frame(payload)).map_err(io)?;
+            hashing.write_all(&trailing_frame(TOTALS_FRAME_MAGIC, payload, TOTALS_MARKER)).map_err(io)?;
         }
         hashing.write_all(&splitters_frame(&self.splitters)).map_err(io)?;
         if let Some(syncer) = hashing.syncer.take() {
@@ -1487,31 +1500,73 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), SnapshotError> {
 
 /// The skippable frame that ends a snapshot's body (see the module documentation).
 fn splitters_frame(splitters: &[Vec<u8>]) -> Vec<u8> {
-    let keys_len: usize = splitters.iter().map(|k| 4 + k.len()).sum();
-    let mut frame = Vec::with_capacity(8 + keys_len + 4 + SPLITTERS_MARKER.len());
-    frame.extend_from_slice(&SPLITTERS_FRAME_MAGIC.to_le_bytes());
-    // Keys are at most 1024 bytes and splitters one per 65536 objects: lengths fit in u32.
-    frame.extend_from_slice(&((keys_len + 4 + SPLITTERS_MARKER.len()) as u32).to_le_bytes());
+    let mut keys = Vec::with_capacity(splitters.iter().map(|k| 4 + k.len()).sum());
     for key in splitters {
-        frame.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        frame.extend_from_slice(key);
+        // Keys are at most 1024 bytes and splitters one per 65536 objects: lengths fit in u32.
+        keys.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        keys.extend_from_slice(key);
     }
-    frame.extend_from_slice(&(keys_len as u32).to_le_bytes());
-    frame.extend_from_slice(SPLITTERS_MARKER);
+    trailing_frame(SPLITTERS_FRAME_MAGIC, &keys, SPLITTERS_MARKER)
+}
+
+/// A zstd skippable frame that is read from its end: magic, frame length, payload, payload
+/// length, marker (the splitters' and the dataset totals' frames).
+fn trailing_frame(magic: u32, payload: &[u8], marker: &[u8; 8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + payload.len() + 4 + marker.len());
+    frame.extend_from_slice(&magic.to_le_bytes());
+    // Payloads past u32 are refused when read (MAX_SPLITTERS_LEN, MAX_TOTALS_LEN), not here.
+    frame.extend_from_slice(&((payload.len() + 4 + marker.len()) as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(marker);
     frame
 }
 
-/// The skippable frame of the dataset totals: magic, frame length, payload, payload length,
-/// marker (read from its end, as the splitters are).
-fn totals_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(8 + payload.len() + 4 + TOTALS_MARKER.len());
-    frame.extend_from_slice(&TOTALS_FRAME_MAGIC.to_le_bytes());
-    // Capped by MAX_TOTALS_LEN when read; a larger payload is refused there, not here.
-    frame.extend_from_slice(&((payload.len() + 4 + TOTALS_MARKER.len()) as u32).to_le_bytes());
-    frame.extend_from_slice(payload);
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(TOTALS_MARKER);
-    frame
+/// A snapshot file's end, where its trailing frames are read from.
+struct FileTail<'p> {
+    path: &'p Path,
+    file: File,
+    /// Bytes after the preamble.
+    body_len: u64,
+}
+
+impl<'p> FileTail<'p> {
+    fn open(path: &'p Path) -> Result<Self, SnapshotError> {
+        let file = File::open(path).map_err(|e| SnapshotError::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| SnapshotError::io(path, e))?.len();
+        Ok(FileTail { path, file, body_len: file_len.saturating_sub(PREAMBLE_LEN) })
+    }
+
+    /// The payload length of the [`trailing_frame`] ending `end` bytes before the file's end,
+    /// or `None` when `marker` is not there.
+    fn payload_len(&mut self, end: u64, marker: &[u8; 8]) -> Result<Option<u64>, SnapshotError> {
+        if end + 12 > self.body_len {
+            return Ok(None);
+        }
+        let mut tail = [0u8; 12];
+        self.read_at_end(end + 12, &mut tail)?;
+        Ok((&tail[4..] == marker)
+            .then(|| u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]))))
+    }
+
+    /// The `len` payload bytes of the frame ending `end` bytes before the file's end; a length
+    /// over `cap` or past the body is corrupt (`what`, for the error).
+    fn payload(&mut self, end: u64, len: u64, cap: u64, what: &str) -> Result<Vec<u8>, SnapshotError> {
+        if len > cap || end + 12 + len > self.body_len {
+            return Err(SnapshotError::corrupt(self.path, format!("{what} of {len} bytes")));
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.read_at_end(end + 12 + len, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// Fills `buf` from `from_end` bytes before the file's end.
+    fn read_at_end(&mut self, from_end: u64, buf: &mut [u8]) -> Result<(), SnapshotError> {
+        let io = |e| SnapshotError::io(self.path, e);
+        // At most the body's length (checked by the callers), so it fits in i64.
+        self.file.seek(SeekFrom::End(-(from_end as i64))).map_err(io)?;
+        self.file.read_exact(buf).map_err(io)
+    }
 }
 
 /// The dataset totals' payload stored before a snapshot's splitters
@@ -1519,58 +1574,21 @@ fn totals_frame(payload: &[u8]) -> Vec<u8> {
 /// file's end and does not verify the checksum: call it on a file [`SnapshotReader::open`]
 /// has verified.
 pub(crate) fn read_dataset_totals(path: &Path) -> Result<Option<Vec<u8>>, SnapshotError> {
-    let io = |e| SnapshotError::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let body_len = file_len.saturating_sub(PREAMBLE_LEN);
-    // [u32 length | marker] at `end` from the file's end, if it is there.
-    let mut tail_at = |end: u64, marker: &[u8; 8]| -> Result<Option<u64>, SnapshotError> {
-        if end + 12 > body_len {
-            return Ok(None);
-        }
-        file.seek(SeekFrom::End(-((end + 12) as i64))).map_err(io)?;
-        let mut tail = [0u8; 12];
-        file.read_exact(&mut tail).map_err(io)?;
-        Ok((&tail[4..] == marker)
-            .then(|| u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]))))
-    };
-    let Some(keys_len) = tail_at(0, SPLITTERS_MARKER)? else { return Ok(None) };
+    let mut tail = FileTail::open(path)?;
+    let Some(keys_len) = tail.payload_len(0, SPLITTERS_MARKER)? else { return Ok(None) };
     // The splitters' frame: magic, length, keys, keys length, marker.
     let splitters_frame = 8 + keys_len + 12;
-    let Some(len) = tail_at(splitters_frame, TOTALS_MARKER)? else { return Ok(None) };
-    if len > MAX_TOTALS_LEN || splitters_frame + 12 + len > body_len {
-        return Err(SnapshotError::corrupt(path, format!("dataset totals of {len} bytes")));
-    }
-    file.seek(SeekFrom::End(-((splitters_frame + 12 + len) as i64))).map_err(io)?;
-    let mut payload = vec![0u8; len as usize];
-    file.read_exact(&mut payload).map_err(io)?;
-    Ok(Some(payload))
+    let Some(len) = tail.payload_len(splitters_frame, TOTALS_MARKER)? else { return Ok(None) };
+    tail.payload(splitters_frame, len, MAX_TOTALS_LEN, "dataset totals").map(Some)
 }
 
 /// The splitters a snapshot file ends with, in key order: empty for a file written before
 /// snapshots carried them. Reads only the file's end and does not verify its checksum: the
 /// splitters steer how the next snapshot is built, never what it holds.
 pub fn read_splitters(path: &Path) -> Result<Vec<Vec<u8>>, SnapshotError> {
-    let io = |e| SnapshotError::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let tail_len = 4 + SPLITTERS_MARKER.len() as u64;
-    if file_len < PREAMBLE_LEN + tail_len {
-        return Ok(Vec::new());
-    }
-    file.seek(SeekFrom::End(-(tail_len as i64))).map_err(io)?;
-    let mut tail = [0u8; 12];
-    file.read_exact(&mut tail).map_err(io)?;
-    if &tail[4..] != SPLITTERS_MARKER {
-        return Ok(Vec::new());
-    }
-    let keys_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-    if keys_len > MAX_SPLITTERS_LEN || keys_len + tail_len > file_len - PREAMBLE_LEN {
-        return Err(SnapshotError::corrupt(path, format!("splitters of {keys_len} bytes")));
-    }
-    file.seek(SeekFrom::End(-((keys_len + tail_len) as i64))).map_err(io)?;
-    let mut keys = vec![0u8; keys_len as usize];
-    file.read_exact(&mut keys).map_err(io)?;
+    let mut tail = FileTail::open(path)?;
+    let Some(keys_len) = tail.payload_len(0, SPLITTERS_MARKER)? else { return Ok(Vec::new()) };
+    let keys = tail.payload(0, keys_len, MAX_SPLITTERS_LEN, "splitters")?;
     let mut splitters = Vec::new();
     let mut rest = keys.as_slice();
     while let Some((len, after)) = rest.split_first_chunk::<4>() {

@@ -1505,10 +1505,8 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 let mut rollup = DatasetDiffAggregator::new("src", GroupingConfig::default());
-                let mut changes = 0;
                 let info = build(objs)
                     .finish_with_rollup(&dir.path().join(format!("day-{day}.snap")), open(&previous), &mut rollup, |_| {
-                        changes += 1;
                         Ok::<_, ()>(())
                     })
                     .unwrap()
