@@ -3,17 +3,22 @@
 //! Layout (integers little-endian):
 //!
 //! ```text
-//! magic "S3INVSNP" | u32 format version | u64 object count | [32] SHA-256 | u32 header length
+//! magic "S3INVSNP" | u32 format version | u64 object count | [32] checksum | u32 header length
 //! | header JSON (source bucket, configuration id, report timestamp) | zstd body
 //! ```
 //!
-//! The SHA-256 covers the count, the header length, the header JSON and the compressed body
-//! (as `SHA-256(count ‖ SHA-256(header length ‖ header ‖ body))`, since the count is known last), so [`SnapshotReader::open`] can
-//! reject a truncated or altered file before a single object is read: a caller never acts on a
-//! partial snapshot. Body entries are length-prefixed and key-prefix-compressed against the
+//! The checksum covers the count, the header length, the header JSON and the body (as
+//! `H(count ‖ H(header length ‖ header ‖ body))`, since the count is known last), so
+//! [`SnapshotReader::open`] can reject a truncated or damaged file before a single object is
+//! read: a caller never acts on a partial snapshot. `H` is XXH3-128 from format version 3, its
+//! 16 bytes followed by 16 zero bytes; versions 1 and 2 used SHA-256. (The checksum finds
+//! damage, not tampering: whoever can write the state can write a matching checksum of either
+//! kind. SHA-256 was 4.5% of a Parquet day 2's CPU, checking the old file and sealing the new.) Body entries are length-prefixed and key-prefix-compressed against the
 //! previous key (sorted keys share long prefixes). The body is a sequence of zstd frames, one
 //! per 1 MiB of entries (a frame may end inside an entry: readers decode the frames as one
-//! stream); files written as a single frame read the same.
+//! stream); files written as a single frame read the same. Frames are written with stored
+//! (raw) blocks, not compressed (`write_stored_frame`); files whose frames are compressed
+//! read the same.
 //!
 //! Before the splitters, a snapshot written by a roll-up stores the datasets' totals in a
 //! skippable frame of its own (`u32 0x184D2A5D | u32 frame length | payload | u32 payload
@@ -33,14 +38,16 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_128;
 
 use super::super::md5_reader::hex;
 use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
 use super::diff::UnchangedObject;
 
-/// Current snapshot format version. Version 2 stores an MD5 ETag as its 16 bytes and a known
-/// storage class as a code; version 1 files (text for both) are still read.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Current snapshot format version. Version 3 is version 2 with an XXH3-128 checksum instead
+/// of a SHA-256 one. Version 2 stores an MD5 ETag as its 16 bytes and a known storage class as
+/// a code; version 1 files (text for both) are still read.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 /// The oldest snapshot format version read.
 const OLDEST_READ_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"S3INVSNP";
@@ -51,11 +58,10 @@ const COUNT_OFFSET: u64 = 12;
 const MAX_HEADER_LEN: u32 = 64 * 1024;
 // Cap on one field inside an entry, for the same reason (S3 keys are at most 1024 bytes).
 const MAX_FIELD_LEN: u64 = 1 << 20;
-/// One of zstd's fast levels: entries are prefix-encoded already and an ETag is 16 random
-/// bytes, so little is left to find. On a 5M-object body (207 MB, `zstd -b`): level 1 gives
-/// 146 MB at 376 MB/s, level -1 150 MB at 664 MB/s, this 158 MB at 979 MB/s (and reads back
-/// faster too: 3.2 GB/s against 2.7 and 1.5).
-const ZSTD_LEVEL: i32 = -5;
+/// The first word of a zstd frame.
+const ZSTD_FRAME_MAGIC: u32 = 0xFD2F_B528;
+/// The largest block a zstd frame may hold, whatever its window.
+const MAX_ZSTD_BLOCK: usize = 128 * 1024;
 /// Decompressed bytes buffered in front of the entry decoder.
 const DECODE_BUFFER: usize = 256 * 1024;
 /// Objects between two splitters: a next day's rows are dealt into ranges of about this many
@@ -271,7 +277,8 @@ pub struct SnapshotInfo {
     pub header: SnapshotHeader,
     /// Number of objects.
     pub object_count: u64,
-    /// SHA-256 of header and body, hex; it identifies the snapshot's content.
+    /// The file's checksum of header and body, hex (XXH3-128, or SHA-256 before format
+    /// version 3); it identifies the snapshot's content.
     pub checksum_hex: String,
 }
 
@@ -1047,7 +1054,7 @@ impl<R: BufRead> EntryDecoder<R> {
     /// them (nor checking their UTF-8: [`decode_flat`] does, for the entries that are decoded),
     /// or `None` at a clean end of stream.
     pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
-        if self.version != SNAPSHOT_FORMAT_VERSION {
+        if self.version == 1 {
             return self.next_flat_transcoded(out);
         }
         // Nearly every entry lies whole in the read buffer: parsed there, its fields copied in
@@ -1074,8 +1081,9 @@ impl<R: BufRead> EntryDecoder<R> {
             .map(Some)
     }
 
-    /// [`Self::next_flat`] of an older version's entry: decoded and written again in the
-    /// current format (a slower path, for the first run after an upgrade).
+    /// [`Self::next_flat`] of a version 1 entry: decoded and written again in the current
+    /// format (a slower path, for the first run after an upgrade). Versions 2 and 3 encode
+    /// entries alike.
     fn next_flat_transcoded(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
         let Some((obj, flags)) = self.next_entry()? else { return Ok(None) };
         let start = out.len();
@@ -1165,7 +1173,7 @@ impl<R: BufRead> EntryDecoder<R> {
 /// Writes `Write` through to a file while hashing, so the checksum costs no second pass.
 struct HashingWriter {
     inner: BufWriter<File>,
-    hasher: Sha256,
+    hasher: ContentHasher,
     /// Bytes written since the last request to the syncer.
     unsynced: u64,
     syncer: Option<Syncer>,
@@ -1230,47 +1238,76 @@ impl Syncer {
     }
 }
 
-/// Encoded bytes a [`SnapshotWriter`] gathers before handing them to its compressor.
+/// Encoded bytes a [`SnapshotWriter`] gathers before handing them to its frame writer.
 const STAGED_BYTES: usize = 1024 * 1024;
 
-/// Compresses, hashes and writes a snapshot's body on a thread of its own, so the caller's
-/// thread (merging and joining runs) only encodes entries. Buffers are handed over whole and
-/// come back emptied: nothing is copied between the threads.
-struct Compressor {
+/// Writes `data` as one zstd frame of stored (raw) blocks: its content size, then blocks of at
+/// most [`MAX_ZSTD_BLOCK`] bytes, each behind its 3-byte header. Any zstd decoder reads it, at
+/// the speed of a copy.
+///
+/// Entries are prefix-encoded already and an ETag is 16 random bytes, so compressing found
+/// little: on a 5M-object body (207 MB, `zstd -b`) zstd's level -5 wrote 158 MB at 985 MB/s,
+/// level -20 177 MB at 1.4 GB/s, level 1 146 MB at 425 MB/s. At -5 the compression was 6% of a
+/// Parquet day 2's CPU and reading it back 2% more, to save a quarter of the file's bytes.
+fn write_stored_frame(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
+    let content_size = u32::try_from(data.len()).map_err(|_| io::Error::other("a body frame over 4 GiB"))?;
+    let mut header = [0u8; 9];
+    header[..4].copy_from_slice(&ZSTD_FRAME_MAGIC.to_le_bytes());
+    // Frame header descriptor: a 4-byte content size, a single segment (so no window
+    // descriptor), no checksum (the file has its own), no dictionary.
+    header[4] = 0b1010_0000;
+    header[5..].copy_from_slice(&content_size.to_le_bytes());
+    out.write_all(&header)?;
+    if data.is_empty() {
+        return out.write_all(&raw_block_header(0, true));
+    }
+    let mut blocks = data.chunks(MAX_ZSTD_BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        out.write_all(&raw_block_header(block.len(), blocks.peek().is_none()))?;
+        out.write_all(block)?;
+    }
+    Ok(())
+}
+
+/// A raw block's header: last-block flag in bit 0, block type 0 (raw) in bits 1-2, size above.
+fn raw_block_header(len: usize, last: bool) -> [u8; 3] {
+    // `len` is at most MAX_ZSTD_BLOCK, far below the 21 bits the size has.
+    let word = (len as u32) << 3 | u32::from(last);
+    let [a, b, c, _] = word.to_le_bytes();
+    [a, b, c]
+}
+
+/// Hashes and writes a snapshot's body frames on a thread of its own, so the caller's thread
+/// (merging and joining runs) only encodes entries. Buffers are handed over whole and come
+/// back emptied: nothing is copied between the threads.
+struct FrameWriter {
     full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     emptied: std::sync::mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<io::Result<HashingWriter>>>,
 }
 
-impl Compressor {
-    fn start(hashing: HashingWriter) -> io::Result<Compressor> {
-        // Each buffer is a zstd frame of its own, compressed in one call: the streaming
-        // encoder copied the input into its window and, once that wrapped, took zstd's slower
-        // external-dictionary path. Buffers end where the writer's staging ends, so reruns
-        // write the same bytes.
+impl FrameWriter {
+    fn start(hashing: HashingWriter) -> io::Result<FrameWriter> {
+        // Each buffer is a frame of its own. Buffers end where the writer's staging ends, so
+        // reruns write the same bytes.
         let mut hashing = hashing;
-        let mut cctx = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
         let (full, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let (give_back, emptied) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
-        let thread = std::thread::Builder::new().name("snapshot-compress".into()).spawn(move || {
-            let mut frame = Vec::new();
+        let thread = std::thread::Builder::new().name("snapshot-frames".into()).spawn(move || {
             let mut frames = 0u64;
             for mut buffer in pending {
-                frame.clear();
-                frame.reserve(zstd::zstd_safe::compress_bound(buffer.len()));
-                cctx.compress_to_buffer(&buffer, &mut frame)?;
-                hashing.write_all(&frame)?;
+                write_stored_frame(&mut hashing, &buffer)?;
                 frames += 1;
                 buffer.clear();
                 let _ = give_back.try_send(buffer);
             }
             if frames == 0 {
-                // An empty body is still one frame, as the streaming encoder wrote it.
-                hashing.write_all(&cctx.compress(&[])?)?;
+                // An empty body is still one frame.
+                write_stored_frame(&mut hashing, &[])?;
             }
             Ok(hashing)
         })?;
-        Ok(Compressor { full: Some(full), emptied, thread: Some(thread) })
+        Ok(FrameWriter { full: Some(full), emptied, thread: Some(thread) })
     }
 
     /// Hands `staged` over, leaving an empty buffer in its place.
@@ -1282,22 +1319,23 @@ impl Compressor {
             return Ok(());
         }
         // The thread stopped early: its error says why.
-        self.join().and_then(|_| Err(io::Error::other("the snapshot compressor stopped")))
+        self.join().and_then(|_| Err(io::Error::other("the snapshot frame writer stopped")))
     }
 
-    /// Compresses what is left and returns the file's writer.
+    /// Writes what is left and returns the file's writer.
     fn finish(mut self) -> io::Result<HashingWriter> {
         self.join()
     }
 
     fn join(&mut self) -> io::Result<HashingWriter> {
         self.full = None;
-        let thread = self.thread.take().ok_or_else(|| io::Error::other("the snapshot compressor is gone"))?;
-        thread.join().map_err(|_| io::Error::other("the snapshot compressor panicked"))?
+        let thread =
+            self.thread.take().ok_or_else(|| io::Error::other("the snapshot frame writer is gone"))?;
+        thread.join().map_err(|_| io::Error::other("the snapshot frame writer panicked"))?
     }
 }
 
-impl Drop for Compressor {
+impl Drop for FrameWriter {
     fn drop(&mut self) {
         // Unfinished: let the thread end (it closes the file) before the file is removed.
         if self.thread.is_some() {
@@ -1313,9 +1351,9 @@ pub struct SnapshotWriter {
     path: PathBuf,
     tmp_path: PathBuf,
     header: SnapshotHeader,
-    compressor: Option<Compressor>,
+    frames: Option<FrameWriter>,
     prev_key: Option<Vec<u8>>,
-    /// Encoded entries not yet handed to the compressor, which takes [`STAGED_BYTES`] at a
+    /// Encoded entries not yet handed to the frame writer, which takes [`STAGED_BYTES`] at a
     /// time rather than one entry.
     staged: Vec<u8>,
     /// An owned object's flat entry, for [`Self::push`].
@@ -1346,17 +1384,17 @@ impl SnapshotWriter {
         preamble.extend_from_slice(&[0u8; 8 + 32]); // count and checksum, patched in finish
         preamble.extend_from_slice(&header_len.to_le_bytes());
         inner.write_all(&preamble).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        let mut hasher = Sha256::new();
-        hasher.update(header_len.to_le_bytes());
+        let mut hasher = ContentHasher::new(SNAPSHOT_FORMAT_VERSION);
+        hasher.update(&header_len.to_le_bytes());
         let syncer = Syncer::start(inner.get_ref());
         let mut hashing = HashingWriter { inner, hasher, unsynced: 0, syncer };
         hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        let compressor = Compressor::start(hashing).map_err(|e| SnapshotError::io(&tmp_path, e))?;
+        let frames = FrameWriter::start(hashing).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         Ok(SnapshotWriter {
             path: path.to_path_buf(),
             tmp_path,
             header,
-            compressor: Some(compressor),
+            frames: Some(frames),
             prev_key: None,
             staged: Vec::with_capacity(STAGED_BYTES + 4096),
             flat: Vec::with_capacity(256),
@@ -1428,11 +1466,11 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Hands the staged entries to the compressor.
+    /// Hands the staged entries to the frame writer.
     fn write_staged(&mut self) -> Result<(), SnapshotError> {
-        let compressor =
-            self.compressor.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
-        compressor.hand_over(&mut self.staged).map_err(|e| SnapshotError::io(&self.tmp_path, e))
+        let frames =
+            self.frames.as_mut().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        frames.hand_over(&mut self.staged).map_err(|e| SnapshotError::io(&self.tmp_path, e))
     }
 
     /// Completes the file: patches count and checksum, fsyncs, renames into place and fsyncs
@@ -1441,9 +1479,8 @@ impl SnapshotWriter {
         self.write_staged()?;
         let tmp = self.tmp_path.clone();
         let io = |e| SnapshotError::io(&tmp, e);
-        let compressor =
-            self.compressor.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
-        let mut hashing = compressor.finish().map_err(io)?;
+        let frames = self.frames.take().ok_or_else(|| SnapshotError::corrupt(&self.path, "writer closed"))?;
+        let mut hashing = frames.finish().map_err(io)?;
         if let Some(payload) = &self.dataset_totals {
             hashing.write_all(&trailing_frame(TOTALS_FRAME_MAGIC, payload, TOTALS_MARKER)).map_err(io)?;
         }
@@ -1451,7 +1488,7 @@ impl SnapshotWriter {
         if let Some(syncer) = hashing.syncer.take() {
             syncer.finish().map_err(io)?;
         }
-        let checksum = seal(self.count, hashing.hasher);
+        let checksum = hashing.hasher.seal(self.count);
         let mut file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(SeekFrom::Start(COUNT_OFFSET)).map_err(io)?;
         file.write_all(&self.count.to_le_bytes()).map_err(io)?;
@@ -1464,7 +1501,7 @@ impl SnapshotWriter {
             path: self.path.clone(),
             header: self.header.clone(),
             object_count: self.count,
-            checksum_hex: hex(&checksum),
+            checksum_hex: checksum_hex(SNAPSHOT_FORMAT_VERSION, &checksum),
         })
     }
 }
@@ -1473,8 +1510,8 @@ impl Drop for SnapshotWriter {
     fn drop(&mut self) {
         // Unfinished: remove the partial temporary file (best effort; a crash leaves it for
         // the state store's cleanup).
-        if let Some(compressor) = self.compressor.take() {
-            drop(compressor);
+        if let Some(frames) = self.frames.take() {
+            drop(frames);
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
@@ -1606,12 +1643,54 @@ pub fn read_splitters(path: &Path) -> Result<Vec<Vec<u8>>, SnapshotError> {
     Ok(splitters)
 }
 
-/// The final checksum: the count is only known at the end, so it wraps the streamed digest.
-fn seal(count: u64, streamed: Sha256) -> [u8; 32] {
-    let mut outer = Sha256::new();
-    outer.update(count.to_le_bytes());
-    outer.update(streamed.finalize());
-    outer.finalize().into()
+/// The checksum of a file of one format version, fed the bytes after the count.
+enum ContentHasher {
+    /// Format versions 1 and 2.
+    Sha256(Box<Sha256>),
+    /// From format version 3.
+    Xxh3(Box<XxHash3_128>),
+}
+
+impl ContentHasher {
+    fn new(version: u32) -> Self {
+        if version >= 3 {
+            ContentHasher::Xxh3(Box::new(XxHash3_128::new()))
+        } else {
+            ContentHasher::Sha256(Box::new(Sha256::new()))
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            ContentHasher::Sha256(hasher) => hasher.update(bytes),
+            ContentHasher::Xxh3(hasher) => hasher.write(bytes),
+        }
+    }
+
+    /// The final checksum: the count is only known at the end, so it wraps the streamed digest.
+    fn seal(self, count: u64) -> [u8; 32] {
+        match self {
+            ContentHasher::Sha256(streamed) => {
+                let mut outer = Sha256::new();
+                outer.update(count.to_le_bytes());
+                outer.update(streamed.finalize());
+                outer.finalize().into()
+            }
+            ContentHasher::Xxh3(streamed) => {
+                let mut outer = XxHash3_128::new();
+                outer.write(&count.to_le_bytes());
+                outer.write(&streamed.finish_128().to_le_bytes());
+                let mut checksum = [0u8; 32];
+                checksum[..16].copy_from_slice(&outer.finish_128().to_le_bytes());
+                checksum
+            }
+        }
+    }
+}
+
+/// The hex of a file's checksum: its digest's bytes, without the padding of an XXH3-128.
+fn checksum_hex(version: u32, checksum: &[u8; 32]) -> String {
+    hex(if version >= 3 { &checksum[..16] } else { checksum })
 }
 
 /// The fixed-size start of a snapshot file: what it is and what its checksum must be.
@@ -1662,7 +1741,7 @@ impl Preamble {
             path: path.to_path_buf(),
             header,
             object_count: self.object_count,
-            checksum_hex: hex(&self.checksum),
+            checksum_hex: checksum_hex(self.version, &self.checksum),
         })
     }
 }
@@ -1705,9 +1784,9 @@ impl SnapshotReader {
         let mut file = File::open(path).map_err(io)?;
         let preamble = Preamble::read(&mut file, path)?;
 
-        // Pass 1: checksum over everything after the preamble (compressed, so cheap).
-        let mut hasher = Sha256::new();
-        hasher.update(preamble.header_len.to_le_bytes());
+        // Pass 1: checksum over everything after the preamble.
+        let mut hasher = ContentHasher::new(preamble.version);
+        hasher.update(&preamble.header_len.to_le_bytes());
         let mut chunk = vec![0u8; 1 << 16];
         loop {
             match file.read(&mut chunk) {
@@ -1717,7 +1796,7 @@ impl SnapshotReader {
                 Err(e) => return Err(io(e)),
             }
         }
-        if seal(preamble.object_count, hasher) != preamble.checksum {
+        if hasher.seal(preamble.object_count) != preamble.checksum {
             return Err(SnapshotError::ChecksumMismatch { path: path.to_path_buf() });
         }
 
@@ -2054,7 +2133,7 @@ mod tests {
 
     #[test]
     fn the_same_objects_make_the_same_file() {
-        // Enough entries for several buffers handed to the compressor thread.
+        // Enough entries for several buffers handed to the frame writer's thread.
         let objs: Vec<_> = (0..120_000).map(|i| obj(&format!("k/{i:06}"), i)).collect();
         let files: Vec<Vec<u8>> = (0..2)
             .map(|_| {
@@ -2111,6 +2190,60 @@ mod tests {
         assert_eq!(SnapshotReader::open(&info.path).unwrap_err().code(), "SNAPSHOT_UNSUPPORTED_VERSION");
     }
 
+    #[test]
+    fn stored_frames_decode_to_their_bytes() {
+        for len in
+            [0, 1, MAX_ZSTD_BLOCK - 1, MAX_ZSTD_BLOCK, MAX_ZSTD_BLOCK + 1, 3 * MAX_ZSTD_BLOCK, STAGED_BYTES]
+        {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut frame = Vec::new();
+            write_stored_frame(&mut frame, &data).unwrap();
+            // Stored: a 9-byte frame header and a 3-byte header per block, nothing else.
+            assert_eq!(frame.len(), 9 + 3 * len.div_ceil(MAX_ZSTD_BLOCK).max(1) + len, "len {len}");
+            assert_eq!(zstd::decode_all(&frame[..]).unwrap(), data, "len {len}");
+        }
+    }
+
+    #[test]
+    fn an_empty_snapshot_reads_back_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(dir.path(), &[]);
+        let mut reader = SnapshotReader::open(&info.path).unwrap();
+        assert_eq!(reader.info().object_count, 0);
+        assert!(reader.next().is_none());
+    }
+
+    /// The file at `path` as format version 2 wrote it: the same bytes as version 3's, sealed
+    /// with SHA-256.
+    fn reseal_as_version_2(path: &Path) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let count = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
+        let mut hasher = ContentHasher::new(2);
+        hasher.update(&bytes[52..]);
+        bytes[20..52].copy_from_slice(&hasher.seal(count));
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn version_2_files_sealed_with_sha256_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let objs = mixed_objects();
+        let info = write(dir.path(), &objs);
+        assert_eq!(info.checksum_hex.len(), 32, "an XXH3-128");
+        reseal_as_version_2(&info.path);
+        let reader = SnapshotReader::open(&info.path).unwrap();
+        assert_eq!(reader.info().checksum_hex.len(), 64, "a SHA-256");
+        let back: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(back, objs);
+        // Checked by SHA-256: a version 2 file with a damaged byte is refused.
+        let mut bytes = std::fs::read(&info.path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&info.path, &bytes).unwrap();
+        assert_eq!(SnapshotReader::open(&info.path).unwrap_err().code(), "SNAPSHOT_CHECKSUM_MISMATCH");
+    }
+
     /// One entry as format version 1 wrote it: ETag and storage class as length-prefixed text.
     fn encode_entry_v1(out: &mut Vec<u8>, prev_key: &str, obj: &SnapshotObject) {
         let (mut v2, mut rest) = (Vec::new(), Vec::new());
@@ -2153,14 +2286,14 @@ mod tests {
         }
         let body = zstd::encode_all(&body[..], 1).unwrap();
         let header_len = (header_json.len() as u32).to_le_bytes();
-        let mut hasher = Sha256::new();
-        hasher.update(header_len);
+        let mut hasher = ContentHasher::new(1);
+        hasher.update(&header_len);
         hasher.update(&header_json);
         hasher.update(&body);
         let mut file = MAGIC.to_vec();
         file.extend_from_slice(&1u32.to_le_bytes());
         file.extend_from_slice(&(objs.len() as u64).to_le_bytes());
-        file.extend_from_slice(&seal(objs.len() as u64, hasher));
+        file.extend_from_slice(&hasher.seal(objs.len() as u64));
         file.extend_from_slice(&header_len);
         file.extend_from_slice(&header_json);
         file.extend_from_slice(&body);
