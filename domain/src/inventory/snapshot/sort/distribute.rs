@@ -288,7 +288,16 @@ impl Distribution {
         self.spare = None;
         let memory = std::mem::take(&mut self.dealt);
         let (memory_order, memory_starts) = memory.by_range();
+        // Range i holds the keys from splitter i - 1 up to splitter i: they all begin with the
+        // bytes those two share. The first and last ranges are open.
+        let shared = (0..self.range_count())
+            .map(|i| match (i.checked_sub(1).and_then(|lo| self.splitters.get(lo)), self.splitters.get(i)) {
+                (Some(lo), Some(hi)) => common_prefix_from(lo, hi, 0),
+                _ => 0,
+            })
+            .collect();
         Ok(Ranges {
+            shared,
             flushes: std::mem::take(&mut self.flushes),
             memory,
             memory_order,
@@ -414,6 +423,8 @@ struct Ranges {
     failed: bool,
     /// Bytes of the segment being read.
     scratch: Vec<u8>,
+    /// Per range: the bytes its keys all begin with (its bounds share them).
+    shared: Vec<usize>,
 }
 
 /// One range, sorted.
@@ -434,7 +445,7 @@ impl Ranges {
                 read_segment(flush, range, &mut rows, &mut self.scratch)?;
             }
             self.copy_memory_rows(range, &mut rows)?;
-            return Ok(SortedRange::Whole(rows.into_memory_run()));
+            return Ok(SortedRange::Whole(rows.into_memory_run_sharing(self.shared[range])));
         }
         // At most one run in memory: a segment holds at most a run's rows, so the buffer is
         // spilled before a segment would take it past one.
@@ -527,6 +538,9 @@ mod tests {
     use crate::inventory::snapshot::test_support::{
         OwnedEntry, arb_key, arb_records, header, write_snapshot,
     };
+
+    /// Keys sharing 8, 16 and more bytes, some ending at a chunk's end.
+    const LONG_SHARED_KEY: &str = "sales/or(ders/re(gion=eu/(dt=2024-01-0[12]/(part-[0-9]{0,3})?)?)?)?";
 
     fn row(key: &str, size: u64) -> InventoryRecord {
         InventoryRecord { bucket: "src".into(), key: key.into(), size: Some(size), ..Default::default() }
@@ -701,6 +715,26 @@ mod tests {
             for (i, splitter) in splitters.iter().enumerate() {
                 prop_assert_eq!(ranges.range_of(splitter) as usize, i + 1, "{:?}", splitter);
             }
+        }
+
+        /// Ranges whose bounds share long prefixes (whose sort starts past them) give what
+        /// sorting in runs gives: keys ending at, inside and after the shared bytes, repeated
+        /// keys, bounds that are keys.
+        #[test]
+        fn ranges_with_long_shared_bounds_sort_as_runs(
+            keys in proptest::collection::vec(LONG_SHARED_KEY, 1..60),
+            sizes in proptest::collection::vec(0u64..3, 60),
+            splitters in proptest::collection::btree_set(LONG_SHARED_KEY, 1..6),
+            run_len in 2usize..40,
+        ) {
+            let records: Vec<InventoryRecord> = keys.iter().zip(&sizes).map(|(k, s)| row(k, *s)).collect();
+            let old: Vec<SnapshotObject> = current_objects(records.iter().step_by(2).cloned().collect::<Vec<_>>())
+                .iter()
+                .map(SnapshotObject::from)
+                .collect();
+            let splitters: Vec<String> = splitters.into_iter().collect();
+            let expected = diffed(&old, &records, &[], run_len, 0);
+            prop_assert_eq!(diffed(&old, &records, &splitters, run_len, 0), expected);
         }
 
         /// Dealt into ranges, the rows give the snapshot and the diff entries that sorting

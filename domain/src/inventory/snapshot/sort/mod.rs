@@ -282,9 +282,22 @@ impl RunBuffer {
     /// Sorts and keeps each key's winner, in memory: the last run of a build is merged from
     /// here instead of being written and read back (for a report that fits in one run, no
     /// spill file at all).
-    fn into_memory_run(mut self) -> RunBuffer {
+    fn into_memory_run(self) -> RunBuffer {
+        self.into_memory_run_sharing(0)
+    }
+
+    /// [`Self::into_memory_run`] of rows whose keys all share their first `shared` bytes (a
+    /// key range's, whose bounds share them): the sort starts at the chunk holding byte
+    /// `shared`, not with a pass per 8 bytes of a prefix every row has.
+    fn into_memory_run_sharing(mut self, shared: usize) -> RunBuffer {
         let mut rows = std::mem::take(&mut self.rows);
-        self.sort_by_chunks(&mut rows, 0);
+        let offset = shared / 8 * 8;
+        if offset > 0 {
+            for row in rows.iter_mut() {
+                row.key_prefix = key_chunk(self.key(row), offset);
+            }
+        }
+        self.sort_by_chunks(&mut rows, offset);
         let mut kept = 0;
         for i in 0..rows.len() {
             if kept == 0 || self.key(&rows[kept - 1]) != self.key(&rows[i]) {
