@@ -935,6 +935,9 @@ pub(crate) struct EntryDecoder<R> {
     prev_key: Vec<u8>,
     /// The format version of the stream (spill runs: always the current one).
     version: u32,
+    /// Whether the last key read sorts after the one before it: its suffix against the
+    /// previous key's bytes past the shared prefix, which is all that differs.
+    after_previous: bool,
 }
 
 /// A zstd stream with a buffer in front, for [`EntryDecoder`].
@@ -950,7 +953,7 @@ impl<R: BufRead> EntryDecoder<R> {
 
     /// A decoder of a stream written in format `version` (checked by the caller).
     fn of_version(inner: R, version: u32) -> Self {
-        EntryDecoder { inner, prev_key: Vec::new(), version }
+        EntryDecoder { inner, prev_key: Vec::new(), version, after_previous: true }
     }
 
     fn byte(&mut self) -> Result<u8, String> {
@@ -1009,10 +1012,12 @@ impl<R: BufRead> EntryDecoder<R> {
         if suffix_len > MAX_FIELD_LEN {
             return Err(format!("field length {suffix_len} exceeds {MAX_FIELD_LEN}"));
         }
-        self.prev_key.truncate(shared as usize);
+        let previous_tail = self.prev_key.split_off(shared as usize);
         let at = self.prev_key.len();
         self.prev_key.resize(at + suffix_len as usize, 0);
-        self.inner.read_exact(&mut self.prev_key[at..]).map_err(|e| format!("entry cut short: {e}"))
+        self.inner.read_exact(&mut self.prev_key[at..]).map_err(|e| format!("entry cut short: {e}"))?;
+        self.after_previous = self.prev_key[at..] > previous_tail[..];
+        Ok(())
     }
 
     /// Copies a length-prefixed field to `out`.
@@ -1053,6 +1058,7 @@ impl<R: BufRead> EntryDecoder<R> {
     /// Appends the next entry to `out` as a flat entry, copying its fields without decoding
     /// them (nor checking their UTF-8: [`decode_flat`] does, for the entries that are decoded),
     /// or `None` at a clean end of stream.
+    #[inline]
     pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, String> {
         if self.version == 1 {
             return self.next_flat_transcoded(out);
@@ -1066,8 +1072,10 @@ impl<R: BufRead> EntryDecoder<R> {
         let Some(layout) = EntryLayout::parse(buffered, self.prev_key.len())? else {
             return self.next_flat_split(out);
         };
+        let suffix = &buffered[layout.suffix.clone()];
+        self.after_previous = *suffix > self.prev_key[layout.shared..];
         self.prev_key.truncate(layout.shared);
-        self.prev_key.extend_from_slice(&buffered[layout.suffix.clone()]);
+        self.prev_key.extend_from_slice(suffix);
         let start = out.len();
         out.push(layout.flags);
         out.push(0);
@@ -1765,8 +1773,6 @@ pub struct SnapshotReader {
     info: SnapshotInfo,
     decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
     prev_key: Option<String>,
-    /// The previous key of [`Self::next_flat`].
-    last_flat_key: Vec<u8>,
     read: u64,
     done: bool,
 }
@@ -1808,7 +1814,6 @@ impl SnapshotReader {
             info,
             decoder: EntryDecoder::of_version(buffered(decoder), preamble.version),
             prev_key: None,
-            last_flat_key: Vec::new(),
             read: 0,
             done: false,
         })
@@ -1852,6 +1857,7 @@ impl SnapshotReader {
     /// Appends the next object to `out` as a flat entry (see [`FlatEntry`]), or `None` after
     /// the last; checks order and count as iteration does, but not the fields' UTF-8 (checked
     /// where an entry is decoded).
+    #[inline]
     pub(crate) fn next_flat(&mut self, out: &mut Vec<u8>) -> Result<Option<FlatEntry>, SnapshotError> {
         let path = &self.info.path;
         let Some(entry) = self.decoder.next_flat(out).map_err(|d| SnapshotError::corrupt(path, d))? else {
@@ -1866,13 +1872,11 @@ impl SnapshotReader {
         if entry.flags & F_DELETE_MARKER != 0 {
             return Err(SnapshotError::corrupt(path, "delete-marker flag in a snapshot"));
         }
-        let key = &out[entry.start + entry.key_start as usize..entry.start + entry.key_end as usize];
-        if self.read > 0 && key <= self.last_flat_key.as_slice() {
+        if self.read > 0 && !self.decoder.after_previous {
+            let key = &out[entry.start + entry.key_start as usize..entry.start + entry.key_end as usize];
             let key = String::from_utf8_lossy(key).into_owned();
             return Err(SnapshotError::Unsorted { path: path.clone(), key });
         }
-        self.last_flat_key.clear();
-        self.last_flat_key.extend_from_slice(key);
         self.read += 1;
         Ok(Some(entry))
     }
@@ -2418,6 +2422,74 @@ mod tests {
             let mut decoder = EntryDecoder::new(BufReader::new(&entry[..]));
             let err = decoder.next_flat(&mut Vec::new()).unwrap_err();
             assert!(err.contains(message), "{err}");
+        }
+    }
+
+    /// A version 3 file of `count` entries whose body is `body` as given (sealed as the writer
+    /// seals), for bodies the writer refuses to write, in frames of `frame_len` bytes (small
+    /// ones: entries straddle the reads, and take the decoder's slower path).
+    fn write_raw_v3(path: &Path, count: u64, body: &[u8], frame_len: usize) {
+        let header_json = serde_json::to_vec(&header()).unwrap();
+        let header_len = (header_json.len() as u32).to_le_bytes();
+        let mut frames = Vec::new();
+        for chunk in body.chunks(frame_len) {
+            write_stored_frame(&mut frames, chunk).unwrap();
+        }
+        let mut hasher = ContentHasher::new(3);
+        hasher.update(&header_len);
+        hasher.update(&header_json);
+        hasher.update(&frames);
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&3u32.to_le_bytes());
+        file.extend_from_slice(&count.to_le_bytes());
+        file.extend_from_slice(&hasher.seal(count));
+        file.extend_from_slice(&header_len);
+        file.extend_from_slice(&header_json);
+        file.extend_from_slice(&frames);
+        std::fs::write(path, file).unwrap();
+    }
+
+    proptest! {
+        /// Entries read as flat entries are refused at the first key that does not sort after
+        /// the one before it, as read as objects; keys whose shared prefix was written shorter
+        /// than it could be are read and ordered like any other.
+        #[test]
+        fn flat_entries_are_refused_at_the_first_key_out_of_order(
+            keys in proptest::collection::vec("[ab]{0,3}(/[ab]{0,9})?", 1..30),
+            cuts in proptest::collection::vec(0usize..12, 30),
+            frame_len in prop_oneof![Just(7usize), Just(STAGED_BYTES)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("raw.snap");
+            let mut body = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                // Encoded against a cut of the previous key: a shared prefix at most as long
+                // as the one the two keys have.
+                let prev = if i == 0 { "" } else { &keys[i - 1][..cuts[i].min(keys[i - 1].len())] };
+                encode_entry(&mut body, prev, &obj(key, i as u64), 0);
+            }
+            write_raw_v3(&path, keys.len() as u64, &body, frame_len);
+            let first_out_of_order = (1..keys.len()).find(|&i| keys[i] <= keys[i - 1]);
+            let mut reader = SnapshotReader::open(&path).unwrap();
+            let (mut out, mut read) = (Vec::new(), 0);
+            let outcome = loop {
+                match reader.next_flat(&mut out) {
+                    Ok(Some(entry)) => {
+                        let key = &out[entry.start + entry.key_start as usize..entry.start + entry.key_end as usize];
+                        prop_assert_eq!(key, keys[read].as_bytes());
+                        read += 1;
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e.code()),
+                }
+            };
+            match first_out_of_order {
+                Some(i) => prop_assert_eq!((read, outcome), (i, Some("SNAPSHOT_UNSORTED"))),
+                None => prop_assert_eq!((read, outcome), (keys.len(), None)),
+            }
+            let objects: Vec<_> = SnapshotReader::open(&path).unwrap().collect();
+            let refused = objects.iter().position(|o| o.is_err());
+            prop_assert_eq!(refused, first_out_of_order);
         }
     }
 
