@@ -2279,29 +2279,34 @@ mod tests {
         out.extend_from_slice(&rest);
     }
 
+    /// A snapshot file of format `version` at `path`: `count` objects, the test header and
+    /// `frames` (the body's frames as they are to be stored), sealed as that version seals.
+    fn write_sealed(path: &Path, version: u32, count: u64, frames: &[u8]) {
+        let header_json = serde_json::to_vec(&header()).unwrap();
+        let header_len = (header_json.len() as u32).to_le_bytes();
+        let mut hasher = ContentHasher::new(version);
+        hasher.update(&header_len);
+        hasher.update(&header_json);
+        hasher.update(frames);
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&version.to_le_bytes());
+        file.extend_from_slice(&count.to_le_bytes());
+        file.extend_from_slice(&hasher.seal(count));
+        file.extend_from_slice(&header_len);
+        file.extend_from_slice(&header_json);
+        file.extend_from_slice(frames);
+        std::fs::write(path, file).unwrap();
+    }
+
     /// A whole version 1 snapshot file of `objs`, sealed as version 1 sealed them.
     fn write_v1(path: &Path, objs: &[SnapshotObject]) {
-        let header_json = serde_json::to_vec(&header()).unwrap();
         let mut body = Vec::new();
         let mut prev = String::new();
         for o in objs {
             encode_entry_v1(&mut body, &prev, o);
             prev = o.key.clone();
         }
-        let body = zstd::encode_all(&body[..], 1).unwrap();
-        let header_len = (header_json.len() as u32).to_le_bytes();
-        let mut hasher = ContentHasher::new(1);
-        hasher.update(&header_len);
-        hasher.update(&header_json);
-        hasher.update(&body);
-        let mut file = MAGIC.to_vec();
-        file.extend_from_slice(&1u32.to_le_bytes());
-        file.extend_from_slice(&(objs.len() as u64).to_le_bytes());
-        file.extend_from_slice(&hasher.seal(objs.len() as u64));
-        file.extend_from_slice(&header_len);
-        file.extend_from_slice(&header_json);
-        file.extend_from_slice(&body);
-        std::fs::write(path, file).unwrap();
+        write_sealed(path, 1, objs.len() as u64, &zstd::encode_all(&body[..], 1).unwrap());
     }
 
     /// ETags of every kind: an MD5's hex (stored as bytes), its capitals and a multipart ETag
@@ -2429,24 +2434,11 @@ mod tests {
     /// seals), for bodies the writer refuses to write, in frames of `frame_len` bytes (small
     /// ones: entries straddle the reads, and take the decoder's slower path).
     fn write_raw_v3(path: &Path, count: u64, body: &[u8], frame_len: usize) {
-        let header_json = serde_json::to_vec(&header()).unwrap();
-        let header_len = (header_json.len() as u32).to_le_bytes();
         let mut frames = Vec::new();
         for chunk in body.chunks(frame_len) {
             write_stored_frame(&mut frames, chunk).unwrap();
         }
-        let mut hasher = ContentHasher::new(3);
-        hasher.update(&header_len);
-        hasher.update(&header_json);
-        hasher.update(&frames);
-        let mut file = MAGIC.to_vec();
-        file.extend_from_slice(&3u32.to_le_bytes());
-        file.extend_from_slice(&count.to_le_bytes());
-        file.extend_from_slice(&hasher.seal(count));
-        file.extend_from_slice(&header_len);
-        file.extend_from_slice(&header_json);
-        file.extend_from_slice(&frames);
-        std::fs::write(path, file).unwrap();
+        write_sealed(path, 3, count, &frames);
     }
 
     proptest! {
