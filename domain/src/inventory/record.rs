@@ -709,16 +709,15 @@ impl<'v> RowTarget<'v> for SnapshotRowBuilder<'v> {
         if value.is_empty() {
             return Ok(());
         }
-        let r = &mut self.row;
         match column {
-            C::Bucket => r.bucket = Cow::Borrowed(value),
-            C::Key => r.key = Cow::Borrowed(value),
-            C::ETag => r.etag = Some(Cow::Borrowed(value.trim_matches('"'))),
-            C::StorageClass => r.storage_class = Some(Cow::Borrowed(value)),
-            C::EncryptionStatus => r.encryption_status = Some(EncryptionStatus::parse(value)),
+            C::Bucket => self.row.bucket = Cow::Borrowed(value),
+            C::Key => self.row.key = Cow::Borrowed(value),
+            C::ETag => self.row.etag = Some(Cow::Borrowed(value.trim_matches('"'))),
+            C::StorageClass => self.row.storage_class = Some(Cow::Borrowed(value)),
+            C::EncryptionStatus => self.row.encryption_status = Some(EncryptionStatus::parse(value)),
             C::BucketKeyStatus => {
-                let ctx = Ctx { file: self.file, row: self.row_number };
-                r.bucket_key_enabled = Some(ctx.flag(column, value, "enabled", "disabled")?);
+                let enabled = self.ctx().flag(column, value, "enabled", "disabled")?;
+                self.row.bucket_key_enabled = Some(enabled);
             }
             _ => {
                 let field = self.ctx().parse_text(column, value)?;

@@ -13,12 +13,12 @@
 //! read: a caller never acts on a partial snapshot. `H` is XXH3-128 from format version 3, its
 //! 16 bytes followed by 16 zero bytes; versions 1 and 2 used SHA-256. (The checksum finds
 //! damage, not tampering: whoever can write the state can write a matching checksum of either
-//! kind. SHA-256 was 4.5% of a Parquet day 2's CPU, checking the old file and sealing the new.) Body entries are length-prefixed and key-prefix-compressed against the
-//! previous key (sorted keys share long prefixes). The body is a sequence of zstd frames, one
-//! per 1 MiB of entries (a frame may end inside an entry: readers decode the frames as one
-//! stream); files written as a single frame read the same. Frames are written with stored
-//! (raw) blocks, not compressed (`write_stored_frame`); files whose frames are compressed
-//! read the same.
+//! kind. SHA-256 was 4.5% of a Parquet day 2's CPU, checking the old file and sealing the new.)
+//! Body entries are length-prefixed and key-prefix-compressed against the previous key (sorted
+//! keys share long prefixes). The body is a sequence of zstd frames, one per 1 MiB of entries
+//! (a frame may end inside an entry: readers decode the frames as one stream); files written
+//! as a single frame read the same. Frames are written with stored (raw) blocks, not
+//! compressed (`write_stored_frame`); files whose frames are compressed read the same.
 //!
 //! Before the splitters, a snapshot written by a roll-up stores the datasets' totals in a
 //! skippable frame of its own (`u32 0x184D2A5D | u32 frame length | payload | u32 payload
@@ -45,8 +45,9 @@ use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
 use super::diff::UnchangedObject;
 
 /// Current snapshot format version. Version 3 is version 2 with an XXH3-128 checksum instead
-/// of a SHA-256 one. Version 2 stores an MD5 ETag as its 16 bytes and a known storage class as
-/// a code; version 1 files (text for both) are still read.
+/// of a SHA-256 one, its body's frames stored rather than compressed. Version 2 stores an MD5
+/// ETag as its 16 bytes and a known storage class as a code; version 1 files (text for both)
+/// are still read.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 /// The oldest snapshot format version read.
 const OLDEST_READ_VERSION: u32 = 1;
