@@ -49,9 +49,22 @@ impl EncryptionStatus {
     }
 
     /// Parses the column value (case-insensitive); unknown values are kept as [`Self::Other`].
+    #[inline]
     pub fn parse(value: &str) -> EncryptionStatus {
-        // Every row has one: compared in place with the spellings of `as_str`, no uppercased
-        // copy.
+        // Every row has one, nearly always in AWS's own spelling: matched whole first.
+        match value {
+            "SSE-S3" => EncryptionStatus::SseS3,
+            "SSE-KMS" => EncryptionStatus::SseKms,
+            "NOT-SSE" => EncryptionStatus::NotSse,
+            "DSSE-KMS" => EncryptionStatus::DsseKms,
+            "SSE-C" => EncryptionStatus::SseC,
+            _ => Self::parse_any_spelling(value),
+        }
+    }
+
+    /// [`Self::parse`] of any case and surrounding space.
+    fn parse_any_spelling(value: &str) -> EncryptionStatus {
+        // Compared in place with the spellings of `as_str`, no uppercased copy.
         let trimmed = value.trim();
         Self::KNOWN
             .into_iter()
@@ -848,6 +861,22 @@ mod tests {
             let slow_result = slow.ctx().parse_int(&column, value).map(|field| slow.store(&column, field));
             prop_assert_eq!(fast_result, slow_result);
             prop_assert_eq!(fast.row, slow.row);
+        }
+    }
+
+    proptest! {
+        /// AWS's exact spellings, matched whole, parse as any spelling does.
+        #[test]
+        fn encryption_statuses_parse_as_any_spelling_does(
+            value in prop_oneof![
+                prop::sample::select(vec![
+                    "SSE-S3", "SSE-KMS", "NOT-SSE", "DSSE-KMS", "SSE-C", "sse-kms", " SSE-S3", "SSE-S3 ",
+                    "SSE-KMS2", "SSE", "", "DSSE-KMS\t",
+                ]).prop_map(String::from),
+                "[A-Za-z -]{0,9}",
+            ],
+        ) {
+            prop_assert_eq!(EncryptionStatus::parse(&value), EncryptionStatus::parse_any_spelling(&value));
         }
     }
 
