@@ -729,7 +729,12 @@ impl<'v> RowTarget<'v> for SnapshotRowBuilder<'v> {
             C::StorageClass => self.row.storage_class = Some(Cow::Borrowed(value)),
             C::EncryptionStatus => self.row.encryption_status = Some(EncryptionStatus::parse(value)),
             C::BucketKeyStatus => {
-                let enabled = self.ctx().flag(column, value, "enabled", "disabled")?;
+                // AWS's spelling matched whole first, as for the encryption status.
+                let enabled = match value {
+                    "ENABLED" => true,
+                    "DISABLED" => false,
+                    _ => self.ctx().flag(column, value, "enabled", "disabled")?,
+                };
                 self.row.bucket_key_enabled = Some(enabled);
             }
             _ => {
@@ -828,7 +833,7 @@ mod tests {
             value in prop_oneof![
                 Just(String::new()),
                 prop::sample::select(vec![
-                    "\"abc\"", "\"\"", "SSE-KMS", " sse-s3 ", "DSSE-KMS", "NOT-SSE", "Enabled", "DISABLED",
+                    "\"abc\"", "\"\"", "SSE-KMS", " sse-s3 ", "DSSE-KMS", "NOT-SSE", "Enabled", "ENABLED", "DISABLED",
                     "true", "False", "on", " 12 ", "-3", "2024-01-02T03:04:05.678Z", "STANDARD", "+",
                 ]).prop_map(String::from),
                 "\\PC{0,12}",
