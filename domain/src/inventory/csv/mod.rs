@@ -298,8 +298,14 @@ mod tests {
         parse_schema(InventoryFormat::Csv, schema).unwrap()
     }
 
+    /// The rows of `text`, gzipped, as a data file of `schema`.
+    fn reader(text: &str, schema: &str) -> CsvRecords<std::io::Cursor<Vec<u8>>> {
+        read_csv_gz("data/f.csv.gz", std::io::Cursor::new(gzip(text.as_bytes())), &columns(schema), LIMIT)
+            .unwrap()
+    }
+
     fn read_all(text: &str, schema: &str) -> Vec<Result<InventoryRecord, RowError>> {
-        read_csv_gz("data/f.csv.gz", &gzip(text.as_bytes())[..], &columns(schema), LIMIT).unwrap().collect()
+        reader(text, schema).collect()
     }
 
     #[test]
@@ -318,9 +324,7 @@ mod tests {
             "src,%FF,,,,,,,,,,\n",
             ",no-bucket,,,,,,,,,,\n",
         ];
-        let read = |text: &str| {
-            read_csv_gz("f", std::io::Cursor::new(gzip(text.as_bytes())), &columns(schema), LIMIT).unwrap()
-        };
+        let read = |text: &str| reader(text, schema);
         let (rows, error) = snapshot_rows(read(good));
         assert_eq!((rows.len(), &error), (3, &None));
         assert!(rows[0].contains(r#"key: "dir/my file+1%.csv""#), "{}", rows[0]);

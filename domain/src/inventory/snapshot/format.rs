@@ -1773,7 +1773,6 @@ impl SnapshotInfo {
 pub struct SnapshotReader {
     info: SnapshotInfo,
     decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
-    prev_key: Option<String>,
     read: u64,
     done: bool,
 }
@@ -1814,7 +1813,6 @@ impl SnapshotReader {
         Ok(SnapshotReader {
             info,
             decoder: EntryDecoder::of_version(buffered(decoder), preamble.version),
-            prev_key: None,
             read: 0,
             done: false,
         })
@@ -1841,13 +1839,10 @@ impl SnapshotReader {
                 if flags & F_DELETE_MARKER != 0 {
                     return Err(SnapshotError::corrupt(path, "delete-marker flag in a snapshot"));
                 }
-                if let Some(prev) = &self.prev_key
-                    && obj.key.as_str() <= prev.as_str()
-                {
+                if self.read > 0 && !self.decoder.after_previous {
                     return Err(SnapshotError::Unsorted { path: path.clone(), key: obj.key });
                 }
                 self.read += 1;
-                self.prev_key = Some(obj.key.clone());
                 Ok(Some(obj))
             }
         }
