@@ -1,6 +1,7 @@
 //! The day-over-day inventory pipeline on real report files in a local folder (not a test; see
-//! bench/README.md): verify `manifest.checksum`, stream every data file through its MD5 check
-//! and reader on `--threads` threads, build the sorted snapshot (rows dealt into the previous
+//! bench/README.md): verify `manifest.checksum`, read every data file on `--threads` threads
+//! (a CSV file through its MD5 check as it streams; a Parquet or ORC file decoded while the
+//! MD5 thread hashes it with the other readers' files), build the sorted snapshot (rows dealt into the previous
 //! snapshot's key ranges, as `incremental` does), diff it against the previous report's snapshot
 //! from the state directory, roll changes up to datasets, advance the state.
 //!
@@ -29,6 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
 use s3_connector_domain::dataset::GroupingConfig;
+use s3_connector_domain::inventory::md5_lanes::Md5Lanes;
 use s3_connector_domain::inventory::snapshot::{
     DEFAULT_RUN_LEN, DatasetDiffAggregator, ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder,
     SnapshotHeader, StateStore,
@@ -100,6 +102,7 @@ fn read_file(
     manifest: &Manifest,
     template: &RowBatch,
     tx: &std::sync::mpsc::SyncSender<RowBatch>,
+    md5: &Md5Lanes,
 ) -> Result<(), BoxError> {
     // Rows are encoded here, on the reading thread, from the cells the reader lends (no
     // record per row), as `incremental` does.
@@ -120,13 +123,21 @@ fn read_file(
         InventoryFormat::Parquet | InventoryFormat::Orc => {
             let mut bytes = Vec::new();
             File::open(path)?.read_to_end(&mut bytes)?;
-            file.verify(&bytes)?;
             let bytes = Bytes::from(bytes);
-            if manifest.file_format == InventoryFormat::Parquet {
-                parquet::read_parquet(&file.key, bytes)?.for_each_snapshot_row(&mut send_row)?;
+            // Hashed on the MD5 thread, with the other readers' files, while this one decodes
+            // it; a mismatch is the file's error, whatever the decoding found.
+            let digest = md5.digest(bytes.clone());
+            let decoded: Result<u64, BoxError> = if manifest.file_format == InventoryFormat::Parquet {
+                parquet::read_parquet(&file.key, bytes)
+                    .map_err(BoxError::from)
+                    .and_then(|rows| rows.for_each_snapshot_row(&mut send_row))
             } else {
-                orc::read_orc(&file.key, bytes)?.for_each_snapshot_row(&mut send_row)?;
-            }
+                orc::read_orc(&file.key, bytes)
+                    .map_err(BoxError::from)
+                    .and_then(|rows| rows.for_each_snapshot_row(&mut send_row))
+            };
+            file.check_digest(&digest.wait())?;
+            decoded?;
         }
     }
     if batch.rows_seen() > 0 {
@@ -163,6 +174,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let (tx, rx) = sync_channel::<RowBatch>(64);
     let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let md5 = Md5Lanes::spawn()?;
     let read_started = Instant::now();
     let outcome: Result<_, BoxError> = std::thread::scope(|scope| {
         // The previous snapshot's checksum pass runs while the report is read, as in
@@ -178,13 +190,13 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
         let workers: Vec<_> = (0..a.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
-                let (next, manifest, root, template) = (&next, &manifest, &root, &template);
+                let (next, manifest, root, template, md5) = (&next, &manifest, &root, &template, &md5);
                 let named = std::thread::Builder::new().name("inventory-read".into());
                 named.spawn_scoped(scope, move || -> Result<(), BoxError> {
                     loop {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(file) = manifest.files.get(n) else { return Ok(()) };
-                        read_file(&root.join(&file.key), file, manifest, template, &tx)?;
+                        read_file(&root.join(&file.key), file, manifest, template, &tx, md5)?;
                     }
                 })
             })

@@ -541,16 +541,26 @@ async fn a_two_day_report_pair_yields_exactly_the_expected_changes() {
     assert_eq!(state_files(state.path()), before);
 }
 
-/// Uploads day 1, processes it, then day 2 with `tamper` applied to its files.
+/// Uploads day 1, processes it, then day 2 with `tamper` applied to its files (CSV reports).
 async fn day2_fails_with(test: &str, tamper: impl FnOnce(&mut Report, &str), code: &str) {
+    day2_in_format_fails_with(test, Format::Csv, tamper, code).await;
+}
+
+/// [`day2_fails_with`] on reports in `format`.
+async fn day2_in_format_fails_with(
+    test: &str,
+    format: Format,
+    tamper: impl FnOnce(&mut Report, &str),
+    code: &str,
+) {
     let s3 = client().await;
     let (dest, src) = buckets(test);
     create_buckets(&s3, &[&dest, &src]).await;
     let state = tempfile::tempdir().unwrap();
-    upload(&s3, &dest, &report(&dest, &src, "2024-01-01T00-00Z", &day1(), Format::Csv, 1)).await;
+    upload(&s3, &dest, &report(&dest, &src, "2024-01-01T00-00Z", &day1(), format, 1)).await;
     assert_eq!(run(&dest, &src, state.path(), &[]).code, 0);
     let before = state_files(state.path());
-    let mut day2 = report(&dest, &src, "2024-01-02T00-00Z", &day2(), Format::Csv, 2);
+    let mut day2 = report(&dest, &src, "2024-01-02T00-00Z", &day2(), format, 2);
     tamper(&mut day2, &src);
     upload(&s3, &dest, &day2).await;
     let failed = run(&dest, &src, state.path(), &[]);
@@ -589,6 +599,42 @@ async fn a_data_file_checksum_mismatch_is_typed_and_leaves_the_state() {
                 std::io::copy(&mut d, &mut gz).unwrap();
                 gz.finish().unwrap()
             };
+            r.files.insert(key, bytes);
+        },
+        "INVENTORY_CHECKSUM_MISMATCH",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_file_checksum_mismatch_is_typed_and_leaves_the_state() {
+    // Parquet files are hashed on the MD5 thread while they decode: a file that decodes well
+    // (the other part's bytes) but is not the one the manifest lists fails on its MD5.
+    day2_in_format_fails_with(
+        "md5-parquet",
+        Format::Parquet,
+        |r, _| {
+            let (first, second) = (data_key(r, 0), data_key(r, 1));
+            let other = r.files[&second].clone();
+            r.files.insert(first, other);
+        },
+        "INVENTORY_CHECKSUM_MISMATCH",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_parquet_file_is_a_checksum_mismatch_not_a_decoding_error() {
+    // The decoder may fail on the damage before the MD5 thread is done with the file: the
+    // mismatch is still the file's error.
+    day2_in_format_fails_with(
+        "damaged-parquet",
+        Format::Parquet,
+        |r, _| {
+            let key = data_key(r, 1);
+            let mut bytes = r.files[&key].clone();
+            let middle = bytes.len() / 2;
+            bytes[middle..].iter_mut().for_each(|b| *b = !*b);
             r.files.insert(key, bytes);
         },
         "INVENTORY_CHECKSUM_MISMATCH",

@@ -7,7 +7,8 @@
 //!   → GET manifest.checksum + manifest.json → MD5 → parse → sourceBucket check
 //!   → StateStore::begin: older report refused, same report = summary only, else:
 //!   → data files, ≤ file_concurrency at once: GET body stream ─► mpsc ─► blocking thread
-//!        (Md5Reader ─► gzip ─► CSV rows, or MD5-checked Parquet bytes ─► rows) ─► batches
+//!        (Md5Reader ─► gzip ─► CSV rows, or Parquet bytes ─► rows while the run's MD5
+//!        thread hashes them with the other files in hand, checked at the file's end) ─► batches
 //!        ─► one blocking SnapshotBuilder (external sort, all versions → current objects)
 //!   → one blocking pass: the final merge of the sorted runs writes the new snapshot and is
 //!        merge-joined against the previous snapshot as it goes (SnapshotBuilder::
@@ -38,6 +39,7 @@ use futures::stream::FuturesUnordered;
 use s3_connector_domain::dataset::{Classification, DatasetKey, GroupingConfig, classify};
 use s3_connector_domain::inventory::location::ReportLocation;
 use s3_connector_domain::inventory::manifest::{self, InventoryFormat, Manifest, ManifestFile};
+use s3_connector_domain::inventory::md5_lanes::Md5Lanes;
 use s3_connector_domain::inventory::snapshot::{
     BuildError, DEFAULT_RUN_LEN, DatasetChange, DatasetChangeKind, DatasetDiffAggregator, ObjectChange,
     ReportDisposition, RowBatch, SnapshotBuilder, SnapshotHeader, SnapshotInfo, SnapshotObject,
@@ -554,7 +556,7 @@ async fn read_data_file<B: Batch>(
     file: ManifestFile,
     reader: FileReader,
     columns: Arc<Vec<InventoryColumn>>,
-    options: Arc<IncrementalOptions>,
+    (options, md5): (Arc<IncrementalOptions>, Arc<Md5Lanes>),
     (rows, template): (mpsc::Sender<B>, B),
 ) -> Result<u64, IncrementalError> {
     let mut body = match source.get(&bucket, &file.key).await {
@@ -604,14 +606,25 @@ async fn read_data_file<B: Batch>(
         }
         columnar @ (FileReader::Parquet | FileReader::Orc) => {
             let bytes = collect_capped(&mut body, &bucket, &file.key, options.max_parquet_file_bytes).await?;
+            // Hashed on the run's MD5 thread, with the other files in hand, while this one is
+            // decoded; a mismatch is the file's error, whatever the decoding found. (Rows of a
+            // file are sent before its check ends, as a streamed CSV file's are: a mismatch
+            // fails the run before anything is emitted or the state moves.)
+            let digest = md5.digest(bytes.clone());
             tokio::task::spawn_blocking(move || {
-                file.verify(&bytes).map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
                 let batcher = Batcher::new(rows, &template);
-                if columnar == FileReader::Orc {
-                    B::drain(orc::read_orc(&file.key, bytes)?, batcher)
+                let decoded = if columnar == FileReader::Orc {
+                    orc::read_orc(&file.key, bytes)
+                        .map_err(IncrementalError::from)
+                        .and_then(|r| B::drain(r, batcher))
                 } else {
-                    B::drain(parquet::read_parquet(&file.key, bytes)?, batcher)
-                }
+                    parquet::read_parquet(&file.key, bytes)
+                        .map_err(IncrementalError::from)
+                        .and_then(|r| B::drain(r, batcher))
+                };
+                file.check_digest(&digest.wait())
+                    .map_err(|m| IncrementalError::Row(RowError::Checksum(m)))?;
+                decoded
             })
             .await
             .map_err(join_error)?
@@ -679,6 +692,10 @@ pub(crate) async fn read_report_rows<B: Batch>(
     let reader = file_reader(manifest.file_format)?;
     let columns = Arc::new(manifest.file_schema.clone());
     let memory = ColumnarMemory::new(options.columnar_memory_bytes);
+    // One thread hashes the Parquet or ORC files in hand together (CSV files are hashed as
+    // they stream, and leave it idle); it ends when the last file's read drops it.
+    let md5 =
+        Arc::new(Md5Lanes::spawn().map_err(|e| IncrementalError::Internal(format!("MD5 thread: {e}")))?);
     let mut pending = Vec::with_capacity(manifest.files.len());
     for file in &manifest.files {
         let read = read_data_file(
@@ -687,7 +704,7 @@ pub(crate) async fn read_report_rows<B: Batch>(
             file.clone(),
             reader,
             columns.clone(),
-            options.clone(),
+            (options.clone(), md5.clone()),
             (rows.clone(), template.empty_like()),
         );
         let (memory, size) = (memory.clone(), file.size);

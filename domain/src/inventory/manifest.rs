@@ -1,11 +1,12 @@
 //! `manifest.json` and `manifest.checksum` of an inventory report (reference §1.4).
 
 use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use super::columns::InventoryColumn;
 use super::location::{CHECKSUM_NAME, MANIFEST_NAME};
-use super::md5_reader::{ChecksumMismatch, md5_hex};
+use super::md5_reader::{ChecksumMismatch, hex, md5_hex};
 
 /// Why a manifest (or its checksum) was rejected. [`ManifestError::code`] is stable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,7 +140,13 @@ pub struct ManifestFile {
 impl ManifestFile {
     /// Checks a fully downloaded data file (e.g. a Parquet file held in memory) against `md5`.
     pub fn verify(&self, bytes: &[u8]) -> Result<(), ChecksumMismatch> {
-        let actual = md5_hex(bytes);
+        self.check_digest(&Md5::digest(bytes).into())
+    }
+
+    /// Checks the MD5 `digest` of a data file (e.g. from [`super::md5_lanes::Md5Lanes`])
+    /// against `md5`.
+    pub fn check_digest(&self, digest: &[u8; 16]) -> Result<(), ChecksumMismatch> {
+        let actual = hex(digest);
         if actual == self.md5 {
             Ok(())
         } else {

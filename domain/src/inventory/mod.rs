@@ -6,8 +6,9 @@
 //!
 //! Typical flow: [`location::complete_reports`] on a destination listing → fetch the newest
 //! report's two files → [`manifest::verify_checksum`] → [`Manifest::parse`] → for each
-//! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] / [`orc::read_orc`] (after checking
-//! [`ManifestFile::verify`] on the bytes) → [`reduce::current_objects`].
+//! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] / [`orc::read_orc`] (the bytes
+//! checked by [`ManifestFile::verify`], or hashed by [`md5_lanes::Md5Lanes`] with other files
+//! and checked by [`ManifestFile::check_digest`]) → [`reduce::current_objects`].
 
 mod arrow_cells;
 pub mod columns;
@@ -15,6 +16,7 @@ pub mod csv;
 pub mod fold;
 pub mod location;
 pub mod manifest;
+pub mod md5_lanes;
 pub mod md5_reader;
 pub mod orc;
 pub mod parquet;
