@@ -1,9 +1,10 @@
 //! The day-over-day inventory pipeline on real report files in a local folder (not a test; see
 //! bench/README.md): verify `manifest.checksum`, read every data file on `--threads` threads
 //! (a CSV file through its MD5 check as it streams; a Parquet or ORC file decoded while the
-//! MD5 thread hashes it with the other readers' files), build the sorted snapshot (rows dealt into the previous
-//! snapshot's key ranges, as `incremental` does), diff it against the previous report's snapshot
-//! from the state directory, roll changes up to datasets, advance the state.
+//! MD5 thread hashes it with the other readers' files), build the sorted snapshot (rows dealt
+//! into the previous snapshot's key ranges, as `incremental` does), diff it against the
+//! previous report's snapshot from the state directory, roll changes up to datasets, advance
+//! the state.
 //!
 //! `cargo run --release -p s3-connector-domain --example inventory_bench -- \
 //!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP] [--run-len ROWS]

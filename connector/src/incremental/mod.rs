@@ -8,7 +8,8 @@
 //!   → StateStore::begin: older report refused, same report = summary only, else:
 //!   → data files, ≤ file_concurrency at once: GET body stream ─► mpsc ─► blocking thread
 //!        (Md5Reader ─► gzip ─► CSV rows, or Parquet bytes ─► rows while the run's MD5
-//!        thread hashes them with the other files in hand, checked at the file's end) ─► batches
+//!        thread hashes them with the other files in hand, checked at the file's end)
+//!        ─► batches
 //!        ─► one blocking SnapshotBuilder (external sort, all versions → current objects)
 //!   → one blocking pass: the final merge of the sorted runs writes the new snapshot and is
 //!        merge-joined against the previous snapshot as it goes (SnapshotBuilder::

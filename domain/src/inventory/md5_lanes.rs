@@ -407,9 +407,9 @@ mod tests {
         });
     }
 
-    /// A file whose digest nobody waits for any more does not hold up the others.
+    /// After a file whose digest nobody waits for any more, the next file still gets its own.
     #[test]
-    fn an_abandoned_file_is_dropped() {
+    fn after_an_abandoned_file_the_next_gets_its_digest() {
         let lanes = Md5Lanes::spawn().unwrap();
         let big = Bytes::from(vec![7u8; STEP_BLOCKS * 64 * 64]);
         let abandoned = lanes.digest(big);

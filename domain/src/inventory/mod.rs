@@ -6,9 +6,10 @@
 //!
 //! Typical flow: [`location::complete_reports`] on a destination listing → fetch the newest
 //! report's two files → [`manifest::verify_checksum`] → [`Manifest::parse`] → for each
-//! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] / [`orc::read_orc`] (the bytes
-//! checked by [`ManifestFile::verify`], or hashed by [`md5_lanes::Md5Lanes`] with other files
-//! and checked by [`ManifestFile::check_digest`]) → [`reduce::current_objects`].
+//! [`ManifestFile`], [`csv::read_verified_csv_gz`], or [`parquet::read_parquet`] /
+//! [`orc::read_orc`] (the bytes checked by [`ManifestFile::verify`], or hashed by
+//! [`md5_lanes::Md5Lanes`] with other files and checked by [`ManifestFile::check_digest`]) →
+//! [`reduce::current_objects`].
 
 mod arrow_cells;
 pub mod columns;
