@@ -175,7 +175,7 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let (tx, rx) = sync_channel::<RowBatch>(64);
     let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let md5 = Md5Lanes::spawn()?;
+    let md5 = Md5Lanes::spawn(a.threads.min(manifest.files.len()))?;
     let read_started = Instant::now();
     let outcome: Result<_, BoxError> = std::thread::scope(|scope| {
         // The previous snapshot's checksum pass runs while the report is read, as in

@@ -694,9 +694,14 @@ pub(crate) async fn read_report_rows<B: Batch>(
     let columns = Arc::new(manifest.file_schema.clone());
     let memory = ColumnarMemory::new(options.columnar_memory_bytes);
     // One thread hashes the Parquet or ORC files in hand together (CSV files are hashed as
-    // they stream, and leave it idle); it ends when the last file's read drops it.
-    let md5 =
-        Arc::new(Md5Lanes::spawn().map_err(|e| IncrementalError::Internal(format!("MD5 thread: {e}")))?);
+    // they stream, and leave it idle); it ends when the last file's read drops it. It gathers
+    // as many files as can be in hand at once: the concurrency, or fewer when the memory
+    // bound lets fewer of the largest file in.
+    let largest = manifest.files.iter().map(|f| f.size).max().unwrap_or(0).max(1);
+    let fit = usize::try_from(options.columnar_memory_bytes / largest).unwrap_or(usize::MAX);
+    let in_hand = options.file_concurrency.min(fit).min(manifest.files.len()).max(1);
+    let md5 = Md5Lanes::spawn(in_hand).map_err(|e| IncrementalError::Internal(format!("MD5 thread: {e}")))?;
+    let md5 = Arc::new(md5);
     let mut pending = Vec::with_capacity(manifest.files.len());
     for file in &manifest.files {
         let read = read_data_file(

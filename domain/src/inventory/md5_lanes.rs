@@ -8,10 +8,11 @@
 //! the tests.
 //!
 //! [`Md5Lanes`] is a thread that hashes the files handed to it, up to [`MAX_LANES`] together:
-//! readers hand a file over and decode it meanwhile, then wait for its digest.
+//! readers hand a file over and decode it meanwhile, then wait for its digest. It gathers a
+//! file of each reader before it starts ([`Md5Lanes::spawn`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 use bytes::Bytes;
@@ -246,17 +247,32 @@ pub fn md5_of_each(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
     }
 }
 
+/// What became of a file handed to [`Md5Lanes`] (a [`Job::waiter`] value).
+const PENDING: u8 = 0;
+/// Its reader waits for the digest: hash it now, with whatever else is in hand.
+const AWAITED: u8 = 1;
+/// Nobody will ask for the digest: drop the file.
+const ABANDONED: u8 = 2;
+
 /// A file handed to [`Md5Lanes`], and where its digest goes.
 struct Job {
     lane: Lane<Bytes>,
     reply: SyncSender<[u8; 16]>,
-    abandoned: Arc<AtomicBool>,
+    /// [`PENDING`], [`AWAITED`] or [`ABANDONED`], set by the [`PendingMd5`].
+    waiter: Arc<AtomicU8>,
+}
+
+/// What the hashing thread receives.
+enum Message {
+    File(Job),
+    /// A file's waiter changed: look again.
+    Wake,
 }
 
 /// A thread hashing the files handed to it, up to [`MAX_LANES`] together. Dropping it lets the
 /// thread end once the files in hand are hashed.
 pub struct Md5Lanes {
-    jobs: Sender<Job>,
+    queue: Sender<Message>,
 }
 
 impl std::fmt::Debug for Md5Lanes {
@@ -266,21 +282,42 @@ impl std::fmt::Debug for Md5Lanes {
 }
 
 impl Md5Lanes {
-    /// Starts the hashing thread.
-    pub fn spawn() -> std::io::Result<Self> {
-        let (jobs, queue) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("inventory-md5".into()).spawn(move || hash_jobs(queue))?;
-        Ok(Md5Lanes { jobs })
+    /// Starts the hashing thread, for files handed over by up to `readers` threads at once.
+    ///
+    /// The thread gathers files before it hashes: it starts once it holds one file of each
+    /// reader (up to [`MAX_LANES`]), or once a reader waits for a digest. Hashing each file as
+    /// it came ran one lane most of the time, at half the speed of two: the files of two
+    /// readers arrive far apart, and one lane is done long before the next file comes.
+    pub fn spawn(readers: usize) -> std::io::Result<Self> {
+        let (queue, messages) = std::sync::mpsc::channel();
+        let gather = readers.clamp(1, MAX_LANES);
+        std::thread::Builder::new()
+            .name("inventory-md5".into())
+            .spawn(move || hash_jobs(messages, gather, |_| {}))?;
+        Ok(Md5Lanes { queue })
+    }
+
+    /// [`Self::spawn`], telling `steps` how many files each step hashed together.
+    #[cfg(test)]
+    fn spawn_observed(readers: usize, steps: Sender<usize>) -> Self {
+        let (queue, messages) = std::sync::mpsc::channel();
+        let gather = readers.clamp(1, MAX_LANES);
+        std::thread::spawn(move || {
+            hash_jobs(messages, gather, |together| {
+                let _ = steps.send(together);
+            })
+        });
+        Md5Lanes { queue }
     }
 
     /// Hands `bytes` over; the digest comes with [`PendingMd5::wait`].
     pub fn digest(&self, bytes: Bytes) -> PendingMd5 {
         let (reply, digest) = std::sync::mpsc::sync_channel(1);
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let job = Job { lane: Lane::new(bytes.clone()), reply, abandoned: abandoned.clone() };
+        let waiter = Arc::new(AtomicU8::new(PENDING));
+        let job = Job { lane: Lane::new(bytes.clone()), reply, waiter: waiter.clone() };
         // Were the thread gone (it does not panic, but if it did), `wait` would hash the bytes.
-        let _ = self.jobs.send(job);
-        PendingMd5 { bytes, digest, abandoned }
+        let _ = self.queue.send(Message::File(job));
+        PendingMd5 { bytes, digest, waiter, queue: self.queue.clone() }
     }
 }
 
@@ -290,7 +327,8 @@ pub struct PendingMd5 {
     /// The bytes, hashed by `wait` itself if the thread gave no digest.
     bytes: Bytes,
     digest: Receiver<[u8; 16]>,
-    abandoned: Arc<AtomicBool>,
+    waiter: Arc<AtomicU8>,
+    queue: Sender<Message>,
 }
 
 impl std::fmt::Debug for PendingMd5 {
@@ -302,34 +340,63 @@ impl std::fmt::Debug for PendingMd5 {
 impl PendingMd5 {
     /// Waits for the digest.
     pub fn wait(self) -> [u8; 16] {
+        self.tell(AWAITED);
         self.digest.recv().unwrap_or_else(|_| Md5::digest(&self.bytes).into())
+    }
+
+    fn tell(&self, waiter: u8) {
+        if self.waiter.swap(waiter, Ordering::AcqRel) != waiter {
+            // Sent after the file itself (same sender thread): the thread holds the file when
+            // it reads this. Release: seeing the new value, it also sees the files sent before.
+            let _ = self.queue.send(Message::Wake);
+        }
     }
 }
 
 impl Drop for PendingMd5 {
     fn drop(&mut self) {
-        self.abandoned.store(true, Ordering::Relaxed);
+        // After `wait` the file is done: the thread no longer holds it.
+        if self.waiter.load(Ordering::Acquire) == PENDING {
+            self.tell(ABANDONED);
+        }
     }
 }
 
-/// The hashing thread: takes files as they come, steps up to [`MAX_LANES`] of them together,
-/// answers each as it ends.
-fn hash_jobs(queue: Receiver<Job>) {
+/// The hashing thread: gathers files (see [`Md5Lanes::spawn`]), steps up to [`MAX_LANES`] of
+/// them together, answers each as it ends.
+fn hash_jobs(messages: Receiver<Message>, gather: usize, mut on_step: impl FnMut(usize)) {
     let mut active: Vec<Job> = Vec::with_capacity(MAX_LANES);
+    let mut open = true;
     loop {
-        if active.is_empty() {
-            match queue.recv() {
-                Ok(job) => active.push(job),
-                Err(_) => return,
+        active.retain(|job| job.waiter.load(Ordering::Acquire) != ABANDONED);
+        let ready = !active.is_empty()
+            && (!open
+                || active.len() >= gather
+                || active.iter().any(|job| job.waiter.load(Ordering::Acquire) == AWAITED));
+        if !ready {
+            if !open {
+                return;
             }
+            match messages.recv() {
+                Ok(Message::File(job)) => active.push(job),
+                Ok(Message::Wake) => {}
+                // Every file is in hand: hash them all.
+                Err(_) => open = false,
+            }
+            continue;
         }
         while active.len() < MAX_LANES {
-            match queue.try_recv() {
-                Ok(job) => active.push(job),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            match messages.try_recv() {
+                Ok(Message::File(job)) => active.push(job),
+                Ok(Message::Wake) => {}
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
         }
-        active.retain(|job| !job.abandoned.load(Ordering::Relaxed));
+        on_step(active.len().min(MAX_LANES));
         step(&mut active.iter_mut().map(|job| &mut job.lane).collect::<Vec<_>>(), STEP_BLOCKS);
         active.retain(|job| {
             if job.lane.whole_blocks_left() > 0 {
@@ -388,7 +455,7 @@ mod tests {
     /// digest.
     #[test]
     fn the_thread_answers_each_file_with_its_digest() {
-        let lanes = Md5Lanes::spawn().unwrap();
+        let lanes = Md5Lanes::spawn(2).unwrap();
         let files: Vec<Bytes> = (0..7u8)
             .map(|seed| {
                 let len = STEP_BLOCKS * 64 * usize::from(seed % 3) + 1000 * usize::from(seed) + 17;
@@ -407,10 +474,36 @@ mod tests {
         });
     }
 
+    /// Files of two readers are gathered and hashed together from their first block, however
+    /// late the second comes: hashing the first alone meanwhile would leave a core's adders
+    /// half idle.
+    #[test]
+    fn the_files_of_all_readers_are_hashed_together() {
+        let (steps, stepped) = std::sync::mpsc::channel();
+        let lanes = Md5Lanes::spawn_observed(2, steps);
+        let first = Bytes::from(vec![1u8; STEP_BLOCKS * 64 * 3]);
+        let second = Bytes::from(vec![2u8; STEP_BLOCKS * 64 * 3]);
+        let pending_first = lanes.digest(first.clone());
+        let pending_second = lanes.digest(second.clone());
+        assert_eq!(pending_first.wait(), reference(&first));
+        assert_eq!(pending_second.wait(), reference(&second));
+        drop(lanes);
+        let together: Vec<usize> = stepped.iter().collect();
+        assert_eq!(together, vec![2; 3], "three steps of both files");
+    }
+
+    /// A reader that waits has its file hashed even when the other readers' files never come.
+    #[test]
+    fn a_waiting_reader_is_answered_without_the_others() {
+        let lanes = Md5Lanes::spawn(4).unwrap();
+        let file = Bytes::from(vec![3u8; STEP_BLOCKS * 64 + 5]);
+        assert_eq!(lanes.digest(file.clone()).wait(), reference(&file));
+    }
+
     /// After a file whose digest nobody waits for any more, the next file still gets its own.
     #[test]
     fn after_an_abandoned_file_the_next_gets_its_digest() {
-        let lanes = Md5Lanes::spawn().unwrap();
+        let lanes = Md5Lanes::spawn(2).unwrap();
         let big = Bytes::from(vec![7u8; STEP_BLOCKS * 64 * 64]);
         let abandoned = lanes.digest(big);
         drop(abandoned);
