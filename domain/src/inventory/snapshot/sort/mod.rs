@@ -289,6 +289,11 @@ impl RunBuffer {
     /// [`Self::into_memory_run`] of rows whose keys all share their first `shared` bytes (a
     /// key range's, whose bounds share them): the sort starts at the chunk holding byte
     /// `shared`, not with a pass per 8 bytes of a prefix every row has.
+    ///
+    /// The winners are copied into a new arena in key order: the join then reads it front to
+    /// back, where it read the rows in arrival order all over the arena (its key comparisons
+    /// waited on memory). Each row is touched once here anyway, to compare it with the last
+    /// winner, which is the last row copied.
     fn into_memory_run_sharing(mut self, shared: usize) -> RunBuffer {
         let mut rows = std::mem::take(&mut self.rows);
         let offset = shared / 8 * 8;
@@ -298,16 +303,20 @@ impl RunBuffer {
             }
         }
         self.sort_by_chunks(&mut rows, offset);
+        let mut sorted = RunBuffer { arena: Vec::with_capacity(self.arena.len()), rows: Vec::new() };
         let mut kept = 0;
         for i in 0..rows.len() {
-            if kept == 0 || self.key(&rows[kept - 1]) != self.key(&rows[i]) {
-                rows[kept] = rows[i];
+            let row = rows[i];
+            if kept == 0 || sorted.key(&rows[kept - 1]) != self.key(&row) {
+                let start = sorted.arena.len();
+                sorted.arena.extend_from_slice(self.entry(&row));
+                rows[kept] = RowRef { start, ..row };
                 kept += 1;
             }
         }
         rows.truncate(kept);
-        self.rows = rows;
-        self
+        sorted.rows = rows;
+        sorted
     }
 
     /// Sorts, keeps each key's winner and writes the run; returns the run and this buffer,
