@@ -142,9 +142,6 @@ impl RunWriter {
 /// Where one buffered row lies in its [`RunBuffer`]'s arena.
 #[derive(Debug, Clone, Copy)]
 struct RowRef {
-    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons of the sort end
-    /// here, without touching the arena.
-    key_prefix: u64,
     start: usize,
     key_start: u32,
     key_end: u32,
@@ -172,7 +169,6 @@ impl RunBuffer {
         let key_end = key_start + record.key.len();
         let end = self.arena.len() - start;
         self.rows.push(RowRef {
-            key_prefix: key_chunk(record.key.as_bytes(), 0),
             start,
             key_start: key_start as u32,
             key_end: key_end as u32,
@@ -190,23 +186,10 @@ impl RunBuffer {
         &self.arena[row.start + row.key_start as usize..row.start + row.key_end as usize]
     }
 
-    /// The same order as the merge's ([`Flat::merge_order`]), with the 8-byte prefix first.
-    /// Zero padding keeps the prefix order the key order: a key shorter than 8 bytes that is a
-    /// prefix of another ties on the prefix.
-    fn order(&self, a: &RowRef, b: &RowRef) -> Ordering {
-        a.key_prefix.cmp(&b.key_prefix).then_with(|| {
-            let (a, b) = (Flat { buffer: self, row: a }, Flat { buffer: self, row: b });
-            a.merge_order(b)
-        })
-    }
-
     /// Adds the row of a flat entry just appended to the arena.
     fn add_row(&mut self, entry: FlatEntry) {
-        let at = entry.start;
-        let key = &self.arena[at + entry.key_start as usize..at + entry.key_end as usize];
         self.rows.push(RowRef {
-            key_prefix: key_chunk(key, 0),
-            start: at,
+            start: entry.start,
             key_start: entry.key_start,
             key_end: entry.key_end,
             end: entry.end,
@@ -231,32 +214,43 @@ impl RunBuffer {
         self.rows.len()
     }
 
-    /// Sorts `rows`, whose keys share their first `offset` bytes and whose `key_prefix` holds
-    /// the chunk at `offset`, into [`Self::order`]. Keys are sorted by 8-byte chunks kept on the
-    /// rows (no arena access per comparison); each group of equal chunks is sorted again by its
-    /// next chunk, so a long shared prefix is read once per chunk rather than once per
-    /// comparison. A group where some key ends within the chunk, or past [`MAX_CHUNK_DEPTH`],
-    /// is sorted by full comparison.
-    fn sort_by_chunks(&self, rows: &mut [RowRef], offset: usize) {
-        rows.sort_unstable_by_key(|r| r.key_prefix);
+    /// The indices of `rows` (this buffer's, whose keys share their first `offset` bytes) in
+    /// the merge's order ([`Flat::merge_order`]). Keys are sorted by 8-byte chunks (big-endian,
+    /// zero-padded, so chunk order is key order but for ties), each beside its row's index:
+    /// the sort moves 16 bytes a row and reads no arena per comparison. Each group of equal
+    /// chunks is sorted again by its next chunk, so a long shared prefix is read once per
+    /// chunk rather than once per comparison. A group where some key ends within the chunk,
+    /// or past [`MAX_CHUNK_DEPTH`], is sorted by full comparison.
+    fn sorted_order(&self, rows: &[RowRef], offset: usize) -> Vec<(u64, usize)> {
+        let mut order: Vec<(u64, usize)> =
+            rows.iter().enumerate().map(|(i, row)| (key_chunk(self.key(row), offset), i)).collect();
+        self.sort_by_chunks(rows, &mut order, offset);
+        order
+    }
+
+    /// Sorts `order` (chunks at `offset` of `rows`' keys, and the rows' indices); see
+    /// [`Self::sorted_order`].
+    fn sort_by_chunks(&self, rows: &[RowRef], order: &mut [(u64, usize)], offset: usize) {
+        order.sort_unstable_by_key(|&(chunk, _)| chunk);
         let mut start = 0;
-        while start < rows.len() {
-            let chunk = rows[start].key_prefix;
-            let len = rows[start..].iter().take_while(|r| r.key_prefix == chunk).count();
-            let group = &mut rows[start..start + len];
+        while start < order.len() {
+            let chunk = order[start].0;
+            let len = order[start..].iter().take_while(|&&(c, _)| c == chunk).count();
+            let group = &mut order[start..start + len];
             start += len;
             if group.len() < 2 {
                 continue;
             }
             let next = offset + 8;
-            if next >= MAX_CHUNK_DEPTH || group.iter().any(|r| self.key(r).len() <= next) {
-                // Equal prefixes, so `order` goes straight to the key bytes and the versions.
-                group.sort_unstable_by(|a, b| self.order(a, b));
+            if next >= MAX_CHUNK_DEPTH || group.iter().any(|&(_, i)| self.key(&rows[i]).len() <= next) {
+                group.sort_unstable_by(|&(_, a), &(_, b)| {
+                    Flat { buffer: self, row: &rows[a] }.merge_order(Flat { buffer: self, row: &rows[b] })
+                });
             } else {
-                for row in group.iter_mut() {
-                    row.key_prefix = key_chunk(self.key(row), next);
+                for (chunk, i) in group.iter_mut() {
+                    *chunk = key_chunk(self.key(&rows[*i]), next);
                 }
-                self.sort_by_chunks(group, next);
+                self.sort_by_chunks(rows, group, next);
             }
         }
     }
@@ -295,27 +289,18 @@ impl RunBuffer {
     /// waited on memory). Each row is touched once here anyway, to compare it with the last
     /// winner, which is the last row copied.
     fn into_memory_run_sharing(mut self, shared: usize) -> RunBuffer {
-        let mut rows = std::mem::take(&mut self.rows);
-        let offset = shared / 8 * 8;
-        if offset > 0 {
-            for row in rows.iter_mut() {
-                row.key_prefix = key_chunk(self.key(row), offset);
-            }
-        }
-        self.sort_by_chunks(&mut rows, offset);
-        let mut sorted = RunBuffer { arena: Vec::with_capacity(self.arena.len()), rows: Vec::new() };
-        let mut kept = 0;
-        for i in 0..rows.len() {
-            let row = rows[i];
-            if kept == 0 || sorted.key(&rows[kept - 1]) != self.key(&row) {
+        let rows = std::mem::take(&mut self.rows);
+        let order = self.sorted_order(&rows, shared / 8 * 8);
+        let mut sorted =
+            RunBuffer { arena: Vec::with_capacity(self.arena.len()), rows: Vec::with_capacity(rows.len()) };
+        for &(_, i) in &order {
+            let row = &rows[i];
+            if sorted.rows.last().is_none_or(|last| sorted.key(last) != self.key(row)) {
                 let start = sorted.arena.len();
-                sorted.arena.extend_from_slice(self.entry(&row));
-                rows[kept] = RowRef { start, ..row };
-                kept += 1;
+                sorted.arena.extend_from_slice(self.entry(row));
+                sorted.rows.push(RowRef { start, ..*row });
             }
         }
-        rows.truncate(kept);
-        sorted.rows = rows;
         sorted
     }
 
@@ -323,10 +308,10 @@ impl RunBuffer {
     /// emptied but with its capacity, for the next run (no regrowth, no fresh pages).
     fn spill(mut self, spill_dir: &Path, stem: &str) -> Result<(RunFile, RunBuffer), BuildError> {
         let mut rows = std::mem::take(&mut self.rows);
-        self.sort_by_chunks(&mut rows, 0);
+        let order = self.sorted_order(&rows, 0);
         let mut writer = RunWriter::create(spill_dir, stem)?;
         let mut prev: Option<&RowRef> = None;
-        for row in &rows {
+        for row in order.iter().map(|&(_, i)| &rows[i]) {
             if prev.is_none_or(|p| self.key(p) != self.key(row)) {
                 writer.push(Flat { buffer: &self, row })?;
             }
