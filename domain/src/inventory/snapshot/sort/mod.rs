@@ -293,9 +293,14 @@ impl RunBuffer {
         let order = self.sorted_order(&rows, shared / 8 * 8);
         let mut sorted =
             RunBuffer { arena: Vec::with_capacity(self.arena.len()), rows: Vec::with_capacity(rows.len()) };
-        for &(_, i) in &order {
+        let mut last_chunk = None;
+        for &(chunk, i) in &order {
             let row = &rows[i];
-            if sorted.rows.last().is_none_or(|last| sorted.key(last) != self.key(row)) {
+            // Rows of one key end the sort with the same chunk: another chunk is another key.
+            let same_key = last_chunk == Some(chunk)
+                && sorted.rows.last().is_some_and(|last| sorted.key(last) == self.key(row));
+            last_chunk = Some(chunk);
+            if !same_key {
                 let start = sorted.arena.len();
                 sorted.arena.extend_from_slice(self.entry(row));
                 sorted.rows.push(RowRef { start, ..*row });
