@@ -34,7 +34,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -43,6 +43,7 @@ use twox_hash::XxHash3_128;
 use super::super::md5_reader::hex;
 use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
 use super::diff::UnchangedObject;
+use super::direct::DirectWriter;
 
 /// Current snapshot format version. Version 3 is version 2 with an XXH3-128 checksum instead
 /// of a SHA-256 one, its body's frames stored rather than compressed. Version 2 stores an MD5
@@ -1181,7 +1182,7 @@ impl<R: BufRead> EntryDecoder<R> {
 
 /// Writes `Write` through to a file while hashing, so the checksum costs no second pass.
 struct HashingWriter {
-    inner: BufWriter<File>,
+    inner: DirectWriter,
     hasher: ContentHasher,
     /// Bytes written since the last request to the syncer.
     unsynced: u64,
@@ -1190,8 +1191,9 @@ struct HashingWriter {
 
 impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.inner.write_all(buf)?;
+        let n = buf.len();
+        self.hasher.update(buf);
         self.unsynced += n as u64;
         if self.unsynced >= SYNC_EVERY_BYTES {
             self.unsynced = 0;
@@ -1202,7 +1204,8 @@ impl Write for HashingWriter {
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        // Written a buffer at a time; the rest at `DirectWriter::finish`.
+        Ok(())
     }
 }
 
@@ -1385,8 +1388,7 @@ impl SnapshotWriter {
             .ok()
             .filter(|len| *len <= MAX_HEADER_LEN)
             .ok_or_else(|| SnapshotError::corrupt(path, "header too long"))?;
-        let file = File::create(&tmp_path).map_err(|e| SnapshotError::io(&tmp_path, e))?;
-        let mut inner = BufWriter::new(file);
+        let mut inner = DirectWriter::create(&tmp_path).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         let mut preamble = Vec::with_capacity(PREAMBLE_LEN as usize);
         preamble.extend_from_slice(MAGIC);
         preamble.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -1395,7 +1397,7 @@ impl SnapshotWriter {
         inner.write_all(&preamble).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         let mut hasher = ContentHasher::new(SNAPSHOT_FORMAT_VERSION);
         hasher.update(&header_len.to_le_bytes());
-        let syncer = Syncer::start(inner.get_ref());
+        let syncer = Syncer::start(inner.file());
         let mut hashing = HashingWriter { inner, hasher, unsynced: 0, syncer };
         hashing.write_all(&header_json).map_err(|e| SnapshotError::io(&tmp_path, e))?;
         let frames = FrameWriter::start(hashing).map_err(|e| SnapshotError::io(&tmp_path, e))?;
@@ -1498,10 +1500,8 @@ impl SnapshotWriter {
             syncer.finish().map_err(io)?;
         }
         let checksum = hashing.hasher.seal(self.count);
-        let mut file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
-        file.seek(SeekFrom::Start(COUNT_OFFSET)).map_err(io)?;
-        file.write_all(&self.count.to_le_bytes()).map_err(io)?;
-        file.write_all(&checksum).map_err(io)?;
+        let patch = [&self.count.to_le_bytes()[..], &checksum].concat();
+        let file = hashing.inner.finish(COUNT_OFFSET as usize, &patch).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
         std::fs::rename(&self.tmp_path, &self.path).map_err(io)?;

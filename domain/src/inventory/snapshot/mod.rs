@@ -13,6 +13,7 @@
 
 pub mod datasets;
 pub mod diff;
+mod direct;
 pub mod format;
 pub mod sort;
 pub mod state;
