@@ -21,7 +21,7 @@ use super::super::format::{EntryFields, F_DELETE_MARKER, FlatEntry, common_prefi
 use super::super::format::{PREFETCH_BATCH, Prefetch};
 use super::{
     Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
-    TYPICAL_ENTRY_BYTES, batches, join_writer, spill_err,
+    TYPICAL_ENTRY_BYTES, batches, join_writer, key_chunk, spill_err,
 };
 use crate::inventory::record::SnapshotRow;
 
@@ -150,6 +150,69 @@ impl Dealt {
     }
 }
 
+/// The number of `sorted` values below `value`, without a branch per step (a binary search's
+/// branches are taken at random).
+fn count_below(sorted: &[u64], value: u64) -> usize {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let (mut base, mut size) = (0, sorted.len());
+    while size > 1 {
+        let half = size / 2;
+        let mid = base + half;
+        base = if sorted[mid] < value { mid } else { base };
+        size -= half;
+    }
+    base + usize::from(sorted[base] < value)
+}
+
+/// Bytes into the keys past which [`ChunkNode`]s have no children.
+const MAX_TREE_OFFSET: usize = 256;
+
+/// The splitters, told apart by 8-byte chunks of their keys (big-endian, zero-padded): a
+/// node holds the distinct chunks at `offset` of splitters that share their first `offset`
+/// bytes, and for a chunk that several long enough splitters share, a child node at the first
+/// byte where those differ. Finding a key's range takes a few branch-free searches of small
+/// arrays instead of a binary search over whole keys, whose branches mispredicted at every
+/// step: 34 ns a key instead of 43 over a 5M-object snapshot's 76 splitters, where the search
+/// was 7% of a Parquet day 2's CPU.
+#[derive(Debug)]
+struct ChunkNode {
+    offset: usize,
+    /// Increasing.
+    chunks: Vec<u64>,
+    /// Chunk `i`'s splitters are `starts[i]..starts[i + 1]` (indices into all splitters).
+    starts: Vec<usize>,
+    children: Vec<Option<Box<ChunkNode>>>,
+}
+
+impl ChunkNode {
+    /// The node of `splitters[first..end]`, which share their first `offset` bytes.
+    fn build(splitters: &[Vec<u8>], first: usize, end: usize, offset: usize) -> ChunkNode {
+        let mut node = ChunkNode { offset, chunks: Vec::new(), starts: vec![first], children: Vec::new() };
+        let mut at = first;
+        while at < end {
+            let chunk = key_chunk(&splitters[at], offset);
+            let group_end =
+                at + splitters[at..end].iter().take_while(|s| key_chunk(s, offset) == chunk).count();
+            let group = &splitters[at..group_end];
+            // Told apart further only when every key of the group has all 8 bytes of the chunk
+            // (zero padding ties otherwise), in a child that starts where they differ; not past
+            // MAX_TREE_OFFSET bytes, where crafted keys could make the tree as deep as there
+            // are splitters (the rest is searched key by key).
+            let differ = common_prefix_from(&group[0], &group[group.len() - 1], offset + 8);
+            let child =
+                (group.len() > 1 && group.iter().all(|s| s.len() > offset + 8) && differ < MAX_TREE_OFFSET)
+                    .then(|| Box::new(ChunkNode::build(splitters, at, group_end, differ)));
+            node.chunks.push(chunk);
+            node.starts.push(group_end);
+            node.children.push(child);
+            at = group_end;
+        }
+        node
+    }
+}
+
 /// A written flush and the buffer it emptied.
 type Flushed = (Flush, Dealt);
 
@@ -157,6 +220,8 @@ type Flushed = (Flush, Dealt);
 pub(super) struct Distribution {
     /// Strictly increasing; range `i` holds the keys with `i` splitters at or below them.
     splitters: Vec<Vec<u8>>,
+    /// The splitters' chunk tree ([`ChunkNode`]).
+    tree: ChunkNode,
     dealt: Dealt,
     flushing: Option<JoinHandle<Result<Flushed, BuildError>>>,
     /// The buffer of the last flush, emptied with its capacity, for the flush after next.
@@ -189,7 +254,9 @@ impl Distribution {
             return None;
         }
         let dealt = Dealt::new(splitters.len() + 1, run_len);
+        let tree = ChunkNode::build(&splitters, 0, splitters.len(), 0);
         Some(Distribution {
+            tree,
             splitters,
             dealt,
             flushing: None,
@@ -205,13 +272,46 @@ impl Distribution {
         self.splitters.len() + 1
     }
 
-    /// The range of `key`: the number of splitters at or below it. A binary search that
-    /// skips the bytes `key` shares with both bounds: the splitters between two bounds share
-    /// them too (they are sorted), so a long prefix common to keys is compared once, not at
-    /// every step.
+    /// The range of `key`: the number of splitters at or below it. Found down the splitters'
+    /// chunk tree ([`ChunkNode`]); among splitters it cannot tell apart, by
+    /// [`Self::search_between`].
     fn range_of(&self, key: &[u8]) -> u32 {
-        let (mut below, mut above) = (0, self.splitters.len());
-        let (mut shared_below, mut shared_above) = (0, 0);
+        let mut node = &self.tree;
+        loop {
+            let chunk = key_chunk(key, node.offset);
+            let i = count_below(&node.chunks, chunk);
+            if node.chunks.get(i) != Some(&chunk) {
+                // Chunks that differ order keys as their bytes do: the key lies between the
+                // splitters of chunk i - 1 and those of chunk i.
+                return node.starts[i] as u32;
+            }
+            let (first, end) = (node.starts[i], node.starts[i + 1]);
+            if end - first == 1 {
+                // One splitter: at or below the key, or not (a comparison, not a branch).
+                return (first + usize::from(self.splitters[first].as_slice() <= key)) as u32;
+            }
+            // A key that ends within the chunk ties with zero padding: compared whole.
+            let child = node.children[i].as_deref().filter(|_| key.len() > node.offset + 8);
+            let Some(child) = child else { return self.search_between(key, first, end, node.offset) };
+            // The group's splitters share their bytes up to the child's offset: the key's
+            // range is before or after them all unless it shares those bytes too.
+            let shared = self.splitters[first].get(..child.offset).unwrap_or_default();
+            let common = common_prefix_from(key, shared, node.offset + 8);
+            if common < child.offset {
+                let below = key.get(common).is_some_and(|k| *k > shared[common]);
+                return if below { end as u32 } else { first as u32 };
+            }
+            node = child;
+        }
+    }
+
+    /// The number of splitters at or below `key`, which lies between splitters `below - 1`
+    /// and `above` and shares their first `shared` bytes. A binary search that skips the bytes
+    /// `key` shares with both bounds: the splitters between two bounds share them too (they
+    /// are sorted), so a long prefix common to keys is compared once, not at every step.
+    fn search_between(&self, key: &[u8], below: usize, above: usize, shared: usize) -> u32 {
+        let (mut below, mut above) = (below, above);
+        let (mut shared_below, mut shared_above) = (shared, shared);
         while below < above {
             let mid = below + (above - below) / 2;
             let splitter = self.splitters[mid].as_slice();
@@ -539,6 +639,11 @@ mod tests {
         OwnedEntry, arb_key, arb_records, header, write_snapshot,
     };
 
+    /// Keys sharing prefixes of every length, up to past `MAX_TREE_OFFSET` bytes, with NUL
+    /// bytes and ends inside chunks.
+    const DEEP_KEY: &str =
+        "((sales/orders/region=eu/dt=2024-01-0|x{250}|x{300}|t/)[12]?/){0,3}[a\u{0}b]{0,10}";
+
     /// Keys sharing 8, 16 and more bytes, some ending at a chunk's end.
     const LONG_SHARED_KEY: &str = "sales/or(ders/re(gion=eu/(dt=2024-01-0[12]/(part-[0-9]{0,3})?)?)?)?";
 
@@ -714,6 +819,21 @@ mod tests {
             }
             for (i, splitter) in splitters.iter().enumerate() {
                 prop_assert_eq!(ranges.range_of(splitter) as usize, i + 1, "{:?}", splitter);
+            }
+        }
+
+        /// The same with many splitters sharing long prefixes, several chunks deep and past
+        /// `MAX_TREE_OFFSET`: the chunk tree's levels and its key-by-key search agree.
+        #[test]
+        fn a_key_falls_in_its_range_under_deep_shared_prefixes(
+            splitters in proptest::collection::btree_set(DEEP_KEY, 1..80),
+            keys in proptest::collection::vec(DEEP_KEY, 1..60),
+        ) {
+            let splitters: Vec<Vec<u8>> = splitters.into_iter().map(String::into_bytes).collect();
+            let ranges = Distribution::new(splitters.clone(), Path::new("."), 10).unwrap();
+            for key in keys.iter().map(String::as_bytes).chain(splitters.iter().map(Vec::as_slice)) {
+                let expected = splitters.iter().filter(|s| s.as_slice() <= key).count();
+                prop_assert_eq!(ranges.range_of(key) as usize, expected, "{:?}", String::from_utf8_lossy(key));
             }
         }
 
