@@ -1,13 +1,14 @@
 //! The day-over-day inventory pipeline on real report files in a local folder (not a test; see
 //! bench/README.md): verify `manifest.checksum`, read every data file on `--threads` threads
 //! (a CSV file through its MD5 check as it streams; a Parquet or ORC file decoded while the
-//! MD5 thread hashes it with the other readers' files), build the sorted snapshot (rows dealt
+//! MD5 thread hashes it with the other files in hand: up to `--files-in-hand`, read ahead by a
+//! thread of their own, as `incremental` holds `file_concurrency` files), build the sorted snapshot (rows dealt
 //! into the previous snapshot's key ranges, as `incremental` does), diff it against the
 //! previous report's snapshot from the state directory, roll changes up to datasets, advance
 //! the state.
 //!
 //! `cargo run --release -p s3-connector-domain --example inventory_bench -- \
-//!     --dest DIR --state DIR [--threads 2] [--report TIMESTAMP] [--run-len ROWS]
+//!     --dest DIR --state DIR [--threads 2] [--files-in-hand 4] [--report TIMESTAMP] [--run-len ROWS]
 //!     [--sort-in-runs yes|no]`
 //!
 //! `--sort-in-runs yes` ignores the previous snapshot's splitters and sorts in runs (A/B runs).
@@ -19,9 +20,9 @@
 //! report with phase timings, change counts and the process's peak RSS so far.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Instant;
 
 // Inventory runs allocate and free millions of small rows across threads, where glibc's
@@ -31,7 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
 use s3_connector_domain::dataset::GroupingConfig;
-use s3_connector_domain::inventory::md5_lanes::Md5Lanes;
+use s3_connector_domain::inventory::md5_lanes::{Md5Lanes, PendingMd5};
 use s3_connector_domain::inventory::snapshot::{
     DEFAULT_RUN_LEN, DatasetDiffAggregator, ObjectChange, ReportDisposition, RowBatch, SnapshotBuilder,
     SnapshotHeader, StateStore,
@@ -46,6 +47,9 @@ struct Args {
     dest: PathBuf,
     state: PathBuf,
     threads: usize,
+    /// Parquet or ORC files held at once (decoded or read ahead): `incremental`'s default
+    /// `file_concurrency`.
+    files_in_hand: usize,
     report: Option<String>,
     run_len: usize,
     /// `--sort-in-runs yes`: ignore the previous snapshot's splitters (for A/B runs).
@@ -57,6 +61,7 @@ fn args() -> Result<Args, BoxError> {
         dest: PathBuf::new(),
         state: PathBuf::new(),
         threads: 2,
+        files_in_hand: 4,
         report: None,
         run_len: DEFAULT_RUN_LEN,
         sort_in_runs: false,
@@ -68,6 +73,7 @@ fn args() -> Result<Args, BoxError> {
             "--dest" => a.dest = value.into(),
             "--state" => a.state = value.into(),
             "--threads" => a.threads = value.parse()?,
+            "--files-in-hand" => a.files_in_hand = value.parse()?,
             "--report" => a.report = Some(value),
             "--run-len" => a.run_len = value.parse()?,
             "--sort-in-runs" => {
@@ -95,15 +101,39 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Reads one data file, sending its records to `tx`; the MD5 is checked while streaming (CSV)
-/// or before parsing (Parquet/ORC, which need random access).
+/// A Parquet or ORC file read ahead: its index in the manifest, its bytes, and its digest
+/// being computed on the MD5 thread.
+type Fetched = (usize, Bytes, PendingMd5);
+
+/// Reads the Parquet or ORC files of `manifest` in order, handing each to the MD5 thread and
+/// then to `ahead` (which bounds how many are read ahead).
+fn fetch_files(
+    root: &Path,
+    manifest: &Manifest,
+    md5: &Md5Lanes,
+    ahead: &SyncSender<Result<Fetched, BoxError>>,
+) {
+    for (index, file) in manifest.files.iter().enumerate() {
+        let read = std::fs::read(root.join(&file.key)).map_err(BoxError::from);
+        let fetched = read.map(|bytes| {
+            let bytes = Bytes::from(bytes);
+            (index, bytes.clone(), md5.digest(bytes))
+        });
+        let failed = fetched.is_err();
+        if ahead.send(fetched).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Reads one data file, sending its records to `tx`: a CSV file from `path`, checked as it
+/// streams; a Parquet or ORC file from `fetched`, decoded while the MD5 thread hashes it.
 fn read_file(
     path: &Path,
     file: &s3_connector_domain::inventory::ManifestFile,
     manifest: &Manifest,
-    template: &RowBatch,
-    tx: &std::sync::mpsc::SyncSender<RowBatch>,
-    md5: &Md5Lanes,
+    (template, tx): (&RowBatch, &SyncSender<RowBatch>),
+    fetched: Option<(Bytes, PendingMd5)>,
 ) -> Result<(), BoxError> {
     // Rows are encoded here, on the reading thread, from the cells the reader lends (no
     // record per row), as `incremental` does.
@@ -115,19 +145,14 @@ fn read_file(
         }
         Ok(())
     };
-    match manifest.file_format {
-        InventoryFormat::Csv => {
+    match fetched {
+        None => {
             let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
             csv::read_verified_csv_gz(file, reader, &manifest.file_schema, 64 << 30)?
                 .for_each_snapshot_row(&mut send_row)?;
         }
-        InventoryFormat::Parquet | InventoryFormat::Orc => {
-            let mut bytes = Vec::new();
-            File::open(path)?.read_to_end(&mut bytes)?;
-            let bytes = Bytes::from(bytes);
-            // Hashed on the MD5 thread, with the other readers' files, while this one decodes
-            // it; a mismatch is the file's error, whatever the decoding found.
-            let digest = md5.digest(bytes.clone());
+        Some((bytes, digest)) => {
+            // A mismatch is the file's error, whatever the decoding found.
             let decoded: Result<u64, BoxError> = if manifest.file_format == InventoryFormat::Parquet {
                 parquet::read_parquet(&file.key, bytes)
                     .map_err(BoxError::from)
@@ -175,7 +200,13 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
     let (tx, rx) = sync_channel::<RowBatch>(64);
     let template = builder.row_batch();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let md5 = Md5Lanes::spawn(a.threads.min(manifest.files.len()))?;
+    let columnar = manifest.file_format != InventoryFormat::Csv;
+    let in_hand = a.files_in_hand.max(a.threads).max(1).min(manifest.files.len());
+    let md5 = Md5Lanes::spawn(in_hand)?;
+    // Files in hand: one per reader, one held by the fetching thread, the rest queued.
+    let (ahead_tx, ahead_rx) =
+        sync_channel::<Result<Fetched, BoxError>>(in_hand.saturating_sub(a.threads + 1));
+    let ahead_rx = std::sync::Mutex::new(ahead_rx);
     let read_started = Instant::now();
     let outcome: Result<_, BoxError> = std::thread::scope(|scope| {
         // The previous snapshot's checksum pass runs while the report is read, as in
@@ -188,16 +219,31 @@ fn process(a: &Args, store: &StateStore, report: &location::ReportLocation) -> R
                     None => Ok(None),
                 },
             )?;
+        if columnar {
+            let (root, manifest, md5) = (&root, &manifest, &md5);
+            std::thread::Builder::new()
+                .name("inventory-fetch".into())
+                .spawn_scoped(scope, move || fetch_files(root, manifest, md5, &ahead_tx))?;
+        } else {
+            drop(ahead_tx);
+        }
         let workers: Vec<_> = (0..a.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
-                let (next, manifest, root, template, md5) = (&next, &manifest, &root, &template, &md5);
+                let (next, manifest, root, template, ahead) = (&next, &manifest, &root, &template, &ahead_rx);
                 let named = std::thread::Builder::new().name("inventory-read".into());
                 named.spawn_scoped(scope, move || -> Result<(), BoxError> {
                     loop {
-                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (n, fetched) = if columnar {
+                            let received = ahead.lock().map_err(|_| "a reader panicked")?.recv();
+                            let Ok(fetched) = received else { return Ok(()) };
+                            let (n, bytes, digest) = fetched?;
+                            (n, Some((bytes, digest)))
+                        } else {
+                            (next.fetch_add(1, std::sync::atomic::Ordering::Relaxed), None)
+                        };
                         let Some(file) = manifest.files.get(n) else { return Ok(()) };
-                        read_file(&root.join(&file.key), file, manifest, template, &tx, md5)?;
+                        read_file(&root.join(&file.key), file, manifest, (template, &tx), fetched)?;
                     }
                 })
             })
