@@ -44,6 +44,7 @@ use super::super::md5_reader::hex;
 use super::super::record::{EncryptionStatus, InventoryRecord, SnapshotRow};
 use super::diff::UnchangedObject;
 use super::direct::DirectWriter;
+use super::page_cache::DropBehind;
 
 /// Current snapshot format version. Version 3 is version 2 with an XXH3-128 checksum instead
 /// of a SHA-256 one, its body's frames stored rather than compressed. Version 2 stores an MD5
@@ -1772,7 +1773,7 @@ impl SnapshotInfo {
 /// still checks order and count and reports any inconsistency as an error item.
 pub struct SnapshotReader {
     info: SnapshotInfo,
-    decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<File>>>>,
+    decoder: EntryDecoder<BufReader<zstd::Decoder<'static, BufReader<DropBehind>>>>,
     read: u64,
     done: bool,
 }
@@ -1809,7 +1810,10 @@ impl SnapshotReader {
         // Pass 2: header, then the body as a stream.
         file.seek(SeekFrom::Start(PREAMBLE_LEN)).map_err(io)?;
         let info = preamble.info(&mut file, path)?;
-        let decoder = zstd::Decoder::new(file).map_err(io)?;
+        // Read once (the checksum pass read it from the cache), then deleted once the next
+        // report's snapshot takes its place: its pages are dropped as they are decoded.
+        let at = file.stream_position().map_err(io)?;
+        let decoder = zstd::Decoder::new(DropBehind::new(file, at)).map_err(io)?;
         Ok(SnapshotReader {
             info,
             decoder: EntryDecoder::of_version(buffered(decoder), preamble.version),

@@ -15,6 +15,7 @@ pub mod datasets;
 pub mod diff;
 mod direct;
 pub mod format;
+mod page_cache;
 pub mod sort;
 pub mod state;
 

@@ -12,13 +12,14 @@
 //! runs, as an undistributed build is. The splitters only steer the work: any increasing keys
 //! give the same snapshot.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use super::super::format::{EntryFields, F_DELETE_MARKER, FlatEntry, common_prefix_from, encode_fields};
 use super::super::format::{PREFETCH_BATCH, Prefetch};
+use super::super::page_cache::discard;
 use super::{
     Batches, BuildError, Flat, MAX_RESERVED_ROWS, MAX_RUN_BYTES, RunBuffer, RunFile, RunMerge, RunWriter,
     TYPICAL_ENTRY_BYTES, batches, join_writer, key_chunk, spill_err,
@@ -438,7 +439,9 @@ fn flush(mut dealt: Dealt, spill_dir: &Path, seq: usize) -> Result<Flushed, Buil
         segments.push(Segment { offset, len: writer.written - offset, rows, crc: crc.finalize() });
     }
     let file = writer.finish()?;
-    let reader = File::open(&file.path).map_err(|e| spill_err(&file.path, e))?;
+    // Writable too: its segments are discarded as they are read back.
+    let reader =
+        OpenOptions::new().read(true).write(true).open(&file.path).map_err(|e| spill_err(&file.path, e))?;
     dealt.clear();
     Ok((Flush { file, reader, segments }, dealt))
 }
@@ -495,6 +498,8 @@ fn read_segment(
             ),
         ));
     }
+    // Read for the last time: its pages go now, not all at once when the file is deleted.
+    discard(&flush.reader, segment.offset, segment.len);
     let read = read_rows(scratch, into, path)?;
     if read != segment.rows {
         return Err(spill_err(
