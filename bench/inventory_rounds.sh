@@ -4,13 +4,18 @@
 #   bench/inventory_rounds.sh duckdb FORMAT ROUNDS        ours, DuckDB stateful, changes, count
 #   bench/inventory_rounds.sh ab FORMAT ROUNDS BIN_A BIN_B  two builds of the example (A/B)
 # Each of ours starts from a copy of day 1's state (kept as state-day1 by the first call).
-# See bench/README.md.
+# PAUSE=S waits S seconds before each timed run, of ours and of DuckDB's alike: this VM hands
+# memory freed for ~2 s back to its host (virtio-balloon free page reporting), and touching
+# such memory again costs ~1.7 ms of system time per MB, so a run that follows another
+# within a second starts on cheap memory and one after a pause on handed-back memory, as a
+# daily job does. See bench/README.md.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:?duckdb or ab}"
 format="${2:?csv or parquet}"
 rounds="${3:?rounds}"
 objects="${OBJECTS:-5000000}"
+pause="${PAUSE:-0}"
 base="$repo/bench/out/inventory/$format-$objects"
 python="$repo/.cache/venvs/bench/bin/python"
 example="${CARGO_TARGET_DIR:-$repo/target}/release/examples/inventory_bench"
@@ -29,6 +34,7 @@ ours() {
     rm -rf "$work/state" && cp -r "$base/state-day1" "$work/state"
     # The copy's dirty pages are written out before the clock starts, not during the run.
     sync
+    sleep "$pause"
     /usr/bin/time -f "%U" -o "$work/time" "$1" --dest "$base/dest" --state "$work/state" --threads 2 \
         --report 2024-01-03T00-00Z >"$work/out"
     "$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["total_s"], round(d["peak_rss_mib"]), open(sys.argv[2]).read().strip())' \
@@ -38,6 +44,7 @@ ours() {
 duck() {
     rm -rf "$work/duck"
     sync
+    sleep "$pause"
     "$python" "$repo/bench/inventory_duckdb.py" "$base/dest" "$day1" "$day2" "$@" |
         "$python" -c 'import json,sys; d=json.load(sys.stdin); print(d["total_s"], d["peak_rss_mib"])'
 }
