@@ -170,7 +170,8 @@ fn open_existing(path: &Path) -> io::Result<File> {
 #[cfg(target_os = "linux")]
 fn direct_flag(options: &mut OpenOptions) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    options.custom_flags(libc::O_DIRECT);
+    // The flag's bits, from the crate the other file system calls go through.
+    options.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
     Ok(())
 }
 
