@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -133,7 +134,12 @@ impl InventoryRows for ParquetRecords {
             // Types from the Parquet schema alone: an Arrow schema a writer embedded could ask
             // for dictionaries or views, which would take the slower text-form path.
             let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-            ArrowReaderMetadata::try_new(metadata, options).map_err(|e| e.to_string())
+            let plain =
+                ArrowReaderMetadata::try_new(metadata.clone(), options.clone()).map_err(|e| e.to_string())?;
+            // Few-valued text columns as dictionaries: their values are parsed once a batch,
+            // not copied out and parsed for every row. Where the decoder refuses that, as read.
+            let Some(schema) = with_dictionaries(plain.schema(), &self.columns) else { return Ok(plain) };
+            Ok(ArrowReaderMetadata::try_new(metadata, options.with_schema(schema)).unwrap_or(plain))
         })
         .ok();
         while self.next_group < self.reader.num_row_groups() {
@@ -175,6 +181,46 @@ impl InventoryRows for ParquetRecords {
         }
         Ok(count)
     }
+}
+
+/// `schema` (a flat file's, whose fields are `columns`) with the text fields of few-valued
+/// columns read as dictionaries; `None` if there are none.
+fn with_dictionaries(schema: &SchemaRef, columns: &[InventoryColumn]) -> Option<SchemaRef> {
+    use InventoryColumn as C;
+    let few_valued = |column: &InventoryColumn| {
+        matches!(
+            column,
+            C::Bucket
+                | C::StorageClass
+                | C::EncryptionStatus
+                | C::BucketKeyStatus
+                | C::ReplicationStatus
+                | C::ObjectLockMode
+                | C::ObjectLockLegalHoldStatus
+                | C::IntelligentTieringAccessTier
+                | C::ChecksumAlgorithm
+                | C::ObjectLockEventHoldStatus
+        )
+    };
+    if schema.fields().len() != columns.len() {
+        return None;
+    }
+    let mut changed = false;
+    let fields: Vec<ArrowField> = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(field, column)| {
+            if few_valued(column) && field.data_type() == &DataType::Utf8 {
+                changed = true;
+                let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                field.as_ref().clone().with_data_type(dictionary)
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    changed.then(|| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 /// How far Arrow's decoder read a row group.
@@ -605,6 +651,7 @@ mod tests {
     }";
 
     /// One fixture row: `None` is a null.
+    #[derive(Clone)]
     struct Row<'a> {
         key: &'a str,
         version: Option<&'a str>,
@@ -615,6 +662,8 @@ mod tests {
         encryption: Option<&'a str>,
         bucket_key: Option<&'a str>,
         etag: Option<&'a str>,
+        /// Read and checked, not kept by snapshots.
+        legal_hold: Option<&'a str>,
     }
 
     fn strings(values: Vec<Option<&str>>) -> (Vec<ByteArray>, Vec<i16>) {
@@ -624,8 +673,14 @@ mod tests {
 
     /// Writes `rows` with the AWS schema, Snappy as AWS does, `group_size` rows per row group.
     fn write(rows: &[Row], group_size: usize) -> Bytes {
+        write_encoded(rows, group_size, true)
+    }
+
+    /// [`write`], with dictionary-encoded pages or (`dictionaries` false) plain ones only.
+    fn write_encoded(rows: &[Row], group_size: usize, dictionaries: bool) -> Bytes {
         let schema = Arc::new(parquet::schema::parser::parse_message_type(AWS_SCHEMA).unwrap());
-        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        let props = Arc::new(props.set_dictionary_enabled(dictionaries).build());
         let mut buf = Vec::new();
         let mut writer = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
         for group in rows.chunks(group_size) {
@@ -680,6 +735,7 @@ mod tests {
                                 "version_id" => r.version,
                                 "encryption_status" => r.encryption,
                                 "bucket_key_status" => r.bucket_key,
+                                "object_lock_legal_hold_status" => r.legal_hold,
                                 "e_tag" => r.etag,
                                 "storage_class" => Some("STANDARD"),
                                 _ => None,
@@ -732,6 +788,7 @@ mod tests {
             encryption: None,
             bucket_key: None,
             etag: None,
+            legal_hold: None,
         }
     }
 
@@ -825,6 +882,7 @@ mod tests {
                 encryption: Some("sse-kms"),
                 bucket_key: Some("Enabled"),
                 etag: Some("\"d41d8cd98f00b204e9800998ecf8427e\""),
+                legal_hold: Some("ON"),
                 ..row("a b/+%c")
             },
             Row { encryption: Some("SSE-FUTURE"), etag: Some("abc-2"), ..row("\u{65e5}\u{672c}") },
@@ -837,13 +895,26 @@ mod tests {
             assert_eq!((rows, error), expected_snapshot_rows(write(&good, group_size)));
         }
         // The first bad row ends the read with the error a record would have, rows before it
-        // read; a bad value in a column snapshots do not keep counts too.
-        for bad in [Row { size: Some(-5), ..row("neg") }, Row { bucket_key: Some("MAYBE"), ..row("bk") }] {
+        // read; a bad value in a column snapshots do not keep counts too. Bucket-key and
+        // legal-hold statuses are read as dictionaries, whose values are parsed once: a bad
+        // one is still the error of the row that holds it.
+        let bad_rows = [
+            Row { size: Some(-5), ..row("neg") },
+            Row { bucket_key: Some("MAYBE"), ..row("bk") },
+            Row { legal_hold: Some("MAYBE"), ..row("hold") },
+        ];
+        for (bad, dictionaries) in bad_rows.into_iter().flat_map(|bad| [(bad.clone(), true), (bad, false)]) {
             let rows = [row("first"), bad, row("never")];
-            let (read, error) = snapshot_rows(write(&rows, 2));
+            let (read, error) = snapshot_rows(write_encoded(&rows, 2, dictionaries));
             assert_eq!(read.len(), 1);
             assert_eq!(error.as_ref().map(RowError::code), Some("INVENTORY_INVALID_VALUE"));
-            assert_eq!((read, error), expected_snapshot_rows(write(&rows, 2)));
+            assert_eq!((read, error), expected_snapshot_rows(write_encoded(&rows, 2, dictionaries)));
+        }
+        // Pages written without dictionaries (a writer's choice, or its fallback for a column
+        // of many values) read the same.
+        for group_size in [1, 2, 10] {
+            let (rows, error) = snapshot_rows(write_encoded(&good, group_size, false));
+            assert_eq!((rows, error), expected_snapshot_rows(write(&good, group_size)));
         }
     }
 

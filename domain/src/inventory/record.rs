@@ -687,6 +687,59 @@ impl<'v> SnapshotRowBuilder<'v> {
     }
 }
 
+/// What [`SnapshotRowBuilder::set_text`] sets for one text value, worked out once for every
+/// row that holds the value: a few-valued column read as a Parquet dictionary is parsed per
+/// dictionary value, not per row ([`SnapshotRowBuilder::prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PreparedCell<'v> {
+    /// Nothing kept: an empty cell, or a valid cell of a column the snapshot drops.
+    Nothing,
+    Bucket(&'v str),
+    StorageClass(&'v str),
+    /// A known status (an `Other` status is set row by row: it owns its text).
+    Encryption(EncryptionStatus),
+    BucketKey(bool),
+}
+
+impl<'v> SnapshotRowBuilder<'v> {
+    /// What `set_text(column, value)` would set, or `None` where the value must be set row by
+    /// row: an invalid value (each row's error names the row), an unusual status, or a column
+    /// whose text sets something else (the key, the ETag, flags, numbers and times).
+    pub(crate) fn prepare(column: &InventoryColumn, value: &'v str) -> Option<PreparedCell<'v>> {
+        use InventoryColumn as C;
+        let mut scratch = SnapshotRowBuilder::new("", 0);
+        scratch.set_text(column, value).ok()?;
+        if value.is_empty() {
+            return Some(PreparedCell::Nothing);
+        }
+        match column {
+            C::Bucket => Some(PreparedCell::Bucket(value)),
+            C::StorageClass => Some(PreparedCell::StorageClass(value)),
+            C::EncryptionStatus => match scratch.row.encryption_status? {
+                EncryptionStatus::Other(_) => None,
+                status => Some(PreparedCell::Encryption(status)),
+            },
+            C::BucketKeyStatus => scratch.row.bucket_key_enabled.map(PreparedCell::BucketKey),
+            C::Key | C::ETag | C::IsLatest | C::IsDeleteMarker | C::Size | C::LastModifiedDate => None,
+            // Checked by `parse_text` above, and not stored.
+            _ => Some(PreparedCell::Nothing),
+        }
+    }
+
+    /// Sets a cell [`Self::prepare`]d from its value: as `set_text` with that value would.
+    #[inline]
+    pub(crate) fn set_prepared(&mut self, cell: &PreparedCell<'v>) {
+        let r = &mut self.row;
+        match cell {
+            PreparedCell::Nothing => {}
+            PreparedCell::Bucket(t) => r.bucket = Cow::Borrowed(t),
+            PreparedCell::StorageClass(t) => r.storage_class = Some(Cow::Borrowed(t)),
+            PreparedCell::Encryption(status) => r.encryption_status = Some(status.clone()),
+            PreparedCell::BucketKey(b) => r.bucket_key_enabled = Some(*b),
+        }
+    }
+}
+
 impl<'v> RowTarget<'v> for SnapshotRowBuilder<'v> {
     #[inline]
     fn ctx(&self) -> Ctx<'_> {
@@ -846,6 +899,50 @@ mod tests {
             let slow_result = slow.ctx().parse_text(&column, &value).map(|field| slow.store(&column, field));
             prop_assert_eq!(fast_result, slow_result);
             prop_assert_eq!(fast.row, slow.row);
+        }
+    }
+
+    proptest! {
+        /// A prepared cell (a dictionary value parsed once for all its rows) sets what the
+        /// value sets; a value that is not valid is never prepared, so each row holding it
+        /// gives its own error.
+        #[test]
+        fn prepared_cells_set_what_their_text_sets(
+            name in prop::sample::select(vec![
+                "Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker", "Size", "LastModifiedDate",
+                "ETag", "StorageClass", "ReplicationStatus", "EncryptionStatus", "BucketKeyStatus",
+                "ObjectLockMode", "ObjectLockLegalHoldStatus", "IntelligentTieringAccessTier",
+                "ChecksumAlgorithm", "ObjectLockRetainUntilDate", "SomethingNew",
+            ]),
+            value in prop_oneof![
+                Just(String::new()),
+                prop::sample::select(vec![
+                    "\"abc\"", "SSE-KMS", " sse-s3 ", "DSSE-KMS", "NOT-SSE", "SSE-FUTURE", "Enabled", "ENABLED",
+                    "DISABLED", "MAYBE", "true", "False", " 12 ", "-3", "2024-01-02T03:04:05.678Z", "STANDARD",
+                    "GLACIER_IR", "src-bucket",
+                ]).prop_map(String::from),
+                "\\PC{0,12}",
+            ],
+        ) {
+            let column = InventoryColumn::from_name(name);
+            let mut by_text = SnapshotRowBuilder::new("f", 7);
+            let text_result = by_text.set_text(&column, &value);
+            match SnapshotRowBuilder::prepare(&column, &value) {
+                Some(cell) => {
+                    prop_assert!(text_result.is_ok());
+                    let mut prepared = SnapshotRowBuilder::new("f", 7);
+                    prepared.set_prepared(&cell);
+                    prop_assert_eq!(prepared.row, by_text.row);
+                }
+                // Left to each row: invalid values, and the columns whose text is not few-valued
+                // or sets something other than text.
+                None => prop_assert!(
+                    text_result.is_err()
+                        || matches!(by_text.row.encryption_status, Some(EncryptionStatus::Other(_)))
+                        || ["Key", "ETag", "IsLatest", "IsDeleteMarker", "Size", "LastModifiedDate"].contains(&name),
+                    "{} {:?} not prepared", name, value
+                ),
+            }
         }
     }
 

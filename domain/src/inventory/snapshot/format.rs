@@ -448,6 +448,7 @@ impl Tagged {
     }
 
     /// How many bytes follow `tag`.
+    #[inline]
     fn body_len(self, tag: u64) -> Result<usize, String> {
         let n = tag >> 1;
         match (self, tag & 1) {
@@ -668,19 +669,30 @@ struct SliceReader<'a> {
 }
 
 impl<'a> SliceReader<'a> {
+    #[inline]
     fn byte(&mut self) -> Option<u8> {
         let b = *self.buf.get(self.at)?;
         self.at += 1;
         Some(b)
     }
 
+    /// Inlined for the one-byte case: most varints of an entry (lengths, tags) are one byte,
+    /// and the call was most of their cost where every entry's key is located (5M entries
+    /// read back twice on a day 2).
+    #[inline]
     fn varint(&mut self) -> Option<Result<u64, String>> {
-        // Most varints of an entry (lengths, tags) are one byte.
         let first = *self.buf.get(self.at)?;
         if first < 0x80 {
             self.at += 1;
             return Some(Ok(u64::from(first)));
         }
+        self.long_varint()
+    }
+
+    /// Out of line: inlined into every caller it made the entry parsers slower.
+    #[cold]
+    #[inline(never)]
+    fn long_varint(&mut self) -> Option<Result<u64, String>> {
         let mut v: u64 = 0;
         let mut shift = 0;
         while shift < 64 {
@@ -695,6 +707,7 @@ impl<'a> SliceReader<'a> {
     }
 
     /// A length-prefixed field's place in the slice.
+    #[inline]
     fn field(&mut self) -> Option<Result<std::ops::Range<usize>, String>> {
         let len = match self.varint()? {
             Ok(len) if len <= MAX_FIELD_LEN => len as usize,
@@ -709,6 +722,7 @@ impl<'a> SliceReader<'a> {
     }
 
     /// A tagged field ([`Tagged`]): its tag and the place of the bytes after it.
+    #[inline]
     fn tagged(&mut self, field: Tagged) -> Option<Result<(u64, std::ops::Range<usize>), String>> {
         let tag = match self.varint()? {
             Ok(tag) => tag,
