@@ -1,7 +1,9 @@
 //! The rows of an Arrow record batch, fed cell by cell to a [`RowTarget`]: how ORC files and
 //! the snapshot path of Parquet files reach the same builders as CSV rows.
 
-use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, LargeStringArray, RecordBatch, StringArray};
+use arrow::array::{
+    Array, AsArray, BinaryArray, BooleanArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
+};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
@@ -27,6 +29,8 @@ enum CellValues<'b> {
     /// Validated as UTF-8 by the decoder.
     Text(&'b StringArray),
     LargeText(&'b LargeStringArray),
+    /// Text read as views into the decoded pages (no copy into one buffer).
+    TextView(&'b StringViewArray),
     /// Not annotated as text: checked per cell, so a bad value is its row's error.
     Bytes(&'b BinaryArray),
     Bool(&'b BooleanArray),
@@ -61,6 +65,7 @@ impl<'b> BatchCells<'b> {
                 let values = match array.data_type() {
                     DataType::Utf8 => CellValues::Text(array.as_string::<i32>()),
                     DataType::LargeUtf8 => CellValues::LargeText(array.as_string::<i64>()),
+                    DataType::Utf8View => CellValues::TextView(array.as_string_view()),
                     DataType::Binary => CellValues::Bytes(array.as_binary::<i32>()),
                     DataType::Boolean => CellValues::Bool(array.as_boolean()),
                     DataType::Int32 => CellValues::Int32(array.as_primitive::<Int32Type>().values()),
@@ -163,6 +168,7 @@ impl<'b> ColumnCells<'b> {
         match &self.values {
             CellValues::Text(values) => target.set_text(column, values.value(row)),
             CellValues::LargeText(values) => target.set_text(column, values.value(row)),
+            CellValues::TextView(values) => target.set_text(column, values.value(row)),
             CellValues::Bytes(values) => match std::str::from_utf8(values.value(row)) {
                 Ok(text) => target.set_text(column, text),
                 Err(e) => Err(Box::new(target.ctx().invalid(column, format!("not UTF-8: {e}")))),

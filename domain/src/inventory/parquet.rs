@@ -137,8 +137,9 @@ impl InventoryRows for ParquetRecords {
             let plain =
                 ArrowReaderMetadata::try_new(metadata.clone(), options.clone()).map_err(|e| e.to_string())?;
             // Few-valued text columns as dictionaries: their values are parsed once a batch,
-            // not copied out and parsed for every row. Where the decoder refuses that, as read.
-            let Some(schema) = with_dictionaries(plain.schema(), &self.columns) else { return Ok(plain) };
+            // not copied out and parsed for every row; keys and ETags as views. Where the
+            // decoder refuses these types, the Parquet schema's.
+            let Some(schema) = snapshot_read_types(plain.schema(), &self.columns) else { return Ok(plain) };
             Ok(ArrowReaderMetadata::try_new(metadata, options.with_schema(schema)).unwrap_or(plain))
         })
         .ok();
@@ -184,8 +185,9 @@ impl InventoryRows for ParquetRecords {
 }
 
 /// `schema` (a flat file's, whose fields are `columns`) with the text fields of few-valued
-/// columns read as dictionaries; `None` if there are none.
-fn with_dictionaries(schema: &SchemaRef, columns: &[InventoryColumn]) -> Option<SchemaRef> {
+/// columns read as dictionaries, and keys and ETags as views into the decoded pages (not
+/// copied into one buffer: 6-8% of a reading thread); `None` if no field changes.
+fn snapshot_read_types(schema: &SchemaRef, columns: &[InventoryColumn]) -> Option<SchemaRef> {
     use InventoryColumn as C;
     let few_valued = |column: &InventoryColumn| {
         matches!(
@@ -215,6 +217,9 @@ fn with_dictionaries(schema: &SchemaRef, columns: &[InventoryColumn]) -> Option<
                 changed = true;
                 let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
                 field.as_ref().clone().with_data_type(dictionary)
+            } else if matches!(column, C::Key | C::ETag) && field.data_type() == &DataType::Utf8 {
+                changed = true;
+                field.as_ref().clone().with_data_type(DataType::Utf8View)
             } else {
                 field.as_ref().clone()
             }
