@@ -131,8 +131,8 @@ impl InventoryRows for ParquetRecords {
         // decode is read again by our column reader, which names the row and column at fault.
         let arrow = guarded(|| {
             let metadata = Arc::new(self.reader.metadata().clone());
-            // Types from the Parquet schema alone: an Arrow schema a writer embedded could ask
-            // for dictionaries or views, which would take the slower text-form path.
+            // Types from the Parquet schema, not from an Arrow schema a writer embedded: that
+            // could ask for types the cells take only in text form (a dictionary of other keys).
             let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
             let plain =
                 ArrowReaderMetadata::try_new(metadata.clone(), options.clone()).map_err(|e| e.to_string())?;
