@@ -873,25 +873,65 @@ mod tests {
         }
     }
 
+    /// A column and a text cell for the `set_text` properties: the kept columns, some dropped
+    /// ones and an unknown one; AWS's spellings, others, bad values and any text.
+    fn arb_text_cell() -> impl Strategy<Value = (&'static str, String)> {
+        let names = prop::sample::select(vec![
+            "Bucket",
+            "Key",
+            "VersionId",
+            "IsLatest",
+            "IsDeleteMarker",
+            "Size",
+            "LastModifiedDate",
+            "ETag",
+            "StorageClass",
+            "ReplicationStatus",
+            "EncryptionStatus",
+            "BucketKeyStatus",
+            "ObjectLockMode",
+            "ObjectLockLegalHoldStatus",
+            "IntelligentTieringAccessTier",
+            "ChecksumAlgorithm",
+            "ObjectLockRetainUntilDate",
+            "SomethingNew",
+        ]);
+        let values = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(vec![
+                "\"abc\"",
+                "\"\"",
+                "SSE-KMS",
+                " sse-s3 ",
+                "DSSE-KMS",
+                "NOT-SSE",
+                "SSE-FUTURE",
+                "Enabled",
+                "ENABLED",
+                "DISABLED",
+                "MAYBE",
+                "true",
+                "False",
+                "on",
+                " 12 ",
+                "-3",
+                "2024-01-02T03:04:05.678Z",
+                "STANDARD",
+                "GLACIER_IR",
+                "+",
+                "src-bucket",
+            ])
+            .prop_map(String::from),
+            "\\PC{0,12}",
+        ];
+        (names, values)
+    }
+
     proptest! {
         /// A snapshot row's `set_text`, which sets the kept text columns in place, ends where
         /// parsing the cell and storing the field does: the same row, or the same error.
         #[test]
-        fn snapshot_cells_are_set_as_parsed_then_stored(
-            name in prop::sample::select(vec![
-                "Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker", "Size", "LastModifiedDate",
-                "ETag", "StorageClass", "ReplicationStatus", "EncryptionStatus", "BucketKeyStatus",
-                "ObjectLockLegalHoldStatus", "ChecksumAlgorithm", "SomethingNew",
-            ]),
-            value in prop_oneof![
-                Just(String::new()),
-                prop::sample::select(vec![
-                    "\"abc\"", "\"\"", "SSE-KMS", " sse-s3 ", "DSSE-KMS", "NOT-SSE", "Enabled", "ENABLED", "DISABLED",
-                    "true", "False", "on", " 12 ", "-3", "2024-01-02T03:04:05.678Z", "STANDARD", "+",
-                ]).prop_map(String::from),
-                "\\PC{0,12}",
-            ],
-        ) {
+        fn snapshot_cells_are_set_as_parsed_then_stored((name, value) in arb_text_cell()) {
             let column = InventoryColumn::from_name(name);
             let mut fast = SnapshotRowBuilder::new("f", 7);
             let fast_result = fast.set_text(&column, &value);
@@ -907,23 +947,7 @@ mod tests {
         /// value sets; a value that is not valid is never prepared, so each row holding it
         /// gives its own error.
         #[test]
-        fn prepared_cells_set_what_their_text_sets(
-            name in prop::sample::select(vec![
-                "Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker", "Size", "LastModifiedDate",
-                "ETag", "StorageClass", "ReplicationStatus", "EncryptionStatus", "BucketKeyStatus",
-                "ObjectLockMode", "ObjectLockLegalHoldStatus", "IntelligentTieringAccessTier",
-                "ChecksumAlgorithm", "ObjectLockRetainUntilDate", "SomethingNew",
-            ]),
-            value in prop_oneof![
-                Just(String::new()),
-                prop::sample::select(vec![
-                    "\"abc\"", "SSE-KMS", " sse-s3 ", "DSSE-KMS", "NOT-SSE", "SSE-FUTURE", "Enabled", "ENABLED",
-                    "DISABLED", "MAYBE", "true", "False", " 12 ", "-3", "2024-01-02T03:04:05.678Z", "STANDARD",
-                    "GLACIER_IR", "src-bucket",
-                ]).prop_map(String::from),
-                "\\PC{0,12}",
-            ],
-        ) {
+        fn prepared_cells_set_what_their_text_sets((name, value) in arb_text_cell()) {
             let column = InventoryColumn::from_name(name);
             let mut by_text = SnapshotRowBuilder::new("f", 7);
             let text_result = by_text.set_text(&column, &value);
