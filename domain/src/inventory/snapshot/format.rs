@@ -627,7 +627,7 @@ pub(crate) fn common_prefix_from(a: &[u8], b: &[u8], from: usize) -> usize {
     // Fewer than 8 bytes left: the last 8 of both, overlapping bytes this call found equal, in
     // one load rather than a loop of byte compares (most keys end this way).
     if i < end
-        && end >= from + 8
+        && end.checked_sub(8).is_some_and(|last| last >= from)
         && let (Some(x), Some(y)) = (a[..end].last_chunk::<8>(), b[..end].last_chunk::<8>())
     {
         let diff = u64::from_be_bytes(*x) ^ u64::from_be_bytes(*y);
